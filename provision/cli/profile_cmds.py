@@ -1,0 +1,3 @@
+"""Commands for this area; see provision/cli/__init__.py."""
+
+COMMANDS: list = []

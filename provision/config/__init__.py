@@ -1,0 +1,46 @@
+"""Configuration files: YAML with a schema whose every error names file, line and fix."""
+
+from provision.config.errors import ConfigError, Mark
+from provision.config.schema import (
+    URL,
+    Any,
+    Bool,
+    Enum,
+    Field,
+    FilePath,
+    Int,
+    IPv4Addr,
+    IPv4Net,
+    List,
+    MacAddr,
+    Map,
+    Obj,
+    Section,
+    Size,
+    Str,
+    load_file,
+    load_text,
+)
+
+__all__ = [
+    "ConfigError",
+    "Mark",
+    "Any",
+    "Bool",
+    "Enum",
+    "Field",
+    "FilePath",
+    "IPv4Addr",
+    "IPv4Net",
+    "Int",
+    "List",
+    "MacAddr",
+    "Map",
+    "Obj",
+    "Section",
+    "Size",
+    "Str",
+    "URL",
+    "load_file",
+    "load_text",
+]

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (as root) for provision: the Debian tools its tests and lab use,
+# and a virtualenv at .venv with provision installed (non-editable, as users get it) plus test extras.
+# Idempotent: a second run only checks. Nothing here downloads outside Debian's and PyPI's registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One line per area, so that areas add what they need without editing each other's lines.
+PKGS_CORE="python3 python3-venv python3-pip git iproute2 procps psmisc kmod util-linux ca-certificates curl"
+PKGS_INSTALLER="busybox-static gdisk fdisk dosfstools mtools e2fsprogs squashfs-tools cpio xz-utils"
+PKGS_SERVE="dnsmasq isc-dhcp-client tftp-hpa atftp tftpd-hpa nginx-light ipxe"
+PKGS_VM="qemu-system-x86 qemu-system-arm ipxe-qemu ovmf qemu-efi-aarch64 linux-image-amd64 grub-efi-amd64-bin grub-pc-bin grub-common efibootmgr"
+PKGS_BMC="openipmi ipmitool"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs Debian packages and the tests create network namespaces)" >&2
+  exit 3
+fi
+export DEBIAN_FRONTEND=noninteractive
+want=$(echo $PKGS_CORE $PKGS_INSTALLER $PKGS_SERVE $PKGS_VM $PKGS_BMC)
+missing=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null | awk '$NF!="installed"{print $1}'; \
+          for p in $want; do dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done)
+missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
+if [ -n "${missing// }" ]; then
+  echo "setup: installing Debian packages: $missing"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# Debian's packaged daemons must not hold the ports our tests bind inside namespaces; they only
+# run in the host namespace, but a running tftpd-hpa/nginx/dnsmasq is noise nobody asked for.
+for svc in tftpd-hpa nginx dnsmasq; do
+  systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+done
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q '.[test]'
+echo "setup: ready (.venv/bin/provision $(.venv/bin/provision --version | awk '{print $NF}'))"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets up (scripts/setup.sh) and runs every test, the root/netns/QEMU ones included.
+# Inner loop without VMs: .venv/bin/python -m pytest -m "not vm"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# pytest exits 5 when it collected no test: set -e makes that a failure, as it must be.
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
