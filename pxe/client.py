@@ -10,6 +10,7 @@ import enum
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from typing import Protocol as _TypingProtocol
 
@@ -64,10 +65,22 @@ class BootDecision:
 
 @dataclass(frozen=True)
 class RenderedFile:
-    """A per-device file made by the policy (iPXE script, grub.cfg) instead of read from disk."""
+    """The policy's answer for one requested path, instead of the plain file tree.
 
-    content: bytes
-    content_type: str = "text/plain"
+    Either `content` (a per-device iPXE script or grub.cfg rendered in memory) or `path` (a file on
+    disk chosen per device, e.g. the ONIE installer for this switch's platform, sent with sendfile).
+    `found=False` is a deliberate "not here" (HTTP 404 / TFTP error 1): ONIE's name waterfall needs
+    it so that a switch moves on to the next name instead of taking another platform's installer.
+    """
+
+    content: bytes | None = None
+    path: Path | None = None
+    content_type: str = "application/octet-stream"
+    found: bool = True
+
+    @classmethod
+    def not_found(cls) -> RenderedFile:
+        return cls(found=False)
 
 
 @dataclass(frozen=True)
@@ -86,5 +99,5 @@ class Policy(_TypingProtocol):
     def decide(self, client: Client) -> BootDecision | None: ...
 
     def render(self, client: Client, path: str) -> RenderedFile | None:
-        """A per-device file for `path`, or None to fall back to the file tree."""
+        """A per-device answer for `path`, or None to fall back to the server's file tree."""
         ...
