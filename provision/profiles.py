@@ -1,22 +1,70 @@
-"""Hardware profiles: one YAML file per platform in hardware-profiles/, validated by a schema."""
+"""Hardware profiles: one YAML file per platform in hardware-profiles/, validated by a schema.
+
+A profile says what a machine is (ONIE platform, CPU arch, firmware), how to talk to it
+(serial console), and what its kernel needs (modules to load, modules to keep away, extra
+command line). Switch facts come from ONIE's own machine/<vendor>/<machine>/ tree; each shipped
+file cites its source in a comment at the top.
+
+Naming follows ONIE [build-config/Makefile: PLATFORM = $(ARCH)-$(MACHINE)-r$(MACHINE_REV)]:
+`machine` is ONIE's onie_machine, which by convention already starts with the vendor prefix
+(accton_as7712_32x, mlnx_msn2700, dell_z9100_c2538; the virtual kvm_x86_64 has none). So
+`onie_platform` must equal `<arch>-<machine>-r<revision>`; ONIE's discovery names use
+`<vendor>_<machine>`, which is this `machine`.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from provision import resources
-from provision.config import ConfigError, Enum, Field, Int, List, Obj, Str, load_file
+from provision.config import (
+    ConfigError,
+    Enum,
+    Field,
+    Int,
+    List,
+    Obj,
+    Size,
+    Str,
+    load_file,
+)
 
 ARCHES = ("x86_64", "arm64")
 FIRMWARES = ("uefi", "bios", "uboot")
+KINDS = ("switch", "server", "virtual")
+BMC_KINDS = ("none", "redfish", "ipmi", "qemu")
+PARTITION_TYPES = ("gpt", "msdos")
+# ONIE's build refuses any other SWITCH_ASIC_VENDOR [build-config/Makefile KNOWN_ASIC_VENDORS].
+# The value is the last-but-one fallback in the installer name waterfall, so a typo matters.
+KNOWN_ASIC_VENDORS = ("bcm", "bft", "cavium", "centec", "mlnx", "mvl", "nephos", "none", "qemu")
+# Rates a UART, GRUB `serial --speed` and the kernel's console= all accept.
+CONSOLE_SPEEDS = (9600, 19200, 38400, 57600, 115200)
+ENV_PROFILES_DIR = "PROVISION_PROFILES_DIR"
+
+_MODULE = Str(r"[A-Za-z0-9_-]+", "a kernel module name such as i2c_i801")
 
 CONSOLE = Obj(
     {
-        "device": Field(Str(r"tty[A-Za-z0-9]+", "a console device such as ttyS0"), required=True),
-        "speed": Field(Int(1200, 4000000), default=115200),
+        "device": Field(Str(r"tty[A-Za-z0-9]+", "a console device such as ttyS0 or ttyAMA0"), required=True),
+        "speed": Field(Int(1200, 4000000), default=115200, doc="baud rate"),
     },
     name="console",
+)
+
+DISK = Obj(
+    {
+        "device_hint": Field(Str(), doc="the usual install disk, e.g. /dev/sda or /dev/vda"),
+        "bus_path": Field(
+            Str(),
+            doc="a piece of the install disk's /sys/block/<dev>/device path, as ONIE's "
+            "installer.conf matches it (tells the internal disk from a USB stick)",
+        ),
+        "min_size": Field(Size()),
+    },
+    name="disk",
 )
 
 PROFILE = Obj(
@@ -24,35 +72,41 @@ PROFILE = Obj(
         "id": Field(
             Str(r"[a-z0-9][a-z0-9_.-]*", "an id of lower-case letters, digits, _ . -"), required=True
         ),
-        "kind": Field(Enum("switch", "server", "virtual"), required=True),
-        "vendor": Field(Str(), required=True),
-        "machine": Field(Str(r"[A-Za-z0-9_.-]+", "an ONIE machine name"), required=True),
+        "kind": Field(Enum(*KINDS), required=True),
+        "vendor": Field(Str(), required=True, doc="the maker, as people write it"),
+        "machine": Field(
+            Str(r"[A-Za-z0-9_.-]+", "an ONIE machine name such as accton_as7712_32x"),
+            required=True,
+            doc="ONIE's onie_machine (vendor prefix included)",
+        ),
         "revision": Field(Int(0, 255), default=0),
+        "vendor_id": Field(
+            Int(0, 0xFFFFFFFF), doc="IANA enterprise number (ONIE's VENDOR_ID, onie_vendor_id)"
+        ),
         "onie_platform": Field(
             Str(r"[a-z0-9_]+-[A-Za-z0-9_.-]+-r\d+", "an ONIE platform such as x86_64-accton_as7712_32x-r0"),
-            doc="`<arch>-<vendor>_<machine>-r<rev>` as ONIE's machine.conf spells it",
+            doc="`<arch>-<machine>-r<rev>` as ONIE's machine.conf spells it",
         ),
         "arch": Field(Enum(*ARCHES), required=True),
         "firmware": Field(Enum(*FIRMWARES), required=True),
+        "partition_type": Field(Enum(*PARTITION_TYPES), default="gpt"),
         "console": Field(CONSOLE, required=True),
-        "disk": Field(
-            Obj({"device_hint": Field(Str()), "min_size": Field(Str())}, name="disk"),
-            default=None,
-        ),
-        "switch_asic": Field(Str(), default=None),
+        "disk": Field(DISK, default=None),
+        "switch_asic": Field(Enum(*KNOWN_ASIC_VENDORS), default=None),
         "modules": Field(
             Obj(
                 {
-                    "load": Field(List(Str()), default_factory=list),
-                    "blacklist": Field(List(Str()), default_factory=list),
+                    "load": Field(List(_MODULE, unique=True), default_factory=list),
+                    "blacklist": Field(List(_MODULE, unique=True), default_factory=list),
                 },
                 name="modules",
             ),
             default=None,
         ),
         "cmdline": Field(Str(allow_empty=True), default=""),
-        "bmc": Field(Enum("none", "redfish", "ipmi", "qemu"), default="none"),
+        "bmc": Field(Enum(*BMC_KINDS), default="none"),
         "description": Field(Str(allow_empty=True), default=""),
+        "references": Field(List(Str()), default_factory=list, doc="where the facts come from"),
     },
     name="hardware profile",
 )
@@ -62,6 +116,11 @@ PROFILE = Obj(
 class Console:
     device: str
     speed: int = 115200
+
+    @property
+    def kernel_arg(self) -> str:
+        """`console=ttyS1,115200n8`: 8 data bits, no parity, as ONIE itself boots."""
+        return f"console={self.device},{self.speed}n8"
 
 
 @dataclass(frozen=True)
@@ -83,14 +142,71 @@ class HardwareProfile:
     bmc: str = "none"
     description: str = ""
     source: Path | None = field(default=None, compare=False)
+    vendor_id: int | None = None
+    partition_type: str = "gpt"
+    disk_bus_path: str | None = None
+    disk_min_size: int | None = None
+    references: tuple[str, ...] = ()
 
     @property
     def onie_arch(self) -> str:
-        """ONIE's spelling of the CPU arch (machine.conf onie_arch)."""
+        """ONIE's spelling of the CPU arch (machine.conf onie_arch; armv8a builds say arm64)."""
         return {"x86_64": "x86_64", "arm64": "arm64"}[self.arch]
+
+    @property
+    def vendor_machine(self) -> str:
+        """`<vendor>_<machine>` of ONIE's installer names: onie_machine itself."""
+        return self.machine
+
+    @property
+    def is_onie(self) -> bool:
+        return self.onie_platform is not None
+
+    def kernel_args(self) -> tuple[str, ...]:
+        """Kernel command-line words this hardware needs: console, blacklist, extra cmdline.
+
+        `module_blacklist=` is enforced by the kernel's own module loader (so it holds for
+        insmod and udev as well as modprobe); built-in drivers need `initcall_blacklist=`
+        in `cmdline` instead.
+        """
+        args = [self.console.kernel_arg]
+        if self.modules_blacklist:
+            args.append("module_blacklist=" + ",".join(self.modules_blacklist))
+        args.extend(self.cmdline.split())
+        return tuple(args)
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain data for --json (stable keys)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "vendor": self.vendor,
+            "machine": self.machine,
+            "revision": self.revision,
+            "vendor_id": self.vendor_id,
+            "onie_platform": self.onie_platform,
+            "arch": self.arch,
+            "firmware": self.firmware,
+            "partition_type": self.partition_type,
+            "console": {"device": self.console.device, "speed": self.console.speed},
+            "disk": {
+                "device_hint": self.disk_device_hint,
+                "bus_path": self.disk_bus_path,
+                "min_size": self.disk_min_size,
+            },
+            "switch_asic": self.switch_asic,
+            "modules": {"load": list(self.modules_load), "blacklist": list(self.modules_blacklist)},
+            "cmdline": self.cmdline,
+            "kernel_args": list(self.kernel_args()),
+            "bmc": self.bmc,
+            "description": self.description,
+            "references": list(self.references),
+            "source": str(self.source) if self.source else None,
+        }
 
 
 def load_profile(path: Path | str) -> HardwareProfile:
+    """Read and check one profile file; every error is a ConfigError with file:line:col."""
     data = load_file(path, PROFILE)
     modules = data["modules"] or {"load": [], "blacklist": []}
     disk = data["disk"] or {}
@@ -112,7 +228,17 @@ def load_profile(path: Path | str) -> HardwareProfile:
         bmc=data["bmc"],
         description=data["description"],
         source=Path(path),
+        vendor_id=data["vendor_id"],
+        partition_type=data["partition_type"],
+        disk_bus_path=disk.get("bus_path"),
+        disk_min_size=disk.get("min_size"),
+        references=tuple(data["references"]),
     )
+    _check(profile, data)
+    return profile
+
+
+def _check(profile: HardwareProfile, data) -> None:  # data: config Section
     if profile.onie_platform:
         arch = profile.onie_platform.split("-", 1)[0]
         if arch != profile.onie_arch:
@@ -127,19 +253,64 @@ def load_profile(path: Path | str) -> HardwareProfile:
                 f"platform {profile.onie_platform!r} does not end in -r{profile.revision} (revision)",
                 "make revision and the -rN suffix agree",
             )
+        expected = f"{profile.onie_arch}-{profile.machine}-r{profile.revision}"
+        if profile.onie_platform != expected:
+            raise data.error(
+                "onie_platform",
+                f"platform {profile.onie_platform!r} is not <arch>-<machine>-r<rev> = {expected!r}",
+                "set machine to ONIE's onie_machine (vendor prefix included), e.g. accton_as7712_32x",
+            )
     if profile.kind == "switch" and not profile.onie_platform:
         raise data.error(
             None,
             f"switch profile {profile.id!r} has no onie_platform",
-            "add onie_platform: <arch>-<vendor>_<machine>-r<rev>",
+            "add onie_platform: <arch>-<machine>-r<rev>",
         )
-    if Path(path).stem != profile.id:
+    if profile.kind == "switch" and not profile.switch_asic:
+        raise data.error(
+            None,
+            f"switch profile {profile.id!r} has no switch_asic",
+            "add switch_asic: (ONIE's SWITCH_ASIC_VENDOR in machine.make) " + ", ".join(KNOWN_ASIC_VENDORS),
+        )
+    if profile.firmware == "bios" and profile.arch != "x86_64":
+        raise data.error("firmware", "BIOS firmware exists only on x86_64", "use uefi or uboot")
+    if profile.firmware == "uboot" and profile.arch == "x86_64":
+        raise data.error("firmware", "x86_64 machines boot with BIOS or UEFI, not U-Boot", "use bios or uefi")
+    if profile.console.speed not in CONSOLE_SPEEDS:
+        raise data["console"].error(
+            "speed",
+            f"console speed {profile.console.speed} is not a standard rate",
+            "use one of " + ", ".join(map(str, CONSOLE_SPEEDS)),
+        )
+    both = sorted(set(profile.modules_load) & set(profile.modules_blacklist))
+    if both:
+        raise data["modules"].error(
+            "blacklist", f"module(s) both loaded and blacklisted: {', '.join(both)}", "keep each in one list"
+        )
+    if Path(str(data.mark.file)).stem != profile.id:
         raise data.error(
             "id",
-            f"id {profile.id!r} differs from the file name {Path(path).name!r}",
+            f"id {profile.id!r} differs from the file name {Path(str(data.mark.file)).name!r}",
             f"rename the file to {profile.id}.yml or change the id",
         )
-    return profile
+
+
+def profile_files(paths: list[Path]) -> list[Path]:
+    """Files named by `paths`: a folder gives its *.yml and *.yaml, a file itself."""
+    found: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            found.extend(sorted([*path.glob("*.yml"), *path.glob("*.yaml")]))
+        else:
+            found.append(path)
+    return found
+
+
+def env_folders() -> list[Path]:
+    """Folders named by $PROVISION_PROFILES_DIR (os.pathsep-separated)."""
+    raw = os.environ.get(ENV_PROFILES_DIR, "")
+    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
 
 
 class ProfileNotFound(LookupError):
@@ -147,19 +318,26 @@ class ProfileNotFound(LookupError):
 
 
 class ProfileRegistry:
-    """The shipped profiles plus any extra folders (later folders override earlier ones by id)."""
+    """The shipped profiles, then $PROVISION_PROFILES_DIR, then `folders`; later ones override by id."""
 
-    def __init__(self, folders: list[Path] | None = None):
-        self.folders = [resources.profiles_dir(), *(folders or [])]
+    def __init__(self, folders: list[Path] | None = None, use_env: bool = True):
+        extra = [*(env_folders() if use_env else []), *(Path(f) for f in folders or [])]
+        for folder in extra:
+            if not folder.is_dir():
+                raise ConfigError(
+                    None,
+                    f"profiles folder {folder} does not exist",
+                    f"create it or fix --profiles-dir / ${ENV_PROFILES_DIR}",
+                )
+        self.folders = [resources.profiles_dir(), *extra]
         self._profiles: dict[str, HardwareProfile] | None = None
 
     def _load(self) -> dict[str, HardwareProfile]:
         if self._profiles is None:
             found: dict[str, HardwareProfile] = {}
-            for folder in self.folders:
-                for path in sorted(Path(folder).glob("*.yml")):
-                    profile = load_profile(path)
-                    found[profile.id] = profile
+            for path in profile_files(self.folders):
+                profile = load_profile(path)
+                found[profile.id] = profile
             self._profiles = found
         return self._profiles
 
@@ -169,8 +347,6 @@ class ProfileRegistry:
     def get(self, profile_id: str) -> HardwareProfile:
         profiles = self._load()
         if profile_id not in profiles:
-            import difflib
-
             close = difflib.get_close_matches(profile_id, list(profiles), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ProfileNotFound(
@@ -178,5 +354,23 @@ class ProfileRegistry:
             )
         return profiles[profile_id]
 
+    def find_by_platform(self, onie_platform: str) -> HardwareProfile | None:
+        """The profile for an ONIE platform string as a switch reports it (DHCP option 60,
+        ONIE-* headers), or None. Matched exactly: ONIE spells platforms in lower case."""
+        for profile in self.all():
+            if profile.onie_platform == onie_platform:
+                return profile
+        return None
 
-__all__ = ["ConfigError", "HardwareProfile", "Console", "ProfileRegistry", "ProfileNotFound", "load_profile"]
+
+__all__ = [
+    "ConfigError",
+    "Console",
+    "HardwareProfile",
+    "KNOWN_ASIC_VENDORS",
+    "PROFILE",
+    "ProfileNotFound",
+    "ProfileRegistry",
+    "load_profile",
+    "profile_files",
+]
