@@ -279,14 +279,15 @@ def decode_value(code: int, raw: bytes) -> TlvValue:
 class TlvInfo:
     """A decoded (or to-be-encoded) TlvInfo block. `tlvs` never holds the CRC record.
 
-    After `decode`, `crc` is the stored CRC and `crc_valid` says whether it matched; an
-    object built by hand has crc None until encoded.
+    After `decode`, `crc` is the stored CRC, `crc_computed` the one the bytes give and
+    `crc_valid` whether they match; an object built by hand has crc None.
     """
 
     tlvs: tuple[Tlv, ...] = ()
     version: int = VERSION
     crc: int | None = field(default=None, compare=False)
     crc_valid: bool = field(default=True, compare=False)
+    crc_computed: int | None = field(default=None, compare=False)
 
     @classmethod
     def build(cls, values: Iterable[tuple[int | TlvCode, TlvValue]]) -> TlvInfo:
@@ -415,7 +416,7 @@ def decode(data: bytes, verify_crc: bool = True) -> TlvInfo:
             computed = zlib.crc32(data[: pos + 2])
             if crc != computed and verify_crc:
                 raise CrcMismatch(crc, computed, pos)
-            return TlvInfo(tuple(tlvs), version, crc=crc, crc_valid=crc == computed)
+            return TlvInfo(tuple(tlvs), version, crc=crc, crc_valid=crc == computed, crc_computed=computed)
         tlvs.append(Tlv(code, value))
         pos += 2 + length
     raise EepromError("the block has no CRC-32 TLV (0xFE) at its end", end)
