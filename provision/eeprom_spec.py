@@ -13,11 +13,16 @@ Keys are the snake_case names of onie.eeprom.TlvCode; records are written in fil
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
+import yaml
+
 from onie.eeprom import EepromError, Tlv, TlvCode, TlvInfo, VendorExtension
-from provision.config import ConfigError, Field, Int, List, MacAddr, Obj, Section, Str, load_file
+from provision.config import ConfigError, Field, Int, List, MacAddr, Mark, Obj, Section, Str, load_file
+from provision.config.schema import Context
 
 _TEXT = Str(allow_empty=False)
 
@@ -95,9 +100,35 @@ def spec_to_tlvinfo(data: Section, profile_platform: str | None = None) -> TlvIn
     return info
 
 
-def load_eeprom_spec(path: Path | str, profiles=None) -> TlvInfo:
-    """Read an EEPROM spec file; `profiles` (a ProfileRegistry) resolves `profile:`."""
+def apply_overrides(data: Section, overrides: Iterable[str]) -> None:
+    """`KEY=VALUE` strings (the CLI's --set) replace or add scalar keys, checked by the same
+    schema: one spec per product, the serial number and MAC per device."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in FIELDS or key == "vendor_extensions":
+            close = difflib.get_close_matches(key, list(FIELDS), n=1)
+            raise ConfigError(
+                None,
+                f"--set {item!r}: expected KEY=VALUE with KEY one of the spec's scalar keys",
+                f"did you mean {close[0]}?" if close else "e.g. --set serial_number=ABC123",
+            )
+        where = yaml.Mark("--set", 0, 0, 0, None, None)
+        node = yaml.ScalarNode("tag:yaml.org,2002:str", value, where, where)
+        try:
+            data[key] = FIELDS[key].schema.check(node, Context("--set"))
+        except ConfigError as exc:
+            raise ConfigError(None, f"--set {item!r}: {exc.message}", exc.fix) from None
+        # Keep the key's place in the file (records are written in file order), but point later
+        # errors about its value at the command line, not at the line it replaced.
+        data.key_marks[key] = Mark("--set", 1, 1)
+
+
+def load_eeprom_spec(path: Path | str, profiles=None, overrides: Iterable[str] = ()) -> TlvInfo:
+    """Read an EEPROM spec file; `profiles` (a ProfileRegistry) resolves `profile:`;
+    `overrides` are KEY=VALUE strings applied on top (see apply_overrides)."""
     data = load_file(path, EEPROM_SPEC)
+    apply_overrides(data, overrides)
     platform = None
     if data["profile"]:
         from provision.profiles import ProfileNotFound, ProfileRegistry
@@ -120,4 +151,4 @@ def load_eeprom_spec(path: Path | str, profiles=None) -> TlvInfo:
     return spec_to_tlvinfo(data, platform)
 
 
-__all__ = ["EEPROM_SPEC", "ConfigError", "load_eeprom_spec", "spec_to_tlvinfo"]
+__all__ = ["EEPROM_SPEC", "ConfigError", "apply_overrides", "load_eeprom_spec", "spec_to_tlvinfo"]

@@ -140,3 +140,39 @@ def test_spec_too_big_for_the_eeprom(tmp_path):
     spec.write_text("vendor_extensions:\n" + ext)
     with pytest.raises(ConfigError, match="at most 2048"):
         load_eeprom_spec(spec)
+
+
+def test_set_overrides_per_device_values_in_place(tmp_path):
+    out = tmp_path / "leaf2.eeprom"
+    res = run_cli(
+        "eeprom",
+        "encode",
+        str(EXAMPLE),
+        "-o",
+        str(out),
+        "--set",
+        "serial_number=LAB-LEAF-02",
+        "--set",
+        "base_mac=52:54:00:c6:12:02",
+        "--set",
+        "service_tag=T2",
+    )
+    assert res.returncode == 0, res.stderr
+    info = decode(out.read_bytes())
+    assert (info.serial_number, info.base_mac) == ("LAB-LEAF-02", "52:54:00:c6:12:02")
+    names = [t.name for t in info.tlvs]
+    assert names.index("serial_number") == 2 and names[-1] == "service_tag"
+
+
+@pytest.mark.parametrize(
+    ("item", "needle"),
+    [
+        ("mac_count=70000", "--set 'mac_count=70000': 70000 is out of range"),
+        ("serial=1", "did you mean serial_number"),
+        ("base_mac=01:00:5e:00:00:01", "--set:1:1: base_mac 01:00:5e:00:00:01 is all-zero or multicast"),
+    ],
+)
+def test_bad_set_is_an_input_error(tmp_path, item, needle):
+    res = run_cli("eeprom", "encode", str(EXAMPLE), "-o", str(tmp_path / "x"), "--set", item)
+    assert res.returncode == 2 and needle in res.stderr
+    assert not (tmp_path / "x").exists()

@@ -273,8 +273,18 @@ def _print_info(info: TlvInfo, name: str) -> None:
     default=None,
     help="Pad the image with 0xFF (erased EEPROM bytes) to this many bytes, e.g. 256 for a 24c02.",
 )
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set or replace one key of the spec (repeatable), e.g. --set serial_number=ABC123 "
+    "--set base_mac=52:54:00:00:00:02: one spec per product, these per device.",
+)
 @_profiles_dir_option
-def encode_cmd(spec: Path, output: Path, pad: int | None, profiles_dirs: tuple[Path, ...]) -> None:
+def encode_cmd(
+    spec: Path, output: Path, pad: int | None, overrides: tuple[str, ...], profiles_dirs: tuple[Path, ...]
+) -> None:
     """Encode a TlvInfo EEPROM image from a YAML spec (see examples/eeprom/kvm-leaf.yml).
 
     \b
@@ -288,7 +298,7 @@ def encode_cmd(spec: Path, output: Path, pad: int | None, profiles_dirs: tuple[P
     from provision.eeprom_spec import load_eeprom_spec
 
     registry = _registry(profiles_dirs)
-    info = load_eeprom_spec(spec, registry)
+    info = load_eeprom_spec(spec, registry, overrides)
     image = info.encode()
     if pad is not None:
         if pad < len(image):
