@@ -248,3 +248,70 @@ def test_too_much_data_for_2048_bytes_is_refused():
         encode(tlvs)
     fits = [Tlv(TlvCode.VENDOR_EXTENSION, b"\x00" * 255)] * 7 + [Tlv(TlvCode.SERVICE_TAG, b"x" * 220)]
     assert len(encode(fits)) == 11 + 7 * 257 + 222 + 6 == 2038
+
+
+# Real EEPROMs, as their own tools printed them. Each listing shows every record in storage
+# order with its length and the stored CRC-32; rebuilding the block from the printed values must
+# give the printed total length and CRC. Sources: an `onie-syseeprom` listing of an Edgecore
+# AS4224-52P in the DENT project's lab notes; a SONiC `decode-syseeprom` listing of an Accton
+# AS5712-54X quoted in a management-framework source comment; U-Boot's `tlv_eeprom` output in a
+# Milk-V Jupiter boot log (before and after it added a MAC).
+REAL_LISTINGS = [
+    (
+        [
+            (TlvCode.PRODUCT_NAME, "AS4224-52P-O-AC-F-EC"),
+            (TlvCode.PART_NUMBER, "F0LEC4224004Z"),
+            (TlvCode.SERIAL_NUMBER, "422452P2141017"),
+            (TlvCode.BASE_MAC, "98:19:2C:45:4D:00"),
+            (TlvCode.MANUFACTURE_DATE, "10/08/2021 17:32:03"),
+            (TlvCode.LABEL_REVISION, "R0CA"),
+            (TlvCode.PLATFORM_NAME, "arm64-accton_as4224_52t-r0"),
+            (TlvCode.ONIE_VERSION, "2020.02.00.09"),
+            (TlvCode.MAC_COUNT, 69),
+            (TlvCode.MANUFACTURER, "Accton"),
+            (TlvCode.COUNTRY_CODE, "TW"),
+            (TlvCode.VENDOR, "Edgecore"),
+            (TlvCode.DIAG_VERSION, "00.0c.01.00"),
+        ],
+        176,
+        0x697F9F3C,
+    ),
+    (
+        [
+            (TlvCode.MANUFACTURE_DATE, "06/16/2016 14:01:49"),
+            (TlvCode.DIAG_VERSION, "2.0.1.4"),
+            (TlvCode.LABEL_REVISION, "R01J"),
+            (TlvCode.MANUFACTURER, "Accton"),
+            (TlvCode.COUNTRY_CODE, "TW"),
+            (TlvCode.BASE_MAC, "CC:37:AB:EC:D9:B2"),
+            (TlvCode.SERIAL_NUMBER, "571254X1625041"),
+            (TlvCode.PART_NUMBER, "FP1ZZ5654002A"),
+            (TlvCode.PRODUCT_NAME, "5712-54X-O-AC-B"),
+            (TlvCode.MAC_COUNT, 74),
+            (TlvCode.VENDOR, "Edgecore"),
+            (TlvCode.PLATFORM_NAME, "x86_64-accton_as5712_54x-r0"),
+            (TlvCode.ONIE_VERSION, "20170619-debug"),
+        ],
+        169,
+        0x5B1B4944,
+    ),
+    ([(TlvCode.PRODUCT_NAME, "k1-x_milkv-jupiter")], 26, 0x4216DFE2),
+    (
+        [
+            (TlvCode.PRODUCT_NAME, "k1-x_milkv-jupiter"),
+            (TlvCode.BASE_MAC, "FE:FE:FE:8B:BB:C3"),
+            (TlvCode.MAC_COUNT, 2),
+        ],
+        38,
+        0xA50E5DD5,
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "total", "crc"), REAL_LISTINGS)
+def test_real_eeprom_listings_reproduce_their_printed_crc(values, total, crc):
+    raw = TlvInfo.build(values).encode()
+    assert struct.unpack(">H", raw[9:11])[0] == total
+    assert struct.unpack(">I", raw[-4:])[0] == crc == crc32_bitwise(raw[:-4])
+    back = decode(raw)
+    assert back.crc == crc and back.crc_valid
