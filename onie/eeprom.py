@@ -203,7 +203,7 @@ class Tlv:
 
     @property
     def text(self) -> str:
-        """The value as onie-syseeprom shows it."""
+        """The value for people: text as stored, MAC as aa:bb:.., numbers in decimal, CRC in hex."""
         value = self.typed
         if self.code == TlvCode.CRC_32 and isinstance(value, int):
             return f"0x{value:08X}"
