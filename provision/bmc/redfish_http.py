@@ -111,7 +111,7 @@ class RedfishHttp:
         base_url: str,
         credentials: Credentials,
         *,
-        tls: TlsPolicy = TlsPolicy(),
+        tls: TlsPolicy | None = None,
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
         task_timeout: float = 600.0,
@@ -135,7 +135,7 @@ class RedfishHttp:
                 "Accept": "application/json",
             }
         )
-        configure_session(self.session, tls, host=self.host)
+        configure_session(self.session, tls or TlsPolicy(), host=self.host)
         self.auth_mode: str | None = None  # "session" or "basic"
         self._session_uri: str | None = None
         self.root: dict = {}
