@@ -135,6 +135,9 @@ class RedfishHttp:
                 "Accept": "application/json",
             }
         )
+        # No proxies, .netrc or REQUESTS_CA_BUNDLE from the environment: a BMC is reached
+        # directly and verified only as this target's TLS policy says.
+        self.session.trust_env = False
         configure_session(self.session, tls or TlsPolicy(), host=self.host)
         self.auth_mode: str | None = None  # "session" or "basic"
         self._session_uri: str | None = None
@@ -360,6 +363,6 @@ def _reason(exc: Exception) -> str:
         if marker in text:
             # Keep the sentence around the marker, drop urllib3's pool repr noise.
             i = text.find(marker)
-            tail = text[i:].split("'")[0].split(")")[0]
+            tail = text[i:].split("'")[0].split(" (_ssl")[0].split(")")[0]
             return tail.strip().rstrip(".,")
     return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,16 @@ class _PinnedAdapter(HTTPAdapter):
         return super().init_poolmanager(*args, **kwargs)
 
 
+def system_trust_store() -> str | bool:
+    """The operating system's CA bundle (Debian: /etc/ssl/certs/ca-certificates.crt), where
+    `requests` alone would use certifi's copy: site CAs for BMCs are installed system-wide."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, paths.capath, paths.openssl_capath):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return True
+
+
 def configure_session(session: requests.Session, policy: TlsPolicy, *, host: str) -> None:
     """Set `session.verify` and adapters according to the policy."""
     if policy.fingerprint:
@@ -74,7 +85,7 @@ def configure_session(session: requests.Session, policy: TlsPolicy, *, host: str
         log.warning("%s: TLS certificate NOT verified (insecure chosen for this BMC)", host)
         session.verify = False
     else:
-        session.verify = True
+        session.verify = system_trust_store()
     if session.verify is False:
         # The choice was made explicitly (pin or insecure) and logged once above; a warning per
         # request would bury the output.

@@ -154,7 +154,7 @@ def resolve_targets(
         for url in bmc_urls:
             out.append(
                 make_target(
-                    url,
+                    url.split("://", 1)[-1].rstrip("/"),
                     url,
                     username=username,
                     password_env=password_env,
