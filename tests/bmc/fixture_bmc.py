@@ -41,6 +41,7 @@ class Quirks:
     reset_as_task: bool = False  # Reset answers 202 + task monitor
     task_polls: int = 2  # monitor answers 202 this many times before the Task
     task_fails: bool = False
+    barrier: threading.Barrier | None = None  # hold the first GET of the root until N clients wait
 
 
 @dataclass
@@ -179,6 +180,11 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
         path = self.path.split("?")[0]
+        if q.barrier is not None and method == "GET" and path.rstrip("/") == ROOT:
+            try:
+                q.barrier.wait()
+            except threading.BrokenBarrierError:
+                return self._send(503, _err("Fixture.1.0.NotConcurrent", "the other client never came"))
         with b._lock:
             b.requests.append(Seen(method, path, dict(self.headers), body))
             if path.rstrip("/") == ROOT and method == "GET":
