@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
 import json
+import threading
 
 import pytest
 
+from provision.bmc import make_target, open_driver
 from tests.bmc.certs import make_pki
 from tests.bmc.emulator import sushy_emulator
 from tests.support.cli import run_cli
@@ -126,3 +130,46 @@ def test_debug_output_never_contains_the_password(emu):
     assert r.returncode == 0, r.stderr
     assert "DEBUG" in r.stderr  # -vv really logged the requests
     no_secret(r)
+
+
+def test_virtual_media_insert_and_eject(emu, tmp_path, monkeypatch):
+    e, pki = emu
+    (tmp_path / "boot.iso").write_bytes(b"\0" * 4096)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    image = f"http://127.0.0.1:{httpd.server_port}/boot.iso"
+    monkeypatch.setenv("EMU_PW", PASSWORD)
+    target = make_target("emu", e.url, username=e.username, password_env="EMU_PW", ca_cert=pki.ca_cert)
+    try:
+        with open_driver(target) as d:
+            d.insert_media(image)
+            slot = d._media_slot()
+            assert slot["Image"] == image and slot["Inserted"] is True
+            d.eject_media()
+            slot = d._media_slot()
+            assert not slot.get("Inserted") and not slot.get("Image")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_inventory_tls_choices_per_device(emu, tmp_path):
+    e, pki = emu
+    url = e.url.replace("https://", "redfish://")
+    common = f"      url: {url}\n      username: admin\n      password_env: EMU_PW\n"
+    inv = tmp_path / "lab.yml"
+    inv.write_text(
+        "devices:\n"
+        f"  - name: pinned\n    bmc:\n{common}      fingerprint: 'sha256:{pki.fingerprint}'\n"
+        f"  - name: by-ca\n    bmc:\n{common}      ca_cert: {pki.ca_cert}\n"
+        f"  - name: lax\n    bmc:\n{common}      insecure: true\n"
+        f"  - name: strict\n    bmc:\n{common}"
+    )
+    r = run_cli("power", "status", "pinned", "by-ca", "lax", "strict", "-i", str(inv), "--json", env=ENV)
+    assert r.returncode == 4, r.stderr
+    ok = {x["name"]: x["ok"] for x in json.loads(r.stdout)["results"]}
+    assert ok == {"pinned": True, "by-ca": True, "lax": True, "strict": False}
+    # --insecure on the command line never loosens an inventory device
+    r = run_cli("power", "status", "strict", "-i", str(inv), "--insecure", env=ENV)
+    assert r.returncode == 2 and "insecure: true" in r.stderr

@@ -119,6 +119,12 @@ def resolve_targets(
                     f"pass -i lab.yml or export {INVENTORY_ENV}=lab.yml, or use --bmc URL",
                     EXIT_INPUT,
                 )
+            if insecure:
+                raise CLIError(
+                    "--insecure applies to --bmc targets only, not to inventory devices",
+                    "set `insecure: true` in that device's bmc: block (a per-BMC choice), or pass --ca-cert/--fingerprint",
+                    EXIT_INPUT,
+                )
             from provision.inventory import load_inventory
 
             inv = load_inventory(inventory)
