@@ -214,3 +214,42 @@ def test_closed_port_is_unreachable(pw_env):
     port = free_port()
     with pytest.raises(Unreachable, match="Connection refused"), driver(f"redfish+http://127.0.0.1:{port}"):
         pass
+
+
+def _patches(bmc):
+    return [r.body["Boot"] for r in bmc.requests if r.method == "PATCH"]
+
+
+def test_unchanged_enabled_is_not_resent_but_supermicro_gets_the_full_request(pw_env):
+    bmc, srv = serve()
+    bmc.boot["BootSourceOverrideEnabled"] = "Once"
+    with srv, driver(srv.url) as d:
+        d.boot_once(BootDevice.PXE)
+    assert _patches(bmc) == [{"BootSourceOverrideTarget": "Pxe"}]
+
+    bmc, srv = serve(manufacturer="Supermicro")
+    bmc.boot["BootSourceOverrideEnabled"] = "Once"
+    with srv, driver(srv.url) as d:
+        d.boot_once(BootDevice.PXE)
+    assert _patches(bmc) == [
+        {
+            "BootSourceOverrideTarget": "Pxe",
+            "BootSourceOverrideEnabled": "Once",
+            "BootSourceOverrideMode": "UEFI",
+        }
+    ]
+
+
+def test_mode_refused_sys444_retries_without_mode(pw_env):
+    bmc, srv = serve(refuse_mode=True)
+    with srv, driver(srv.url) as d:
+        result = d.boot_once(BootDevice.PXE, BootMode.UEFI)
+    assert [("BootSourceOverrideMode" in p) for p in _patches(bmc)] == [True, False]
+    assert result.applied and any("SYS444" in n for n in result.notes)
+
+
+def test_if_match_required_but_no_etag_offered_is_a_clear_error(pw_env):
+    bmc, srv = serve(require_if_match=True, no_etag=True)
+    with srv, driver(srv.url) as d, pytest.raises(BmcError, match="demands If-Match") as err:
+        d.boot_once(BootDevice.PXE)
+    assert err.value.status == 428 and err.value.message_id == "Base.1.8.PreconditionRequired"

@@ -183,19 +183,27 @@ class RedfishDriver:
             raise Unsupported(
                 f"{self.name}: boot device {device.value} not offered (BMC allows {', '.join(allowed or [])})"
             )
-        body = quirks.boot_override_body(target, mode, url, current=boot)
+        full = quirks.requires_full_boot_request(system.get("Manufacturer"))
+        body = quirks.boot_override_body(target, mode, url, current=boot, full=full)
         what = f"{self.name}: set one-time boot to {target}"
         settings = quirks.settings_path(system)
+        notes: list[str] = []
         try:
-            self.http.patch(self.system_path, body, what, etag=etag)
+            try:
+                self.http.patch(self.system_path, body, what, etag=etag)
+            except BmcError as exc:
+                refused = quirks.mode_refused(exc.message_id, exc.bmc_message)
+                if "BootSourceOverrideMode" not in body["Boot"] or not refused:
+                    raise
+                del body["Boot"]["BootSourceOverrideMode"]
+                notes.append(
+                    f"BMC refused BootSourceOverrideMode ({exc.message_id}); the BIOS keeps its mode"
+                )
+                log.info("%s: %s", self.name, notes[-1])
+                self.http.patch(self.system_path, body, what)
         except BmcError as exc:
             if settings and quirks.needs_settings_fallback(exc.message_id):
-                log.info(
-                    "%s: live Boot refused (%s); writing the Settings object %s",
-                    self.name,
-                    exc.message_id,
-                    settings,
-                )
+                log.info("%s: live Boot refused (%s); writing %s", self.name, exc.message_id, settings)
                 return self._boot_via_settings(settings, body, device, mode, what)
             raise
         missing = quirks.boot_applied(body, self._system())
@@ -203,18 +211,15 @@ class RedfishDriver:
         if hard:
             if settings:
                 log.info(
-                    "%s: PATCH accepted but %s not applied; writing the Settings object %s",
-                    self.name,
-                    ", ".join(hard),
-                    settings,
+                    "%s: PATCH accepted, %s not applied; writing %s", self.name, ", ".join(hard), settings
                 )
                 return self._boot_via_settings(settings, body, device, mode, what)
             raise BmcError(
                 f"{what}: the BMC accepted the change but reads back without {', '.join(hard)}",
                 fix="this firmware ignores the boot override; set the boot order in its web UI or update it",
             )
-        notes = tuple(f"BMC reports {k}={(self._soft_value(k))!r} after the change" for k in missing)
-        return BootResult(device=device, mode=mode, applied=True, notes=notes)
+        notes += [f"BMC reports {k}={self._soft_value(k)!r} after the change" for k in missing]
+        return BootResult(device=device, mode=mode, applied=True, notes=tuple(notes))
 
     def _soft_value(self, key: str) -> object:
         return (self._system().get("Boot") or {}).get(key)

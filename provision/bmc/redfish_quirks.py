@@ -118,20 +118,50 @@ BOOT_MODES = {BootMode.UEFI: "UEFI", BootMode.LEGACY: "Legacy"}
 
 # Messages that mean "this property cannot be written here, use the Settings object":
 # Dell iDRAC 10 answers PropertyNotWritable on /Systems/System.Embedded.1 Boot.
-SETTINGS_FALLBACK_MESSAGES = ("PropertyNotWritable", "PropertyValueNotInList", "ActionNotSupported", "SYS444")
+SETTINGS_FALLBACK_MESSAGES = ("PropertyNotWritable", "PropertyValueNotInList", "ActionNotSupported")
 
 
 def needs_settings_fallback(message_id: str | None) -> bool:
     return bool(message_id) and any(m in message_id for m in SETTINGS_FALLBACK_MESSAGES)
 
 
-def boot_override_body(target: str, mode: BootMode | None, url: str | None, *, current: dict) -> dict:
-    """The Boot PATCH body. BootSourceOverrideMode only when asked: HPE iLO 5/6 and Dell 13G
-    (SYS444) reject it; Supermicro X11 resets the mode unless it is sent every time, so the
-    caller passes --uefi/--legacy there. HttpBootUri only with UefiHttp."""
-    boot: dict = {"BootSourceOverrideTarget": target, "BootSourceOverrideEnabled": "Once"}
+# Supermicro X11/X12 reset the override unless the whole request (Target, Enabled and Mode) is
+# sent every time, and may answer 200 without applying a partial one (Ironic's
+# VENDORS_REQUIRING_FULL_BOOT_REQUEST).
+VENDORS_REQUIRING_FULL_BOOT_REQUEST = ("supermicro",)
+
+# Dell iDRAC 13G refuses BootSourceOverrideMode with SYS444 (and some firmware with
+# PropertyNotWritable naming the property); the request then goes again without the mode.
+MODE_REFUSED_MESSAGES = ("SYS444",)
+
+
+def requires_full_boot_request(manufacturer: str | None) -> bool:
+    return bool(manufacturer) and any(v in manufacturer.lower() for v in VENDORS_REQUIRING_FULL_BOOT_REQUEST)
+
+
+def mode_refused(message_id: str | None, bmc_message: str | None) -> bool:
+    if message_id and any(m in message_id for m in MODE_REFUSED_MESSAGES):
+        return True
+    return bool(
+        message_id and "PropertyNotWritable" in message_id and "BootSourceOverrideMode" in (bmc_message or "")
+    )
+
+
+def boot_override_body(
+    target: str, mode: BootMode | None, url: str | None, *, current: dict, full: bool = False
+) -> dict:
+    """The Boot PATCH body. BootSourceOverrideMode only when asked (HPE iLO 5/6 and Dell 13G
+    reject it) or when the vendor needs the full request (then the current mode is repeated).
+    BootSourceOverrideEnabled is left out when it already reads Once: some BMCs reject setting
+    it to its current value (Ironic: "unchanged Enabled"), except where the full request is
+    required. HttpBootUri only with UefiHttp."""
+    boot: dict = {"BootSourceOverrideTarget": target}
+    if full or current.get("BootSourceOverrideEnabled") != "Once":
+        boot["BootSourceOverrideEnabled"] = "Once"
     if mode is not None:
         boot["BootSourceOverrideMode"] = BOOT_MODES[mode]
+    elif full and current.get("BootSourceOverrideMode"):
+        boot["BootSourceOverrideMode"] = current["BootSourceOverrideMode"]
     if url:
         boot["HttpBootUri"] = url
     return {"Boot": boot}

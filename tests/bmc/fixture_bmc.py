@@ -41,6 +41,9 @@ class Quirks:
     reset_as_task: bool = False  # Reset answers 202 + task monitor
     task_polls: int = 2  # monitor answers 202 this many times before the Task
     task_fails: bool = False
+    manufacturer: str = "Fixture Inc."
+    refuse_mode: bool = False  # 400 SYS444 when BootSourceOverrideMode is sent (Dell 13G)
+    no_etag: bool = False  # never hand out an ETag (with require_if_match: unusable -> 428)
     barrier: threading.Barrier | None = None  # hold the first GET of the root until N clients wait
 
 
@@ -91,9 +94,8 @@ class FixtureBmc:
             reset["ResetType@Redfish.AllowableValues"] = list(self.quirks.allowed_resets)
         data = {
             "@odata.id": self.sys_path,
-            "@odata.etag": self.etag(),
             "Id": self.quirks.system_id,
-            "Manufacturer": "Fixture Inc.",
+            "Manufacturer": self.quirks.manufacturer,
             "Model": "FX-1000",
             "SerialNumber": "FX123456",
             "BiosVersion": "2.4.1",
@@ -103,6 +105,8 @@ class FixtureBmc:
             "Actions": {"#ComputerSystem.Reset": reset},
             "EthernetInterfaces": {"@odata.id": f"{self.sys_path}/EthernetInterfaces"},
         }
+        if not self.quirks.no_etag:
+            data["@odata.etag"] = self.etag()
         if self.quirks.settings_object:
             data["@Redfish.Settings"] = {"SettingsObject": {"@odata.id": f"{self.sys_path}/SD"}}
         return data
@@ -231,7 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
                 data = b.get(path)
                 if data is None:
                     return self._send(404, _err("Base.1.8.ResourceMissingAtURI", f"{path} not found"))
-                return self._send(200, data, {"ETag": b.etag()} if path == b.sys_path else None)
+                etag = path.rstrip("/") == b.sys_path and not q.no_etag
+                return self._send(200, data, {"ETag": b.etag()} if etag else None)
             if method == "POST" and path == f"{b.sys_path}/Actions/ComputerSystem.Reset":
                 rt = (body or {}).get("ResetType")
                 if rt not in q.allowed_resets:
@@ -254,6 +259,11 @@ class _Handler(BaseHTTPRequestHandler):
                     if tag != f'"{b.etag_n}"':
                         return self._send(412, _err("Base.1.8.PreconditionFailed", "ETag mismatch"))
                 boot = (body or {}).get("Boot") or {}
+                if q.refuse_mode and "BootSourceOverrideMode" in boot:
+                    return self._send(
+                        400,
+                        _err("IDRAC.2.8.SYS444", "BootSourceOverrideMode is not supported on this system"),
+                    )
                 if path.endswith("/SD"):
                     b.pending_boot.update(boot)
                     return self._send(204)
