@@ -166,3 +166,43 @@ def test_inventory_schema_error_names_file_and_line(tmp_path):
     path.write_text("devices:\n  - name: a\n    bmc:\n      url: redfish://h\n      insecur: true\n")
     r = run_cli("power", "status", "a", "-i", str(path))
     assert r.returncode == 2 and "lab.yml:5" in r.stderr
+
+
+def test_progress_on_a_terminal(tmp_path):
+    # stderr on a pseudo-terminal switches the rich progress display on; stdout (a pipe) keeps
+    # the plain summary table.
+    import os
+    import pty
+    import subprocess
+
+    from tests.support.cli import cli_argv, cli_env
+
+    a, b = FixtureBmc(Quirks()), FixtureBmc(Quirks())
+    with FixtureServer(a) as sa, FixtureServer(b) as sb:
+        inv = inventory(tmp_path, {"p1": sa.url, "p2": sb.url})
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.run(
+                cli_argv("power", "on", "p1", "p2", "-i", inv),
+                env=cli_env(ENV),
+                stdout=subprocess.PIPE,
+                stderr=slave,
+                text=True,
+                timeout=120,
+            )
+            os.close(slave)
+            seen = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            os.close(master)
+    assert proc.returncode == 0
+    assert "2 ok, 0 failed" in proc.stdout
+    assert b"\x1b[" in seen  # the terminal got the progress display's control sequences
+    assert PASSWORD.encode() not in seen
