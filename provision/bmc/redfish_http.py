@@ -364,5 +364,5 @@ def _reason(exc: Exception) -> str:
             # Keep the sentence around the marker, drop urllib3's pool repr noise.
             i = text.find(marker)
             tail = text[i:].split("'")[0].split(" (_ssl")[0].split(")")[0]
-            return tail.strip().rstrip(".,\"")
+            return tail.strip().rstrip('.,"')
     return text
