@@ -253,3 +253,13 @@ def test_if_match_required_but_no_etag_offered_is_a_clear_error(pw_env):
     with srv, driver(srv.url) as d, pytest.raises(BmcError, match="demands If-Match") as err:
         d.boot_once(BootDevice.PXE)
     assert err.value.status == 428 and err.value.message_id == "Base.1.8.PreconditionRequired"
+
+
+def test_expired_session_logs_in_again_once(pw_env):
+    bmc, srv = serve(sessions=True, expire_sessions_after=3)
+    with srv:
+        with driver(srv.url) as d:
+            for _ in range(3):
+                assert d.power_state() is PowerState.OFF
+        assert bmc.sessions_expired == ["tok1"]
+        assert bmc.sessions_deleted == ["/redfish/v1/SessionService/Sessions/2"] and not bmc.sessions_live

@@ -149,13 +149,24 @@ class RedfishHttp:
         return path if urlsplit(path).netloc else urljoin(self.base_url + "/", path)
 
     def request(
-        self, method: str, path: str, *, json: Any = None, headers: dict | None = None
+        self, method: str, path: str, *, json: Any = None, headers: dict | None = None, reauth: bool = True
     ) -> requests.Response:
-        """Send one request, retrying per RETRY_RULES; no status check (see `call`)."""
+        """Send one request, retrying per RETRY_RULES; no status check (see `call`).
+
+        A 401 on a session that worked before means it expired (BMC idle timeouts are often a
+        few minutes): log in again, once, and repeat the request (sushy does the same)."""
         url = self.url(path)
         for attempt in range(1, 100):
             log.debug("%s: %s %s (attempt %d)", self.host, method, path, attempt)
             resp = self._send(method, url, json, headers)
+            if resp.status_code == 401 and reauth and self.auth_mode == "session":
+                reauth = False
+                log.info("%s: session rejected (expired?); logging in again", self.host)
+                self.session.headers.pop("X-Auth-Token", None)
+                self._session_uri = None
+                if self._create_session():
+                    continue
+                return resp
             body = _json(resp) if resp.status_code >= 400 else {}
             rule = next((r for r in RETRY_RULES if r.match(method, resp.status_code, body)), None)
             if rule is None or attempt >= rule.attempts:
@@ -303,21 +314,29 @@ class RedfishHttp:
         self.root = _json(self.call("GET", SERVICE_ROOT, "GET service root"))
         user = self._creds.username or ""
         pw = self._creds.password.reveal() if self._creds.password else ""
-        sessions = quirks.sessions_path(self.root)
-        if sessions:
-            resp = self.request("POST", sessions, json={"UserName": user, "Password": pw})
-            token = resp.headers.get("X-Auth-Token")
-            if resp.status_code in (200, 201) and token:
-                self.session.headers["X-Auth-Token"] = token
-                self._session_uri = resp.headers.get("Location") or _json(resp).get("@odata.id")
-                self.auth_mode = "session"
-                log.debug("%s: session created (%s)", self.host, self._session_uri)
-                return
-            if resp.status_code in (401, 403):
-                raise error_from_response(resp, f"{self.host}: login refused")
-            log.info("%s: session login answered %d; falling back to HTTP Basic", self.host, resp.status_code)
+        if self._create_session():
+            return
         self.session.auth = (user, pw)
         self.auth_mode = "basic"
+
+    def _create_session(self) -> bool:
+        sessions = quirks.sessions_path(self.root)
+        if not sessions:
+            return False
+        user = self._creds.username or ""
+        pw = self._creds.password.reveal() if self._creds.password else ""
+        resp = self.request("POST", sessions, json={"UserName": user, "Password": pw}, reauth=False)
+        token = resp.headers.get("X-Auth-Token")
+        if resp.status_code in (200, 201) and token:
+            self.session.headers["X-Auth-Token"] = token
+            self._session_uri = resp.headers.get("Location") or _json(resp).get("@odata.id")
+            self.auth_mode = "session"
+            log.debug("%s: session created (%s)", self.host, self._session_uri)
+            return True
+        if resp.status_code in (401, 403):
+            raise error_from_response(resp, f"{self.host}: login refused")
+        log.info("%s: session login answered %d; falling back to HTTP Basic", self.host, resp.status_code)
+        return False
 
     def logout(self) -> None:
         """DELETE the session; BMCs have few session slots (Dell RAC0218, Lenovo

@@ -44,6 +44,7 @@ class Quirks:
     manufacturer: str = "Fixture Inc."
     refuse_mode: bool = False  # 400 SYS444 when BootSourceOverrideMode is sent (Dell 13G)
     no_etag: bool = False  # never hand out an ETag (with require_if_match: unusable -> 428)
+    expire_sessions_after: int = 0  # drop a session token after this many uses (0: never)
     barrier: threading.Barrier | None = None  # hold the first GET of the root until N clients wait
 
 
@@ -65,6 +66,8 @@ class FixtureBmc:
     resets: list[str] = field(default_factory=list)
     sessions_live: set[str] = field(default_factory=set)
     sessions_deleted: list[str] = field(default_factory=list)
+    sessions_expired: list[str] = field(default_factory=list)
+    token_uses: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         self.sys_path = f"{ROOT}/Systems/{self.quirks.system_id}"
@@ -170,6 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
         b = self.bmc
         token = self.headers.get("X-Auth-Token")
         if token and token in b.sessions_live:
+            b.token_uses[token] = b.token_uses.get(token, 0) + 1
+            if b.quirks.expire_sessions_after and b.token_uses[token] > b.quirks.expire_sessions_after:
+                b.sessions_live.discard(token)
+                b.sessions_expired.append(token)
+                return False
             return True
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Basic "):
