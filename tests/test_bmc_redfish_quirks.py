@@ -263,3 +263,11 @@ def test_expired_session_logs_in_again_once(pw_env):
                 assert d.power_state() is PowerState.OFF
         assert bmc.sessions_expired == ["tok1"]
         assert bmc.sessions_deleted == ["/redfish/v1/SessionService/Sessions/2"] and not bmc.sessions_live
+
+
+def test_lenovo_reset_is_off_then_on(pw_env):
+    bmc, srv = serve(manufacturer="Lenovo")
+    bmc.power = "On"
+    with srv, driver(srv.url) as d:
+        d.set_power(PowerAction.RESET)
+    assert bmc.resets == ["ForceOff", "On"]

@@ -141,6 +141,9 @@ class RedfishDriver:
                     log.info("%s: %s refused (%s); ForceOff then On instead", self.name, reset_type, exc)
             self._off_then_on(target, allowed)
             return
+        if action is PowerAction.RESET and quirks.reset_as_off_on(system.get("Manufacturer")):
+            self._off_then_on(target, allowed)
+            return
         if reset_type is None:
             raise Unsupported(
                 f"{self.name}: no ResetType for {action.value} among {', '.join(allowed)}",

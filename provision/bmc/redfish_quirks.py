@@ -90,6 +90,15 @@ DEFAULT_RESET_TYPES = ("On", "ForceOff", "GracefulShutdown", "GracefulRestart", 
 RESET_NOT_IMPLEMENTED_STATUS = frozenset({400, 501})
 
 
+# Lenovo XCC: ForceRestart can leave some models hung in POST (REDFISH.md, seen by Ironic and
+# Metal3 users); ForceOff, wait for Off, then On is slower but always completes.
+VENDORS_RESET_AS_OFF_ON = ("lenovo",)
+
+
+def reset_as_off_on(manufacturer: str | None) -> bool:
+    return bool(manufacturer) and any(v in manufacturer.lower() for v in VENDORS_RESET_AS_OFF_ON)
+
+
 def allowed_reset_types(system: dict, action_info: dict | None) -> tuple[str, ...]:
     """ResetType@Redfish.AllowableValues on the action, else the ActionInfo's ResetType
     parameter (Supermicro X11/X12 only publish them through @Redfish.ActionInfo)."""
