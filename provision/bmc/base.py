@@ -130,7 +130,7 @@ class Unreachable(BmcError):
     """No connection: refused, no route, DNS, TLS verification failure."""
 
 
-class Timeout(BmcError):  # noqa: A001 - our own type, translated from library timeouts
+class Timeout(BmcError):
     """The BMC accepted the connection but did not answer in time, or a state never settled."""
 
 

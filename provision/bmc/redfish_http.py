@@ -189,7 +189,8 @@ class RedfishHttp:
 
     def _send(self, method: str, url: str, json: Any, headers: dict | None) -> requests.Response:
         # A reset connection is retried once: iLO 5 resets reused connections (REDFISH.md).
-        for attempt in (1, 2):
+        # Never for POST: an action (reset, insert media) may have run before the reset.
+        for attempt in (1, 2) if method != "POST" else (2,):
             try:
                 return self.session.request(
                     method, url, json=json, headers=headers, timeout=(self.connect_timeout, self.timeout)
