@@ -111,6 +111,8 @@ class IpmiDriver:
                 userid=self._creds.username or "",
                 password=self._creds.password.reveal() if self._creds.password else "",
                 port=self.port,
+                # One short run per CLI call: no background keepalive thread holding the session.
+                keepalive=False,
             )
         except pyghmi_exc.IpmiException as exc:
             raise _translate(self.name, exc, "IPMI session") from None
