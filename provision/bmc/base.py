@@ -151,6 +151,10 @@ class Driver(Protocol):
 
     def set_power(self, action: PowerAction) -> None: ...
 
+    def wait_power(self, want: PowerState, timeout: float) -> PowerState:
+        """Poll until the power state reads `want`; Timeout after `timeout` seconds."""
+        ...
+
     def boot_once(
         self, device: BootDevice, mode: BootMode | None = None, url: str | None = None
     ) -> BootResult: ...

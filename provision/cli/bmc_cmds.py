@@ -268,7 +268,7 @@ def _power_op(action: PowerAction | None, wait: bool, wait_timeout: float) -> Op
         driver.set_power(action)
         if wait:
             want = SETTLED_STATE[action]
-            state = driver.wait_power(want, wait_timeout)  # type: ignore[attr-defined]
+            state = driver.wait_power(want, wait_timeout)
             return f"{action.value}: {state.value}", {"action": action.value, "power_state": state.value}
         return f"{action.value} sent", {"action": action.value}
 
