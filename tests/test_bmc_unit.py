@@ -113,3 +113,11 @@ def test_make_target_schemes():
     assert make_target("d", "10.0.0.9").base_url == "https://10.0.0.9"
     with pytest.raises(TargetError, match="unknown BMC scheme"):
         make_target("e", "telnet://h")
+
+
+def test_both_drivers_satisfy_the_protocol():
+    from provision.bmc import Driver, open_driver
+
+    for url in ("redfish://198.18.0.5", "ipmi://198.18.0.6"):
+        drv = open_driver(make_target("t", url))  # not connected: constructing sends nothing
+        assert isinstance(drv, Driver)
