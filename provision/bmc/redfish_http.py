@@ -192,9 +192,15 @@ class RedfishHttp:
         # Never for POST: an action (reset, insert media) may have run before the reset.
         for attempt in (1, 2) if method != "POST" else (2,):
             try:
-                return self.session.request(
+                resp = self.session.request(
                     method, url, json=json, headers=headers, timeout=(self.connect_timeout, self.timeout)
                 )
+                # We ask for Connection: close, but BMCs (and http.server) close without saying
+                # so in the answer; urllib3 would then reuse a dead socket and the next request
+                # fails with RemoteDisconnected (iLO 5 answers reuse with a RST). The body is
+                # read already (no streaming), so drop pooled connections after every answer.
+                self.session.close()
+                return resp
             except requests.exceptions.SSLError as exc:
                 raise TlsError(
                     f"{self.host}: TLS verification failed: {_reason(exc)}",
