@@ -1,0 +1,38 @@
+"""BMC drivers (Redfish, IPMI) behind one small interface; see base.py."""
+
+from provision.bmc.base import (
+    AuthError,
+    BmcError,
+    BootDevice,
+    BootMode,
+    BootResult,
+    Driver,
+    Identity,
+    Nic,
+    PowerAction,
+    PowerState,
+    Timeout,
+    Unreachable,
+    Unsupported,
+)
+from provision.bmc.target import BmcTarget, TargetError, make_target, open_driver
+
+__all__ = [
+    "AuthError",
+    "BmcError",
+    "BmcTarget",
+    "BootDevice",
+    "BootMode",
+    "BootResult",
+    "Driver",
+    "Identity",
+    "Nic",
+    "PowerAction",
+    "PowerState",
+    "TargetError",
+    "Timeout",
+    "Unreachable",
+    "Unsupported",
+    "make_target",
+    "open_driver",
+]

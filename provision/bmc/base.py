@@ -1,0 +1,172 @@
+"""The BMC driver interface: our own enums, dataclasses and errors (Ironic style).
+
+Drivers (Redfish, IPMI) speak these types only; library errors (requests, pyghmi) are translated
+into the errors below once, at the driver boundary, so the CLI and rollouts never see a
+`requests.ConnectionError` or a pyghmi `IpmiException`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class PowerState(enum.Enum):
+    ON = "on"
+    OFF = "off"
+    POWERING_ON = "powering-on"
+    POWERING_OFF = "powering-off"
+    UNKNOWN = "unknown"
+
+
+class PowerAction(enum.Enum):
+    ON = "on"
+    OFF = "off"  # hard off (ForceOff)
+    GRACEFUL_OFF = "graceful-off"  # ACPI shutdown request
+    CYCLE = "cycle"  # off, then on
+    RESET = "reset"  # warm reset when on; power on when off (Ironic's reboot)
+
+
+# What the machine's power state should be once an action has settled (for --wait).
+SETTLED_STATE = {
+    PowerAction.ON: PowerState.ON,
+    PowerAction.OFF: PowerState.OFF,
+    PowerAction.GRACEFUL_OFF: PowerState.OFF,
+    PowerAction.CYCLE: PowerState.ON,
+    PowerAction.RESET: PowerState.ON,
+}
+
+
+class BootDevice(enum.Enum):
+    PXE = "pxe"
+    HTTP = "http"  # UEFI HTTP boot, optionally with a URL
+    DISK = "disk"
+    CD = "cd"
+
+
+class BootMode(enum.Enum):
+    UEFI = "uefi"
+    LEGACY = "legacy"
+
+
+@dataclass(frozen=True)
+class Nic:
+    name: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a BMC says about its machine; enough to fill an inventory entry."""
+
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    bios_version: str | None = None
+    uuid: str | None = None
+    power_state: PowerState = PowerState.UNKNOWN
+    nics: tuple[Nic, ...] = ()
+    system_path: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "manufacturer": self.manufacturer,
+            "model": self.model,
+            "serial": self.serial,
+            "bios_version": self.bios_version,
+            "uuid": self.uuid,
+            "power_state": self.power_state.value,
+            "nics": [{"name": n.name, "mac": n.mac} for n in self.nics],
+            "system": self.system_path,
+        }
+
+
+@dataclass(frozen=True)
+class BootResult:
+    """What a boot-once request achieved: where it was written and what the BMC reads back."""
+
+    device: BootDevice
+    mode: BootMode | None
+    applied: bool  # read back as set on the live resource
+    pending: bool = False  # written to a @Redfish.Settings object: applies at next reset
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class BmcError(Exception):
+    """The BMC refused or failed. Carries the BMC's own MessageId and Message when it sent them."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        message_id: str | None = None,
+        bmc_message: str | None = None,
+        status: int | None = None,
+        fix: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.message_id = message_id
+        self.bmc_message = bmc_message
+        self.status = status
+        self.fix = fix
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.message_id or self.bmc_message:
+            text += f" [{self.message_id or '?'}: {self.bmc_message or ''}]".rstrip()
+        return text
+
+
+class AuthError(BmcError):
+    """Credentials refused (HTTP 401/403, IPMI RAKP failure)."""
+
+
+class Unreachable(BmcError):
+    """No connection: refused, no route, DNS, TLS verification failure."""
+
+
+class Timeout(BmcError):
+    """The BMC accepted the connection but did not answer in time, or a state never settled."""
+
+
+class Unsupported(BmcError):
+    """This driver or this BMC cannot do the requested operation."""
+
+
+# --- the driver protocol -----------------------------------------------------------------------
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """One BMC. Use as a context manager: `close()` logs out (Redfish session DELETE)."""
+
+    name: str
+
+    def power_state(self) -> PowerState: ...
+
+    def set_power(self, action: PowerAction) -> None: ...
+
+    def wait_power(self, want: PowerState, timeout: float) -> PowerState:
+        """Poll until the power state reads `want`; Timeout after `timeout` seconds."""
+        ...
+
+    def boot_once(
+        self, device: BootDevice, mode: BootMode | None = None, url: str | None = None
+    ) -> BootResult: ...
+
+    def identity(self) -> Identity: ...
+
+    def insert_media(self, image_url: str) -> None: ...
+
+    def eject_media(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Driver: ...
+
+    def __exit__(self, *exc: object) -> None: ...
