@@ -28,8 +28,19 @@ NOS_LABELS = ["TNOS-BOOT", "TNOS-ROOT-A", "TNOS-ROOT-B", "TNOS-DATA"]
 @pytest.fixture(autouse=True)
 def _tools() -> None:
     require_root()
-    for tool in ("busybox", "sgdisk", "partx", "losetup", "mkfs.vfat", "mke2fs", "mcopy", "grub-install",
-                 "grub-mkimage", "grub-editenv", "debugfs"):
+    for tool in (
+        "busybox",
+        "sgdisk",
+        "partx",
+        "losetup",
+        "mkfs.vfat",
+        "mke2fs",
+        "mcopy",
+        "grub-install",
+        "grub-mkimage",
+        "grub-editenv",
+        "debugfs",
+    ):
         require_tool(tool)
 
 
@@ -91,7 +102,7 @@ def check_installed(disk: LoopDisk, firmware: str, tmp_path: Path) -> None:
     assert ext4_size(boot, "/grub/grubenv") == 1024
     assert ext4_size(boot, "/boot/vmlinuz") == (tmp_path / "spec" / "nos" / "vmlinuz").stat().st_size
     assert ext4_cat(boot, "/etc/extra.conf") == "extra=1\n"
-    assert ext4_cat(boot, "/boot/hook-ran").startswith(f"hook ran on loop")
+    assert ext4_cat(boot, "/boot/hook-ran").startswith("hook ran on loop")
 
 
 def esp_listing(disk: LoopDisk, path: str) -> str:
@@ -103,10 +114,17 @@ def test_install_keeps_onie_and_is_idempotent(tmp_path: Path, firmware: str) -> 
     path = make_installer(tmp_path)
     with onie_disk(tmp_path, firmware) as disk:
         onie_before = disk.hash_part(2)
-        entries_before = [(e.number, e.name, e.type_guid, e.attributes, e.first, e.last) for e in disk.entries()]
+        entries_before = [
+            (e.number, e.name, e.type_guid, e.attributes, e.first, e.last) for e in disk.entries()
+        ]
         if firmware == "uefi":
-            onie_loader_before = run("mtype", "-i", disk.part(1), "::/EFI/onie/grubx64.efi",
-                                     env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
+            onie_loader_before = run(
+                "mtype",
+                "-i",
+                disk.part(1),
+                "::/EFI/onie/grubx64.efi",
+                env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+            ).stdout
         root = fake_onie_root(tmp_path, "x86_64-kvm_x86_64-r0", firmware)
 
         first = install(path, disk, root)
@@ -124,8 +142,16 @@ def test_install_keeps_onie_and_is_idempotent(tmp_path: Path, firmware: str) -> 
             listing = esp_listing(disk, "::/EFI/tnos")
             assert "grubx64.efi" in listing.lower()
             assert "bootx64.efi" in esp_listing(disk, "::/EFI/BOOT").lower()  # fallback was absent
-            assert run("mtype", "-i", disk.part(1), "::/EFI/onie/grubx64.efi",
-                       env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout == onie_loader_before
+            assert (
+                run(
+                    "mtype",
+                    "-i",
+                    disk.part(1),
+                    "::/EFI/onie/grubx64.efi",
+                    env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+                ).stdout
+                == onie_loader_before
+            )
         else:
             assert entries_before[0][2] == GUID_BIOS_BOOT
             with open(disk.device, "rb") as f:
