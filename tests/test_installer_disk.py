@@ -16,7 +16,7 @@ import pytest
 from onie.installer import build
 from onie.layout import GUID_BIOS_BOOT, GUID_ESP, GUID_LINUX_FS, GUID_ONIE_BOOT
 from provision.switchspec import load_switch_spec
-from tests.installer_fixtures import KVM, templates, write_spec
+from tests.installer_fixtures import KVM, report_recorder, templates, write_spec
 from tests.support.disk import LoopDisk, fake_onie_root, onie_disk, run
 from tests.support.tools import require_root, require_tool
 
@@ -126,9 +126,20 @@ def test_install_keeps_onie_and_is_idempotent(tmp_path: Path, firmware: str) -> 
                 env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
             ).stdout
         root = fake_onie_root(tmp_path, "x86_64-kvm_x86_64-r0", firmware)
+        (root / "bin" / "wget").symlink_to(require_tool("busybox"))  # ONIE's wget is busybox's
 
-        first = install(path, disk, root)
+        with report_recorder() as (port, seen):
+            first = install(path, disk, root, onie_exec_url=f"http://127.0.0.1:{port}/onie-installer")
         assert first.returncode == 0, first.stdout + first.stderr
+        assert [(r["stage"], r["status"]) for r in seen] == [
+            ("started", "progress"),
+            ("verified", "progress"),
+            ("partitioned", "progress"),
+            ("payload", "progress"),
+            ("bootloader", "progress"),
+            ("complete", "ok"),
+        ]
+        assert seen[-1]["message"] == f"installed on {disk.device}"
         assert "[6/6] tnos 2.1.0 installed" in first.stdout
         disk.ensure_nodes()
         assert disk.hash_part(2) == onie_before  # ONIE-BOOT: byte for byte
