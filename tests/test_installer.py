@@ -270,3 +270,24 @@ def test_inspect_refuses_a_file_that_is_not_an_installer(tmp_path: Path) -> None
     junk.write_bytes(b"\x7fELF not a script")
     result = run_cli("inspect", str(junk))
     assert result.returncode == 2 and "does not start with #!" in result.stderr
+
+
+def test_progress_callback_counts_every_payload_byte(tmp_path: Path) -> None:
+    spec = load_switch_spec(write_spec(tmp_path / "spec")).spec
+    seen = []
+    result = build(spec, KVM, tmp_path / "x.bin", templates(), progress=seen.append)
+    total = sum(
+        (tmp_path / "spec" / "nos" / n).stat().st_size for n in ("vmlinuz", "initrd.img", "rootfs.squashfs")
+    )
+    total += (tmp_path / "spec" / "nos" / "extra.conf").stat().st_size
+    assert seen[-1].done == seen[-1].total == total
+    assert [s.done for s in seen] == sorted(s.done for s in seen)
+    assert result.size == result.path.stat().st_size
+
+
+def test_header_help_and_bad_arguments(tmp_path: Path) -> None:
+    path = built(tmp_path)
+    helped = run_sh(path, "--help")
+    assert helped.returncode == 0 and "--extract DIR" in helped.stdout and "TESTS ONLY" in helped.stdout
+    bad = run_sh(path, "--bogus")
+    assert bad.returncode == 2 and "unknown argument: --bogus" in bad.stderr
