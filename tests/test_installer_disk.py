@@ -221,3 +221,26 @@ def test_failing_hook_exits_non_zero_and_keeps_onie(tmp_path: Path) -> None:
         assert disk.hash_part(2) == onie_before
         with open(disk.device, "rb") as f:
             assert f.read(512) == mbr_before  # the bootloader stage never ran
+
+
+def test_rootfs_without_its_own_partition_goes_into_the_boot_partition_as_a_file(tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "spec")
+    text = spec_path.read_text().replace(
+        "  - label: TNOS-ROOT\n    size: 8M\n    role: rootfs\n    ab: true\n", ""
+    )
+    spec_path.write_text(text)
+    spec = load_switch_spec(spec_path).spec
+    assert spec.layout.rootfs is None and spec.rootfs is not None
+    (tmp_path / "out").mkdir()
+    path = build(spec, KVM, tmp_path / "out" / "x.bin", templates()).path
+    with onie_disk(tmp_path, "bios") as disk:
+        result = install(path, disk, fake_onie_root(tmp_path, "x86_64-kvm_x86_64-r0", "bios"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert [e.name for e in disk.entries()][2:] == ["TNOS-BOOT", "TNOS-DATA"]
+        disk.ensure_nodes()
+        boot = disk.part(disk.by_name("TNOS-BOOT").number)
+        image = tmp_path / "spec" / "nos" / "rootfs.squashfs"
+        assert ext4_size(boot, "/boot/rootfs.squashfs") == image.stat().st_size
+        dumped = tmp_path / "dumped.squashfs"
+        run("debugfs", "-R", f"dump /boot/rootfs.squashfs {dumped}", boot)
+        assert dumped.read_bytes() == image.read_bytes()
