@@ -1,13 +1,15 @@
-"""The installer run by an ONIE-like QEMU guest (UEFI, OVMF), then the NOS booted from NVRAM.
+"""The installer run by an ONIE-like QEMU guest, then the NOS booted from the disk it wrote.
 
-This is the path the container cannot take: a kernel that mounts vfat, real efivars, so the
-install script uses grub-install --target=x86_64-efi into the mounted ESP and efibootmgr
---create. The guest is LAB.md's "ONIE-like" machine: the Debian kernel plus an initramfs with
-static busybox (sh, mount, tail, sha256sum, wget...) and the host's sgdisk, partx, mke2fs, blkid,
-grub-install, grub-editenv, efibootmgr with their libraries and GRUB's module folders. Its /init
-writes a real /etc/machine.conf and onie-sysinfo, mounts ONIE-BOOT as ONIE does (read-only here,
-so that its bytes stay comparable: an ext4 rw mount stamps the superblock), runs the
-installer with no test-only overrides, prints the exit code and powers off.
+UEFI (OVMF) is the path the container cannot take: a kernel that mounts vfat and real efivars, so
+the install script uses grub-install --target=x86_64-efi into the mounted ESP and efibootmgr
+--create, and the NOS boots from that NVRAM entry. BIOS (SeaBIOS): firmware detected by the
+absence of efivars, grub-install --target=i386-pc into the MBR. The guest is LAB.md's "ONIE-like"
+machine: the Debian kernel plus an initramfs with static busybox (sh, mount, tail, sha256sum,
+wget...) and the host's sgdisk, partx, mke2fs, blkid, grub-install, grub-editenv, efibootmgr with
+their libraries and GRUB's module folders. Its /init writes a real /etc/machine.conf and
+onie-sysinfo, mounts ONIE-BOOT as ONIE does (read-only here, so that its bytes stay comparable:
+an ext4 rw mount stamps the superblock), runs the installer with no test-only overrides, prints
+the exit code and powers off.
 """
 
 from __future__ import annotations
@@ -166,12 +168,13 @@ def region_sha256(image: Path, first: int, last: int) -> str:
 
 
 @pytest.mark.timeout(1800)
-def test_onie_like_guest_installs_with_grub_install_and_efibootmgr(tmp_path: Path) -> None:
+@pytest.mark.parametrize("firmware", ["uefi", "bios"])
+def test_onie_like_guest_installs_and_the_nos_boots(tmp_path: Path, firmware: str) -> None:
     require_root()
     qemu = require_tool("qemu-system-x86_64")
     for tool in (*TOOLS, "cpio", "modprobe", "ldd"):
         require_tool(tool)
-    if not OVMF_CODE.exists():
+    if firmware == "uefi" and not OVMF_CODE.exists():
         pytest.fail(f"needs {OVMF_CODE} (Debian package ovmf)")
     kernels = sorted(Path("/boot").glob("vmlinuz-*"))
     assert kernels, "needs linux-image-amd64"
@@ -187,15 +190,13 @@ def test_onie_like_guest_installs_with_grub_install_and_efibootmgr(tmp_path: Pat
     (tmp_path / "spec" / "switch.yml").write_text(SPEC)
     spec = load_switch_spec(tmp_path / "spec" / "switch.yml").spec
     installer = build(spec, KVM, tmp_path / KVM.installer_name, templates()).path
-    with onie_disk(tmp_path, "uefi", size="512M", mount_onie_boot=False) as disk:
+    with onie_disk(tmp_path, firmware, size="512M", mount_onie_boot=False) as disk:
         image = disk.image
         onie_boot = disk.by_name("ONIE-BOOT")
-        esp = disk.by_name("EFI System")
         onie_before = disk.hash_part(onie_boot.number)
+        esp = disk.by_name("EFI System") if firmware == "uefi" else None
     initrd = onie_like_initramfs(tmp_path, installer, version)
 
-    vars_copy = tmp_path / "OVMF_VARS.fd"
-    shutil.copy(OVMF_VARS, vars_copy)
     log = tmp_path / "onie-like.log"
     argv = [
         qemu,
@@ -220,10 +221,6 @@ def test_onie_like_guest_installs_with_grub_install_and_efibootmgr(tmp_path: Pat
         "none",
         "-drive",
         f"file={image},format=raw,if=virtio",
-        "-drive",
-        f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-        "-drive",
-        f"if=pflash,format=raw,unit=1,file={vars_copy}",
         "-kernel",
         str(kernel),
         "-initrd",
@@ -231,6 +228,11 @@ def test_onie_like_guest_installs_with_grub_install_and_efibootmgr(tmp_path: Pat
         "-append",
         "console=ttyS0,115200 quiet",
     ]
+    if firmware == "uefi":
+        vars_copy = tmp_path / "OVMF_VARS.fd"
+        shutil.copy(OVMF_VARS, vars_copy)  # kept for the second boot: BootOrder lives here
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"]
+        argv += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
     with open(log, "wb") as out:
         proc = subprocess.run(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=900
@@ -238,9 +240,13 @@ def test_onie_like_guest_installs_with_grub_install_and_efibootmgr(tmp_path: Pat
     text = log.read_bytes().decode("utf-8", "replace")
     assert proc.returncode == 0, text[-3000:]
     assert "INSTALL-RC=0" in text, text[-4000:]
-    assert "installing GRUB (uefi)" in text and "grub-mkimage + mtools" not in text, text[-4000:]
-    assert re.search(r"Boot[0-9A-F]{4}\* vmnos", text), text[-2000:]  # efibootmgr --create
+    assert f"installing GRUB ({firmware})" in text and "grub-mkimage + mtools" not in text, text[-4000:]
     assert region_sha256(image, onie_boot.first, onie_boot.last) == onie_before
+    if firmware == "bios":  # grub-install --target=i386-pc into the MBR; SeaBIOS boots it
+        serial = boot_disk(image, "bios", tmp_path)
+        assert MARKER in serial, serial[-3000:]
+        return
+    assert re.search(r"Boot[0-9A-F]{4}\* vmnos", text), text[-2000:]  # efibootmgr --create
     esp_at = f"{image}@@{esp.first * 512}"
     mtools_env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
     onie_loader = subprocess.run(
