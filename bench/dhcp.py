@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import contextlib
+
 from pxe.dhcp.codec import DecodeError, Packet, decode, encode  # noqa: E402
 from pxe.dhcp.options import (  # noqa: E402
     BOOTREQUEST,
@@ -105,10 +107,8 @@ def load(server_ip: str, clients: list[bytes], window: int, cap: float) -> Resul
 
     def send(xid: int, entry: list) -> None:
         with_opts = entry[1]
-        try:
+        with contextlib.suppress(BlockingIOError):
             sock.sendto(with_opts, dest)
-        except BlockingIOError:
-            pass
         entry[2] = time.monotonic()
 
     while queue or inflight:
@@ -135,7 +135,10 @@ def load(server_ip: str, clients: list[bytes], window: int, cap: float) -> Resul
                 mtype = pkt.message_type
                 idx = entry[0]
                 if mtype is MessageType.OFFER and entry[1][242] == MessageType.DISCOVER:
-                    opts = {OPT_REQUESTED_IP: socket.inet_aton(pkt.yiaddr), OPT_SERVER_ID: pkt.options[OPT_SERVER_ID]}
+                    opts = {
+                        OPT_REQUESTED_IP: socket.inet_aton(pkt.yiaddr),
+                        OPT_SERVER_ID: pkt.options[OPT_SERVER_ID],
+                    }
                     entry[1] = _request(clients[idx], pkt.xid, MessageType.REQUEST, opts)
                     entry[3] = 1
                     send(pkt.xid, entry)
@@ -191,7 +194,12 @@ def run_one(name, srv, ld, start_server, clients, window, cap, workdir) -> Resul
     try:
         _wait_port(srv, proc, marker)
         out = ld.run(
-            [sys.executable, __file__, "--load", json.dumps({"macs": [m.hex() for m in clients], "window": window, "cap": cap})],
+            [
+                sys.executable,
+                __file__,
+                "--load",
+                json.dumps({"macs": [m.hex() for m in clients], "window": window, "cap": cap}),
+            ],
             timeout=cap + 120,
         )
         data = json.loads(out.stdout.strip().splitlines()[-1])
@@ -214,7 +222,11 @@ def main() -> int:
     if args.load:
         cfg = json.loads(args.load)
         res = load("198.18.0.1", [bytes.fromhex(m) for m in cfg["macs"]], cfg["window"], cfg["cap"])
-        print(json.dumps({k: getattr(res, k) for k in ("done", "seconds", "duplicates", "naks", "retransmits", "lost")}))
+        print(
+            json.dumps(
+                {k: getattr(res, k) for k in ("done", "seconds", "duplicates", "naks", "retransmits", "lost")}
+            )
+        )
         return 0
     if os.geteuid() != 0:
         print("bench/dhcp.py needs root (it creates network namespaces)", file=sys.stderr)
@@ -235,7 +247,14 @@ def main() -> int:
                     db = f"{tmp}/provision-{kind}.db"
                     cfg = {
                         "interfaces": ["s0"],
-                        "subnets": [{"network": NETWORK, "pools": [list(POOL)], "router": RELAY_IP, "lease_time": 3600}],
+                        "subnets": [
+                            {
+                                "network": NETWORK,
+                                "pools": [list(POOL)],
+                                "router": RELAY_IP,
+                                "lease_time": 3600,
+                            }
+                        ],
                         "db": db,
                         "synchronous": args.synchronous,
                         "bootfile": "undionly.kpxe",
