@@ -189,7 +189,7 @@ def _wait_port(ns, proc, marker: str | None, timeout: float = 10) -> None:
     raise RuntimeError("server did not bind port 67")
 
 
-def run_one(name, srv, ld, start_server, clients, window, cap, workdir) -> Result:
+def run_one(name, srv, ld, start_server, clients, consecutive, window, cap) -> Result:
     proc, marker = start_server()
     try:
         _wait_port(srv, proc, marker)
@@ -221,7 +221,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.load:
         cfg = json.loads(args.load)
-        res = load("198.18.0.1", [bytes.fromhex(m) for m in cfg["macs"]], cfg["window"], cfg["cap"])
+        res = load("198.18.0.1", macs(cfg["n"], cfg["consecutive"]), cfg["window"], cfg["cap"])
         print(
             json.dumps(
                 {k: getattr(res, k) for k in ("done", "seconds", "duplicates", "naks", "retransmits", "lost")}
@@ -287,7 +287,7 @@ def main() -> int:
                     label = "lease file" if leasefile else "--leasefile-ro"
                     runs.append((f"dnsmasq ({kind}, {label})", dnsmasq))
             for name, starter in runs:
-                res = run_one(name, srv, ld, starter, clients, args.window, args.cap, tmp)
+                res = run_one(name, srv, ld, starter, clients, kind == "consecutive", args.window, args.cap)
                 results.append(res)
                 print(
                     f"{res.name:45s} {res.done:6d}/{res.clients} in {res.seconds:7.2f}s  {res.rate:8.1f} leases/s  "

@@ -12,6 +12,7 @@ Firmware quirks live here (NETBOOT.md "EDK2 rules"):
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Iterable
 
@@ -51,7 +52,9 @@ from pxe.dhcp.options import (
     MessageType,
 )
 
+log = logging.getLogger("pxe.dhcp")
 VC_PXE = b"PXEClient"
+ONIE_URL_MAX = 253  # option 125: data length byte (255) - sub-option code and length
 VC_HTTP = b"HTTPClient"
 _IP_UDP_HEADERS = 28  # option 57 counts the whole IP datagram [RFC 2131 §2: 576 = 20+8+236+312]
 # Never dropped to fit the size limit: without them the reply is useless or wrong.
@@ -131,7 +134,10 @@ def add_boot_options(reply: Packet, client: Client, decision: BootDecision, serv
     if decision.onie_installer_url:
         url = decision.onie_installer_url.encode()
         reply.options[OPT_DEFAULT_URL] = url
-        reply.options[OPT_VIVSO] = vivso(ONIE_ENTERPRISE, [(ONIE_SUBOPT_INSTALLER_URL, url)])
+        if len(url) <= ONIE_URL_MAX:
+            reply.options[OPT_VIVSO] = vivso(ONIE_ENTERPRISE, [(ONIE_SUBOPT_INSTALLER_URL, url)])
+        else:  # a sub-option holds 255 bytes and RFC 3925 has no continuation: 114 alone carries it
+            log.warning("ONIE URL of %d bytes does not fit option 125; sending option 114 only", len(url))
     for code, value in decision.extra_options.items():
         reply.options[code] = bytes(value)
 
