@@ -198,10 +198,13 @@ def run_one(name, srv, ld, start_server, clients, consecutive, window, cap) -> R
                 sys.executable,
                 __file__,
                 "--load",
-                json.dumps({"macs": [m.hex() for m in clients], "window": window, "cap": cap}),
+                json.dumps({"n": len(clients), "consecutive": consecutive, "window": window, "cap": cap}),
             ],
             timeout=cap + 120,
+            check=False,
         )
+        if out.returncode != 0:
+            raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
         data = json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         srv.stop(proc)

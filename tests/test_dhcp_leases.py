@@ -323,3 +323,37 @@ def test_proxy_mode_bios_gets_bootfile_uefi_goes_to_4011():
     # a plain DHCP client is not ours in proxy mode
     assert h.handle(request_packet(MessageType.DISCOVER, mac(3)), ARR) is None
     assert events[-1].kind == "dhcp.ignored"
+
+
+def test_server_id_override_and_tftp_server_options_when_asked():
+    h, events = make_handler()
+    rai = bytes([1, 2]) + b"p1" + bytes([11, 4, 198, 19, 0, 1])  # RFC 5107 server-id override
+    pkt = request_packet(MessageType.DISCOVER, o82=rai, o55=bytes([1, 3, 66, 67, 150]))
+    pkt.giaddr = "198.19.0.1"
+    offer = h.handle(pkt, ARR).packet
+    assert offer.ip_option(54) == "198.19.0.1"
+    assert offer.options[66] == b"198.18.0.1" and offer.ip_option(150) == "198.18.0.1"
+    req = request_packet(
+        MessageType.REQUEST, o82=rai, o50=bytes(map(int, offer.yiaddr.split("."))), o54=bytes([198, 19, 0, 1])
+    )
+    req.giaddr = "198.19.0.1"
+    ack = h.handle(req, ARR).packet
+    assert ack.message_type is MessageType.ACK and ack.ip_option(54) == "198.19.0.1"
+    # not asked: not sent
+    assert 66 not in h.handle(request_packet(MessageType.DISCOVER, mac(5)), ARR).packet.options
+
+
+def test_renewing_and_rebinding_told_apart_by_destination():
+    h, events = make_handler()
+    offer = h.handle(request_packet(MessageType.DISCOVER), ARR).packet
+    ip = offer.yiaddr
+    h.handle(
+        request_packet(MessageType.REQUEST, o50=bytes(map(int, ip.split("."))), o54=bytes([198, 18, 0, 1])),
+        ARR,
+    )
+    for broadcast, state in ((False, "renewing"), (True, "rebinding")):
+        renew = request_packet(MessageType.REQUEST)
+        renew.ciaddr = ip
+        out = h.handle(renew, Arrival("s0", "198.18.0.1", ip, 68, 67, broadcast=broadcast))
+        assert out.packet.message_type is MessageType.ACK
+        assert events[-1].detail["state"] == state

@@ -44,6 +44,8 @@ from pxe.dhcp.options import (
     OPT_ROUTER,
     OPT_SERVER_ID,
     OPT_SUBNET_MASK,
+    OPT_TFTP_SERVER,
+    OPT_TFTP_SERVER_ADDRESS,
     OPT_VENDOR_CLASS,
     OPT_VENDOR_SPECIFIC,
     OPT_VIVSO,
@@ -114,7 +116,13 @@ def add_network_options(reply: Packet, subnet: Subnet) -> None:
         reply.options[OPT_DOMAIN] = subnet.domain.encode()
 
 
-def add_boot_options(reply: Packet, client: Client, decision: BootDecision, server_ip: str) -> None:
+def asked_for(prl: bytes | None) -> frozenset[int]:
+    return frozenset(prl) if prl else frozenset()
+
+
+def add_boot_options(
+    reply: Packet, client: Client, decision: BootDecision, server_ip: str, request_prl: bytes | None = None
+) -> None:
     """Boot information of the decision, shaped for the firmware that asks."""
     if decision.hostname:
         reply.options[OPT_HOSTNAME] = decision.hostname.encode()
@@ -124,6 +132,11 @@ def add_boot_options(reply: Packet, client: Client, decision: BootDecision, serv
         if len(bootfile) <= 128:
             reply.file = bootfile
         reply.options[OPT_BOOTFILE] = bootfile
+        asked = asked_for(request_prl)
+        if OPT_TFTP_SERVER in asked:  # ONIE's TFTP waterfall reads 66 and 150; EDK2 ignores them
+            reply.options[OPT_TFTP_SERVER] = reply.siaddr.encode()
+        if OPT_TFTP_SERVER_ADDRESS in asked:
+            reply.options[OPT_TFTP_SERVER_ADDRESS] = ip_bytes(reply.siaddr)
         if client.is_http_boot:
             reply.options[OPT_VENDOR_CLASS] = VC_HTTP
         elif client.vendor_class and client.vendor_class.startswith("PXEClient") and not client.is_ipxe:
