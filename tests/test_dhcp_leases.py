@@ -357,3 +357,18 @@ def test_renewing_and_rebinding_told_apart_by_destination():
         out = h.handle(renew, Arrival("s0", "198.18.0.1", ip, 68, 67, broadcast=broadcast))
         assert out.packet.message_type is MessageType.ACK
         assert events[-1].detail["state"] == state
+
+
+def test_reservation_hostname_and_stale_offers_purged():
+    events: list[Event] = []
+    res = (Reservation("52:54:00:aa:00:07", "198.18.0.7", "rack1-sw7"),)
+    cfg = DhcpServerConfig(interfaces=("s0",), subnets=(NET,), reservations=res)
+    clock = Clock()
+    eng = LeaseEngine(cfg.subnets, res, MemoryLeaseStore(), clock=clock, offer_timeout=10)
+    h = Handler(cfg, Policy(BootDecision(bootfile="x")), eng, events.append)
+    offer = h.handle(request_packet(MessageType.DISCOVER, "52:54:00:aa:00:07"), ARR).packet
+    assert offer.yiaddr == "198.18.0.7" and offer.options[12] == b"rack1-sw7"  # reserved outside the pool
+    for i in range(5):
+        eng.offer(NET, mac(i))
+    clock.now += 11
+    assert eng.purge_offers() == 6 and eng.offers == {} and eng.offered_ips == {}

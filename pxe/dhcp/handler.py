@@ -157,6 +157,12 @@ class Handler:
             log.exception("policy failed mac=%s xid=%08x: treating as not ours", pkt.mac, pkt.xid)
             return None
 
+    def _reserved_name(self, reply: Packet, mac: str) -> None:
+        if OPT_HOSTNAME not in reply.options and self.engine is not None:
+            name = self.engine.hostname_of(mac)
+            if name:
+                reply.options[OPT_HOSTNAME] = name.encode()
+
     @staticmethod
     def destination(pkt: Packet, reply: Packet, arrival: Arrival, mtype: MessageType) -> Outgoing:
         """RFC 2131 §4.1, in its order."""
@@ -211,6 +217,7 @@ class Handler:
             reply.yiaddr = ip
             replies.add_lease_options(reply, subnet, decision.lease_time or subnet.lease_time)
             replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
+            self._reserved_name(reply, pkt.mac)
             self.emit("dhcp.offer", pkt, client, ip, note=decision.note or None)
             return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.OFFER)
         if mtype is MessageType.REQUEST:
@@ -279,7 +286,7 @@ class Handler:
             selecting=selecting,
             fixed=decision.ip,
             lease_time=decision.lease_time,
-            hostname=decision.hostname or pkt.text_option(OPT_HOSTNAME),
+            hostname=decision.hostname or engine.hostname_of(pkt.mac) or pkt.text_option(OPT_HOSTNAME),
             client_id=client.client_id,
         )
         if answer.outcome is Outcome.SILENT:
@@ -294,6 +301,7 @@ class Handler:
         reply.yiaddr = answer.ip or ZERO_IP
         replies.add_lease_options(reply, subnet, answer.lease_time)
         replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
+        self._reserved_name(reply, pkt.mac)
         self.emit("dhcp.ack", pkt, client, answer.ip, state=state, lease_time=answer.lease_time)
         return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
 
