@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pxe.client import BootDecision, Client, Event, EventSink, Policy, Protocol
 from pxe.dhcp import replies
 from pxe.dhcp.clientinfo import client_from_packet, sub_options
-from pxe.dhcp.codec import ZERO_IP, Packet, ip_bytes
+from pxe.dhcp.codec import ZERO_IP, Packet
 from pxe.dhcp.config import DhcpServerConfig, Mode, Subnet
 from pxe.dhcp.leases import LeaseEngine, Outcome
 from pxe.dhcp.options import (
     BOOTREQUEST,
     CLIENT_PORT,
     FLAG_BROADCAST,
-    OPT_CLIENT_UUID,
     OPT_HOSTNAME,
     OPT_PARAM_REQUEST,
     OPT_RELAY_AGENT,
@@ -337,7 +336,11 @@ class Handler:
             if on_4011:
                 reply.options.pop(OPT_VENDOR_SPECIFIC, None)
         if not client.is_http_boot:
+            # ProxyDHCP offers are recognised by 60 = PXEClient [PXE 2.1 §2.2]; outside the BINL
+            # path it goes with 43 = {6: 8} (EDK2 rule, NETBOOT.md), iPXE included.
             reply.options[OPT_VENDOR_CLASS] = replies.VC_PXE
+            if not binl and not on_4011:
+                reply.options[OPT_VENDOR_SPECIFIC] = replies.PXE_SKIP_DISCOVERY
         if on_4011:
             reply.ciaddr = pkt.ciaddr
         reply = replies.finish(reply, pkt, echo_uuid=True)
@@ -350,4 +353,4 @@ class Handler:
         return self.destination(pkt, reply, arrival, MessageType.OFFER)
 
 
-__all__ = ["Arrival", "Handler", "Outgoing", "ip_bytes", "OPT_CLIENT_UUID"]
+__all__ = ["Arrival", "Handler", "Outgoing"]
