@@ -376,8 +376,10 @@ def main() -> int:
         runs_of = [r for r in results if r.name == name]
         med[name] = statistics.median(r.rate for r in runs_of)
         worst = (max(r.duplicates for r in runs_of), max(r.lost for r in runs_of))
+        cpu = statistics.median(r.user_us + r.sys_us for r in runs_of)
         print(
-            f"{name:45s} {med[name]:8.1f} leases/s over {len(runs_of)} run(s)  max dup {worst[0]}  max lost {worst[1]}"
+            f"{name:45s} {med[name]:8.1f} leases/s over {len(runs_of)} run(s)  max dup {worst[0]}  "
+            f"max lost {worst[1]}  server cpu {cpu:.0f} us/lease"
         )
     for mine in (n for n in names if n.startswith("provision")):
         kind = mine.split("(")[1].split(",")[0]
