@@ -500,3 +500,22 @@ def test_start_errors_name_interface_and_cause(tmp_path):
         finally:
             holder.close()
         assert "ERR cannot listen on s0 UDP port 67" in result.stdout, result.stdout + result.stderr
+
+
+def test_init_reboot_on_the_wrong_subnet_gets_a_nak_then_a_new_lease(tmp_path):
+    """dhclient remembers an address from elsewhere: INIT-REBOOT, our NAK, then a fresh DORA."""
+    require_root()
+    require_tool("dhclient")
+    with namespaces(2) as (srv, cli):
+        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
+        cfg = config(tmp_path)
+        start_server(srv, cfg, tmp_path / "server.log")
+        (tmp_path / "dhclient.leases").write_text(
+            'lease {\n  interface "c0";\n  fixed-address 198.18.5.5;\n  option subnet-mask 255.255.255.0;\n'
+            "  option dhcp-lease-time 86400;\n  option dhcp-server-identifier 198.18.5.1;\n"
+            "  renew 4 2037/01/01 00:00:00;\n  rebind 4 2037/01/01 00:00:00;\n  expire 4 2037/01/01 00:00:00;\n}\n"
+        )
+        ip = dhclient_lease(cli, "c0", tmp_path)
+        assert ip.startswith("198.18.0.") and 100 <= int(ip.split(".")[-1]) <= 199
+        naks = events_in(cfg["db"], "dhcp.nak")
+        assert naks and naks[0][2] == "198.18.5.5" and "not on subnet" in naks[0][3]
