@@ -14,8 +14,10 @@ retransmits; after 5 tries the client is lost. At most `window` clients are in f
 
 Runs: provision (SQLite, synchronous=FULL: durable before each ACK), dnsmasq with
 `--leasefile-ro` and with a lease file (both with --no-ping: its ping check blocks the daemon),
-each for consecutive and random MACs. Prints leases/s, duplicates, lost, NAKs, retransmits, and
-the ratio provision/dnsmasq. A run longer than --cap seconds stops and counts what is left as lost.
+each for consecutive and random MACs, --repeat rounds interleaved. Prints leases/s, duplicates,
+lost, NAKs, retransmits, the server's CPU per lease (user+system, from /proc: steadier than
+leases/s on a shared machine), medians, and the ratios provision/dnsmasq. A run longer than --cap
+seconds stops and counts what is left as lost (and is not repeated).
 """
 
 from __future__ import annotations
