@@ -159,7 +159,12 @@ class TftpServer:
             self._error(peer, P.ErrorCode.ILLEGAL_OPERATION, "mail mode not supported", packet.filename, mac)
             return
         existing = self.transfers.get(peer)
-        if existing is not None and existing.sent_upto <= 1 and existing.base == 1:
+        if (
+            existing is not None
+            and existing.sent_upto <= 1
+            and existing.base == 1
+            and self._meta.get(existing, ("", ""))[1] == packet.filename
+        ):
             # The client repeated its RRQ before our first packet reached it: our timer resends;
             # a second transfer from another port would only earn an ERROR 5 from the client.
             return

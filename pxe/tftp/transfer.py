@@ -313,8 +313,8 @@ class ReadTransfer:
             return
         self.retries += 1
         self.retransmits += 1
-        # Back off (x2 per retry, capped) so a slow client is not flooded with repeats.
-        self.timeout = min(self.timeout * 2, max(self.opts.timeout, 8.0))
+        # Back off (x2 per retry, capped at 4x) so a slow client is not flooded with repeats.
+        self.timeout = min(self.timeout * 2, self.opts.timeout * 4)
         self.last_progress = now
         if self.state is State.WAIT_OACK_ACK:
             self._send(self._oack)
