@@ -62,7 +62,7 @@ ONIE = Obj(
     {
         "installers": Field(
             FilePath(must_exist=False, kind="folder"),
-            default=None,
+            required=True,
             doc="folder of installers (what `provision onie-installer` writes: onie-installer-<platform>.bin)",
         ),
         "discovery": Field(
@@ -135,22 +135,27 @@ class _Seen:
 
 
 class OniePolicy:
-    """decide + render for ONIE switches. `url_base` is where switches reach our HTTP server."""
+    """decide + render for ONIE switches.
+
+    `url_base` is where switches reach our HTTP server: a fixed `http://host[:port]`, or a function
+    of the client (a multi-homed server answers each link with its own address). `onie.url` in
+    lab.yml wins over both.
+    """
 
     def __init__(
         self,
         settings: OnieSettings,
         inventory: Inventory | None = None,
         events: EventSink | None = None,
-        url_base: str | None = None,
+        url_base: str | Callable[[Client], str | None] | None = None,
         mac_of_ip: Callable[[str], str | None] | None = None,
         asic_of_platform: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.settings = settings
         self.inventory = inventory
-        self.events = events or (lambda _e: None)
-        self.url_base = (settings.url or url_base or "").rstrip("/") or None
+        self.events: EventSink = events or (lambda _e: None)
+        self._url_base = settings.url or url_base
         self.catalog = Catalog(settings.installers)
         self._mac_of_ip = mac_of_ip
         self._asic_of_platform = asic_of_platform
@@ -161,6 +166,27 @@ class OniePolicy:
     @property
     def report_enabled(self) -> bool:
         return self.settings.report
+
+    def attach(
+        self,
+        events: EventSink | None = None,
+        mac_of_ip: Callable[[str], str | None] | None = None,
+        url_base: str | Callable[[Client], str | None] | None = None,
+    ) -> None:
+        """For a server built after the policy (`provision serve`): its event sink, its IP → MAC
+        book and its HTTP address, where lab.yml's `onie.url` does not set one."""
+        if events is not None:
+            self.events = events
+        if mac_of_ip is not None:
+            self._mac_of_ip = mac_of_ip
+        if url_base is not None and not self.settings.url:
+            self._url_base = url_base
+
+    def url_base(self, client: Client | None = None) -> str | None:
+        base = self._url_base
+        if callable(base):
+            base = base(client) if client is not None else None
+        return base.rstrip("/") if base else None
 
     # -- learning --------------------------------------------------------------------------------
 
@@ -259,10 +285,11 @@ class OniePolicy:
             return Choice(None, f"no installer for {platform} in {self.settings.installers}")
         return Choice(entry, f"platform default for {platform}")
 
-    def installer_url(self, platform: str) -> str | None:
-        if not self.url_base:
+    def installer_url(self, platform: str, client: Client | None = None) -> str | None:
+        base = self.url_base(client)
+        if not base:
             return None
-        return f"{self.url_base}/{discovery.installer_file_name(platform)}"
+        return f"{base}/{discovery.installer_file_name(platform)}"
 
     # -- DHCP --------------------------------------------------------------------------------------
 
@@ -281,14 +308,14 @@ class OniePolicy:
         if choice.entry is None or not identity.platform:
             log.info("onie %s (%s): no installer: %s", mac, identity.platform, choice.reason)
             return None
-        return self._decision(identity.platform, choice)
+        return self._decision(identity.platform, choice, client)
 
-    def _decision(self, platform: str, choice: Choice) -> BootDecision:
+    def _decision(self, platform: str, choice: Choice, client: Client) -> BootDecision:
         mode = self.settings.discovery
-        url = self.installer_url(platform)
+        url = self.installer_url(platform, client)
         name = discovery.installer_file_name(platform)
         extra: dict[int, bytes] = {}
-        www = self._www_server()
+        www = self._www_server(client)
         if www and mode in (DiscoveryMode.EXACT, DiscoveryMode.INEXACT):
             extra[discovery.OPT_WWW_SERVER] = ipaddress.IPv4Address(www).packed
         note = f"onie {platform}: {choice.entry.label if choice.entry else '-'} ({choice.reason})"
@@ -300,11 +327,12 @@ class OniePolicy:
             return BootDecision(bootfile=name, extra_options=extra, note=note + f"; bootfile {name}")
         return BootDecision(note=note + "; waterfall")
 
-    def _www_server(self) -> str | None:
+    def _www_server(self, client: Client) -> str | None:
         """Option 72 must be an IP and ONIE only tries port 80 there (ONIE.md pitfalls)."""
-        if not self.url_base:
+        base = self.url_base(client)
+        if not base:
             return None
-        parts = urlsplit(self.url_base)
+        parts = urlsplit(base)
         if (parts.port or HTTP_DEFAULT_PORT) != HTTP_DEFAULT_PORT or parts.path not in ("", "/"):
             return None
         try:
@@ -395,3 +423,97 @@ def _circuit_text(raw: bytes | None) -> str | None:
         return None
     text = raw.decode("utf-8", "replace").strip("\0 ")
     return text or None
+
+
+# -- building from lab.yml ---------------------------------------------------------------------------
+
+
+def load_onie_section(path: Path) -> Section | None:
+    """The `onie:` section of a lab.yml, validated against ONIE with the file's own line numbers."""
+    import yaml
+
+    from provision.config.schema import Context, _compose
+
+    node = _compose(path.read_text(encoding="utf-8"), path)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for knode, vnode in node.value:
+        if isinstance(knode, yaml.ScalarNode) and knode.value == "onie":
+            return ONIE.check(vnode, Context(path))
+    return None
+
+
+def _section_of(cfg) -> Section | None:  # noqa: ANN001 - provision.labconfig.LabConfig
+    raw = getattr(cfg, "onie", None)
+    if raw is None or isinstance(raw, Section):
+        return raw
+    if getattr(cfg, "source", None):
+        return load_onie_section(Path(cfg.source))
+    import yaml
+
+    from provision.config import load_text
+
+    return load_text(yaml.safe_dump({"onie": raw}), Obj({"onie": Field(ONIE)}, name="lab"))["onie"]
+
+
+class _LinkUrl:
+    """`http://<our address on the client's link>[:port]`, as serve's BootPolicy picks it."""
+
+    def __init__(self, interfaces: tuple[str, ...], http_port: int):
+        self.interfaces = interfaces
+        self.http_port = http_port
+        self._addrs: list[tuple[ipaddress.IPv4Network, str]] | None = None
+
+    def _addresses(self) -> list[tuple[ipaddress.IPv4Network, str]]:
+        if self._addrs is None:
+            from provision import netinfo
+
+            found = []
+            for ifname in self.interfaces:
+                try:
+                    i = netinfo.interface_ipv4(ifname)
+                except netinfo.NetInfoError:
+                    continue
+                found.append((i.network, str(i.address)))
+            self._addrs = found
+        return self._addrs
+
+    def __call__(self, client: Client | None) -> str | None:
+        addrs = self._addresses()
+        if not addrs:
+            return None
+        server = addrs[0][1]
+        for hint in (client.relay, client.ip) if client else ():
+            if not hint:
+                continue
+            try:
+                addr = ipaddress.IPv4Address(hint)
+            except ValueError:
+                continue
+            server = next((s for net, s in addrs if addr in net), server)
+            break
+        return (
+            f"http://{server}" if self.http_port == HTTP_DEFAULT_PORT else f"http://{server}:{self.http_port}"
+        )
+
+
+def profile_asics() -> dict[str, str]:
+    """ONIE platform → switch ASIC from the hardware profiles (for the `<arch>-<asic>` name)."""
+    from provision.profiles import ProfileRegistry
+
+    return {
+        p.onie_platform: p.switch_asic for p in ProfileRegistry().all() if p.onie_platform and p.switch_asic
+    }
+
+
+def from_lab(cfg) -> OniePolicy:  # noqa: ANN001 - provision.labconfig.LabConfig
+    """The policy `provision serve` hands ONIE clients to. Call `attach(events=..., mac_of_ip=...)`
+    once the server's event sink exists, or onie.discovered/installer.fetched are dropped."""
+    settings = settings_from_section(_section_of(cfg))
+    asics = profile_asics()
+    return OniePolicy(
+        settings,
+        inventory=cfg.inventory,
+        url_base=_LinkUrl(tuple(cfg.interfaces), cfg.http_port),
+        asic_of_platform=asics.get,
+    )

@@ -314,3 +314,30 @@ def test_platform_from_name():
     assert d.platform_from_name("onie-installer-x86_64.bin") is None
     assert d.platform_from_name("onie-installer") is None
     assert d.installer_file_name("x86_64-kvm_x86_64-r0") == "onie-installer-x86_64-kvm_x86_64-r0.bin"
+
+
+# -- hostile input: the DHCP server feeds whatever arrives ------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.dictionaries(st.sampled_from([55, 60, 61, 77, 82, 125]), st.binary(max_size=300)))
+def test_identity_from_dhcp_never_raises(options):
+    ident = d.identity_from_dhcp(options, mac="zz")
+    assert ident is None or isinstance(ident, OnieIdentity)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([d.HEADER_SERIAL, d.HEADER_ETH_ADDR, d.HEADER_MACHINE, "User-Agent"]), st.text()
+    )
+)
+def test_identity_from_headers_never_raises(headers):
+    d.identity_from_headers(headers)
+
+
+@given(st.text(max_size=200))
+def test_match_request_never_raises(path):
+    d.match_request(path, KVM, ip="198.18.0.2")
+    d.platform_from_name(path)
