@@ -325,7 +325,16 @@ class OniePolicy:
             # No base URL (or not exact): siaddr + bootfile name reach our TFTP; ONIE tries 67 as a URL
             # first (fails quietly on a bare name), then tftp://siaddr/<name>.
             return BootDecision(bootfile=name, extra_options=extra, note=note + f"; bootfile {name}")
-        return BootDecision(note=note + "; waterfall")
+        # A lease alone leaves siaddr empty in pxe.dhcp's reply; ONIE's waterfall needs it.
+        return BootDecision(next_server=self._server_ip(client), note=note + "; waterfall")
+
+    def _server_ip(self, client: Client) -> str | None:
+        base = self.url_base(client)
+        host = urlsplit(base).hostname if base else None
+        try:
+            return str(ipaddress.IPv4Address(host or ""))
+        except ValueError:
+            return None
 
     def _www_server(self, client: Client) -> str | None:
         """Option 72 must be an IP and ONIE only tries port 80 there (ONIE.md pitfalls)."""
@@ -462,20 +471,23 @@ class _LinkUrl:
     def __init__(self, interfaces: tuple[str, ...], http_port: int):
         self.interfaces = interfaces
         self.http_port = http_port
-        self._addrs: list[tuple[ipaddress.IPv4Network, str]] | None = None
+        # Read now, outside the server's event loop: pyroute2's IPRoute runs its own loop and
+        # refuses to start inside a running one (seen under `provision serve`).
+        self._addrs = self._read()
+
+    def _read(self) -> list[tuple[ipaddress.IPv4Network, str]]:
+        from provision import netinfo
+
+        found = []
+        for ifname in self.interfaces:
+            try:
+                i = netinfo.interface_ipv4(ifname)
+            except (netinfo.NetInfoError, RuntimeError, OSError):
+                continue
+            found.append((i.network, str(i.address)))
+        return found
 
     def _addresses(self) -> list[tuple[ipaddress.IPv4Network, str]]:
-        if self._addrs is None:
-            from provision import netinfo
-
-            found = []
-            for ifname in self.interfaces:
-                try:
-                    i = netinfo.interface_ipv4(ifname)
-                except netinfo.NetInfoError:
-                    continue
-                found.append((i.network, str(i.address)))
-            self._addrs = found
         return self._addrs
 
     def __call__(self, client: Client | None) -> str | None:

@@ -42,6 +42,9 @@ class OnieStage(enum.Enum):
     def label(self) -> str:
         return _LABELS[self]
 
+    def __str__(self) -> str:  # `provision status` prints str(stage_of(events))
+        return self.label
+
     @property
     def done(self) -> bool:
         return self in (OnieStage.INSTALLED, OnieStage.FAILED)

@@ -127,6 +127,8 @@ def test_decide_inexact_modes(folder, mode, bootfile, url):
     dec = pol.decide(dhcp_client())
     assert dec.bootfile == bootfile and dec.onie_installer_url == url
     assert (72 in dec.extra_options) == (mode is DiscoveryMode.INEXACT)
+    if mode is DiscoveryMode.WATERFALL:  # a lease alone would leave siaddr empty
+        assert dec.next_server == "198.18.0.1"
 
 
 def test_decide_without_base_url_falls_back_to_bootfile(folder):

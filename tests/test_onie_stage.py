@@ -80,3 +80,4 @@ def test_progress_facts():
     assert p.installer == "onie-installer-x86_64-kvm_x86_64-r0.bin"
     assert p.report_stage == "payload" and p.message == "writing rootfs" and p.updated == 3
     assert OnieStage.FETCHED.label == "installer fetched" and OnieStage.INSTALLED.done
+    assert str(OnieStage.INSTALLING) == "installing" and str(OnieStage.NONE) == "-"
