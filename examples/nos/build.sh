@@ -16,9 +16,8 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
 kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$kernel" ] || { echo "build.sh: no /boot/vmlinuz-* (apt-get install linux-image-amd64)" >&2; exit 3; }
 [ -r "$kernel" ] || { echo "build.sh: cannot read $kernel (Debian kernels are root-only: run as root)" >&2; exit 3; }
-busybox=$(command -v busybox || true)
-[ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q 'statically linked' || busybox=/bin/busybox
-[ -x "$busybox" ] || { echo "build.sh: needs busybox-static" >&2; exit 3; }
+busybox=${BUSYBOX:-/bin/busybox}  # busybox-static's: the initramfs has no shared libraries
+[ -x "$busybox" ] || { echo "build.sh: needs busybox-static ($busybox)" >&2; exit 3; }
 command -v mksquashfs >/dev/null || { echo "build.sh: needs squashfs-tools" >&2; exit 3; }
 
 mkdir -p "$out"
