@@ -193,3 +193,6 @@ def test_count_20_mixed_platforms(link, tmp_path, installers):
             timeout=60,
         )
         assert status.returncode == 0, status.stderr
+        rows = {r["mac"]: r for r in json.loads(status.stdout)["devices"]}
+        for s in switches:
+            assert rows[s["mac"]]["stage"] == "installer fetched", rows[s["mac"]]
