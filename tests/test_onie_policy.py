@@ -313,3 +313,25 @@ def test_schema_errors_name_the_line(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_text("url: tftp://x/\n", ONIE, tmp_path / "lab.yml")
     assert "lab.yml:1:6" in str(exc.value)
+
+
+# -- from lab.yml, as `provision serve` builds it ---------------------------------------------------
+
+
+def test_from_lab_reads_section_with_lab_line_numbers(folder, tmp_path):
+    from provision.labconfig import load_lab
+    from provision.onie_policy import from_lab
+
+    lab = tmp_path / "lab.yml"
+    lab.write_text(
+        f"interfaces: [lo]\nmode: proxy\nhttp_port: 8080\nonie:\n  installers: {folder}\n  discovery: exact\n"
+        "devices:\n  - {name: leaf-01, serial: AS-1, installer: demo-2.0-accton.bin}\n"
+    )
+    pol = from_lab(load_lab(lab))
+    assert pol.settings.installers == folder
+    assert pol.choose(OnieIdentity(platform=ACCTON, serial="AS-1")).entry.name == "demo-2.0-accton.bin"
+    assert pol.installer_url(KVM, dhcp_client()) == f"http://127.0.0.1:8080/onie-installer-{KVM}.bin"
+    lab.write_text(f"interfaces: [lo]\nmode: proxy\nonie:\n  installers: {folder}\n  platfroms: {{}}\n")
+    with pytest.raises(ConfigError) as exc:
+        from_lab(load_lab(lab))
+    assert "lab.yml:5:3" in str(exc.value) and "platforms" in str(exc.value)
