@@ -9,13 +9,15 @@ interface, interface without an address, a boot file missing from lab.yml.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import cli_argv, cli_env, run_cli
-from tests.support.netns import namespaces, veth
+from tests.support.netns import namespaces, tap, veth
 from tests.support.serving import serving, start_serve
 from tests.support.tools import require_root, require_tool
 
@@ -182,8 +184,7 @@ def test_missing_interface_and_no_address(lab, tmp_path):
         )
         assert proc.returncode == 3
         assert "interface 'sv0' not found" in proc.stderr and "fix:" in proc.stderr
-        ns.run(["ip", "link", "add", "sv0", "type", "dummy"])
-        ns.run(["ip", "link", "set", "sv0", "up"])
+        tap(ns, "sv0")  # up, but no IPv4 address
         proc = subprocess.run(
             ns.cmd(cli_argv("serve", str(lab))), env=cli_env(), capture_output=True, text=True, timeout=60
         )
@@ -202,7 +203,7 @@ def test_missing_boot_file_points_at_lab_line(lab, tmp_path):
     (tmp_path / "files" / "initrd.gz").unlink()
     proc = run_cli("serve", str(lab))
     assert proc.returncode == 2
-    assert f"{lab}:11:" in proc.stderr and "initrd.gz" in proc.stderr
+    assert f"{lab}:12:" in proc.stderr and "initrd.gz" in proc.stderr
 
 
 def test_quick_mode_serves_any_machine(tmp_path):
@@ -223,17 +224,30 @@ def test_quick_mode_serves_any_machine(tmp_path):
             assert "boot/quick/x86_64/vmlinuz quiet" in script
 
 
-def test_not_root_is_a_clear_error(lab):
+def test_not_root_is_a_clear_error(lab, tmp_path):
     require_root()
     require_tool("setpriv")
-    proc = subprocess.run(
+    # pytest's tmp_path is private to root: give nobody a readable copy of the lab.
+    shared = Path(tempfile.mkdtemp(prefix="provision-lab-"))
+    try:
+        shutil.copytree(tmp_path / "files", shared / "files")
+        (shared / "lab.yml").write_text(lab.read_text())
+        for p in (shared, shared / "files", *shared.rglob("*")):
+            p.chmod(0o755)
+        proc = _as_nobody(shared / "lab.yml")
+    finally:
+        shutil.rmtree(shared)
+    if "Permission denied" in proc.stderr and "provision" not in proc.stderr:
+        pytest.skip("the test tree is not readable by nobody here")
+    assert proc.returncode == 3, proc.stderr
+    assert "needs root" in proc.stderr
+
+
+def _as_nobody(lab: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cli_argv("serve", str(lab))],
         env=cli_env(),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    if "Permission denied" in proc.stderr and "provision" not in proc.stderr:
-        pytest.skip("the test tree is not readable by nobody here")
-    assert proc.returncode == 3, proc.stderr
-    assert "needs root" in proc.stderr

@@ -90,8 +90,12 @@ def serve(
                 "put them in lab.yml's boot entries",
                 EXIT_INPUT,
             )
-        if not lab.is_file():
-            raise CLIError(f"{lab}: no such file", "check the path to lab.yml", EXIT_INPUT)
+        try:
+            lab.read_bytes()
+        except OSError as exc:
+            raise CLIError(
+                f"{lab}: cannot read: {exc.strerror}", "check the path to lab.yml", EXIT_INPUT
+            ) from None
         cfg = labconfig.load_lab(lab, check_files=True)
         import dataclasses
 
