@@ -172,6 +172,40 @@ def load(server_ip: str, clients: list[bytes], window: int, cap: float) -> Resul
     return res
 
 
+def codec_costs(n: int = 20000) -> None:
+    """Per-packet cost of our codec next to scapy's (NETBOOT.md: scapy caps a core near 1,300/s)."""
+    raw = _request(
+        b"\x52\x54\x00\x00\x00\x01", 1, MessageType.REQUEST, {OPT_REQUESTED_IP: b"\xc6\x13\x00\x0a"}
+    )
+    pkt = decode(raw)
+    t = time.perf_counter()
+    for _ in range(n):
+        decode(raw)
+    dec = (time.perf_counter() - t) / n * 1e6
+    t = time.perf_counter()
+    for _ in range(n):
+        encode(pkt)
+    enc = (time.perf_counter() - t) / n * 1e6
+    line = f"codec per packet: decode {dec:.1f} us, encode {enc:.1f} us"
+    try:
+        from scapy.layers.dhcp import BOOTP
+
+        m = 500
+        t = time.perf_counter()
+        for _ in range(m):
+            BOOTP(raw)
+        sdec = (time.perf_counter() - t) / m * 1e6
+        sp = BOOTP(raw)
+        t = time.perf_counter()
+        for _ in range(m):
+            bytes(sp)
+        senc = (time.perf_counter() - t) / m * 1e6
+        line += f"  (scapy: parse {sdec:.0f} us, build {senc:.0f} us)"
+    except ImportError:
+        pass
+    print(line, flush=True)
+
+
 def _wait_port(ns, proc, marker: str | None, timeout: float = 10) -> None:
     if marker is not None:
         line = proc.stdout.readline()
@@ -231,6 +265,7 @@ def main() -> int:
             )
         )
         return 0
+    codec_costs()
     if os.geteuid() != 0:
         print("bench/dhcp.py needs root (it creates network namespaces)", file=sys.stderr)
         return 3

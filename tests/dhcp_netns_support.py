@@ -80,7 +80,13 @@ def start_server(ns: NetNS, cfg: dict, log: Path):
 
 def write_script(path: Path) -> Path:
     """A dhclient/udhcpc script that only records what it was told (it configures nothing)."""
-    path.write_text('#!/bin/sh\necho "${reason:-$1} ${new_ip_address:-$ip}" >> "$0.out"\n')
+    # reason, address, then what else the client understood (dhclient's and udhcpc's variables)
+    path.write_text(
+        '#!/bin/sh\necho "${reason:-$1} ${new_ip_address:-$ip} '
+        "router=${new_routers:-$router} mask=${new_subnet_mask:-$subnet} "
+        "dns=${new_domain_name_servers:-$dns} domain=${new_domain_name:-$domain} "
+        'lease=${new_dhcp_lease_time:-$lease}" >> "$0.out"\n'
+    )
     path.chmod(0o755)
     return path
 
@@ -98,7 +104,7 @@ def dhclient_lease(ns: NetNS, ifname: str, workdir: Path, timeout: float = 30) -
         while time.time() < deadline:
             if out.exists():
                 for line in out.read_text().splitlines():
-                    reason, _, ip = line.partition(" ")
+                    reason, ip, *_ = line.split(" ")
                     if reason in ("BOUND", "REBOOT", "RENEW", "REBIND") and ip:
                         return ip
             if proc.poll() is not None:
@@ -115,6 +121,12 @@ def dhclient_release(ns: NetNS, ifname: str, workdir: Path) -> None:
             "-pf", str(workdir / "dhclient.pid"), "-sf", str(script), ifname], timeout=30)  # fmt: skip
 
 
+def last_report(workdir: Path, client: str) -> dict[str, str]:
+    """The key=value pairs the client's script last recorded (router, mask, dns, domain, lease)."""
+    line = (workdir / f"{client}-script.out").read_text().splitlines()[-1]
+    return dict(item.split("=", 1) for item in line.split(" ")[2:] if "=" in item)
+
+
 def udhcpc_lease(ns: NetNS, ifname: str, workdir: Path) -> str:
     script = write_script(workdir / "udhcpc-script")
     out = Path(str(script) + ".out")
@@ -124,7 +136,7 @@ def udhcpc_lease(ns: NetNS, ifname: str, workdir: Path) -> str:
         timeout=30,
     )
     for line in out.read_text().splitlines():
-        reason, _, ip = line.partition(" ")
+        reason, ip, *_ = line.split(" ")
         if reason == "bound":
             return ip
     raise AssertionError(f"udhcpc got no lease: {out.read_text()}")

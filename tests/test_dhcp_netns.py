@@ -20,6 +20,7 @@ from pxe.dhcp.options import MessageType
 from tests.dhcp_netns_support import (
     dhclient_lease,
     dhclient_release,
+    last_report,
     recv_all,
     socket_in,
     start_server,
@@ -87,8 +88,12 @@ def test_dhclient_and_udhcpc_get_leases_kept_across_kill9(tmp_path):
         assert ip1.startswith("198.18.0.1") and 100 <= int(ip1.split(".")[-1]) <= 199
         mac = mac_of(cli, "c0")
         assert leases_in(cfg["db"])[mac] == (ip1, "bound")
+        seen = last_report(tmp_path, "dhclient")
+        assert seen == {"router": "198.18.0.1", "mask": "255.255.255.0", "dns": "198.18.0.1",
+                        "domain": "lab.test", "lease": "3600"}  # fmt: skip
         # udhcpc from the same interface (same MAC) gets the same address
         assert udhcpc_lease(cli, "c0", tmp_path) == ip1
+        assert last_report(tmp_path, "udhcpc") == seen
         # kill -9: no chance to flush anything; the lease must already be on disk
         srv.stop(proc, sig=signal.SIGKILL)
         assert leases_in(cfg["db"])[mac] == (ip1, "bound")
@@ -435,3 +440,34 @@ def test_bind_is_per_interface(tmp_path):
         assert os.path.exists(cfg["db"])
         assert not events_in(cfg["db"], "dhcp.discover")
         _ = struct, socket  # keep imports used by helpers above explicit
+
+
+def test_renewing_unicast_and_rebinding_broadcast(tmp_path):
+    require_root()
+    with namespaces(2) as (srv, cli):
+        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
+        cfg = config(tmp_path)
+        start_server(srv, cfg, tmp_path / "server.log")
+        mac = "52:54:00:4e:4e:01"
+        sock = socket_in(cli, "c0")
+        try:
+            sock.sendto(crafted("discover", mac, 1, []), ("255.255.255.255", 67))
+            ip = decode(recv_all(sock, 3, want=1)[0][0]).yiaddr
+            sock.sendto(
+                crafted("request", mac, 2, [("requested_addr", ip), ("server_id", "198.18.0.1")]),
+                ("255.255.255.255", 67),
+            )
+            assert decode(recv_all(sock, 3, want=1)[0][0]).message_type is MessageType.ACK
+            cli.run(["ip", "addr", "add", f"{ip}/24", "dev", "c0"])
+            # RENEWING: unicast from ciaddr to the server; the ACK comes back to ciaddr:68
+            sock.sendto(crafted("request", mac, 3, [], ciaddr=ip, flags=0), ("198.18.0.1", 67))
+            ((data, src),) = recv_all(sock, 3, want=1)
+            assert decode(data).message_type is MessageType.ACK and decode(data).yiaddr == ip
+            # REBINDING: the same request broadcast
+            sock.sendto(crafted("request", mac, 4, [], ciaddr=ip, flags=0), ("255.255.255.255", 67))
+            assert decode(recv_all(sock, 3, want=1)[0][0]).message_type is MessageType.ACK
+        finally:
+            sock.close()
+        states = [d for k, m, i, d in events_in(cfg["db"], "dhcp.ack") if m == mac]
+        assert '"state":"selecting"' in states[0]
+        assert '"state":"renewing"' in states[1] and '"state":"rebinding"' in states[2]
