@@ -186,6 +186,12 @@ class Serve:
     # events from every protocol land here (on the loop thread)
     def sink(self, event: Event) -> None:
         self.macs.learn(event)
+        observe = getattr(self.onie, "observe", None)
+        if observe is not None:
+            try:
+                observe(event)
+            except Exception:
+                log.exception("onie policy: observe(%s) failed", event.kind)
         log_event(event)
         if self.store is not None:
             try:
@@ -222,6 +228,14 @@ class Serve:
         self.policy = BootPolicy(
             self.cfg, servers, files, onie=self.onie, console_of=profile_console(ProfileRegistry())
         )
+        attach = getattr(self.onie, "attach", None)
+        if attach is not None:  # OniePolicy (provision.onie_policy): built before the server
+            policy = self.policy
+            attach(
+                events=self.sink,
+                mac_of_ip=self.macs,
+                url_base=lambda client: policy.http_base(policy.server_for(client)) if client else None,
+            )
 
     def _open_store(self) -> None:
         from provision.store import Store

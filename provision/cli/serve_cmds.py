@@ -16,19 +16,18 @@ DEFAULT_STATE_DIR = Path("/var/lib/provision")
 
 
 def _onie_policy(cfg):  # noqa: ANN001, ANN202
-    """OniePolicy from provision.onie_policy (branch onie) when lab.yml has `onie:` and it exists."""
+    """provision.onie_lab.policy_from_lab(cfg) when lab.yml has an `onie:` section."""
     if cfg.onie is None:
         return None
     try:
-        mod = importlib.import_module("provision.onie_policy")
+        onie_lab = importlib.import_module("provision.onie_lab")
     except ImportError:
         raise CLIError(
-            "lab.yml has an `onie:` section but this provision has no ONIE serving (provision.onie_policy)",
+            "lab.yml has an `onie:` section but this provision has no ONIE serving (provision.onie_lab)",
             "remove `onie:` or install a provision with ONIE support",
             EXIT_INPUT,
         ) from None
-    build = getattr(mod, "from_lab", None) or getattr(mod, "OniePolicy")  # noqa: B009
-    return build(cfg)
+    return onie_lab.policy_from_lab(cfg)
 
 
 @click.command("serve")
