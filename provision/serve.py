@@ -238,11 +238,16 @@ class Serve:
             )
 
     def _open_store(self) -> None:
-        from provision.store import Store
+        from provision.store import Store, StoreError
 
         db = self.cfg.paths.db_path
         db.parent.mkdir(parents=True, exist_ok=True)
-        self.store = Store(db)
+        try:
+            self.store = Store(db)
+        except StoreError as exc:
+            raise ServeError(
+                str(exc), f"move {db} aside (it is not a provision state file) or pick another --state-dir"
+            ) from None
         for lease in self.store.leases():
             self.macs.by_ip[lease.ip] = lease.mac
         for dev in self.cfg.inventory.devices:
