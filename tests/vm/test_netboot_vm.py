@@ -112,3 +112,45 @@ def test_firmware_netboots_from_provision_serve(case, tmp_path):
     if first_fetch:
         assert first_fetch in server_log
     assert "initrd.gz" in server_log  # the initrd came from us
+
+
+@pytest.mark.timeout(900)
+def test_proxy_dhcp_beside_dnsmasq_quick_mode(tmp_path):
+    """Another server (dnsmasq, addresses only) owns the link; `provision serve --proxy` in quick
+    mode adds the boot information: OVMF native PXE → ipxe.efi → iPXE script → kernel."""
+    require_root()
+    require_tool("qemu-system-x86_64")
+    dnsmasq = require_tool("dnsmasq")
+    made = vm.netboot_files(tmp_path / "netboot", ("x86_64",))
+    kernel, initrd = made["x86_64"]
+    net, mac = "198.18.36", "52:54:00:3a:00:06"
+    with namespaces(1, prefix="vm") as (ns,):
+        tap(ns, "tap0", f"{net}.1/24")
+        ns.popen(
+            [dnsmasq, "--no-daemon", "--port=0", "--interface=tap0", "--bind-interfaces", "--no-ping",
+             f"--dhcp-range={net}.100,{net}.150,1h", f"--dhcp-leasefile={tmp_path / 'leases'}",
+             "--log-dhcp", f"--log-facility={tmp_path / 'dnsmasq.log'}"],
+        )  # fmt: skip
+        args = ["-i", "tap0", "--proxy", "--kernel", str(kernel), "--initrd", str(initrd)]
+        args += ["--cmdline", "console=ttyS0 panic=-1", "--state-dir", str(tmp_path / "state")]
+        with serving(ns, *args, timeout=120) as sp:
+            guest = vm.x86_guest("uefi-pxe", "tap0", mac, tmp_path)
+            console, seconds = vm.run_guest(ns, guest, tmp_path / "console.log", timeout=420)
+        server_log = sp.output
+    found = vm.MARKER in console
+    print(
+        f"\nproxyDHCP + dnsmasq, OVMF native PXE: {'marker after' if found else 'NO marker after'} {seconds:.1f} s"
+    )
+    if not found:
+        dlog = (
+            (tmp_path / "dnsmasq.log").read_text(errors="replace")
+            if (tmp_path / "dnsmasq.log").exists()
+            else ""
+        )
+        pytest.fail(
+            f"no marker; console tail:\n{console[-2500:]}\n--- serve:\n{server_log[-3000:]}\n--- dnsmasq:\n{dlog[-2000:]}"
+        )
+    assert f"{vm.MARKER} arch=x86_64" in console
+    leases = (tmp_path / "leases").read_text()
+    assert mac in leases  # the address came from dnsmasq, not from us
+    assert "ipxe.efi" in server_log and "boot/quick/x86_64/initrd.gz" in server_log
