@@ -183,7 +183,8 @@ class BootPolicy(Policy):
             return self._boot_file(parts[1], parts[2], parts[3])
         binary = self.files.by_name(rel)
         if binary is not None:
-            return RenderedFile(path=binary, content_type="application/efi")
+            ctype = "application/efi" if binary.suffix == ".efi" else "application/octet-stream"
+            return RenderedFile(path=binary, content_type=ctype)
         if self.onie is not None:
             return self.onie.render(client, path)
         return None

@@ -48,6 +48,7 @@ CASES = {
     "x86-bios-ipxe-rom": ("x86_64", "bios", "198.18.31", ".ipxe"),  # the ROM is iPXE already
     "x86-uefi-ipxe-rom": ("x86_64", "uefi-ipxe", "198.18.32", ".ipxe"),
     "x86-uefi-native-pxe": ("x86_64", "uefi-pxe", "198.18.33", "ipxe.efi"),
+    "x86-uefi-http": ("x86_64", "uefi-http", "198.18.37", "/ipxe.efi"),
     "arm64-uefi-pxe": ("arm64", "pxe", "198.18.34", "grubaa64.efi"),
     "arm64-uefi-http": ("arm64", "http", "198.18.35", "grubaa64-http-198.18.35.1.efi"),
 }
