@@ -16,6 +16,7 @@ Pure: no sockets, no clock, no database. Everything it needs comes in at constru
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -271,8 +272,6 @@ class BootPolicy(Policy):
 
 
 def _replace(d: BootDecision, **kw: object) -> BootDecision:
-    import dataclasses
-
     return dataclasses.replace(d, **kw)  # type: ignore[arg-type]
 
 
