@@ -109,8 +109,11 @@ class BootPolicy(Policy):
 
     # -- who is asking ---------------------------------------------------------------------------
     def server_for(self, client: Client) -> str:
-        """Our address on the client's network: by relay (giaddr) or client IP, else the only one."""
-        for hint in (client.relay, client.ip):
+        """Our address on the client's network: by relay (giaddr), client IP or the device's
+        reserved IP, else the first. (pxe.Client does not say which interface a broadcast came
+        in on, so an unknown, directly attached client on a second link gets the first address.)"""
+        device = self.device(client.mac)
+        for hint in (client.relay, client.ip, device.ip if device else None):
             if hint:
                 try:
                     addr = ipaddress.IPv4Address(hint)
