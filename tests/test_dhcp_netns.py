@@ -11,6 +11,7 @@ import signal
 import socket
 import sqlite3
 import struct
+import sys
 
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -18,6 +19,7 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from pxe.dhcp.codec import decode, mac_to_chaddr
 from pxe.dhcp.options import MessageType
 from tests.dhcp_netns_support import (
+    ROOT,
     dhclient_lease,
     dhclient_release,
     last_report,
@@ -471,3 +473,32 @@ def test_renewing_unicast_and_rebinding_broadcast(tmp_path):
         states = [d for k, m, i, d in events_in(cfg["db"], "dhcp.ack") if m == mac]
         assert '"state":"selecting"' in states[0]
         assert '"state":"renewing"' in states[1] and '"state":"rebinding"' in states[2]
+
+
+def test_start_errors_name_interface_and_cause(tmp_path):
+    require_root()
+    import asyncio
+
+    from pxe.dhcp import DhcpServerConfig, DhcpStartError, start_dhcp
+
+    async def start(cfg):
+        return await start_dhcp(cfg, None, None, lambda e: None)
+
+    with pytest.raises(DhcpStartError, match="no-such-if0.*no such interface"):
+        asyncio.run(start(DhcpServerConfig(interfaces=("no-such-if0",))))
+    # port taken: another server (here a plain socket) already bound to port 67 on that device
+    with namespaces(2) as (srv, cli):
+        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
+        holder = socket_in(srv, None, port=67)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+        try:
+            result = srv.run([sys.executable, "-c", (
+                "import asyncio\n"
+                "from pxe.dhcp import DhcpServerConfig, DhcpStartError, start_dhcp\n"
+                "async def m():\n"
+                "    await start_dhcp(DhcpServerConfig(interfaces=('s0',)), None, None, print)\n"
+                "try:\n    asyncio.run(m())\nexcept DhcpStartError as e:\n    print('ERR', e)\n"
+            )], cwd=str(ROOT), check=False)  # fmt: skip
+        finally:
+            holder.close()
+        assert "ERR cannot listen on s0 UDP port 67" in result.stdout, result.stdout + result.stderr

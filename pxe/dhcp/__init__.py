@@ -18,6 +18,8 @@
 - `events` receives `pxe.Event`s: dhcp.discover, dhcp.offer, dhcp.request, dhcp.ack, dhcp.nak,
   dhcp.decline, dhcp.release, dhcp.inform, dhcp.ignored (detail: xid, arch, vendor_class, ...).
 - `Mode.PROXY`: no addresses; answers PXE/HTTP boot clients on 67 and UEFI on 4011.
+- `start_dhcp` raises `DhcpStartError` (an OSError naming interface, port and a likely fix) when a
+  socket cannot be opened: missing interface, port taken by another DHCP server, no privileges.
 - `client_from_packet(pkt, protocol)` builds the `pxe.Client`; `codec.decode/encode` the bytes.
 """
 
@@ -26,12 +28,13 @@ from pxe.dhcp.codec import DecodeError, Packet, decode, encode
 from pxe.dhcp.config import DhcpServerConfig, Mode, Reservation, Subnet
 from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState, LeaseStore, MemoryLeaseStore
 from pxe.dhcp.options import MessageType
-from pxe.dhcp.server import DhcpServer, start_dhcp
+from pxe.dhcp.server import DhcpServer, DhcpStartError, start_dhcp
 
 __all__ = [
     "DecodeError",
     "DhcpServer",
     "DhcpServerConfig",
+    "DhcpStartError",
     "Lease",
     "LeaseEngine",
     "LeaseState",

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pxe.client import BootDecision, Client, Event, EventSink, Policy, Protocol
 from pxe.dhcp import replies
 from pxe.dhcp.clientinfo import client_from_packet, sub_options
-from pxe.dhcp.codec import ZERO_IP, Packet, ip_bytes
+from pxe.dhcp.codec import ZERO_IP, Packet
 from pxe.dhcp.config import DhcpServerConfig, Mode, Subnet
 from pxe.dhcp.leases import LeaseEngine, Outcome
 from pxe.dhcp.options import (
     BOOTREQUEST,
     CLIENT_PORT,
     FLAG_BROADCAST,
-    OPT_CLIENT_UUID,
     OPT_HOSTNAME,
     OPT_PARAM_REQUEST,
     OPT_RELAY_AGENT,
@@ -75,19 +74,31 @@ class Handler:
         self.events = events
         self.protocol = Protocol.PROXYDHCP if config.mode is Mode.PROXY else Protocol.DHCP
         self._subnets = config.subnets
+        self._who_of: Packet | None = None
+        self._who_detail: dict = {}
 
     # --- helpers ---------------------------------------------------------------------------
-    def emit(self, kind: str, pkt: Packet, client: Client | None, ip: str | None = None, **detail) -> None:
-        base = {"xid": f"{pkt.xid:08x}"}
+    def _who(self, pkt: Packet, client: Client | None) -> dict:
+        """The event detail every event of this packet shares (computed once per packet)."""
+        if self._who_of is pkt:
+            return self._who_detail
+        who: dict = {"xid": f"{pkt.xid:08x}"}
         if client is not None:
-            base.update(arch=client.arch, vendor_class=client.vendor_class, user_class=client.user_class)
+            who.update(arch=client.arch, vendor_class=client.vendor_class, user_class=client.user_class)
             if client.relay:
-                base["relay"] = client.relay
+                who["relay"] = client.relay
             if client.circuit_id is not None:
-                base["circuit_id"] = client.circuit_id.hex()
+                who["circuit_id"] = client.circuit_id.hex()
             if client.remote_id is not None:
-                base["remote_id"] = client.remote_id.hex()
-        base.update({k: v for k, v in detail.items() if v is not None})
+                who["remote_id"] = client.remote_id.hex()
+        self._who_of, self._who_detail = pkt, who
+        return who
+
+    def emit(self, kind: str, pkt: Packet, client: Client | None, ip: str | None = None, **detail) -> None:
+        base = dict(self._who(pkt, client))
+        for key, value in detail.items():
+            if value is not None:
+                base[key] = value
         try:
             self.events(Event(kind=kind, mac=pkt.mac, ip=ip, detail=base))
         except Exception:  # an event sink failing must not take DHCP down
@@ -145,6 +156,12 @@ class Handler:
             log.exception("policy failed mac=%s xid=%08x: treating as not ours", pkt.mac, pkt.xid)
             return None
 
+    def _reserved_name(self, reply: Packet, mac: str) -> None:
+        if OPT_HOSTNAME not in reply.options and self.engine is not None:
+            name = self.engine.hostname_of(mac)
+            if name:
+                reply.options[OPT_HOSTNAME] = name.encode()
+
     @staticmethod
     def destination(pkt: Packet, reply: Packet, arrival: Arrival, mtype: MessageType) -> Outgoing:
         """RFC 2131 §4.1, in its order."""
@@ -199,6 +216,7 @@ class Handler:
             reply.yiaddr = ip
             replies.add_lease_options(reply, subnet, decision.lease_time or subnet.lease_time)
             replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
+            self._reserved_name(reply, pkt.mac)
             self.emit("dhcp.offer", pkt, client, ip, note=decision.note or None)
             return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.OFFER)
         if mtype is MessageType.REQUEST:
@@ -267,7 +285,7 @@ class Handler:
             selecting=selecting,
             fixed=decision.ip,
             lease_time=decision.lease_time,
-            hostname=decision.hostname or pkt.text_option(OPT_HOSTNAME),
+            hostname=decision.hostname or engine.hostname_of(pkt.mac) or pkt.text_option(OPT_HOSTNAME),
             client_id=client.client_id,
         )
         if answer.outcome is Outcome.SILENT:
@@ -282,6 +300,7 @@ class Handler:
         reply.yiaddr = answer.ip or ZERO_IP
         replies.add_lease_options(reply, subnet, answer.lease_time)
         replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
+        self._reserved_name(reply, pkt.mac)
         self.emit("dhcp.ack", pkt, client, answer.ip, state=state, lease_time=answer.lease_time)
         return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
 
@@ -317,7 +336,11 @@ class Handler:
             if on_4011:
                 reply.options.pop(OPT_VENDOR_SPECIFIC, None)
         if not client.is_http_boot:
+            # ProxyDHCP offers are recognised by 60 = PXEClient [PXE 2.1 §2.2]; outside the BINL
+            # path it goes with 43 = {6: 8} (EDK2 rule, NETBOOT.md), iPXE included.
             reply.options[OPT_VENDOR_CLASS] = replies.VC_PXE
+            if not binl and not on_4011:
+                reply.options[OPT_VENDOR_SPECIFIC] = replies.PXE_SKIP_DISCOVERY
         if on_4011:
             reply.ciaddr = pkt.ciaddr
         reply = replies.finish(reply, pkt, echo_uuid=True)
@@ -330,4 +353,4 @@ class Handler:
         return self.destination(pkt, reply, arrival, MessageType.OFFER)
 
 
-__all__ = ["Arrival", "Handler", "Outgoing", "ip_bytes", "OPT_CLIENT_UUID"]
+__all__ = ["Arrival", "Handler", "Outgoing"]
