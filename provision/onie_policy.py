@@ -308,7 +308,15 @@ class OniePolicy:
         if choice.entry is None or not identity.platform:
             log.info("onie %s (%s): no installer: %s", mac, identity.platform, choice.reason)
             return None
-        return self._decision(identity.platform, choice, client)
+        decision = self._decision(identity.platform, choice, client)
+        dev = self._device(identity, circuit)
+        if dev is not None:
+            # The inventory's reservation for this switch (found by serial, MAC or switch port: the
+            # port is how a not-yet-seen switch is known before its MAC is).
+            decision = replace(
+                decision, hostname=dev.hostname or dev.name, ip=dev.ip, note=f"{dev.name}: {decision.note}"
+            )
+        return decision
 
     def _decision(self, platform: str, choice: Choice, client: Client) -> BootDecision:
         mode = self.settings.discovery

@@ -245,7 +245,7 @@ def test_inventory_pin_by_serial_and_switch_port(folder):
     inv = Inventory(
         [
             Device(name="leaf-01", serial="AS-1", installer="demo-2.0-accton.bin"),
-            Device(name="leaf-02", switch_port="Eth1/2", installer="2.0"),
+            Device(name="leaf-02", switch_port="Eth1/2", installer="2.0", ip="198.18.0.22"),
         ]
     )
     pol, rec = policy(folder, inventory=inv)
@@ -253,8 +253,9 @@ def test_inventory_pin_by_serial_and_switch_port(folder):
     got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:55", serial="AS-1"), "/onie-installer")
     assert got.path.name == "demo-2.0-accton.bin"
     assert rec.events[-1].detail["version"] == "2.0" and "leaf-01" in rec.events[-1].detail["reason"]
-    # leaf-02 is known by its switch port only: pinned by NOS version
-    pol.decide(dhcp_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X", circuit=b"Eth1/2"))
+    # leaf-02 is known by its switch port only: pinned by NOS version, and its reservation applies
+    dec = pol.decide(dhcp_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X", circuit=b"Eth1/2"))
+    assert dec.hostname == "leaf-02" and dec.ip == "198.18.0.22" and dec.note.startswith("leaf-02: ")
     got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X"), "/onie-installer")
     assert got.path.name == "demo-2.0-accton.bin"
     # the unpinned switch of the same platform gets the platform default
@@ -335,3 +336,18 @@ def test_from_lab_reads_section_with_lab_line_numbers(folder, tmp_path):
     with pytest.raises(ConfigError) as exc:
         from_lab(load_lab(lab))
     assert "lab.yml:5:3" in str(exc.value) and "platforms" in str(exc.value)
+
+
+def test_identity_recorder_writes_the_devices_table(folder, tmp_path):
+    from provision.onie_lab import identity_recorder
+    from provision.store import Store
+
+    with Store(tmp_path / "p.db") as store:
+        pol = OniePolicy(
+            OnieSettings(installers=folder), events=identity_recorder(store), url_base="http://198.18.0.1"
+        )
+        pol.decide(dhcp_client())
+        pol.render(http_client(), "/onie-installer")  # adds onie_version from the headers
+        (rec,) = store.devices()
+    assert rec.mac == MAC and rec.serial == "SN-KVM-1" and rec.platform == KVM
+    assert rec.identity["onie_version"] == "2023.05" and rec.identity["source"] == "http"
