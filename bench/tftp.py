@@ -65,8 +65,21 @@ def start_servers(root: Path, procs: list[subprocess.Popen]) -> None:
     procs.append(
         subprocess.Popen(
             ns(
-                [dnsmasq, "-k", "--port=0", "--enable-tftp", f"--tftp-root={root}", "--listen-address=127.0.0.1"]
-                + ["--bind-interfaces", "--conf-file=/dev/null", "--pid-file=", "--user=root", "--log-facility=/dev/null"]
+                [
+                    dnsmasq,
+                    "-k",
+                    "--port=0",
+                    "--enable-tftp",
+                    f"--tftp-root={root}",
+                    "--listen-address=127.0.0.1",
+                ]
+                + [
+                    "--bind-interfaces",
+                    "--conf-file=/dev/null",
+                    "--pid-file=",
+                    "--user=root",
+                    "--log-facility=/dev/null",
+                ]
             ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -141,7 +154,9 @@ def main() -> None:
         subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
         # tftpd-hpa resolves its -a address with AI_ADDRCONFIG, which fails when loopback is the
         # only interface with an address: give the namespace one (a veth pair, both ends inside).
-        subprocess.run(["ip", "-n", NS, "link", "add", "pvb0", "type", "veth", "peer", "name", "pvb1"], check=True)
+        subprocess.run(
+            ["ip", "-n", NS, "link", "add", "pvb0", "type", "veth", "peer", "name", "pvb1"], check=True
+        )
         subprocess.run(["ip", "-n", NS, "addr", "add", "198.18.99.1/30", "dev", "pvb0"], check=True)
         subprocess.run(["ip", "-n", NS, "link", "set", "pvb0", "up"], check=True)
         big, small = tmp / "big.bin", tmp / "small.bin"
@@ -153,8 +168,14 @@ def main() -> None:
         size, small_size = big.stat().st_size, small.stat().st_size
         results: dict[str, dict[str, float]] = {name: {} for name in PORTS}
         scenarios = [
-            (f"{args.size_mb} MB, blksize 1468, window 1", lambda p: one_file(p, "big.bin", size, 1, args.repeat)),
-            (f"{args.size_mb} MB, blksize 1468, window 16", lambda p: one_file(p, "big.bin", size, 16, args.repeat)),
+            (
+                f"{args.size_mb} MB, blksize 1468, window 1",
+                lambda p: one_file(p, "big.bin", size, 1, args.repeat),
+            ),
+            (
+                f"{args.size_mb} MB, blksize 1468, window 16",
+                lambda p: one_file(p, "big.bin", size, 16, args.repeat),
+            ),
             (
                 f"{args.concurrent} x {args.small_mb} MB concurrent, window 16",
                 lambda p: concurrent(p, "small.bin", small_size, 16, args.concurrent),
@@ -164,13 +185,21 @@ def main() -> None:
                 lambda p: concurrent(p, "small.bin", small_size, 1, args.concurrent),
             ),
         ]
-        print(f"TFTP, atftp client, loopback in a namespace, {os.cpu_count()} CPUs (MiB/s, median of {args.repeat})", flush=True)
-        print(f"{'scenario':44} {'pxe.tftp':>9} {'dnsmasq':>9} {'tftpd-hpa':>9} {'vs dnsmasq':>10} {'vs hpa':>7}")
+        print(
+            f"TFTP, atftp client, loopback in a namespace, {os.cpu_count()} CPUs (MiB/s, median of {args.repeat})",
+            flush=True,
+        )
+        print(
+            f"{'scenario':44} {'pxe.tftp':>9} {'dnsmasq':>9} {'tftpd-hpa':>9} {'vs dnsmasq':>10} {'vs hpa':>7}"
+        )
         for label, fn in scenarios:
             for name, port in PORTS.items():
                 results[name][label] = fn(port)
             ours, dm, hpa = (results[n][label] for n in PORTS)
-            print(f"{label:44} {ours:9.1f} {dm:9.1f} {hpa:9.1f} {ours / dm:9.2f}x {ours / hpa:6.2f}x", flush=True)
+            print(
+                f"{label:44} {ours:9.1f} {dm:9.1f} {hpa:9.1f} {ours / dm:9.2f}x {ours / hpa:6.2f}x",
+                flush=True,
+            )
     finally:
         for p in procs:
             with contextlib.suppress(ProcessLookupError):
