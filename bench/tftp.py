@@ -108,93 +108,6 @@ def atftp_argv(port: int, name: str, window: int, out: str = "/dev/null") -> lis
     )
 
 
-def one_file(port: int, name: str, size: int, window: int) -> float:
-    t0 = time.monotonic()
-    subprocess.run(atftp_argv(port, name, window), check=True, capture_output=True, timeout=600)
-    return size / (time.monotonic() - t0) / 2**20
-
-
-def concurrent(port: int, name: str, size: int, window: int, count: int) -> float:
-    t0 = time.monotonic()
-    procs = [
-        subprocess.Popen(atftp_argv(port, name, window), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(count)
-    ]
-    failed = sum(p.wait(900) != 0 for p in procs)
-    elapsed = time.monotonic() - t0
-    if failed:
-        print(f"    ({failed} of {count} transfers failed on port {port})")
-    return (count - failed) * size / elapsed / 2**20
-
-
-def main() -> None:
-        await start_tftp(TftpConfig(root=Path(root), bind_addr="127.0.0.1", port=port), None, sink)
-        print("ready", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-def ns(argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", NS, *argv]
-
-
-def start_servers(root: Path, procs: list[subprocess.Popen]) -> None:
-    ours = subprocess.Popen(
-        ns([sys.executable, __file__, "--serve", str(root), str(PORTS["pxe.tftp"])]),
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    procs.append(ours)
-    assert ours.stdout.readline().strip() == "ready"
-    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-    procs.append(
-        subprocess.Popen(
-            ns(
-                [
-                    dnsmasq,
-                    "-k",
-                    "--port=0",
-                    "--enable-tftp",
-                    f"--tftp-root={root}",
-                    "--listen-address=127.0.0.1",
-                ]
-                + [
-                    "--bind-interfaces",
-                    "--conf-file=/dev/null",
-                    "--pid-file=",
-                    "--user=root",
-                    "--log-facility=/dev/null",
-                ]
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    )
-    tftpd = shutil.which("in.tftpd") or "/usr/sbin/in.tftpd"
-    procs.append(
-        subprocess.Popen(
-            ns([tftpd, "-L", "-u", "root", "-s", str(root), "-a", f"127.0.0.1:{PORTS['tftpd-hpa']}"]),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    )
-    time.sleep(1)
-    for p in procs:
-        if p.poll() is not None:
-            raise SystemExit(f"a server did not start: {p.args}")
-
-
-def atftp_argv(port: int, name: str, window: int, out: str = "/dev/null") -> list[str]:
-    return ns(
-        ["atftp", "--option", "blksize 1468", "--option", f"windowsize {window}", "-g", "-r", name, "-l", out]
-        + ["127.0.0.1", str(port)]
-    )
-
-
 def one_file(port: int, name: str, size: int, window: int, repeat: int) -> float:
     rates = []
     for _ in range(repeat):
@@ -280,12 +193,8 @@ def main() -> None:
             f"{'scenario':44} {'pxe.tftp':>9} {'dnsmasq':>9} {'tftpd-hpa':>9} {'vs dnsmasq':>10} {'vs hpa':>7}"
         )
         for label, fn in scenarios:
-            runs: dict[str, list[float]] = {name: [] for name in PORTS}
-            for _ in range(args.repeat):  # interleaved: background load on a shared machine hits all alike
-                for name, port in PORTS.items():
-                    runs[name].append(fn(port))
-            for name in PORTS:
-                results[name][label] = statistics.median(runs[name])
+            for name, port in PORTS.items():
+                results[name][label] = fn(port)
             ours, dm, hpa = (results[n][label] for n in PORTS)
             print(
                 f"{label:44} {ours:9.1f} {dm:9.1f} {hpa:9.1f} {ours / dm:9.2f}x {ours / hpa:6.2f}x",
