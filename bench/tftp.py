@@ -128,96 +128,6 @@ def concurrent(port: int, name: str, size: int, window: int, count: int) -> floa
 
 
 def main() -> None:
-        await start_tftp(TftpConfig(root=Path(root), bind_addr="127.0.0.1", port=port), None, sink)
-        print("ready", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-def ns(argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", NS, *argv]
-
-
-def start_servers(root: Path, procs: list[subprocess.Popen]) -> None:
-    ours = subprocess.Popen(
-        ns([sys.executable, __file__, "--serve", str(root), str(PORTS["pxe.tftp"])]),
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    procs.append(ours)
-    assert ours.stdout.readline().strip() == "ready"
-    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-    procs.append(
-        subprocess.Popen(
-            ns(
-                [
-                    dnsmasq,
-                    "-k",
-                    "--port=0",
-                    "--enable-tftp",
-                    f"--tftp-root={root}",
-                    "--listen-address=127.0.0.1",
-                ]
-                + [
-                    "--bind-interfaces",
-                    "--conf-file=/dev/null",
-                    "--pid-file=",
-                    "--user=root",
-                    "--log-facility=/dev/null",
-                ]
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    )
-    tftpd = shutil.which("in.tftpd") or "/usr/sbin/in.tftpd"
-    procs.append(
-        subprocess.Popen(
-            ns([tftpd, "-L", "-u", "root", "-s", str(root), "-a", f"127.0.0.1:{PORTS['tftpd-hpa']}"]),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    )
-    time.sleep(1)
-    for p in procs:
-        if p.poll() is not None:
-            raise SystemExit(f"a server did not start: {p.args}")
-
-
-def atftp_argv(port: int, name: str, window: int, out: str = "/dev/null") -> list[str]:
-    return ns(
-        ["atftp", "--option", "blksize 1468", "--option", f"windowsize {window}", "-g", "-r", name, "-l", out]
-        + ["127.0.0.1", str(port)]
-    )
-
-
-def one_file(port: int, name: str, size: int, window: int, repeat: int) -> float:
-    rates = []
-    for _ in range(repeat):
-        t0 = time.monotonic()
-        subprocess.run(atftp_argv(port, name, window), check=True, capture_output=True, timeout=600)
-        rates.append(size / (time.monotonic() - t0) / 2**20)
-    return statistics.median(rates)
-
-
-def concurrent(port: int, name: str, size: int, window: int, count: int) -> float:
-    t0 = time.monotonic()
-    procs = [
-        subprocess.Popen(atftp_argv(port, name, window), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(count)
-    ]
-    failed = sum(p.wait(900) != 0 for p in procs)
-    elapsed = time.monotonic() - t0
-    if failed:
-        print(f"    ({failed} of {count} transfers failed on port {port})")
-    return (count - failed) * size / elapsed / 2**20
-
-
-def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--serve", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
     ap.add_argument("--size-mb", type=int, default=64)
@@ -257,11 +167,11 @@ def main() -> None:
         scenarios = [
             (
                 f"{args.size_mb} MB, blksize 1468, window 1",
-                lambda p: one_file(p, "big.bin", size, 1, args.repeat),
+                lambda p: one_file(p, "big.bin", size, 1),
             ),
             (
                 f"{args.size_mb} MB, blksize 1468, window 16",
-                lambda p: one_file(p, "big.bin", size, 16, args.repeat),
+                lambda p: one_file(p, "big.bin", size, 16),
             ),
             (
                 f"{args.concurrent} x {args.small_mb} MB concurrent, window 16",
