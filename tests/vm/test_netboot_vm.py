@@ -155,3 +155,42 @@ def test_proxy_dhcp_beside_dnsmasq_quick_mode(tmp_path):
     leases = (tmp_path / "leases").read_text()
     assert mac in leases  # the address came from dnsmasq, not from us
     assert "ipxe.efi" in server_log and "boot/quick/x86_64/initrd.gz" in server_log
+
+
+@pytest.mark.timeout(900)
+def test_quick_mode_boots_arm64_and_x86_without_a_lab_file(tmp_path):
+    """`provision serve -i tap0 --kernel … --kernel-arm64 …`: an unknown AAVMF machine boots the
+    ARM64 kernel through GRUB, and an unknown SeaBIOS one the x86 kernel, from one server."""
+    require_root()
+    require_tool("qemu-system-aarch64")
+    require_tool("qemu-system-x86_64")
+    _need_arm64()
+    made = vm.netboot_files(tmp_path / "netboot")
+    (k, i), (ka, ia) = made["x86_64"], made["arm64"]
+    net = "198.18.38"
+    with namespaces(1, prefix="vm") as (ns,):
+        tap(ns, "tap0", f"{net}.1/24")
+        args = ["-i", "tap0", "--kernel", str(k), "--initrd", str(i), "--cmdline", "console=ttyS0 panic=-1"]
+        args += [
+            "--kernel-arm64",
+            str(ka),
+            "--initrd-arm64",
+            str(ia),
+            "--cmdline-arm64",
+            "console=ttyAMA0 panic=-1",
+        ]
+        args += ["--state-dir", str(tmp_path / "state")]
+        with serving(ns, *args, timeout=120) as sp:
+            results = {}
+            for name, guest in (
+                ("arm64", vm.arm64_guest("pxe", "tap0", "52:54:00:3a:00:08")),
+                ("x86_64", vm.x86_guest("bios", "tap0", "52:54:00:3a:00:09", tmp_path)),
+            ):
+                results[name] = vm.run_guest(ns, guest, tmp_path / f"{name}.log", timeout=420)
+    for name, (console, seconds) in results.items():
+        ok = vm.MARKER in console
+        print(f"\nquick mode {name}: {'marker after' if ok else 'NO marker after'} {seconds:.1f} s (TCG)")
+        assert ok, f"{name}: no marker\n{console[-2500:]}\n--- serve:\n{sp.output[-3000:]}"
+    assert f"{vm.MARKER} arch=aarch64" in results["arm64"][0]
+    assert f"{vm.MARKER} arch=x86_64" in results["x86_64"][0]
+    assert "boot/quick/arm64/Image" in sp.output and "boot/quick/x86_64/vmlinuz" in sp.output
