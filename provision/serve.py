@@ -349,8 +349,13 @@ class Serve:
                 self._closers.append(http.close)
             try:
                 dhcp = await start_dhcp(self.dhcp_config(), self.policy, self.store, self.sink)
-            except OSError as exc:
-                raise _port_error(exc, "udp", DHCP_PORT, None) from None
+            except OSError as exc:  # pxe.dhcp.DhcpStartError names interface and port
+                port = getattr(exc, "port", DHCP_PORT)
+                err = _port_error(exc, "udp", port, None)
+                where = getattr(exc, "interface", None)
+                raise ServeError(
+                    f"{err.message} (DHCP on {where})" if where else err.message, err.fix
+                ) from None
             self._closers.append(dhcp.close)
         except BaseException:
             await self.close()

@@ -184,6 +184,20 @@ def test_port_in_use_names_the_holder(link, lab):
     assert "fix:" in sp.output
 
 
+def test_dhcp_port_in_use_names_the_holder(link, lab):
+    server, _ = link
+    holder = server.popen(
+        ["python3", "-c",
+         "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0',67)); print('held',flush=True); time.sleep(60)"],
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == b"held"
+    sp = start_serve(server, str(lab))
+    rc = sp.wait_exit(60)
+    assert rc == 3, sp.output
+    assert "UDP port 67 is in use by python3" in sp.output and "DHCP on sv0" in sp.output, sp.output
+    assert f"pid {holder.pid}" in sp.output
+
+
 def test_missing_interface_and_no_address(lab, tmp_path):
     require_root()
     with namespaces(1, prefix="sv") as (ns,):
