@@ -425,3 +425,20 @@ def test_handler_never_raises_on_odd_requests(
     if out is not None:
         raw = encode(out.packet)
         assert decode(raw).xid == pkt.xid
+
+
+def test_policy_asked_once_per_exchange_and_ack_matches_offer():
+    p = Policy()
+    h, _ = make_handler(p)
+    offer = h.handle(request_packet(MessageType.DISCOVER, o60=b"PXEClient:Arch:00000"), ARR).packet
+    p.decision = BootDecision(bootfile="changed-meanwhile.efi")
+    req = request_packet(
+        MessageType.REQUEST, o50=bytes(map(int, offer.yiaddr.split("."))), o54=bytes([198, 18, 0, 1])
+    )
+    ack = h.handle(req, ARR).packet  # same xid as the DISCOVER: the offer's decision holds
+    assert ack.options[67] == offer.options[67] == b"undionly.kpxe"
+    assert len(p.seen) == 1
+    renew = request_packet(MessageType.REQUEST)
+    renew.ciaddr, renew.xid = offer.yiaddr, 0x999
+    assert h.handle(renew, ARR).packet.options[67] == b"changed-meanwhile.efi"  # a new exchange asks again
+    assert len(p.seen) == 2

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import struct
 import sys
+import time
 
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -56,7 +57,10 @@ def leases_in(db) -> dict[str, tuple[str, str]]:
         con.close()
 
 
-def events_in(db, kind=None) -> list[tuple]:
+def events_in(db, kind=None, settle: float = 0.6) -> list[tuple]:
+    """Events in the store. A running server writes events within its flush interval (0.25 s)
+    rather than with each reply, so wait that long first; 0 when the server has stopped."""
+    time.sleep(settle)
     con = sqlite3.connect(db)
     try:
         rows = con.execute("SELECT kind, mac, ip, detail FROM events ORDER BY id").fetchall()
@@ -121,8 +125,6 @@ def test_release_frees_and_the_same_client_gets_the_same_ip(tmp_path):
         for _ in range(50):
             if leases_in(cfg["db"]).get(mac_of(cli, "c0"), ("", ""))[1] == "released":
                 break
-            import time
-
             time.sleep(0.1)
         assert leases_in(cfg["db"])[mac_of(cli, "c0")] == (ip, "released")
         assert events_in(cfg["db"], "dhcp.release")
@@ -186,8 +188,6 @@ def test_relay_with_dhcrelay_and_option82_echoed_last(tmp_path):
         start_server(srv, cfg, tmp_path / "server.log")
         # -a: add option 82 (circuit-id = the interface name); dhcrelay strips it from replies
         relay.popen([dhcrelay, "-d", "-4", "-a", "-id", "r0", "-iu", "r1", "198.18.0.1"], text=True)
-        import time
-
         time.sleep(1.0)
         ip = dhclient_lease(cli, "c0", tmp_path)
         assert ip.startswith("198.18.1.") and 50 <= int(ip.split(".")[-1]) <= 60
@@ -245,8 +245,6 @@ def test_proxydhcp_next_to_dnsmasq(tmp_path):
         cfg = {"mode": "proxy", "interfaces": ["s0"], "subnets": [{"network": "198.18.0.0/24", "interface": "s0"}],
                "db": str(tmp_path / "proxy.db"), "bootfile": "undionly.kpxe", "bootfile_uefi": "ipxe.efi"}  # fmt: skip
         start_server(prx, cfg, tmp_path / "proxy.log")
-        import time
-
         time.sleep(0.5)
         sock = socket_in(cli, "c0")
         try:

@@ -11,8 +11,12 @@
     ...
     server.close()
 
-- `policy.decide(client) -> BootDecision | None` is asked on DISCOVER, REQUEST and INFORM; None
-  means "not ours": silence plus a `dhcp.ignored` event.
+- `policy.decide(client) -> BootDecision | None` is asked on DISCOVER, INFORM, and on REQUEST
+  unless the REQUEST continues one of our offers (same xid: the offer's decision is reused, so the
+  ACK carries what was offered). None means "not ours": silence plus a `dhcp.ignored` event.
+  `BootDecision.ip` pins an address (like a `Reservation`); `lease_time`, `hostname` (option 12),
+  `bootfile` (67 + file), `next_server` (siaddr), `onie_installer_url` (114 and 125/42623/1),
+  `extra_options` {code: bytes} go into OFFER and ACK.
 - `lease_store` implements `LeaseStore` (load_leases / save_lease / delete_lease / commit);
   `commit()` is called before any reply leaves. `MemoryLeaseStore` forgets on exit.
 - `events` receives `pxe.Event`s: dhcp.discover, dhcp.offer, dhcp.request, dhcp.ack, dhcp.nak,

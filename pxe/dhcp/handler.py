@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass
 
 from pxe.client import BootDecision, Client, Event, EventSink, Policy, Protocol
@@ -38,6 +39,7 @@ log = logging.getLogger("pxe.dhcp")
 BROADCAST = "255.255.255.255"
 # Option 93 values whose firmware follows the EDK2 proxyDHCP path to port 4011 (NETBOOT.md).
 UEFI_PXE_ARCHES = frozenset({6, 7, 10, 11})
+_REMEMBER_MAX = 8192  # remembered OFFER decisions before expired ones are swept
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Handler:
         self.events = events
         self.protocol = Protocol.PROXYDHCP if config.mode is Mode.PROXY else Protocol.DHCP
         self._subnets = config.subnets
+        self._offered: dict[tuple[str, int], tuple[Client, BootDecision, float]] = {}
         self._who_of: Packet | None = None
         self._who_detail: dict = {}
 
@@ -156,6 +159,17 @@ class Handler:
             log.exception("policy failed mac=%s xid=%08x: treating as not ours", pkt.mac, pkt.xid)
             return None
 
+    def _remember(self, pkt: Packet, client: Client, decision: BootDecision) -> None:
+        """Keep the OFFER's decision for the REQUEST of the same exchange (same xid, RFC 2131
+        §4.4.1): the ACK then carries what the OFFER promised, and the policy runs once per DORA."""
+        now = time.monotonic()
+        if len(self._offered) >= _REMEMBER_MAX:
+            for key in [k for k, v in self._offered.items() if v[2] < now]:
+                del self._offered[key]
+            if len(self._offered) >= _REMEMBER_MAX:
+                self._offered.clear()  # a flood of DISCOVERs that never REQUEST: forget them all
+        self._offered[(pkt.mac, pkt.xid)] = (client, decision, now + self.config.offer_timeout)
+
     def _reserved_name(self, reply: Packet, mac: str) -> None:
         if OPT_HOSTNAME not in reply.options and self.engine is not None:
             name = self.engine.hostname_of(mac)
@@ -191,7 +205,10 @@ class Handler:
         engine = self.engine
         assert engine is not None
         subnet = self.select_subnet(pkt, arrival)
-        client = client_from_packet(pkt, self.protocol)
+        cached = self._offered.pop((pkt.mac, pkt.xid), None) if mtype is MessageType.REQUEST else None
+        if cached is not None and cached[2] < time.monotonic():
+            cached = None
+        client = cached[0] if cached is not None else client_from_packet(pkt, self.protocol)
         if subnet is None or subnet.network not in engine.pools:
             self.emit("dhcp.ignored", pkt, client, reason="no subnet for this link or relay", type=mtype.name)
             return None
@@ -218,9 +235,10 @@ class Handler:
             replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
             self._reserved_name(reply, pkt.mac)
             self.emit("dhcp.offer", pkt, client, ip, note=decision.note or None)
+            self._remember(pkt, client, decision)
             return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.OFFER)
         if mtype is MessageType.REQUEST:
-            return self._request(pkt, arrival, subnet, server_ip, client, requested)
+            return self._request(pkt, arrival, subnet, server_ip, client, requested, cached and cached[1])
         if mtype is MessageType.DECLINE:
             ok = requested is not None and engine.decline(subnet, pkt.mac, requested)
             self.emit("dhcp.decline", pkt, client, requested, quarantined=ok)
@@ -252,6 +270,7 @@ class Handler:
         server_ip: str,
         client: Client,
         requested: str | None,
+        offered: BootDecision | None = None,
     ) -> Outgoing | None:
         engine = self.engine
         assert engine is not None
@@ -274,7 +293,7 @@ class Handler:
         self.emit("dhcp.request", pkt, client, ip, state=state)
         if ip is None:
             return None
-        decision = self.decide(client, pkt)
+        decision = offered if selecting and offered is not None else self.decide(client, pkt)
         if decision is None:
             self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
             return None
