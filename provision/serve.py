@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib
 import ipaddress
 import logging
 import os
@@ -180,16 +181,25 @@ class Serve:
         self.store: Any = None
         self.macs = MacBook()
         self._closers: list[Callable[[], Any]] = []
+        self._recorders: list[Callable[[Event], None]] = []
         self.policy: BootPolicy | None = None
         self.ifaces: list[netinfo.InterfaceAddress] = []
 
     # events from every protocol land here (on the loop thread)
     def sink(self, event: Event) -> None:
         self.macs.learn(event)
+        observe = getattr(self.onie, "observe", None)
+        if observe is not None:
+            try:
+                observe(event)
+            except Exception:
+                log.exception("onie policy: observe(%s) failed", event.kind)
         log_event(event)
         if self.store is not None:
             try:
                 self.store.add_event(event)
+                for record in self._recorders:
+                    record(event)
             except Exception:  # the store must not take a server down with it
                 log.exception("store: event %s for %s not recorded", event.kind, event.mac)
 
@@ -222,13 +232,33 @@ class Serve:
         self.policy = BootPolicy(
             self.cfg, servers, files, onie=self.onie, console_of=profile_console(ProfileRegistry())
         )
+        attach = getattr(self.onie, "attach", None)
+        if attach is not None:  # OniePolicy (provision.onie_policy): built before the server
+            policy = self.policy
+            attach(
+                events=self.sink,
+                mac_of_ip=self.macs,
+                url_base=lambda client: policy.http_base(policy.server_for(client)) if client else None,
+            )
 
     def _open_store(self) -> None:
-        from provision.store import Store
+        from provision.store import Store, StoreError
 
         db = self.cfg.paths.db_path
         db.parent.mkdir(parents=True, exist_ok=True)
-        self.store = Store(db)
+        try:
+            self.store = Store(db)
+        except StoreError as exc:
+            raise ServeError(
+                str(exc), f"move {db} aside (it is not a provision state file) or pick another --state-dir"
+            ) from None
+        self._recorders = []
+        if self.onie is not None:
+            # onie.discovered → the devices table's serial/platform (provision.onie_lab)
+            with contextlib.suppress(ImportError, AttributeError):
+                self._recorders.append(
+                    importlib.import_module("provision.onie_lab").identity_recorder(self.store)
+                )
         for lease in self.store.leases():
             self.macs.by_ip[lease.ip] = lease.mac
         for dev in self.cfg.inventory.devices:
@@ -319,8 +349,13 @@ class Serve:
                 self._closers.append(http.close)
             try:
                 dhcp = await start_dhcp(self.dhcp_config(), self.policy, self.store, self.sink)
-            except OSError as exc:
-                raise _port_error(exc, "udp", DHCP_PORT, None) from None
+            except OSError as exc:  # pxe.dhcp.DhcpStartError names interface and port
+                port = getattr(exc, "port", DHCP_PORT)
+                err = _port_error(exc, "udp", port, None)
+                where = getattr(exc, "interface", None)
+                raise ServeError(
+                    f"{err.message} (DHCP on {where})" if where else err.message, err.fix
+                ) from None
             self._closers.append(dhcp.close)
         except BaseException:
             await self.close()

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import importlib
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -16,19 +17,18 @@ DEFAULT_STATE_DIR = Path("/var/lib/provision")
 
 
 def _onie_policy(cfg):  # noqa: ANN001, ANN202
-    """OniePolicy from provision.onie_policy (branch onie) when lab.yml has `onie:` and it exists."""
+    """provision.onie_lab.policy_from_lab(cfg) when lab.yml has an `onie:` section."""
     if cfg.onie is None:
         return None
     try:
-        mod = importlib.import_module("provision.onie_policy")
+        onie_lab = importlib.import_module("provision.onie_lab")
     except ImportError:
         raise CLIError(
-            "lab.yml has an `onie:` section but this provision has no ONIE serving (provision.onie_policy)",
+            "lab.yml has an `onie:` section but this provision has no ONIE serving (provision.onie_lab)",
             "remove `onie:` or install a provision with ONIE support",
             EXIT_INPUT,
         ) from None
-    build = getattr(mod, "from_lab", None) or getattr(mod, "OniePolicy")  # noqa: B009
-    return build(cfg)
+    return onie_lab.policy_from_lab(cfg)
 
 
 @click.command("serve")
@@ -37,9 +37,15 @@ def _onie_policy(cfg):  # noqa: ANN001, ANN202
 @click.option("--kernel", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="x86-64 kernel.")
 @click.option("--initrd", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="x86-64 initrd.")
 @click.option("--cmdline", default="", help="Kernel command line (both arches unless --cmdline-arm64).")
-@click.option("--kernel-arm64", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--initrd-arm64", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--cmdline-arm64", default=None)
+@click.option(
+    "--kernel-arm64",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="ARM64 kernel (Image); ARM64 UEFI machines then boot it through GRUB.",
+)
+@click.option(
+    "--initrd-arm64", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="ARM64 initrd."
+)
+@click.option("--cmdline-arm64", default=None, help="ARM64 command line (default: --cmdline).")
 @click.option("--proxy", is_flag=True, help="Quick mode: proxyDHCP (another server hands out addresses).")
 @click.option("--http-port", type=int, default=None, help="HTTP port (default 80, or lab.yml's).")
 @click.option(
@@ -74,7 +80,8 @@ def serve(
     What each machine gets (the one policy, provision/policy.py):
       BIOS PXE → undionly.kpxe · UEFI x64 PXE → ipxe.efi · UEFI HTTP boot → http://…/ipxe.efi
       iPXE → http://…/ipxe/<mac>.ipxe (kernel + initrd over HTTP)
-      ARM64 UEFI PXE → GRUB (grubaa64.efi) → grub/by-mac/<mac>.cfg · ARM64 HTTP boot → GRUB over HTTP
+      ARM64 UEFI PXE → GRUB (grubaa64.efi) → grub/grub.cfg rendered per device → Image + initrd
+      ARM64 UEFI HTTP boot → the same GRUB over HTTP · ONIE switches → lab.yml's `onie:` section
     Every DHCP/TFTP/HTTP step is recorded: see `provision status`. Stop with Ctrl-C (or SIGTERM).
     Exit codes: 2 bad lab.yml/arguments, 3 environment (not root, interface, port in use).
     """
@@ -200,10 +207,15 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
             "start `provision serve` first, or point --state-dir/--db at where it keeps its state",
             EXIT_ENV,
         )
-    from provision.store import Store
+    from provision.store import Store, StoreError
 
-    with Store(path) as store:
-        snap = snapshot(store, inventory)
+    try:
+        with Store(path) as store:
+            snap = snapshot(store, inventory)
+    except StoreError as exc:
+        raise CLIError(
+            str(exc), "point --db/--state-dir at the state of `provision serve`", EXIT_ENV
+        ) from None
     snap["db"] = str(path)
     if as_json:
         echo_json(snap)
@@ -214,7 +226,7 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
     now = snap["generated"]
     table = Table(title=f"provision status ({path})")
     for col in ("MAC", "name", "IP", "lease", "last event", "last fetched", "when"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("MAC", "IP"))
     if snap["stage_column"]:
         table.add_column("stage")
     for row in snap["devices"]:
@@ -234,7 +246,8 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
         if snap["stage_column"]:
             cells.append(row.get("stage") or "-")
         table.add_row(*cells)
-    Console().print(table)
+    # Piped (a log, less, a test): lines as wide as the table needs rather than rich's 80 columns.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     if not snap["devices"]:
         click.echo("no devices seen yet")
 
