@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The installer demo, start to finish on a fresh Debian 12 machine (as root):
-#   set up, build the demo NOS, build its ONIE installer, inspect it, show the disk plan.
+# The demo, start to finish on a fresh Debian 12 machine (as root):
+#   set up, build the demo NOS, build its ONIE installer, inspect it, show the disk plan,
+#   then serve it: `provision serve examples/onie-lab.yml` in a private network namespace answers
+#   a simulated ONIE switch (`provision onie-sim`) in a second one, which finds, downloads and
+#   verifies the installer for its platform; `provision status` shows what happened.
 # Output lands in out/. Re-running is safe (everything is rebuilt, byte for byte the same).
+# Network safety: all traffic stays on a veth between two namespaces this script makes, with
+# addresses from 198.18.0.0/15; both are removed on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +27,31 @@ done
 
 echo "== where it goes on the switch's disk"
 .venv/bin/provision layout examples/switch.yml
+
+echo "== serve it: provision serve (namespace pvdemo-srv) <-> a simulated ONIE switch (pvdemo-sw)"
+SRV=pvdemo-srv-$$; SW=pvdemo-sw-$$; SERVE_PID=
+cleanup() {
+  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
+  ip netns del "$SRV" 2>/dev/null || true
+  ip netns del "$SW" 2>/dev/null || true
+}
+trap cleanup EXIT
+ip netns add "$SRV"; ip netns add "$SW"
+ip -n "$SRV" link set lo up; ip -n "$SW" link set lo up
+ip link add pvdemo$$ netns "$SRV" type veth peer name eth0 netns "$SW"
+ip -n "$SRV" link set pvdemo$$ name demo0
+ip -n "$SRV" addr add 198.18.60.1/24 dev demo0
+ip -n "$SRV" link set demo0 up; ip -n "$SW" link set eth0 up
+rm -rf out/demo-state
+ip netns exec "$SRV" .venv/bin/provision serve examples/onie-lab.yml > out/demo-serve.log 2>&1 &
+SERVE_PID=$!
+for _ in $(seq 1 50); do
+  grep -q "provision serve: ready" out/demo-serve.log 2>/dev/null && break
+  kill -0 "$SERVE_PID" 2>/dev/null || { cat out/demo-serve.log; exit 1; }
+  sleep 0.2
+done
+ip netns exec "$SW" .venv/bin/provision onie-sim -i eth0 --serial DEMO-LEAF-01 --verify
+sleep 1  # events reach the store in batches (every 0.25 s)
+echo "== provision status"
+.venv/bin/provision status --state-dir out/demo-state
+echo "== done: installers in out/, server log in out/demo-serve.log"
