@@ -1,0 +1,156 @@
+"""Build one installer image: header script + uncompressed tar payload, in one streaming pass.
+
+The header is written with fixed-width placeholders for the payload's SHA-256 and size, the tar
+streams through hashlib into the output file, then we seek back and patch the placeholders. So a
+2 GB payload needs neither 2 GB of RAM nor a temporary copy. Kernel, initrd and squashfs are
+compressed already: compressing the tar again would cost time and save little.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from onie.installer import tarstream
+from onie.installer.model import BuildResult, InstallerSpec, Member, PlatformInfo, Progress
+from onie.installer.render import PAYLOAD_MARKER, render_grub_cfg, render_header, render_install
+
+UPDATER_COOKIE = "ONIE-UPDATER-COOKIE"  # ONIE refuses files with this in their first 100 lines
+SHA_WIDTH, NUM_WIDTH = 64, 20
+_SHA_PH, _SIZE_PH, _OFF_PH = "S" * SHA_WIDTH, "Z" * NUM_WIDTH, "O" * NUM_WIDTH
+# Slack in the boot partition for GRUB's modules (x86_64-efi or i386-pc: ~5 MiB) and ext4 metadata.
+BOOT_SLACK = 16 * 1024 * 1024
+
+
+class BuildError(ValueError):
+    pass
+
+
+def _field(n: int) -> str:
+    # Left-aligned, space-padded: a zero-padded number would be read as octal by ash's $(( )).
+    return f"{n:<{NUM_WIDTH}d}"
+
+
+def _check_fits(spec: InstallerSpec) -> None:
+    boot = spec.layout.boot
+    need = spec.kernel.stat().st_size + spec.initrd.stat().st_size + BOOT_SLACK
+    need += sum(f.source.stat().st_size for f in spec.files)
+    root = spec.layout.rootfs
+    if spec.rootfs is not None:
+        rootfs_size = spec.rootfs.stat().st_size
+        if root is None:
+            need += rootfs_size
+        elif root.size and rootfs_size > root.size:
+            raise BuildError(
+                f"rootfs image is {rootfs_size} bytes but partition {root.label} holds {root.size}"
+            )
+    elif root is not None:
+        raise BuildError(f"the plan has a rootfs partition {root.label} but the payload has no rootfs")
+    if boot.size and need > boot.size:
+        raise BuildError(
+            f"boot partition {boot.label} ({boot.size >> 20} MiB) is too small for kernel, initrd, "
+            f"files and GRUB ({-(-need >> 20)} MiB needed)"
+        )
+
+
+def payload_plan(spec: InstallerSpec) -> list[tuple[str, Path, int]]:
+    """(archive name, source, mode) of every file member, in archive (sorted) order."""
+    files: list[tuple[str, Path, int]] = [
+        ("nos/kernel", spec.kernel, 0o644),
+        ("nos/initrd", spec.initrd, 0o644),
+    ]
+    if spec.rootfs is not None:
+        files.append(("nos/rootfs.squashfs", spec.rootfs, 0o644))
+    for f in spec.files:
+        files.append((f"nos/files/{f.dest}", f.source, 0o644))
+    return sorted(files)
+
+
+def build(
+    spec: InstallerSpec,
+    platform: PlatformInfo,
+    out: Path,
+    templates_dir: Path,
+    progress: Callable[[Progress], None] | None = None,
+    source_date_epoch: int | None = None,
+) -> BuildResult:
+    """Write the installer for `platform` to `out` (a file path); atomic: a failed build leaves
+    no partial file. `source_date_epoch` (else 0) is the mtime of every tar member."""
+    out = Path(out)
+    _check_fits(spec)
+    mtime = int(source_date_epoch or 0)
+    header = render_header(templates_dir, spec, platform, _SHA_PH, _SIZE_PH, _OFF_PH)
+    for ph in (_SHA_PH, _SIZE_PH, _OFF_PH):
+        if header.count(ph) != 1:
+            raise BuildError(f"header template must use each payload placeholder once ({ph[:4]}...)")
+    header_bytes = header.encode("utf-8")
+    header_bytes = header_bytes.replace(_OFF_PH.encode(), _field(len(header_bytes)).encode())
+    if UPDATER_COOKIE.encode() in header_bytes:
+        raise BuildError(f"the header contains {UPDATER_COOKIE}: ONIE would refuse it as an updater")
+
+    small: dict[str, tuple[bytes, int]] = {
+        "installer/install.sh": (render_install(templates_dir, spec).encode(), 0o755),
+        "installer/grub-uefi.cfg": (render_grub_cfg(templates_dir, spec, platform, "uefi").encode(), 0o644),
+        "installer/grub-bios.cfg": (render_grub_cfg(templates_dir, spec, platform, "bios").encode(), 0o644),
+    }
+    for point, snippet in spec.hooks:
+        text = "#!/bin/sh\n# hook " + point.value + " (from the switch spec)\n" + snippet.rstrip("\n") + "\n"
+        small[f"installer/hooks/{point.value}.sh"] = (text.encode(), 0o755)
+    big = payload_plan(spec)
+    members = {name: ("small", data) for name, data in small.items()}
+    members.update({name: ("file", (src, mode)) for name, src, mode in big})
+    dirs = sorted({str(Path(n).parent) + "/" for n in members} | {"installer/", "nos/"})
+    # Every parent folder, sorted, then every file, sorted: one fixed order for the same inputs.
+    all_dirs = sorted({"/".join(d.split("/")[: i + 1]) + "/" for d in dirs for i in range(d.count("/"))})
+
+    total = sum(src.stat().st_size for _, src, _ in big)
+    done = 0
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    listing: list[Member] = []
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header_bytes)
+            w = tarstream.HashingWriter(f)
+            for d in all_dirs:
+                tarstream.write_dir(w, d, mtime)
+            for name in sorted(members):
+                kind, value = members[name]
+                if kind == "small":
+                    data, mode = value
+                    tarstream.write_bytes(w, name, data, mode, mtime)
+                    listing.append(Member(name, len(data)))
+                    continue
+                src, mode = value
+
+                def tick(n: int, name: str = name) -> None:
+                    nonlocal done
+                    done += n
+                    if progress:
+                        progress(Progress(done, total, name))
+
+                size = tarstream.write_file(w, name, src, mode, mtime, tick)
+                listing.append(Member(name, size))
+            tarstream.write_end(w)
+            sha = w.sha256.hexdigest()
+            f.seek(header_bytes.index(_SHA_PH.encode()))
+            f.write(sha.encode())
+            f.seek(header_bytes.index(_SIZE_PH.encode()))
+            f.write(_field(w.count).encode())
+            payload_size = w.count
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return BuildResult(
+        path=out,
+        platform=platform.onie_platform,
+        size=len(header_bytes) + payload_size,
+        payload_sha256=sha,
+        payload_size=payload_size,
+        members=tuple(listing),
+    )
+
+
+__all__ = ["build", "BuildError", "payload_plan", "PAYLOAD_MARKER", "UPDATER_COOKIE"]

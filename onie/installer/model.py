@@ -1,0 +1,128 @@
+"""What crosses into and out of the installer builder: plain frozen dataclasses."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onie.layout import Layout
+
+
+class HookPoint(enum.Enum):
+    """Named points of the install where a spec's shell snippet runs (as root, under sh)."""
+
+    PRE_INSTALL = "pre-install"  # verified and on the right platform; disk not touched yet
+    POST_PARTITION = "post-partition"  # NOS partitions made and formatted, nothing written
+    POST_INSTALL = "post-install"  # payload and bootloader in place; boot partition mounted
+
+
+class Stage(enum.Enum):
+    """Stages the install reports to the server (`/api/v1/report?stage=`)."""
+
+    STARTED = "started"
+    VERIFIED = "verified"
+    PARTITIONED = "partitioned"
+    PAYLOAD = "payload"
+    BOOTLOADER = "bootloader"
+    COMPLETE = "complete"
+
+
+@dataclass(frozen=True)
+class PayloadFile:
+    """One extra file: copied to `dest` (relative) inside the NOS boot partition."""
+
+    source: Path
+    dest: str
+
+
+@dataclass(frozen=True)
+class InstallerSpec:
+    nos_name: str
+    nos_version: str
+    kernel: Path
+    initrd: Path
+    layout: Layout
+    rootfs: Path | None = None
+    files: tuple[PayloadFile, ...] = ()
+    cmdline: str = ""  # the NOS's own arguments; merged after the platform's
+    modules_load: tuple[str, ...] = ()
+    modules_blacklist: tuple[str, ...] = ()
+    grub_title: str = ""
+    grub_timeout: int = 5
+    hooks: tuple[tuple[HookPoint, str], ...] = ()
+    report_url: str | None = None  # else derived at install time from ONIE's onie_exec_url
+
+    @property
+    def title(self) -> str:
+        return self.grub_title or f"{self.nos_name} {self.nos_version}"
+
+
+@dataclass(frozen=True)
+class PlatformInfo:
+    """The target as ONIE names it, plus what the boot entry needs (from a hardware profile)."""
+
+    onie_platform: str  # <arch>-<vendor>_<machine>-r<rev>
+    arch: str
+    console_device: str = "ttyS0"
+    console_speed: int = 115200
+    modules_load: tuple[str, ...] = ()
+    modules_blacklist: tuple[str, ...] = ()
+    cmdline: str = ""
+
+    @property
+    def serial_unit(self) -> int:
+        digits = "".join(c for c in self.console_device if c.isdigit())
+        return int(digits) if digits else 0
+
+    @property
+    def installer_name(self) -> str:
+        """ONIE's most specific default name (ONIE.md: discovery tries it first)."""
+        return f"onie-installer-{self.onie_platform}.bin"
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    member: str
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    platform: str
+    size: int
+    payload_sha256: str
+    payload_size: int
+    members: tuple[Member, ...]
+
+
+class InstallerFormat(enum.Enum):
+    PROVISION = "provision"
+    SHARCH = "onie-sharch"  # ONIE's demo format (onie-mk-demo.sh, sharch_body.sh)
+
+
+@dataclass(frozen=True)
+class InstallerInfo:
+    path: Path
+    format: InstallerFormat
+    checksum_ok: bool
+    checksum_kind: str  # sha256 or sha1
+    expected: str
+    actual: str
+    payload_offset: int
+    payload_size: int
+    members: tuple[Member, ...]
+    platform: str | None = None
+    arch: str | None = None
+    nos_name: str | None = None
+    nos_version: str | None = None
+    has_updater_cookie: bool = False
+    problems: tuple[str, ...] = field(default=())

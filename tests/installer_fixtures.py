@@ -1,0 +1,66 @@
+"""Shared builders for the installer tests: a small spec on disk, and building it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onie.installer import PlatformInfo
+from provision import resources
+
+SPEC_TEMPLATE = """\
+nos:
+  name: {name}
+  version: 2.1.0
+platforms: [{platforms}]
+payload:
+  kernel: nos/vmlinuz
+  initrd: nos/initrd.img
+  rootfs: nos/rootfs.squashfs
+  files:
+    - source: nos/extra.conf
+      dest: etc/extra.conf
+cmdline: "quiet nos.flag=1"
+modules:
+  load: [i2c_dev]
+  blacklist: [pcspkr, floppy]
+partitions:
+  - label: TNOS-BOOT
+    size: 64M
+    role: boot
+  - label: TNOS-ROOT
+    size: 8M
+    role: rootfs
+    ab: true
+  - label: TNOS-DATA
+    size: 16M
+    role: data
+grub:
+  title: Test NOS 2.1.0
+hooks:
+  post-install: |
+    echo "hook ran on $NOS_DISK" > "$NOS_BOOT_DIR/boot/hook-ran"
+{extra}
+"""
+
+KVM = PlatformInfo(onie_platform="x86_64-kvm_x86_64-r0", arch="x86_64")
+
+
+def write_payload(folder: Path, kernel_size: int = 300_000) -> None:
+    nos = folder / "nos"
+    nos.mkdir(parents=True, exist_ok=True)
+    # Deterministic filler: these are not real images; the installer only copies them.
+    (nos / "vmlinuz").write_bytes(bytes(range(256)) * (kernel_size // 256))
+    (nos / "initrd.img").write_bytes(b"initrd-bytes\n" * 20_000)
+    (nos / "rootfs.squashfs").write_bytes(b"hsqs" + b"\0" * 65_532)
+    (nos / "extra.conf").write_text("extra=1\n")
+
+
+def write_spec(folder: Path, name: str = "tnos", platforms: str = "kvm_x86_64", extra: str = "") -> Path:
+    write_payload(folder)
+    spec = folder / "switch.yml"
+    spec.write_text(SPEC_TEMPLATE.format(name=name, platforms=platforms, extra=extra))
+    return spec
+
+
+def templates() -> Path:
+    return resources.templates_dir()
