@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 # One line per area, so that areas add what they need without editing each other's lines.
 PKGS_CORE="python3 python3-venv python3-pip git iproute2 procps psmisc kmod util-linux ca-certificates curl"
 PKGS_INSTALLER="busybox-static gdisk fdisk dosfstools mtools e2fsprogs squashfs-tools cpio xz-utils grub2-common grub-common grub-pc-bin grub-efi-amd64-bin linux-image-amd64 util-linux gzip"
-PKGS_SERVE="dnsmasq isc-dhcp-client tftp-hpa atftp tftpd-hpa nginx-light ipxe"
-PKGS_VM="qemu-system-x86 qemu-system-arm ipxe-qemu ovmf qemu-efi-aarch64 linux-image-amd64 grub-efi-amd64-bin grub-pc-bin grub-common efibootmgr"
+PKGS_SERVE="dnsmasq isc-dhcp-client isc-dhcp-relay tftp-hpa atftp tftpd-hpa nginx-light ipxe"
+PKGS_VM="qemu-system-x86 qemu-system-arm ipxe-qemu ovmf qemu-efi-aarch64 linux-image-amd64 grub-efi-amd64-bin grub-pc-bin grub-common efibootmgr busybox-static cpio"
 PKGS_BMC="openipmi ipmitool"
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -26,6 +26,30 @@ if [ -n "${missing// }" ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+# ARM64 guest pieces for the netboot VM tests (tests/vm): an arm64 kernel, static busybox and GRUB's
+# arm64-efi modules. Debian has no cross package for them, so take the arm64 .debs from Debian's own
+# archive (apt-get download) and unpack them with dpkg -x into a cache folder: nothing is installed
+# for arm64. Idempotent: skipped when the stamp names the same kernel package.
+ARM64_CACHE=${PROVISION_ARM64_CACHE:-/var/cache/provision-lab/arm64}
+arm64_pieces() {
+  dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64; apt-get update -qq; }
+  local kver
+  kver=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-/{sub(":arm64","",$2);print $2;exit}')
+  if [ -z "$kver" ]; then apt-get update -qq; kver=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-/{sub(":arm64","",$2);print $2;exit}'); fi
+  if [ -f "$ARM64_CACHE/.stamp" ] && [ "$(cat "$ARM64_CACHE/.stamp")" = "$kver" ] \
+     && [ -d "$ARM64_CACHE/root/usr/lib/grub/arm64-efi" ]; then
+    return 0
+  fi
+  echo "setup: fetching arm64 guest pieces ($kver, busybox-static, grub-efi-arm64-bin) into $ARM64_CACHE"
+  rm -rf "$ARM64_CACHE.tmp" && mkdir -p "$ARM64_CACHE.tmp/debs" "$ARM64_CACHE.tmp/root"
+  (cd "$ARM64_CACHE.tmp/debs" && apt-get download -qq "$kver:arm64" busybox-static:arm64 grub-efi-arm64-bin:arm64)
+  for d in "$ARM64_CACHE.tmp"/debs/*.deb; do dpkg -x "$d" "$ARM64_CACHE.tmp/root"; done
+  rm -rf "$ARM64_CACHE.tmp/debs" "$ARM64_CACHE"
+  echo "$kver" > "$ARM64_CACHE.tmp/.stamp"
+  mv "$ARM64_CACHE.tmp" "$ARM64_CACHE"
+}
+arm64_pieces
+
 # Debian's packaged daemons must not hold the ports our tests bind inside namespaces; they only
 # run in the host namespace, but a running tftpd-hpa/nginx/dnsmasq is noise nobody asked for.
 for svc in tftpd-hpa nginx dnsmasq; do

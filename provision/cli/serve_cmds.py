@@ -1,3 +1,242 @@
-"""Commands for this area; see provision/cli/__init__.py."""
+"""`provision serve` (DHCP/proxyDHCP + TFTP + HTTP boot server) and `provision status`."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import asyncio
+import datetime
+import importlib
+import logging
+from pathlib import Path
+
+import click
+
+from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
+
+DEFAULT_STATE_DIR = Path("/var/lib/provision")
+
+
+def _onie_policy(cfg):  # noqa: ANN001, ANN202
+    """OniePolicy from provision.onie_policy (branch onie) when lab.yml has `onie:` and it exists."""
+    if cfg.onie is None:
+        return None
+    try:
+        mod = importlib.import_module("provision.onie_policy")
+    except ImportError:
+        raise CLIError(
+            "lab.yml has an `onie:` section but this provision has no ONIE serving (provision.onie_policy)",
+            "remove `onie:` or install a provision with ONIE support",
+            EXIT_INPUT,
+        ) from None
+    build = getattr(mod, "from_lab", None) or getattr(mod, "OniePolicy")  # noqa: B009
+    return build(cfg)
+
+
+@click.command("serve")
+@click.argument("lab", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("-i", "--interface", "interface", help="Quick mode: serve on this interface (no lab.yml).")
+@click.option("--kernel", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="x86-64 kernel.")
+@click.option("--initrd", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="x86-64 initrd.")
+@click.option("--cmdline", default="", help="Kernel command line (both arches unless --cmdline-arm64).")
+@click.option("--kernel-arm64", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--initrd-arm64", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--cmdline-arm64", default=None)
+@click.option("--proxy", is_flag=True, help="Quick mode: proxyDHCP (another server hands out addresses).")
+@click.option("--http-port", type=int, default=None, help="HTTP port (default 80, or lab.yml's).")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Leases, events and built images (default /var/lib/provision, or lab.yml's paths.state_dir).",
+)
+def serve(
+    lab: Path | None,
+    interface: str | None,
+    kernel: Path | None,
+    initrd: Path | None,
+    cmdline: str,
+    kernel_arm64: Path | None,
+    initrd_arm64: Path | None,
+    cmdline_arm64: str | None,
+    proxy: bool,
+    http_port: int | None,
+    state_dir: Path | None,
+) -> None:
+    """Network-boot machines: DHCP (or proxyDHCP), TFTP and HTTP on the given interfaces only.
+
+    \b
+    With a lab file (interfaces, subnets, boot entries, devices):
+      provision serve examples/lab.yml
+    Quick mode, no file: boot every BIOS, UEFI and ARM64 machine on eth1 into one kernel:
+      provision serve -i eth1 --kernel vmlinuz --initrd initrd.gz --cmdline console=ttyS0
+      provision serve -i eth1 --kernel vmlinuz --initrd initrd.gz --proxy   # keep your DHCP server
+
+    \b
+    What each machine gets (the one policy, provision/policy.py):
+      BIOS PXE → undionly.kpxe · UEFI x64 PXE → ipxe.efi · UEFI HTTP boot → http://…/ipxe.efi
+      iPXE → http://…/ipxe/<mac>.ipxe (kernel + initrd over HTTP)
+      ARM64 UEFI PXE → GRUB (grubaa64.efi) → grub/by-mac/<mac>.cfg · ARM64 HTTP boot → GRUB over HTTP
+    Every DHCP/TFTP/HTTP step is recorded: see `provision status`. Stop with Ctrl-C (or SIGTERM).
+    Exit codes: 2 bad lab.yml/arguments, 3 environment (not root, interface, port in use).
+    """
+    from provision import labconfig, netinfo
+    from provision.serve import Serve, ServeError, quick_config
+
+    if lab and interface:
+        raise CLIError("give either a lab file or --interface, not both", "drop one of them", EXIT_INPUT)
+    if lab:
+        if kernel or initrd or kernel_arm64 or proxy:
+            raise CLIError(
+                "--kernel/--initrd/--proxy are for quick mode",
+                "put them in lab.yml's boot entries",
+                EXIT_INPUT,
+            )
+        try:
+            lab.read_bytes()
+        except OSError as exc:
+            raise CLIError(
+                f"{lab}: cannot read: {exc.strerror}", "check the path to lab.yml", EXIT_INPUT
+            ) from None
+        cfg = labconfig.load_lab(lab, check_files=True)
+        import dataclasses
+
+        if state_dir:
+            cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, state_dir=state_dir))
+        if http_port:
+            cfg = dataclasses.replace(cfg, http_port=http_port)
+    elif interface:
+        if not kernel:
+            raise CLIError("quick mode needs --kernel", "add --kernel PATH [--initrd PATH]", EXIT_INPUT)
+        try:
+            iface = netinfo.interface_ipv4(interface)
+        except netinfo.NetInfoError as exc:
+            raise CLIError(exc.message, exc.fix, EXIT_ENV) from None
+        try:
+            cfg = quick_config(
+                iface,
+                kernel.resolve(),
+                initrd.resolve() if initrd else None,
+                cmdline,
+                kernel_arm64.resolve() if kernel_arm64 else None,
+                initrd_arm64.resolve() if initrd_arm64 else None,
+                cmdline_arm64,
+                proxy=proxy,
+                state_dir=state_dir,
+                http_port=http_port or 80,
+            )
+        except ServeError as exc:
+            raise CLIError(exc.message, exc.fix, EXIT_INPUT) from None
+    else:
+        raise CLIError(
+            "nothing to serve", "give a lab.yml, or --interface IF --kernel K (see --help)", EXIT_INPUT
+        )
+
+    logging.getLogger("provision").setLevel(min(logging.getLogger().level, logging.INFO))
+    logging.getLogger("pxe").setLevel(min(logging.getLogger().level, logging.INFO))
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = Serve(
+        cfg, onie=_onie_policy(cfg), on_ready=lambda: click.echo("provision serve: ready", err=True)
+    )
+    try:
+        server.prepare()
+        asyncio.run(server.run())
+    except ServeError as exc:
+        raise CLIError(exc.message, exc.fix, EXIT_ENV) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if not ts:
+        return "-"
+    s = int(now - ts)
+    when = datetime.datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+    if s < 120:
+        return f"{when} ({s}s ago)"
+    if s < 7200:
+        return f"{when} ({s // 60}m ago)"
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+@click.command("status")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The folder `provision serve` keeps state in (default /var/lib/provision).",
+)
+@click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="The SQLite file itself."
+)
+@click.option(
+    "--lab", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Name devices from lab.yml."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: bool) -> None:
+    """Devices, leases, and what each last fetched (and when), from `provision serve`'s store.
+
+    \b
+      provision status                         # /var/lib/provision/provision.db
+      provision status --state-dir /tmp/lab --json
+      provision status --lab examples/lab.yml  # names and state dir from the lab file
+    """
+    from provision.inventory import Inventory
+    from provision.statusview import snapshot
+
+    inventory = Inventory([])
+    if lab:
+        from provision import labconfig
+
+        cfg = labconfig.load_lab(lab, check_files=False)
+        inventory = cfg.inventory
+        state_dir = state_dir or cfg.paths.state_dir
+        db = db or cfg.paths.db
+    if db and state_dir:
+        raise CLIError("give --db or --state-dir, not both", "drop one", EXIT_INPUT)
+    path = db or (state_dir or DEFAULT_STATE_DIR) / "provision.db"
+    if not path.is_file():
+        raise CLIError(
+            f"no provision state at {path}",
+            "start `provision serve` first, or point --state-dir/--db at where it keeps its state",
+            EXIT_ENV,
+        )
+    from provision.store import Store
+
+    with Store(path) as store:
+        snap = snapshot(store, inventory)
+    snap["db"] = str(path)
+    if as_json:
+        echo_json(snap)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    now = snap["generated"]
+    table = Table(title=f"provision status ({path})")
+    for col in ("MAC", "name", "IP", "lease", "last event", "last fetched", "when"):
+        table.add_column(col)
+    if snap["stage_column"]:
+        table.add_column("stage")
+    for row in snap["devices"]:
+        lease = row["lease"]
+        lease_s = "-" if not lease else lease["state"] + (" (expired)" if lease["expired"] else "")
+        ev = row["last_event"]
+        fetch = row["last_fetch"]
+        cells = [
+            row["mac"],
+            row["name"] or row["hostname"] or "-",
+            row["ip"] or "-",
+            lease_s,
+            f"{ev['kind']} {_ago(ev['ts'], now)}" if ev else "-",
+            f"{fetch['protocol']} {fetch['path']}" if fetch else "-",
+            _ago(fetch["ts"], now) if fetch else "-",
+        ]
+        if snap["stage_column"]:
+            cells.append(row.get("stage") or "-")
+        table.add_row(*cells)
+    Console().print(table)
+    if not snap["devices"]:
+        click.echo("no devices seen yet")
+
+
+COMMANDS = [serve, status]

@@ -1,0 +1,49 @@
+"""DHCPv4 for network boot: authoritative server or proxyDHCP, on the caller's asyncio loop.
+
+    from pxe.dhcp import DhcpServerConfig, Subnet, Reservation, Mode, start_dhcp
+    config = DhcpServerConfig(
+        interfaces=("eth1",),
+        subnets=(Subnet("198.18.0.0/24", pools=(("198.18.0.100", "198.18.0.199"),),
+                        router="198.18.0.1", interface="eth1"),),
+        reservations=(Reservation("52:54:00:00:00:01", "198.18.0.10", "sw1"),),
+    )
+    server = await start_dhcp(config, policy, lease_store, events)   # policy.decide(client)
+    ...
+    server.close()
+
+- `policy.decide(client) -> BootDecision | None` is asked on DISCOVER, REQUEST and INFORM; None
+  means "not ours": silence plus a `dhcp.ignored` event.
+- `lease_store` implements `LeaseStore` (load_leases / save_lease / delete_lease / commit);
+  `commit()` is called before any reply leaves. `MemoryLeaseStore` forgets on exit.
+- `events` receives `pxe.Event`s: dhcp.discover, dhcp.offer, dhcp.request, dhcp.ack, dhcp.nak,
+  dhcp.decline, dhcp.release, dhcp.inform, dhcp.ignored (detail: xid, arch, vendor_class, ...).
+- `Mode.PROXY`: no addresses; answers PXE/HTTP boot clients on 67 and UEFI on 4011.
+- `client_from_packet(pkt, protocol)` builds the `pxe.Client`; `codec.decode/encode` the bytes.
+"""
+
+from pxe.dhcp.clientinfo import client_from_packet
+from pxe.dhcp.codec import DecodeError, Packet, decode, encode
+from pxe.dhcp.config import DhcpServerConfig, Mode, Reservation, Subnet
+from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState, LeaseStore, MemoryLeaseStore
+from pxe.dhcp.options import MessageType
+from pxe.dhcp.server import DhcpServer, start_dhcp
+
+__all__ = [
+    "DecodeError",
+    "DhcpServer",
+    "DhcpServerConfig",
+    "Lease",
+    "LeaseEngine",
+    "LeaseState",
+    "LeaseStore",
+    "MemoryLeaseStore",
+    "MessageType",
+    "Mode",
+    "Packet",
+    "Reservation",
+    "Subnet",
+    "client_from_packet",
+    "decode",
+    "encode",
+    "start_dhcp",
+]

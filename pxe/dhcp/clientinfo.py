@@ -1,0 +1,96 @@
+"""What a DHCP packet says about who is asking, as a `pxe.Client` for the policy.
+
+Kept to one small function on purpose: ONIE identity parsing (options 60/77/125) hooks in at the
+marked line by calling `onie.discovery`.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid as _uuid
+
+from pxe.client import Client, Protocol
+from pxe.dhcp.codec import ZERO_IP, Packet
+from pxe.dhcp.options import (
+    OPT_CLIENT_ARCH,
+    OPT_CLIENT_ID,
+    OPT_CLIENT_UUID,
+    OPT_IPXE_ENCAP,
+    OPT_RELAY_AGENT,
+    OPT_USER_CLASS,
+    OPT_VENDOR_CLASS,
+    RAI_CIRCUIT_ID,
+    RAI_REMOTE_ID,
+)
+
+ARCH_EFI_X64 = 7
+ARCH_EFI_BC_ERRATUM = 9  # RFC 4578 errata: 7 and 9 were swapped; firmware sends both for x64
+
+
+def sub_options(raw: bytes) -> dict[int, bytes]:
+    """code/length/value items (option 82, 43, a VIVSO block); stops quietly at a bad length."""
+    out: dict[int, bytes] = {}
+    i = 0
+    while i + 2 <= len(raw):
+        code, length = raw[i], raw[i + 1]
+        if i + 2 + length > len(raw):
+            break
+        out[code] = raw[i + 2 : i + 2 + length]
+        i += 2 + length
+    return out
+
+
+def user_classes(raw: bytes) -> list[str]:
+    """Option 77 items. RFC 3004 prefixes each with its length; iPXE and some others send one plain
+    string instead, which we detect because the length prefixes do not add up."""
+    items: list[bytes] = []
+    i = 0
+    while i < len(raw):
+        length = raw[i]
+        if length == 0 or i + 1 + length > len(raw):
+            items = []
+            break
+        items.append(raw[i + 1 : i + 1 + length])
+        i += 1 + length
+    if not items:
+        items = [raw]
+    return [item.decode("utf-8", "replace") for item in items]
+
+
+def arch_of(raw: bytes | None) -> int | None:
+    """Option 93: a list of 16-bit types [RFC 4578 §2.1]; we take the first."""
+    if raw is None or len(raw) < 2:
+        return None
+    arch = struct.unpack_from("!H", raw)[0]
+    return ARCH_EFI_X64 if arch == ARCH_EFI_BC_ERRATUM else arch
+
+
+def uuid_of(raw: bytes | None) -> str | None:
+    """Option 97: type 0 then 16 bytes [RFC 4578 §2.3]."""
+    if raw is None or len(raw) != 17 or raw[0] != 0:
+        return None
+    return str(_uuid.UUID(bytes=raw[1:]))
+
+
+def client_from_packet(pkt: Packet, protocol: Protocol = Protocol.DHCP) -> Client:
+    opts = pkt.options
+    rai = sub_options(opts[OPT_RELAY_AGENT]) if OPT_RELAY_AGENT in opts else {}
+    raw_uc = opts.get(OPT_USER_CLASS)
+    classes = user_classes(raw_uc) if raw_uc else []
+    user_class = classes[0] if classes else None
+    onie = None  # hook: onie.discovery.identity_from_dhcp(pkt.options) (branch `onie`)
+    return Client(
+        mac=pkt.mac,
+        protocol=protocol,
+        arch=arch_of(opts.get(OPT_CLIENT_ARCH)),
+        vendor_class=pkt.text_option(OPT_VENDOR_CLASS),
+        user_class=user_class,
+        is_ipxe="iPXE" in classes or OPT_IPXE_ENCAP in opts,
+        client_id=opts.get(OPT_CLIENT_ID),
+        uuid=uuid_of(opts.get(OPT_CLIENT_UUID)),
+        circuit_id=rai.get(RAI_CIRCUIT_ID),
+        remote_id=rai.get(RAI_REMOTE_ID),
+        relay=pkt.giaddr if pkt.giaddr != ZERO_IP else None,
+        ip=pkt.ciaddr if pkt.ciaddr != ZERO_IP else None,
+        onie=onie,
+    )

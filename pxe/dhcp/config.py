@@ -1,0 +1,82 @@
+"""Typed configuration of the DHCP server: plain frozen objects the caller builds (no YAML here)."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+
+DEFAULT_LEASE_TIME = 3600
+
+
+class Mode(enum.Enum):
+    """Chosen once at start, like smee's two handlers behind one `handle(packet)`."""
+
+    AUTHORITATIVE = "authoritative"  # we hand out addresses and boot information
+    PROXY = "proxy"  # another server hands out addresses; we add boot information [PXE 2.1 §2.2]
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """One IPv4 subnet we serve. `pools` are inclusive (first, last) ranges inside `network`.
+
+    `interface` ties a directly attached subnet to the interface its clients arrive on; relayed
+    subnets (reached through giaddr or option 82.5) leave it None. `server_ip` is our address the
+    clients reach (option 54, siaddr); None: the address of `interface`, found at start.
+    """
+
+    network: str  # e.g. "198.18.0.0/24"
+    pools: tuple[tuple[str, str], ...] = ()
+    router: str | None = None
+    dns: tuple[str, ...] = ()
+    domain: str | None = None
+    lease_time: int = DEFAULT_LEASE_TIME
+    server_ip: str | None = None
+    interface: str | None = None
+
+    def __post_init__(self) -> None:
+        net = ipaddress.IPv4Network(self.network, strict=False)
+        object.__setattr__(self, "network", str(net))
+        for first, last in self.pools:
+            a, b = ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)
+            if a not in net or b not in net or int(a) > int(b):
+                raise ValueError(f"pool {first}-{last} is not an ordered range inside {net}")
+        if self.lease_time <= 0:
+            raise ValueError("lease_time must be positive")
+
+    @property
+    def net(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.network)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A fixed address for one MAC; reserved addresses are never handed to anyone else."""
+
+    mac: str
+    ip: str
+    hostname: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mac", self.mac.lower().replace("-", ":"))
+        ipaddress.IPv4Address(self.ip)
+
+
+@dataclass(frozen=True)
+class DhcpServerConfig:
+    """`interfaces`: where to listen (SO_BINDTODEVICE); nothing is bound on other interfaces.
+
+    `authoritative`: NAK requests for addresses we do not know of on our subnets (RFC 2131 §4.3.2
+    leaves silence as the default for a server that is not sure it owns the link).
+    """
+
+    interfaces: tuple[str, ...]
+    subnets: tuple[Subnet, ...] = ()
+    reservations: tuple[Reservation, ...] = ()
+    mode: Mode = Mode.AUTHORITATIVE
+    authoritative: bool = True
+    offer_timeout: float = 30.0  # how long an offered address stays promised to its client
+    decline_quarantine: float = 600.0  # RFC 2131 §4.3.3: mark a declined address as unusable
+    port: int = 67
+    proxy_port: int = 4011  # proxy mode only: the UEFI second stage [PXE 2.1 §2.2]
+    max_batch: int = 64  # datagrams handled per wake-up before one durable commit

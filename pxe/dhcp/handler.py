@@ -1,0 +1,313 @@
+"""recv → validate → Client → policy.decide(client) → reply. No sockets here (see server.py).
+
+Two handlers behind one `handle(packet, arrival)`, chosen once at start (smee's shape):
+authoritative (addresses + boot information, RFC 2131 §4.3) and proxyDHCP (boot information only,
+PXE 2.1 §2.2; pixiecore README "booting"). Every step emits an event; the policy's None means
+"not ours": silence, but a `dhcp.ignored` event so that unknown machines are still recorded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+from pxe.client import BootDecision, Client, Event, EventSink, Policy, Protocol
+from pxe.dhcp import replies
+from pxe.dhcp.clientinfo import client_from_packet, sub_options
+from pxe.dhcp.codec import ZERO_IP, Packet, ip_bytes
+from pxe.dhcp.config import DhcpServerConfig, Mode, Subnet
+from pxe.dhcp.leases import LeaseEngine, Outcome
+from pxe.dhcp.options import (
+    BOOTREQUEST,
+    CLIENT_PORT,
+    FLAG_BROADCAST,
+    OPT_CLIENT_UUID,
+    OPT_HOSTNAME,
+    OPT_RELAY_AGENT,
+    OPT_REQUESTED_IP,
+    OPT_SERVER_ID,
+    OPT_VENDOR_CLASS,
+    OPT_VENDOR_SPECIFIC,
+    RAI_LINK_SELECTION,
+    MessageType,
+)
+
+log = logging.getLogger("pxe.dhcp")
+BROADCAST = "255.255.255.255"
+# Option 93 values whose firmware follows the EDK2 proxyDHCP path to port 4011 (NETBOOT.md).
+UEFI_PXE_ARCHES = frozenset({6, 7, 10, 11})
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where a datagram came in: our interface, its address there, the sender, our port."""
+
+    interface: str
+    local_ip: str | None
+    src_ip: str
+    src_port: int
+    local_port: int
+
+
+@dataclass
+class Outgoing:
+    """A reply and where it goes. `unicast_mac`: send to dest_ip at that MAC, which needs a
+    neighbour entry first (the client has no address yet to answer ARP) [RFC 2131 §4.1]."""
+
+    packet: Packet
+    dest_ip: str
+    dest_port: int
+    interface: str
+    unicast_mac: str | None = None
+
+
+class Handler:
+    def __init__(
+        self, config: DhcpServerConfig, policy: Policy, engine: LeaseEngine | None, events: EventSink
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.engine = engine
+        self.events = events
+        self.protocol = Protocol.PROXYDHCP if config.mode is Mode.PROXY else Protocol.DHCP
+        self._nets = [(s.net, s) for s in config.subnets]
+
+    # --- helpers ---------------------------------------------------------------------------
+    def emit(self, kind: str, pkt: Packet, client: Client | None, ip: str | None = None, **detail) -> None:
+        base = {"xid": f"{pkt.xid:08x}"}
+        if client is not None:
+            base.update(arch=client.arch, vendor_class=client.vendor_class, user_class=client.user_class)
+            if client.relay:
+                base["relay"] = client.relay
+            if client.circuit_id is not None:
+                base["circuit_id"] = client.circuit_id.hex()
+            if client.remote_id is not None:
+                base["remote_id"] = client.remote_id.hex()
+        base.update({k: v for k, v in detail.items() if v is not None})
+        try:
+            self.events(Event(kind=kind, mac=pkt.mac, ip=ip, detail=base))
+        except Exception:  # an event sink failing must not take DHCP down
+            log.exception("event sink failed for %s mac=%s xid=%08x", kind, pkt.mac, pkt.xid)
+
+    def _subnet_containing(self, ip: str | None) -> Subnet | None:
+        if not ip or ip == ZERO_IP:
+            return None
+        addr = ipaddress.IPv4Address(ip)
+        for net, subnet in self._nets:
+            if addr in net:
+                return subnet
+        return None
+
+    def select_subnet(self, pkt: Packet, arrival: Arrival) -> Subnet | None:
+        """RFC 3527 link-selection, then giaddr [RFC 2131 §4.3.1], then ciaddr, then the link."""
+        rai = pkt.options.get(OPT_RELAY_AGENT)
+        if rai is not None:
+            link = sub_options(rai).get(RAI_LINK_SELECTION)
+            if link is not None and len(link) == 4:
+                return self._subnet_containing(str(ipaddress.IPv4Address(link)))
+        if pkt.giaddr != ZERO_IP:
+            return self._subnet_containing(pkt.giaddr)
+        found = self._subnet_containing(pkt.ciaddr)
+        if found is not None:
+            return found
+        for _, subnet in self._nets:
+            if subnet.interface == arrival.interface:
+                return subnet
+        return self._subnet_containing(arrival.local_ip)
+
+    def server_ip(self, subnet: Subnet | None, arrival: Arrival) -> str | None:
+        if subnet is not None and subnet.server_ip:
+            return subnet.server_ip
+        return arrival.local_ip
+
+    def decide(self, client: Client, pkt: Packet) -> BootDecision | None:
+        try:
+            return self.policy.decide(client)
+        except Exception:
+            log.exception("policy failed mac=%s xid=%08x: treating as not ours", pkt.mac, pkt.xid)
+            return None
+
+    @staticmethod
+    def destination(pkt: Packet, reply: Packet, arrival: Arrival, mtype: MessageType) -> Outgoing:
+        """RFC 2131 §4.1, in its order."""
+        if pkt.giaddr != ZERO_IP:
+            return Outgoing(reply, pkt.giaddr, arrival.local_port, arrival.interface)
+        if mtype is MessageType.NAK:
+            return Outgoing(reply, BROADCAST, CLIENT_PORT, arrival.interface)
+        if pkt.ciaddr != ZERO_IP:
+            return Outgoing(reply, pkt.ciaddr, CLIENT_PORT, arrival.interface)
+        if pkt.flags & FLAG_BROADCAST or reply.yiaddr == ZERO_IP:
+            return Outgoing(reply, BROADCAST, CLIENT_PORT, arrival.interface)
+        return Outgoing(reply, reply.yiaddr, CLIENT_PORT, arrival.interface, unicast_mac=pkt.mac)
+
+    # --- entry ------------------------------------------------------------------------------
+    def handle(self, pkt: Packet, arrival: Arrival) -> Outgoing | None:
+        if pkt.op != BOOTREQUEST or pkt.hlen == 0:
+            return None
+        mtype = pkt.message_type
+        if mtype is None:
+            return None
+        if self.config.mode is Mode.PROXY:
+            return self._proxy(pkt, mtype, arrival)
+        return self._authoritative(pkt, mtype, arrival)
+
+    # --- authoritative ------------------------------------------------------------------------
+    def _authoritative(self, pkt: Packet, mtype: MessageType, arrival: Arrival) -> Outgoing | None:
+        engine = self.engine
+        assert engine is not None
+        subnet = self.select_subnet(pkt, arrival)
+        client = client_from_packet(pkt, self.protocol)
+        if subnet is None or subnet.network not in engine.pools:
+            self.emit("dhcp.ignored", pkt, client, reason="no subnet for this link or relay", type=mtype.name)
+            return None
+        server_ip = self.server_ip(subnet, arrival)
+        if server_ip is None:
+            log.warning("no server address on %s for subnet %s", arrival.interface, subnet.network)
+            return None
+        requested = pkt.ip_option(OPT_REQUESTED_IP)
+        if mtype is MessageType.DISCOVER:
+            self.emit("dhcp.discover", pkt, client, requested=requested)
+            decision = self.decide(client, pkt)
+            if decision is None:
+                self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
+                return None
+            ip = engine.offer(subnet, pkt.mac, requested, decision.ip)
+            if ip is None:
+                log.warning("no address for mac=%s xid=%08x in %s", pkt.mac, pkt.xid, subnet.network)
+                self.emit("dhcp.ignored", pkt, client, reason="no free address", subnet=subnet.network)
+                return None
+            reply = replies.base_reply(pkt, MessageType.OFFER, server_ip)
+            reply.yiaddr = ip
+            replies.add_lease_options(reply, subnet, decision.lease_time or subnet.lease_time)
+            replies.add_boot_options(reply, client, decision, server_ip)
+            self.emit("dhcp.offer", pkt, client, ip, note=decision.note or None)
+            return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.OFFER)
+        if mtype is MessageType.REQUEST:
+            return self._request(pkt, arrival, subnet, server_ip, client, requested)
+        if mtype is MessageType.DECLINE:
+            ok = requested is not None and engine.decline(subnet, pkt.mac, requested)
+            self.emit("dhcp.decline", pkt, client, requested, quarantined=ok)
+            return None
+        if mtype is MessageType.RELEASE:
+            ok = engine.release(subnet, pkt.mac, pkt.ciaddr)
+            self.emit("dhcp.release", pkt, client, pkt.ciaddr, released=ok)
+            return None
+        if mtype is MessageType.INFORM:
+            self.emit("dhcp.inform", pkt, client, pkt.ciaddr)
+            decision = self.decide(client, pkt)
+            if decision is None:
+                self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
+                return None
+            # RFC 2131 §4.3.5: no yiaddr, no lease time; configuration only.
+            reply = replies.base_reply(pkt, MessageType.ACK, server_ip)
+            reply.ciaddr = pkt.ciaddr
+            replies.add_network_options(reply, subnet)
+            replies.add_boot_options(reply, client, decision, server_ip)
+            self.emit("dhcp.ack", pkt, client, pkt.ciaddr, inform=True)
+            return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
+        return None
+
+    def _request(
+        self,
+        pkt: Packet,
+        arrival: Arrival,
+        subnet: Subnet,
+        server_ip: str,
+        client: Client,
+        requested: str | None,
+    ) -> Outgoing | None:
+        engine = self.engine
+        assert engine is not None
+        server_id = pkt.ip_option(OPT_SERVER_ID)
+        selecting = server_id is not None
+        if selecting:
+            state = "selecting"
+            if server_id != server_ip:
+                engine.forget_offer(subnet, pkt.mac)
+                self.emit("dhcp.request", pkt, client, requested, state=state, other_server=server_id)
+                return None
+            ip = requested
+        elif pkt.ciaddr != ZERO_IP:
+            state = "renewing" if arrival.src_ip != ZERO_IP and pkt.giaddr == ZERO_IP else "rebinding"
+            ip = pkt.ciaddr
+        else:
+            state = "init-reboot"
+            ip = requested
+        self.emit("dhcp.request", pkt, client, ip, state=state)
+        if ip is None:
+            return None
+        decision = self.decide(client, pkt)
+        if decision is None:
+            self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
+            return None
+        answer = engine.request(
+            subnet,
+            pkt.mac,
+            ip,
+            selecting=selecting,
+            fixed=decision.ip,
+            lease_time=decision.lease_time,
+            hostname=decision.hostname or pkt.text_option(OPT_HOSTNAME),
+            client_id=client.client_id,
+        )
+        if answer.outcome is Outcome.SILENT:
+            self.emit("dhcp.ignored", pkt, client, ip, reason=answer.reason)
+            return None
+        if answer.outcome is Outcome.NAK:
+            self.emit("dhcp.nak", pkt, client, ip, reason=answer.reason)
+            return self.destination(pkt, replies.nak(pkt, server_ip, answer.reason), arrival, MessageType.NAK)
+        reply = replies.base_reply(pkt, MessageType.ACK, server_ip)
+        reply.ciaddr = pkt.ciaddr
+        reply.yiaddr = answer.ip or ZERO_IP
+        replies.add_lease_options(reply, subnet, answer.lease_time)
+        replies.add_boot_options(reply, client, decision, server_ip)
+        self.emit("dhcp.ack", pkt, client, answer.ip, state=state, lease_time=answer.lease_time)
+        return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
+
+    # --- proxyDHCP ----------------------------------------------------------------------------
+    def _proxy(self, pkt: Packet, mtype: MessageType, arrival: Arrival) -> Outgoing | None:
+        client = client_from_packet(pkt, self.protocol)
+        vc = client.vendor_class or ""
+        on_4011 = arrival.local_port == self.config.proxy_port
+        wanted = MessageType.REQUEST if on_4011 else MessageType.DISCOVER
+        if mtype is not wanted:
+            return None
+        if not (vc.startswith("PXEClient") or vc.startswith("HTTPClient")):
+            self.emit("dhcp.ignored", pkt, client, reason="proxyDHCP answers PXE/HTTP boot clients only")
+            return None
+        subnet = self.select_subnet(pkt, arrival)
+        server_ip = self.server_ip(subnet, arrival)
+        if server_ip is None:
+            return None
+        self.emit("dhcp.request" if on_4011 else "dhcp.discover", pkt, client, proxy=True)
+        decision = self.decide(client, pkt)
+        if decision is None:
+            self.emit("dhcp.ignored", pkt, client, reason="policy: not ours", proxy=True)
+            return None
+        if not decision.bootfile:
+            self.emit("dhcp.ignored", pkt, client, reason="policy gave no bootfile", proxy=True)
+            return None
+        reply = replies.base_reply(pkt, MessageType.ACK if on_4011 else MessageType.OFFER, server_ip)
+        reply.siaddr = decision.next_server or server_ip
+        binl = client.arch in UEFI_PXE_ARCHES and not client.is_ipxe and vc.startswith("PXEClient")
+        if on_4011 or not binl:
+            # BIOS, iPXE and HTTP boot: the bootfile now; UEFI PXE gets it on port 4011.
+            replies.add_boot_options(reply, client, decision, server_ip)
+            if on_4011:
+                reply.options.pop(OPT_VENDOR_SPECIFIC, None)
+        if not client.is_http_boot:
+            reply.options[OPT_VENDOR_CLASS] = replies.VC_PXE
+        if on_4011:
+            reply.ciaddr = pkt.ciaddr
+        reply = replies.finish(reply, pkt, echo_uuid=True)
+        kind = "dhcp.ack" if on_4011 else "dhcp.offer"
+        self.emit(
+            kind, pkt, client, proxy=True, bootfile=decision.bootfile if (on_4011 or not binl) else None
+        )
+        if on_4011:
+            return Outgoing(reply, arrival.src_ip, arrival.src_port, arrival.interface)
+        return self.destination(pkt, reply, arrival, MessageType.OFFER)
+
+
+__all__ = ["Arrival", "Handler", "Outgoing", "ip_bytes", "OPT_CLIENT_UUID"]

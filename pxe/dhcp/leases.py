@@ -1,0 +1,347 @@
+"""The lease engine: which address a client gets, per RFC 2131 §4.3, with no I/O of its own.
+
+Bindings are keyed on (subnet, chaddr), not on option 61: ONIE sends its serial number as client-id
+and the NOS later sends another, which exhausted pools on servers keyed on client-id (ONIE.md).
+
+Allocation walks each pool with a cursor (Kea's "iterative" allocator) instead of hashing the MAC:
+consecutive MACs of one rack then get consecutive addresses without colliding, where dnsmasq's
+MAC hash made neighbours collide (NETBOOT.md). Offers are remembered in memory for
+`offer_timeout` so concurrent clients never get the same address. Released and expired addresses
+are reused only once no never-used address is left, so a returning client gets its old address.
+
+Durability: every change goes to the `LeaseStore`; the server calls `store.commit()` before any
+reply leaves, so an ACK is never sent for a lease a crash could lose.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from pxe.dhcp.config import Reservation, Subnet
+
+
+class LeaseState(enum.Enum):
+    BOUND = "bound"
+    RELEASED = "released"  # freed by the client; the binding is kept for its next visit
+    DECLINED = "declined"  # in quarantine until `expires` [RFC 2131 §4.3.3]
+
+
+@dataclass(frozen=True)
+class Lease:
+    ip: str
+    mac: str
+    state: LeaseState
+    expires: float  # unix time
+    subnet: str  # the Subnet.network it belongs to
+    hostname: str | None = None
+    client_id: bytes | None = None
+    updated: float = 0.0
+
+
+class LeaseStore(Protocol):
+    """Where leases live across restarts (provision.store.Store implements it on SQLite)."""
+
+    def load_leases(self) -> Iterable[Lease]: ...
+
+    def save_lease(self, lease: Lease) -> None:
+        """Insert or replace the lease for `lease.ip`; may be buffered until commit()."""
+        ...
+
+    def delete_lease(self, ip: str) -> None: ...
+
+    def commit(self) -> None:
+        """Make everything saved so far durable. Called before replies are sent."""
+        ...
+
+
+class MemoryLeaseStore:
+    """A LeaseStore that forgets everything on exit: for library users and unit tests."""
+
+    def __init__(self, leases: Iterable[Lease] = ()) -> None:
+        self.leases: dict[str, Lease] = {lease.ip: lease for lease in leases}
+        self.commits = 0
+
+    def load_leases(self) -> Iterable[Lease]:
+        return list(self.leases.values())
+
+    def save_lease(self, lease: Lease) -> None:
+        self.leases[lease.ip] = lease
+
+    def delete_lease(self, ip: str) -> None:
+        self.leases.pop(ip, None)
+
+    def commit(self) -> None:
+        self.commits += 1
+
+
+class Outcome(enum.Enum):
+    ACK = "ack"
+    NAK = "nak"
+    SILENT = "silent"
+
+
+@dataclass(frozen=True)
+class Answer:
+    outcome: Outcome
+    ip: str | None = None
+    lease_time: int = 0
+    reason: str = ""
+
+
+class _Pool:
+    def __init__(self, subnet: Subnet) -> None:
+        self.subnet = subnet
+        self.net = subnet.net
+        self.ranges = [
+            (int(ipaddress.IPv4Address(a)), int(ipaddress.IPv4Address(b))) for a, b in subnet.pools
+        ]
+        self.addresses = [ip for first, last in self.ranges for ip in range(first, last + 1)]
+        self.members = set(self.addresses)
+        self.cursor = 0
+
+
+def _int(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
+
+
+def _str(ip: int) -> str:
+    return str(ipaddress.IPv4Address(ip))
+
+
+class LeaseEngine:
+    def __init__(
+        self,
+        subnets: Iterable[Subnet],
+        reservations: Iterable[Reservation],
+        store: LeaseStore,
+        *,
+        offer_timeout: float = 30.0,
+        decline_quarantine: float = 600.0,
+        authoritative: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pools = {s.network: _Pool(s) for s in subnets}
+        self.store = store
+        self.offer_timeout = offer_timeout
+        self.decline_quarantine = decline_quarantine
+        self.authoritative = authoritative
+        self.clock = clock
+        self.reserved_by_mac = {r.mac: r for r in reservations}
+        self.reserved_ips = {_int(r.ip): r.mac for r in reservations}
+        self.by_ip: dict[int, Lease] = {}
+        self.by_mac: dict[tuple[str, str], Lease] = {}
+        self.offers: dict[tuple[str, str], tuple[int, float]] = {}
+        self.offered_ips: dict[int, tuple[str, float]] = {}
+        for lease in store.load_leases():
+            self._index(lease)
+
+    # --- bookkeeping -------------------------------------------------------------------------
+    def _index(self, lease: Lease) -> None:
+        ip = _int(lease.ip)
+        old = self.by_ip.get(ip)
+        if old is not None and old.state is not LeaseState.DECLINED:
+            self.by_mac.pop((old.subnet, old.mac), None)
+        self.by_ip[ip] = lease
+        if lease.state is not LeaseState.DECLINED:
+            key = (lease.subnet, lease.mac)
+            prev = self.by_mac.get(key)
+            if prev is None or prev.updated <= lease.updated:
+                self.by_mac[key] = lease
+
+    def _put(self, lease: Lease) -> None:
+        key = (lease.subnet, lease.mac)
+        prev = self.by_mac.get(key)
+        if prev is not None and prev.ip != lease.ip and lease.state is not LeaseState.DECLINED:
+            # The client moved to another address: its old binding is gone.
+            self.by_ip.pop(_int(prev.ip), None)
+            self.store.delete_lease(prev.ip)
+        self._index(lease)
+        self.store.save_lease(lease)
+
+    def _drop_offer(self, key: tuple[str, str]) -> None:
+        offer = self.offers.pop(key, None)
+        if offer is not None:
+            self.offered_ips.pop(offer[0], None)
+
+    def subnet_for(self, ip: str) -> Subnet | None:
+        addr = ipaddress.IPv4Address(ip)
+        for pool in self.pools.values():
+            if addr in pool.net:
+                return pool.subnet
+        return None
+
+    def lease_of(self, subnet: Subnet, mac: str) -> Lease | None:
+        return self.by_mac.get((subnet.network, mac))
+
+    def _free_for(self, ip: int, mac: str, now: float, *, reclaim: bool) -> bool:
+        """May `mac` have `ip`? Never someone else's reservation, offer or live lease."""
+        owner = self.reserved_ips.get(ip)
+        if owner is not None and owner != mac:
+            return False
+        offered = self.offered_ips.get(ip)
+        if offered is not None and offered[0] != mac and offered[1] > now:
+            return False
+        lease = self.by_ip.get(ip)
+        if lease is None or lease.mac == mac and lease.state is not LeaseState.DECLINED:
+            return True
+        if lease.state is LeaseState.DECLINED:
+            return reclaim and lease.expires <= now
+        return reclaim and (lease.state is LeaseState.RELEASED or lease.expires <= now)
+
+    def _allocate(self, pool: _Pool, mac: str, requested: str | None, now: float) -> int | None:
+        if requested is not None:
+            try:
+                want = _int(requested)
+            except ValueError:
+                want = None
+            if want in pool.members and self._free_for(want, mac, now, reclaim=False):
+                return want
+        n = len(pool.addresses)
+        for _ in range(n):  # never-used addresses first, from where the last search stopped
+            ip = pool.addresses[pool.cursor]
+            pool.cursor = (pool.cursor + 1) % n
+            if ip not in self.by_ip and ip not in self.reserved_ips:
+                offered = self.offered_ips.get(ip)
+                if offered is None or offered[1] <= now:
+                    return ip
+        # Pool full of bindings: reclaim the one that ended longest ago.
+        best: tuple[float, int] | None = None
+        for ip in pool.addresses:
+            if self._free_for(ip, mac, now, reclaim=True):
+                lease = self.by_ip.get(ip)
+                ended = lease.expires if lease is not None else 0.0
+                if best is None or ended < best[0]:
+                    best = (ended, ip)
+        return None if best is None else best[1]
+
+    # --- RFC 2131 §4.3 -----------------------------------------------------------------------
+    def offer(
+        self, subnet: Subnet, mac: str, requested: str | None = None, fixed: str | None = None
+    ) -> str | None:
+        """DISCOVER: the address to offer (remembered for `offer_timeout`), or None (none free)."""
+        now = self.clock()
+        pool = self.pools[subnet.network]
+        key = (subnet.network, mac)
+        fixed = fixed or (r.ip if (r := self.reserved_by_mac.get(mac)) else None)
+        if fixed is not None:
+            ip = _int(fixed)
+            if ipaddress.IPv4Address(fixed) not in pool.net or not self._free_for(ip, mac, now, reclaim=True):
+                return None
+        else:
+            ip = None
+            current = self.by_mac.get(key)
+            if current is not None:
+                cur = _int(current.ip)
+                if cur in pool.members and self._free_for(cur, mac, now, reclaim=False):
+                    ip = cur
+            if ip is None:
+                offered = self.offers.get(key)
+                if offered is not None and self._free_for(offered[0], mac, now, reclaim=False):
+                    ip = offered[0]
+            if ip is None:
+                ip = self._allocate(pool, mac, requested, now)
+            if ip is None:
+                return None
+        self._drop_offer(key)
+        expires = now + self.offer_timeout
+        self.offers[key] = (ip, expires)
+        self.offered_ips[ip] = (mac, expires)
+        return _str(ip)
+
+    def forget_offer(self, subnet: Subnet, mac: str) -> None:
+        """The client took another server's offer (foreign option 54): free ours."""
+        self._drop_offer((subnet.network, mac))
+
+    def request(
+        self,
+        subnet: Subnet,
+        mac: str,
+        ip: str,
+        *,
+        selecting: bool,
+        fixed: str | None = None,
+        lease_time: int | None = None,
+        hostname: str | None = None,
+        client_id: bytes | None = None,
+    ) -> Answer:
+        """REQUEST in any state. `ip` is option 50 (SELECTING, INIT-REBOOT) or ciaddr (RENEWING,
+        REBINDING); `selecting` when option 54 named us."""
+        now = self.clock()
+        key = (subnet.network, mac)
+        pool = self.pools[subnet.network]
+        try:
+            want = _int(ip)
+        except ValueError:
+            return Answer(Outcome.NAK, reason=f"requested address {ip!r} is not an IPv4 address")
+        if ipaddress.IPv4Address(ip) not in pool.net:
+            return Answer(Outcome.NAK, reason=f"{ip} is not on subnet {subnet.network}")
+        fixed = fixed or (r.ip if (r := self.reserved_by_mac.get(mac)) else None)
+        if fixed is not None and fixed != ip:
+            return Answer(Outcome.NAK, reason=f"{mac} is reserved {fixed}, asked for {ip}")
+        offer = self.offers.get(key)
+        current = self.by_mac.get(key)
+        known = (offer is not None and offer[0] == want) or (current is not None and current.ip == ip)
+        if not known:
+            if selecting:
+                # Our offer timed out; grant it anyway if nobody else has it meanwhile.
+                pass
+            elif not self.authoritative:
+                return Answer(Outcome.SILENT, reason=f"no record of {mac} at {ip}")
+            if not (want in pool.members or fixed == ip):
+                return Answer(Outcome.NAK, reason=f"{ip} is outside our pools")
+        if not self._free_for(want, mac, now, reclaim=known or fixed == ip):
+            return Answer(Outcome.NAK, reason=f"{ip} belongs to another client")
+        seconds = lease_time or subnet.lease_time
+        self._drop_offer(key)
+        lease = Lease(
+            ip=ip,
+            mac=mac,
+            state=LeaseState.BOUND,
+            expires=now + seconds,
+            subnet=subnet.network,
+            hostname=hostname,
+            client_id=client_id,
+            updated=now,
+        )
+        self._put(lease)
+        return Answer(Outcome.ACK, ip=ip, lease_time=seconds)
+
+    def decline(self, subnet: Subnet, mac: str, ip: str) -> bool:
+        """DECLINE: the client found `ip` in use (ARP); keep it out of the pool for a while."""
+        now = self.clock()
+        try:
+            addr = _int(ip)
+        except ValueError:
+            return False
+        lease = self.by_ip.get(addr)
+        key = (subnet.network, mac)
+        if lease is not None and lease.mac != mac and lease.state is not LeaseState.DECLINED:
+            return False  # not the client's to decline
+        if ipaddress.IPv4Address(ip) not in self.pools[subnet.network].net:
+            return False
+        self._drop_offer(key)
+        if self.by_mac.get(key) is not None and self.by_mac[key].ip == ip:
+            del self.by_mac[key]
+        quarantined = Lease(
+            ip=ip, mac=mac, state=LeaseState.DECLINED, expires=now + self.decline_quarantine,
+            subnet=subnet.network, updated=now,
+        )  # fmt: skip
+        self.by_ip[addr] = quarantined
+        self.store.save_lease(quarantined)
+        return True
+
+    def release(self, subnet: Subnet, mac: str, ip: str) -> bool:
+        """RELEASE: the address is free again, the binding is kept so the client gets it back."""
+        now = self.clock()
+        key = (subnet.network, mac)
+        self._drop_offer(key)
+        lease = self.by_mac.get(key)
+        if lease is None or lease.ip != ip or lease.state is not LeaseState.BOUND:
+            return False
+        self._put(replace(lease, state=LeaseState.RELEASED, expires=now, updated=now))
+        return True

@@ -1,0 +1,185 @@
+"""Reply packets: boot information from a BootDecision, firmware quirks, size limits, echoes.
+
+Firmware quirks live here (NETBOOT.md "EDK2 rules"):
+- UEFI HTTP boot discards an offer unless it echoes option 60 starting with `HTTPClient` and
+  carries the URL in option 67 or `file` [edk2 HttpBootDhcp4.c].
+- EDK2 treats option 60 `PXEClient` WITHOUT option 43 as a BINL offer and goes to port 4011; so
+  `PXEClient` is only ever sent together with 43 = {6: 0x08} ("use this bootfile") [PxeBcDhcp4.c].
+- EDK2 ignores option 66: the TFTP server is siaddr [PxeBcDhcp4.c].
+- Option 52 is never used; replies stay within option 57 (default 576) by dropping what the client
+  did not ask for first [RFC 2131 §4.1, RFC 2132 §9.10].
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+from pxe.client import BootDecision, Client
+from pxe.dhcp.codec import ZERO_IP, Packet, encoded_size, ip_bytes, ip_list
+from pxe.dhcp.config import Subnet
+from pxe.dhcp.options import (
+    BOOTREPLY,
+    DEFAULT_MAX_SIZE,
+    HEADER_LEN,
+    ONIE_ENTERPRISE,
+    ONIE_SUBOPT_INSTALLER_URL,
+    OPT_BOOTFILE,
+    OPT_BROADCAST,
+    OPT_CLIENT_ID,
+    OPT_CLIENT_UUID,
+    OPT_DEFAULT_URL,
+    OPT_DNS,
+    OPT_DOMAIN,
+    OPT_HOSTNAME,
+    OPT_LEASE_TIME,
+    OPT_MAX_SIZE,
+    OPT_MESSAGE,
+    OPT_MESSAGE_TYPE,
+    OPT_PARAM_REQUEST,
+    OPT_REBINDING_T2,
+    OPT_RELAY_AGENT,
+    OPT_RENEWAL_T1,
+    OPT_ROUTER,
+    OPT_SERVER_ID,
+    OPT_SUBNET_MASK,
+    OPT_VENDOR_CLASS,
+    OPT_VENDOR_SPECIFIC,
+    OPT_VIVSO,
+    PXE_DISCOVERY_CONTROL,
+    PXE_DISCOVERY_USE_BOOTFILE,
+    MessageType,
+)
+
+VC_PXE = b"PXEClient"
+VC_HTTP = b"HTTPClient"
+_IP_UDP_HEADERS = 28  # option 57 counts the whole IP datagram [RFC 2131 §2: 576 = 20+8+236+312]
+# Never dropped to fit the size limit: without them the reply is useless or wrong.
+_ESSENTIAL = frozenset(
+    {OPT_MESSAGE_TYPE, OPT_SERVER_ID, OPT_LEASE_TIME, OPT_SUBNET_MASK, OPT_CLIENT_ID, OPT_RELAY_AGENT,
+     OPT_VENDOR_CLASS, OPT_VENDOR_SPECIFIC, OPT_BOOTFILE, OPT_RENEWAL_T1, OPT_REBINDING_T2}
+)  # fmt: skip
+PXE_SKIP_DISCOVERY = bytes((PXE_DISCOVERY_CONTROL, 1, PXE_DISCOVERY_USE_BOOTFILE))
+
+
+def vivso(enterprise: int, subopts: Iterable[tuple[int, bytes]]) -> bytes:
+    """One RFC 3925 §4 block: enterprise (u32), data length (u8), then code/len/value items."""
+    data = b"".join(bytes((code, len(value))) + value for code, value in subopts)
+    if len(data) > 255:
+        raise ValueError("option 125 data for one enterprise is limited to 255 bytes")
+    return struct.pack("!IB", enterprise, len(data)) + data
+
+
+def max_reply_size(request: Packet) -> int:
+    raw = request.options.get(OPT_MAX_SIZE)
+    size = struct.unpack("!H", raw)[0] if raw is not None and len(raw) == 2 else DEFAULT_MAX_SIZE
+    return max(size, DEFAULT_MAX_SIZE)
+
+
+def base_reply(request: Packet, mtype: MessageType, server_ip: str) -> Packet:
+    """Header fields every reply copies from the request, plus 53 and 54 [RFC 2131 table 3]."""
+    reply = Packet(
+        op=BOOTREPLY,
+        htype=request.htype,
+        hlen=request.hlen,
+        xid=request.xid,
+        flags=request.flags,
+        giaddr=request.giaddr,
+        chaddr=request.chaddr,
+    )
+    reply.options[OPT_MESSAGE_TYPE] = bytes((mtype,))
+    reply.options[OPT_SERVER_ID] = ip_bytes(server_ip)
+    return reply
+
+
+def add_lease_options(reply: Packet, subnet: Subnet, lease_time: int) -> None:
+    net = subnet.net
+    reply.options[OPT_LEASE_TIME] = struct.pack("!I", lease_time)
+    reply.options[OPT_RENEWAL_T1] = struct.pack("!I", lease_time // 2)  # RFC 2131 §4.4.5 defaults
+    reply.options[OPT_REBINDING_T2] = struct.pack("!I", lease_time * 7 // 8)
+    add_network_options(reply, subnet)
+    reply.options[OPT_BROADCAST] = ip_bytes(str(net.broadcast_address))
+
+
+def add_network_options(reply: Packet, subnet: Subnet) -> None:
+    reply.options[OPT_SUBNET_MASK] = ip_bytes(str(subnet.net.netmask))
+    if subnet.router:
+        reply.options[OPT_ROUTER] = ip_bytes(subnet.router)
+    if subnet.dns:
+        reply.options[OPT_DNS] = ip_list(subnet.dns)
+    if subnet.domain:
+        reply.options[OPT_DOMAIN] = subnet.domain.encode()
+
+
+def add_boot_options(reply: Packet, client: Client, decision: BootDecision, server_ip: str) -> None:
+    """Boot information of the decision, shaped for the firmware that asks."""
+    if decision.hostname:
+        reply.options[OPT_HOSTNAME] = decision.hostname.encode()
+    if decision.bootfile:
+        bootfile = decision.bootfile.encode()
+        reply.siaddr = decision.next_server or server_ip
+        if len(bootfile) <= 128:
+            reply.file = bootfile
+        reply.options[OPT_BOOTFILE] = bootfile
+        if client.is_http_boot:
+            reply.options[OPT_VENDOR_CLASS] = VC_HTTP
+        elif client.vendor_class and client.vendor_class.startswith("PXEClient") and not client.is_ipxe:
+            reply.options[OPT_VENDOR_CLASS] = VC_PXE
+            reply.options[OPT_VENDOR_SPECIFIC] = PXE_SKIP_DISCOVERY
+    elif decision.next_server:
+        reply.siaddr = decision.next_server
+    if decision.onie_installer_url:
+        url = decision.onie_installer_url.encode()
+        reply.options[OPT_DEFAULT_URL] = url
+        reply.options[OPT_VIVSO] = vivso(ONIE_ENTERPRISE, [(ONIE_SUBOPT_INSTALLER_URL, url)])
+    for code, value in decision.extra_options.items():
+        reply.options[code] = bytes(value)
+
+
+def finish(reply: Packet, request: Packet, *, echo_uuid: bool = False) -> Packet:
+    """Echoes (61 always [RFC 6842], 97 for proxyDHCP), 82 moved last verbatim [RFC 3046 §2.2],
+    then drop options the client did not ask for until the reply fits its option 57."""
+    opts = reply.options
+    if OPT_CLIENT_ID in request.options:
+        opts[OPT_CLIENT_ID] = request.options[OPT_CLIENT_ID]
+    if echo_uuid and OPT_CLIENT_UUID in request.options:
+        opts[OPT_CLIENT_UUID] = request.options[OPT_CLIENT_UUID]
+    opts.pop(OPT_RELAY_AGENT, None)
+    if OPT_RELAY_AGENT in request.options:
+        opts[OPT_RELAY_AGENT] = request.options[OPT_RELAY_AGENT]
+    budget = max_reply_size(request) - _IP_UDP_HEADERS - HEADER_LEN
+    if encoded_size(opts) > budget:
+        asked = set(request.options.get(OPT_PARAM_REQUEST, b""))
+        droppable = [c for c in opts if c not in _ESSENTIAL and c not in asked]
+        droppable += [c for c in opts if c not in _ESSENTIAL and c in asked]
+        for code in reversed(droppable):
+            if encoded_size(opts) <= budget:
+                break
+            del opts[code]
+        if OPT_RELAY_AGENT in opts:  # keep 82 last after any deletion
+            opts[OPT_RELAY_AGENT] = opts.pop(OPT_RELAY_AGENT)
+    return reply
+
+
+def nak(request: Packet, server_ip: str, message: str) -> Packet:
+    """DHCPNAK: no yiaddr, no lease; broadcast flag set so a relay broadcasts it [RFC 2131 §4.1]."""
+    reply = base_reply(request, MessageType.NAK, server_ip)
+    reply.flags |= 0x8000
+    if message:
+        reply.options[OPT_MESSAGE] = message.encode()[:200]
+    return finish(reply, request)
+
+
+__all__ = [
+    "VC_HTTP",
+    "VC_PXE",
+    "ZERO_IP",
+    "add_boot_options",
+    "add_lease_options",
+    "add_network_options",
+    "base_reply",
+    "finish",
+    "max_reply_size",
+    "nak",
+    "vivso",
+]

@@ -1,0 +1,210 @@
+"""The DHCP server on an asyncio loop: one socket per interface, batched durable commits.
+
+Each interface gets its own socket on 0.0.0.0:67 with SO_BINDTODEVICE, so nothing is served on
+interfaces the caller did not name and broadcasts leave by the right link. The socket is read
+with `loop.add_reader` and drained up to `max_batch` datagrams per wake-up: all of them are
+handled, then ONE `store.commit()` makes their leases durable, then the replies go out. That is
+"durable before the ACK" at the cost of one commit per burst rather than per client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import socket
+import struct
+
+from pxe.client import EventSink, Policy
+from pxe.dhcp.codec import DecodeError, decode, encode
+from pxe.dhcp.config import DhcpServerConfig, Mode
+from pxe.dhcp.handler import BROADCAST, Arrival, Handler, Outgoing
+from pxe.dhcp.leases import LeaseEngine, LeaseStore, MemoryLeaseStore
+
+log = logging.getLogger("pxe.dhcp")
+SIOCGIFADDR = 0x8915  # <linux/sockios.h>
+_SIOCSARP = 0x8955  # <linux/sockios.h>
+_ARPHRD_ETHER = 1  # <linux/if_arp.h>
+_ATF_COM = 0x02  # <linux/if_arp.h>: completed entry
+_RECV_SIZE = 65535
+
+
+def interface_ipv4(ifname: str) -> str | None:
+    """The primary IPv4 address of `ifname`, or None if it has none (yet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", ifname.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(res[20:24])
+
+
+def _open_socket(ifname: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.bind(("0.0.0.0", port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Neighbours:
+    """Neighbour (ARP) entries so that a unicast reply reaches a client that has no address yet and
+    so cannot answer ARP [RFC 2131 §4.1]. SIOCSARP is one synchronous ioctl: pyroute2's IPRoute
+    refuses to run inside a running asyncio loop, and `ip neigh` would fork per reply."""
+
+    def add(self, ifname: str, ip: str, mac: str) -> bool:
+        try:
+            hw = bytes.fromhex(mac.replace(":", ""))
+            req = struct.pack(
+                "=HH4s8sH14si16s16s",
+                socket.AF_INET, 0, socket.inet_aton(ip), b"",  # arp_pa: sockaddr_in
+                _ARPHRD_ETHER, hw,  # arp_ha
+                _ATF_COM,  # arp_flags: a complete entry (the kernel ages it out like any other)
+                b"",  # arp_netmask
+                ifname.encode()[:15],  # arp_dev
+            )  # fmt: skip
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                fcntl.ioctl(s.fileno(), _SIOCSARP, req)
+            return True
+        except (OSError, ValueError, struct.error) as exc:
+            log.debug("neighbour %s at %s on %s not set: %s", ip, mac, ifname, exc)
+            return False
+
+    def close(self) -> None:
+        pass
+
+
+class DhcpServer:
+    """Use `start_dhcp()`; `close()` stops it (sockets closed, pending commit done)."""
+
+    def __init__(
+        self, config: DhcpServerConfig, policy: Policy, store: LeaseStore | None, events: EventSink
+    ) -> None:
+        self.config = config
+        self.store: LeaseStore = store if store is not None else MemoryLeaseStore()
+        engine = None
+        if config.mode is Mode.AUTHORITATIVE:
+            engine = LeaseEngine(
+                config.subnets,
+                config.reservations,
+                self.store,
+                offer_timeout=config.offer_timeout,
+                decline_quarantine=config.decline_quarantine,
+                authoritative=config.authoritative,
+            )
+        self.engine = engine
+        self.handler = Handler(config, policy, engine, events)
+        self._socks: list[tuple[socket.socket, str, int]] = []
+        self._addr: dict[str, str | None] = {}
+        self._neigh = _Neighbours()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stats = {"received": 0, "bad": 0, "replied": 0, "errors": 0}
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ports = [self.config.port]
+        if self.config.mode is Mode.PROXY:
+            ports.append(self.config.proxy_port)
+        try:
+            for ifname in self.config.interfaces:
+                self._addr[ifname] = interface_ipv4(ifname)
+                for port in ports:
+                    sock = _open_socket(ifname, port)
+                    self._socks.append((sock, ifname, port))
+                    self._loop.add_reader(sock.fileno(), self._readable, sock, ifname, port)
+        except OSError:
+            self.close()
+            raise
+        log.info("dhcp %s on %s", self.config.mode.value, ", ".join(self.config.interfaces))
+
+    def close(self) -> None:
+        for sock, _, _ in self._socks:
+            if self._loop is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._socks.clear()
+        self._neigh.close()
+        with contextlib.suppress(Exception):
+            self.store.commit()
+
+    def _local_ip(self, ifname: str) -> str | None:
+        ip = self._addr.get(ifname)
+        if ip is None:  # the address may have been added after we started
+            ip = self._addr[ifname] = interface_ipv4(ifname)
+        return ip
+
+    def _readable(self, sock: socket.socket, ifname: str, port: int) -> None:
+        out: list[tuple[socket.socket, Outgoing]] = []
+        for _ in range(self.config.max_batch):
+            try:
+                data, (src_ip, src_port) = sock.recvfrom(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.warning("recv on %s: %s", ifname, exc)
+                break
+            self.stats["received"] += 1
+            try:
+                pkt = decode(data)
+            except DecodeError as exc:
+                self.stats["bad"] += 1
+                log.debug("dropped %d bytes from %s:%s on %s: %s", len(data), src_ip, src_port, ifname, exc)
+                continue
+            try:
+                arrival = Arrival(ifname, self._local_ip(ifname), src_ip, src_port, port)
+                reply = self.handler.handle(pkt, arrival)
+            except Exception:
+                self.stats["errors"] += 1
+                log.exception(
+                    "failed on packet mac=%s xid=%08x from %s on %s", pkt.mac, pkt.xid, src_ip, ifname
+                )
+                continue
+            if reply is not None:
+                out.append((sock, reply))
+        try:
+            self.store.commit()
+        except Exception:
+            # Not durable: send nothing rather than ACK leases a crash could lose.
+            log.exception("lease store commit failed; %d replies withheld", len(out))
+            return
+        for s, reply in out:
+            self._send(s, reply)
+
+    def _send(self, sock: socket.socket, reply: Outgoing) -> None:
+        try:
+            data = encode(reply.packet)
+        except Exception:
+            log.exception("cannot encode reply mac=%s xid=%08x", reply.packet.mac, reply.packet.xid)
+            return
+        dest = reply.dest_ip
+        if reply.unicast_mac is not None and not self._neigh.add(reply.interface, dest, reply.unicast_mac):
+            dest = BROADCAST
+        try:
+            sock.sendto(data, (dest, reply.dest_port))
+            self.stats["replied"] += 1
+        except OSError as exc:
+            if dest != BROADCAST and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EINVAL):
+                with contextlib.suppress(OSError):
+                    sock.sendto(data, (BROADCAST, reply.dest_port))
+                    self.stats["replied"] += 1
+                    return
+            log.warning("send to %s:%s failed mac=%s: %s", dest, reply.dest_port, reply.packet.mac, exc)
+
+
+async def start_dhcp(
+    config: DhcpServerConfig, policy: Policy, lease_store: LeaseStore | None, events: EventSink
+) -> DhcpServer:
+    """Load the leases, bind the sockets and serve on the running loop until `.close()`."""
+    server = DhcpServer(config, policy, lease_store, events)
+    server.start()
+    return server

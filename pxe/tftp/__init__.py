@@ -1,0 +1,25 @@
+"""Read-only TFTP server on asyncio [RFC 1350, 2347, 2348, 2349, 7440].
+
+    from pxe.tftp import TftpConfig, start_tftp
+    server = await start_tftp(TftpConfig(root=Path("/srv/tftp"), bind_addr="198.18.0.1"),
+                              policy, events)
+    ...
+    server.close()
+
+- Each transfer runs on its own ephemeral port (the RFC 1350 transfer ID) with its own
+  retransmit timer; many run concurrently on one loop.
+- Options: blksize 8..65464 (clamped to `Limits.max_blksize`), tsize, timeout 1..255,
+  windowsize (clamped to `Limits.max_windowsize`, 64). Invalid ones are left out of the OACK.
+- Write requests are always refused (error 2): a boot server has nothing to accept.
+- Before the file tree, `policy.render(Client(protocol=TFTP, ip=requester, path=name,
+  mac=resolve_mac(ip) or ""), name)` is asked: RenderedFile content -> those bytes, path -> that
+  file, not_found() -> error 1, None -> the file under `root` (confined by `pxe.files.resolve`).
+- Events: tftp.request (path, port, op, mode, options), tftp.sent (path, bytes, seconds,
+  blksize, windowsize, retransmits), tftp.error (path, code, message, by=client|server,
+  outcome, size_probe: True for EDK2's "ask tsize, then ERROR 8" probe).
+"""
+
+from pxe.tftp.server import TFTP_PORT, TftpConfig, TftpServer, start_tftp
+from pxe.tftp.transfer import Limits
+
+__all__ = ["TFTP_PORT", "Limits", "TftpConfig", "TftpServer", "start_tftp"]

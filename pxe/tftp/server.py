@@ -1,0 +1,293 @@
+"""The TFTP listener: receives requests on the well-known port and starts transfers.
+
+recv -> validate -> ask the policy -> start a transfer; every failure on the way becomes an ERROR
+packet and a `tftp.error` event, never an exception that leaves this loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pxe.client import Client, Event, EventSink, Policy, Protocol, RenderedFile
+from pxe.files import PathRefused, Refusal, resolve
+from pxe.tftp import packets as P
+from pxe.tftp.transfer import Limits, Outcome, ReadTransfer, Result, Source, negotiate
+
+log = logging.getLogger(__name__)
+
+TFTP_PORT = 69  # [RFC 1350 §4]
+NETASCII_MAX = 16 * 1024 * 1024  # netascii is converted in memory; boot files are sent as octet
+SOCKET_BUFFER = 4 * 1024 * 1024  # room for a 64-block window at large blksize
+
+
+@dataclass(frozen=True)
+class TftpConfig:
+    root: Path
+    bind_addr: str = "0.0.0.0"
+    port: int = TFTP_PORT
+    interface: str | None = None  # SO_BINDTODEVICE: answer on this link only (needs root)
+    limits: Limits = field(default_factory=Limits)
+    max_transfers: int = 2000
+
+
+_REFUSAL_CODES = {
+    Refusal.NOT_FOUND: P.ErrorCode.FILE_NOT_FOUND,
+    Refusal.NOT_A_FILE: P.ErrorCode.FILE_NOT_FOUND,
+    Refusal.OUTSIDE_ROOT: P.ErrorCode.ACCESS_VIOLATION,
+    Refusal.BAD_NAME: P.ErrorCode.ACCESS_VIOLATION,
+}
+
+
+def _netascii(data: bytes) -> bytes:
+    # [RFC 1350 appendix, RFC 764] CR -> CR NUL, LF -> CR LF.
+    return data.replace(b"\r", b"\r\x00").replace(b"\n", b"\r\n")
+
+
+def _udp_socket(addr: str, port: int, interface: str | None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        if interface:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.bind((addr, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class TftpServer:
+    """Running server. Create with `start_tftp`; `close()` stops listening and ends transfers."""
+
+    def __init__(
+        self,
+        config: TftpConfig,
+        policy: Policy | None,
+        events: EventSink | None,
+        resolve_mac: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.events = events
+        self.resolve_mac = resolve_mac
+        self.loop = asyncio.get_running_loop()
+        self.sock = _udp_socket(config.bind_addr, config.port, config.interface)
+        self.address: tuple[str, int] = self.sock.getsockname()
+        self.transfers: dict[tuple[str, int], ReadTransfer] = {}
+        self._meta: dict[ReadTransfer, tuple[str, str, str | None]] = {}
+        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        for transfer in list(self.transfers.values()):
+            transfer.cancel()
+
+    # -- events ------------------------------------------------------------------------------
+    def _emit(self, kind: str, mac: str | None, ip: str, **detail: object) -> None:
+        if self.events is None:
+            return
+        try:
+            self.events(Event(kind=kind, mac=mac or None, ip=ip, detail=detail))
+        except Exception:
+            log.exception("tftp: event sink failed for %s", kind)
+
+    def _error(self, peer: tuple[str, int], code: int, message: str, path: str, mac: str | None) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendto(P.build_error(code, message), peer)
+        self._emit("tftp.error", mac, peer[0], path=path, code=int(code), message=message, by="server")
+
+    # -- requests ----------------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        for _ in range(64):  # drain a burst (a boot storm) but let transfers run in between
+            try:
+                data, peer = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors surface here on Linux; not fatal
+                log.debug("tftp: recvfrom: %s", exc)
+                continue
+            try:
+                self._on_packet(data, peer)
+            except Exception:  # the last line of defence: one request never kills the server
+                log.exception("tftp: unexpected error handling a packet from %s", peer)
+
+    def _on_packet(self, data: bytes, peer: tuple[str, int]) -> None:
+        try:
+            packet = P.parse(data)
+        except P.MalformedPacket as exc:
+            log.info("tftp: malformed packet from %s:%d: %s", peer[0], peer[1], exc)
+            # Answer only things that look like a request; never answer an ERROR (no loops).
+            if data[:2] in (b"\x00\x01", b"\x00\x02"):
+                self._error(peer, P.ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}", "", None)
+            return
+        if not isinstance(packet, P.Request):
+            # ACK/DATA/ERROR to port 69 belong to no transfer [RFC 1350 §4: unknown TID].
+            if not isinstance(packet, P.Error):
+                with contextlib.suppress(OSError):
+                    self.sock.sendto(P.build_error(P.ErrorCode.UNKNOWN_TID, "unknown transfer ID"), peer)
+            return
+        mac = self.resolve_mac(peer[0]) if self.resolve_mac else None
+        self._emit(
+            "tftp.request",
+            mac,
+            peer[0],
+            path=packet.filename,
+            port=peer[1],
+            op="write" if packet.opcode == P.OP_WRQ else "read",
+            mode=packet.mode.value,
+            options=dict(packet.options),
+        )
+        if packet.opcode == P.OP_WRQ:
+            self._error(
+                peer, P.ErrorCode.ACCESS_VIOLATION, "access violation: read-only server", packet.filename, mac
+            )
+            return
+        if packet.mode is P.Mode.MAIL:
+            self._error(peer, P.ErrorCode.ILLEGAL_OPERATION, "mail mode not supported", packet.filename, mac)
+            return
+        existing = self.transfers.get(peer)
+        if (
+            existing is not None
+            and existing.sent_upto <= 1
+            and existing.base == 1
+            and self._meta.get(existing, ("", ""))[1] == packet.filename
+        ):
+            # The client repeated its RRQ before our first packet reached it: our timer resends;
+            # a second transfer from another port would only earn an ERROR 5 from the client.
+            return
+        if len(self.transfers) >= self.config.max_transfers:
+            self._error(peer, P.ErrorCode.NOT_DEFINED, "server busy", packet.filename, mac)
+            return
+        source = self._open(packet, peer, mac)
+        if source is None:
+            return
+        self._start(packet, peer, mac, source)
+
+    def _open(self, packet: P.Request, peer: tuple[str, int], mac: str | None) -> Source | None:
+        path = packet.filename
+        rendered: RenderedFile | None = None
+        if self.policy is not None:
+            client = Client(mac=mac or "", protocol=Protocol.TFTP, ip=peer[0], path=path)
+            try:
+                rendered = self.policy.render(client, path)
+            except Exception:
+                log.exception("tftp: policy.render failed for %s from %s", path, peer[0])
+                self._error(peer, P.ErrorCode.NOT_DEFINED, "internal error", path, mac)
+                return None
+        try:
+            if rendered is not None and not rendered.found:
+                self._error(peer, P.ErrorCode.FILE_NOT_FOUND, "file not found", path, mac)
+                return None
+            if rendered is not None and rendered.content is not None:
+                content = rendered.content
+                if packet.mode is P.Mode.NETASCII:
+                    content = _netascii(content)
+                return Source.from_bytes(content)
+            if rendered is not None and rendered.path is not None:
+                # The policy chose this file itself: no root confinement applies to it.
+                real, size = str(rendered.path), os.stat(rendered.path).st_size
+            else:
+                found = resolve(self.config.root, path)
+                real, size = str(found.path), found.size
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        except PathRefused as exc:
+            self._error(peer, _REFUSAL_CODES[exc.reason], str(exc), path, mac)
+            return None
+        except FileNotFoundError:
+            self._error(peer, P.ErrorCode.FILE_NOT_FOUND, "file not found", path, mac)
+            return None
+        except OSError as exc:
+            self._error(peer, P.ErrorCode.ACCESS_VIOLATION, exc.strerror or "cannot open", path, mac)
+            return None
+        if packet.mode is P.Mode.NETASCII:
+            try:
+                if size > NETASCII_MAX:
+                    self._error(
+                        peer, P.ErrorCode.NOT_DEFINED, "file too large for netascii; use octet", path, mac
+                    )
+                    return None
+                return Source.from_bytes(_netascii(os.pread(fd, size, 0)))
+            finally:
+                os.close(fd)
+        return Source.from_file(fd, size)
+
+    def _start(self, packet: P.Request, peer: tuple[str, int], mac: str | None, source: Source) -> None:
+        opts = negotiate(packet.options, source.size, self.config.limits)
+        try:
+            sock = _udp_socket(self.config.bind_addr, 0, self.config.interface)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            sock.connect(peer)
+        except OSError as exc:
+            source.close()
+            self._error(
+                peer,
+                P.ErrorCode.NOT_DEFINED,
+                f"cannot open transfer socket: {exc.strerror}",
+                packet.filename,
+                mac,
+            )
+            return
+        transfer = ReadTransfer(self.loop, sock, source, opts, self.config.limits, self._on_done)
+        old = self.transfers.pop(peer, None)
+        if old is not None:
+            old.cancel()
+        self.transfers[peer] = transfer
+        self._meta[transfer] = (peer[0], packet.filename, mac)
+        transfer.start()
+
+    def _on_done(self, transfer: ReadTransfer, result: Result) -> None:
+        ip, path, mac = self._meta.pop(transfer, ("", "", None))
+        for key, value in list(self.transfers.items()):
+            if value is transfer:
+                del self.transfers[key]
+        if result.outcome is Outcome.COMPLETE:
+            self._emit(
+                "tftp.sent",
+                mac,
+                ip,
+                path=path,
+                bytes=result.bytes_sent,
+                seconds=round(result.seconds, 6),
+                blksize=result.blksize,
+                windowsize=result.windowsize,
+                retransmits=result.retransmits,
+            )
+            return
+        if result.outcome is Outcome.CANCELLED:
+            return
+        self._emit(
+            "tftp.error",
+            mac,
+            ip,
+            path=path,
+            by="client" if result.outcome is Outcome.CLIENT_ERROR else "server",
+            outcome=result.outcome.value,
+            code=result.error_code,
+            message=result.error_message,
+            bytes=result.bytes_sent,
+            # EDK2 asks tsize, reads the OACK, then ends with ERROR 8 and re-requests: expected.
+            size_probe=result.error_code == P.ErrorCode.OPTION_REFUSED and result.bytes_sent == 0,
+        )
+
+
+async def start_tftp(
+    config: TftpConfig,
+    policy: Policy | None = None,
+    events: EventSink | None = None,
+    resolve_mac: Callable[[str], str | None] | None = None,
+) -> TftpServer:
+    """Listen on `config.bind_addr:config.port` (port 0 picks one: see `server.port`)."""
+    return TftpServer(config, policy, events, resolve_mac)

@@ -1,0 +1,324 @@
+"""One read transfer: option negotiation and the per-transfer state machine.
+
+Each transfer owns a UDP socket on its own ephemeral port, connected to the client (RFC 1350 §4:
+the pair of ports is the transfer ID; connecting lets the kernel drop strays and report ICMP
+port-unreachable when the client has gone). The socket is driven with `loop.add_reader` and plain
+non-blocking `send`/`recv` rather than a DatagramTransport: at windowsize 1 each block costs one
+ACK round trip, so per-packet overhead is the throughput. One timer per transfer, re-armed lazily
+(the timer checks when progress was last seen) instead of being cancelled and rescheduled on
+every ACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pxe.tftp import packets as P
+
+log = logging.getLogger(__name__)
+
+# [RFC 2348] blksize valid range; 512 is RFC 1350's fixed size.
+DEFAULT_BLKSIZE = 512
+MIN_BLKSIZE = 8
+MAX_BLKSIZE = 65464
+# [RFC 7440] windowsize valid range is 1..65535; we clamp to 64 (u-root does the same): beyond that
+# a single loss costs a large go-back and socket buffers overflow.
+MAX_WINDOWSIZE = 64
+# [RFC 2349] timeout option: 1..255 seconds.
+MIN_TIMEOUT, MAX_TIMEOUT = 1, 255
+
+READ_CHUNK = 256 * 1024  # file bytes read per pread: one syscall per ~180 blocks at 1468
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_blksize: int = MAX_BLKSIZE
+    max_windowsize: int = MAX_WINDOWSIZE
+    timeout: float = 1.0  # our retransmit timeout when the client does not ask for one
+    retries: int = 5  # retransmissions of one packet/window before the transfer is abandoned
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    blksize: int
+    windowsize: int
+    timeout: float
+    oack: dict[str, str]  # options acknowledged; empty: no OACK, data starts at block 1
+
+
+def negotiate(requested: dict[str, str], size: int, limits: Limits) -> Negotiated:
+    """Options to accept [RFC 2347]: unknown or invalid ones are left out of the OACK (the RFC's
+    way of declining); out-of-range sizes are clamped to what we allow."""
+    oack: dict[str, str] = {}
+    blksize, windowsize, timeout = DEFAULT_BLKSIZE, 1, limits.timeout
+
+    def number(name: str) -> int | None:
+        value = requested.get(name)
+        if value is None or not value.isdigit() or len(value) > 10:
+            return None
+        return int(value)
+
+    if (n := number(P.OPT_BLKSIZE)) is not None and n >= MIN_BLKSIZE:
+        blksize = min(n, limits.max_blksize, MAX_BLKSIZE)
+        oack[P.OPT_BLKSIZE] = str(blksize)
+    if (n := number(P.OPT_TIMEOUT)) is not None and MIN_TIMEOUT <= n <= MAX_TIMEOUT:
+        timeout = float(n)
+        oack[P.OPT_TIMEOUT] = str(n)
+    if number(P.OPT_TSIZE) is not None and size > 0:
+        # [RFC 2349] the client sends 0 in an RRQ; we answer with the real size. Not for an empty
+        # file: curl 7.88 rejects "tsize 0" in an OACK as invalid and aborts, so decline instead.
+        oack[P.OPT_TSIZE] = str(size)
+    if (n := number(P.OPT_WINDOWSIZE)) is not None and n >= 1:
+        windowsize = min(n, limits.max_windowsize)
+        oack[P.OPT_WINDOWSIZE] = str(windowsize)
+    return Negotiated(blksize, windowsize, timeout, oack)
+
+
+class Source:
+    """The bytes of one transfer: a file read in chunks (page cache hits; no mmap so a file
+    truncated under us cannot SIGBUS the server) or content rendered in memory."""
+
+    def __init__(self, size: int, fd: int | None = None, content: bytes | None = None) -> None:
+        self.size = size
+        self._fd = fd
+        self._buf = memoryview(content) if content is not None else memoryview(b"")
+        self._buf_off = 0 if content is not None else -1
+
+    @classmethod
+    def from_bytes(cls, content: bytes) -> Source:
+        return cls(len(content), content=content)
+
+    @classmethod
+    def from_file(cls, fd: int, size: int) -> Source:
+        return cls(size, fd=fd)
+
+    def read(self, offset: int, n: int) -> bytes | memoryview:
+        start = offset - self._buf_off
+        if self._buf_off < 0 or start < 0 or start + n > len(self._buf):
+            if self._fd is None:
+                return b""
+            data = os.pread(self._fd, max(n, READ_CHUNK), offset)
+            self._buf, self._buf_off, start = memoryview(data), offset, 0
+        return self._buf[start : start + n]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+class State(enum.Enum):
+    WAIT_OACK_ACK = "wait-oack-ack"  # OACK sent, waiting for ACK 0 [RFC 2347]
+    SENDING = "sending"
+    DONE = "done"
+
+
+class Outcome(enum.Enum):
+    COMPLETE = "complete"
+    CLIENT_ERROR = "client-error"  # the client sent ERROR (EDK2's tsize probe ends this way)
+    TIMEOUT = "timeout"
+    PEER_GONE = "peer-gone"  # ICMP port unreachable
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    bytes_sent: int  # file bytes the client acknowledged
+    seconds: float
+    blksize: int
+    windowsize: int
+    error_code: int | None = None
+    error_message: str = ""
+    retransmits: int = 0
+
+
+class ReadTransfer:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        source: Source,
+        opts: Negotiated,
+        limits: Limits,
+        on_done: Callable[[ReadTransfer, Result], None],
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.source = source
+        self.opts = opts
+        self.limits = limits
+        self.on_done = on_done
+        self.blksize = opts.blksize
+        self.window = opts.windowsize
+        self.last_block = source.size // opts.blksize + 1  # a short (maybe empty) block ends it
+        self.base = 1  # lowest unacknowledged block (unbounded; the wire carries it mod 2**16)
+        self.sent_upto = 0
+        self.state = State.WAIT_OACK_ACK if opts.oack else State.SENDING
+        self.started = time.monotonic()
+        self.retries = 0
+        self.retransmits = 0
+        self.timeout = opts.timeout
+        self.last_progress = loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._oack = P.build_oack(opts.oack) if opts.oack else b""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+        if self.state is State.WAIT_OACK_ACK:
+            self._send(self._oack)
+        else:
+            self._send_window()
+        self._timer = self.loop.call_later(self.timeout, self._on_timer)
+
+    def cancel(self) -> None:
+        self._finish(Outcome.CANCELLED)
+
+    def _finish(self, outcome: Outcome, code: int | None = None, message: str = "") -> None:
+        if self.state is State.DONE:
+            return
+        acked = min(self.source.size, max(0, (self.base - 1) * self.blksize))
+        if outcome is Outcome.COMPLETE:
+            acked = self.source.size
+        self.state = State.DONE
+        if self._timer is not None:
+            self._timer.cancel()
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self.source.close()
+        result = Result(
+            outcome,
+            acked,
+            time.monotonic() - self.started,
+            self.blksize,
+            self.window,
+            code,
+            message,
+            self.retransmits,
+        )
+        try:
+            self.on_done(self, result)
+        except Exception:  # a bad callback must not take the loop down
+            log.exception("tftp: on_done callback failed")
+
+    # -- I/O -------------------------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.send(data)
+        except BlockingIOError:
+            pass  # socket buffer full: same as a lost packet, the timer resends
+        except ConnectionRefusedError:
+            self._finish(Outcome.PEER_GONE)
+        except OSError as exc:
+            log.debug("tftp: send failed: %s", exc)
+
+    def _send_window(self) -> None:
+        end = min(self.base + self.window - 1, self.last_block)
+        blksize, size, read, send = self.blksize, self.source.size, self.source.read, self.sock.send
+        header = P.data_header
+        block = self.base
+        try:
+            while block <= end:
+                offset = (block - 1) * blksize
+                n = min(blksize, size - offset) if offset < size else 0
+                send(header(block) + read(offset, n))
+                block += 1
+        except BlockingIOError:
+            pass
+        except ConnectionRefusedError:
+            self._finish(Outcome.PEER_GONE)
+            return
+        except OSError as exc:
+            log.debug("tftp: send failed: %s", exc)
+        if end > self.sent_upto:
+            self.sent_upto = end
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except ConnectionRefusedError:
+            self._finish(Outcome.PEER_GONE)
+            return
+        except OSError as exc:
+            log.debug("tftp: recv failed: %s", exc)
+            return
+        # Fast path: a 4-byte ACK is all a healthy transfer ever receives.
+        if len(data) >= 4 and data[0] == 0 and data[1] == P.OP_ACK:
+            self._on_ack((data[2] << 8) | data[3])
+            return
+        try:
+            packet = P.parse(data)
+        except P.MalformedPacket:
+            return  # garbage from the client's port: ignore, the transfer goes on
+        if isinstance(packet, P.Error):
+            self._finish(Outcome.CLIENT_ERROR, packet.code, packet.message)
+        # Anything else (DATA, a request on our TID) is not part of a read transfer: ignore it.
+
+    def _on_ack(self, wire: int) -> None:
+        if self.state is State.WAIT_OACK_ACK:
+            if wire != 0:
+                return
+            self.state = State.SENDING
+            self._progress()
+            self._send_window()
+            return
+        if self.state is not State.SENDING:
+            return
+        # Map the 16-bit number onto the unbounded block count: valid ACKs lie in
+        # [base-1, sent_upto], at most a window (<= 64) wide, so this is unambiguous across the
+        # rollover (65535 -> 0) that files larger than 65535 blocks need.
+        acked = self.base - 1 + ((wire - (self.base - 1)) & 0xFFFF)
+        if acked < self.base or acked > self.sent_upto:
+            # A duplicate of an ACK already seen (or a stale one): never answer it with data, or
+            # each duplicate doubles the traffic from then on (the Sorcerer's Apprentice bug, RFC
+            # 1123 §4.2.3.1). A real loss is repaired by the timer.
+            return
+        if acked >= self.last_block:
+            self._finish(Outcome.COMPLETE)
+            return
+        self.base = acked + 1
+        self._progress()
+        # [RFC 7440 §4] an ACK for a block before the end of the window means the client saw a
+        # gap; sending from base again covers both that and the normal "window done" case.
+        self._send_window()
+
+    def _progress(self) -> None:
+        self.last_progress = self.loop.time()
+        self.retries = 0
+        self.timeout = self.opts.timeout
+
+    def _on_timer(self) -> None:
+        if self.state is State.DONE:
+            return
+        now = self.loop.time()
+        due = self.last_progress + self.timeout
+        if now < due:
+            self._timer = self.loop.call_later(due - now, self._on_timer)
+            return
+        if self.retries >= self.limits.retries:
+            self._finish(Outcome.TIMEOUT, None, f"no ACK after {self.retries} retransmissions")
+            return
+        self.retries += 1
+        self.retransmits += 1
+        # Back off (x2 per retry, capped at 4x) so a slow client is not flooded with repeats.
+        self.timeout = min(self.timeout * 2, self.opts.timeout * 4)
+        self.last_progress = now
+        if self.state is State.WAIT_OACK_ACK:
+            self._send(self._oack)
+        else:
+            self._send_window()
+        if self.state is not State.DONE:
+            self._timer = self.loop.call_later(self.timeout, self._on_timer)
