@@ -1,3 +1,180 @@
-"""Commands for this area; see provision/cli/__init__.py."""
+"""`provision onie-sim`: rehearse a switch rollout by playing ONIE's discovery against a server."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import click
+
+from onie import discovery
+from provision.cli.common import EXIT_ENV, EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, CLIError, echo_json
+
+DEFAULT_PLATFORM = "x86_64-kvm_x86_64-r0"
+
+
+def _check_platform(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not discovery.split_platform(value):
+            raise click.BadParameter(
+                f"{value!r} is not <arch>-<vendor>_<machine>-r<rev>, e.g. {DEFAULT_PLATFORM}"
+            )
+    return values or (DEFAULT_PLATFORM,)
+
+
+def _check_mac(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    mac = discovery.normalise_mac(value)
+    if mac is None:
+        raise click.BadParameter(f"{value!r} is not a MAC address such as 52:54:00:12:34:56")
+    return mac
+
+
+@click.command("onie-sim")
+@click.option("-i", "--interface", required=True, help="Interface to send DHCP on (needs root).")
+@click.option(
+    "-p",
+    "--platform",
+    "platforms",
+    multiple=True,
+    callback=_check_platform,
+    help=f"ONIE platform the switch claims (default {DEFAULT_PLATFORM}); repeat to mix platforms under --count.",
+)
+@click.option("--serial", help="Serial number (option 61, ONIE-SERIAL-NUMBER); with --count, <serial>-<n>.")
+@click.option(
+    "--mac", callback=_check_mac, help="MAC (chaddr, ONIE-ETH-ADDR); with --count, counts up from it."
+)
+@click.option("--onie-version", default="2023.05", show_default=True, help="ONIE-VERSION and User-Agent.")
+@click.option("--switch-asic", help="For the <arch>-<asic> default name (e.g. bcm, mlnx, qemu).")
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="Simulated switches at once.",
+)
+@click.option(
+    "--verify", is_flag=True, help="Check the installer (checksum, platform) as it would check itself."
+)
+@click.option(
+    "--save", "save_dir", type=click.Path(file_okay=False, path_type=Path), help="Keep the installers here."
+)
+@click.option(
+    "--no-configure",
+    is_flag=True,
+    help="Do not put the leased address on the interface (TFTP/HTTP then use the interface's own).",
+)
+@click.option("--tftp-port", type=click.IntRange(1, 65535), default=69, show_default=True, hidden=True)
+@click.option(
+    "--tftp-blksize", type=click.IntRange(8, 65464), default=None, help="Ask TFTP blksize (ONIE asks none)."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document with every switch's attempts.")
+def onie_sim(
+    interface: str,
+    platforms: tuple[str, ...],
+    serial: str | None,
+    mac: str | None,
+    onie_version: str,
+    switch_asic: str | None,
+    count: int,
+    verify: bool,
+    save_dir: Path | None,
+    no_configure: bool,
+    tftp_port: int,
+    tftp_blksize: int | None,
+    as_json: bool,
+) -> None:
+    """Play an ONIE switch's installer discovery, exactly in ONIE's order, and say what it got.
+
+    \b
+    DHCP with ONIE's options (60 onie_vendor:<platform>, 77, 61 serial, 125 enterprise 42623,
+    55), then: option 125.1 URL, option 114, HTTP on 72/siaddr/54/150 port 80 with every default
+    name, option 67 as URL, TFTP bootfile, then the TFTP waterfall (MAC dir, hex-IP dirs, names).
+    HTTP requests carry ONIE's ONIE-* headers and User-Agent; timeouts are ONIE's 3 s.
+
+    \b
+    Examples:
+      provision onie-sim -i eth1                                 # one kvm_x86_64 switch
+      provision onie-sim -i eth1 -p x86_64-accton_as7712_32x-r0 --serial AS1 --verify
+      provision onie-sim -i eth1 --count 20 -p x86_64-kvm_x86_64-r0 -p arm64-acme_s1-r0 --json
+
+    Exit 0 when every switch found an installer, 1 when none did, 4 when some did, 3 when the
+    interface cannot be used (not root, no such interface).
+    """
+    from provision import onie_sim
+
+    if os.geteuid() != 0:
+        raise CLIError(
+            "onie-sim needs root (port 68, SO_BINDTODEVICE, addresses)", "run it with sudo", EXIT_ENV
+        )
+    if not os.path.exists(f"/sys/class/net/{interface}"):
+        raise CLIError(f"no interface {interface!r}", "pick one from `ip link`", EXIT_ENV)
+    if save_dir and save_dir.exists() and not save_dir.is_dir():
+        raise CLIError(f"{save_dir} is not a folder", "give --save a folder", EXIT_INPUT)
+    idents = onie_sim.switches(platforms, count, mac, serial, onie_version, switch_asic)
+    options = onie_sim.SimOptions(
+        interface=interface,
+        verify=verify,
+        configure=not no_configure,
+        save_dir=save_dir,
+        tftp_port=tftp_port,
+        tftp_blksize=tftp_blksize,
+    )
+    say = None if as_json or count > 1 else (lambda m: click.echo(f"  {m}", err=True))
+    try:
+        results = asyncio.run(onie_sim.simulate(options, idents, say))
+    except OSError as exc:
+        raise CLIError(
+            f"cannot use {interface}: {exc.strerror or exc}", "is another DHCP client on port 68?", EXIT_ENV
+        ) from None
+    found = sum(1 for r in results if r.found)
+    if as_json:
+        echo_json({"switches": [r.as_dict() for r in results], "found": found, "count": len(results)})
+    else:
+        for n, r in enumerate(results, start=1):
+            _print_result(n, len(results), r)
+        if len(results) > 1:
+            click.echo(f"{found}/{len(results)} switches found an installer")
+    if found == len(results):
+        raise SystemExit(EXIT_OK)
+    raise SystemExit(EXIT_FAILED if found == 0 else EXIT_PARTIAL)
+
+
+def _print_result(n: int, total: int, r) -> None:  # noqa: ANN001 - provision.onie_sim.SimResult
+    i = r.identity
+    click.echo(f"switch {n}/{total}: mac {i.mac}  serial {i.serial}  platform {i.platform}")
+    if r.lease:
+        lease = r.lease
+        extras = [
+            f"{k}={v}"
+            for k, v in (
+                ("125.1", lease.onie_url),
+                ("114", lease.default_url),
+                ("72", ",".join(lease.www_servers)),
+                ("siaddr", lease.siaddr),
+                ("66", lease.tftp_name),
+                ("67", lease.bootfile),
+                ("file", lease.boot_file),
+            )
+            if v
+        ]
+        click.echo(f"  dhcp: {lease.ip}/{lease.prefix} from {lease.server_id}  " + " ".join(extras))
+    for k, a in enumerate(r.attempts, start=1):
+        size = f" {a.size} bytes" if a.size else ""
+        click.echo(f"  {k:3}. {a.step.value:18} {a.url}  -> {a.outcome.value}{size} {a.detail}".rstrip())
+    if r.found:
+        f = r.found
+        line = f"  would install: {f.url} ({f.size} bytes, sha256 {f.sha256[:16]}…)"
+        if f.verify:
+            line += f" verify ok: {f.verify.get('nos') or ''} {f.verify.get('version') or ''} for {f.verify.get('platform')}"
+        click.echo(click.style(line, fg="green"))
+        if f.saved:
+            click.echo(f"  saved: {f.saved}")
+    else:
+        click.echo(click.style(f"  no installer: {r.error or 'every source tried'}", fg="red"))
+
+
+COMMANDS: list = [onie_sim]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import uuid as _uuid
 
+from onie.discovery import identity_from_dhcp
 from pxe.client import Client, Protocol
 from pxe.dhcp.codec import ZERO_IP, Packet
 from pxe.dhcp.options import (
@@ -78,7 +79,7 @@ def client_from_packet(pkt: Packet, protocol: Protocol = Protocol.DHCP) -> Clien
     raw_uc = opts.get(OPT_USER_CLASS)
     classes = user_classes(raw_uc) if raw_uc else []
     user_class = classes[0] if classes else None
-    onie = None  # hook: onie.discovery.identity_from_dhcp(pkt.options) (branch `onie`)
+    onie = identity_from_dhcp(opts, mac=pkt.mac)  # ONIE options 60/77/61/125 (onie.discovery)
     return Client(
         mac=pkt.mac,
         protocol=protocol,

@@ -1,0 +1,153 @@
+"""The installers folder as a catalog: which file fits which ONIE platform, and pins by name or version.
+
+A file fits a platform when its header says so (`target_platform=`, written by `provision
+onie-installer`; see onie/installer) or, for installers made elsewhere (SONiC, ONIE's demo), when its
+name follows ONIE's convention `onie-installer-<platform>.bin`. Only the first 256 KiB are read (the
+header); checksums are `provision inspect`'s job, not the serving path's. Entries are cached by
+(size, mtime), so a rebuilt installer is picked up on the next request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from onie.discovery import platform_from_name, split_platform
+
+HEAD_LIMIT = 256 * 1024
+_VAR = re.compile(rb"^([a-z_0-9]+)=(.*?)\s*$", re.MULTILINE)
+_HEADER_KEYS = {b"target_platform", b"image_platform", b"nos_name", b"nos_version"}
+INSTALLER_SUFFIXES = (".bin", ".sh", ".run")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    path: Path
+    name: str  # file name in the folder
+    platform: str | None  # from the header, else from the name
+    platform_from_header: bool
+    nos_name: str | None
+    nos_version: str | None
+    size: int
+    mtime: float
+
+    @property
+    def label(self) -> str:
+        nos = " ".join(x for x in (self.nos_name, self.nos_version) if x)
+        return f"{self.name} ({nos})" if nos else self.name
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The installer chosen for a switch, or why there is none (`entry` None, `reason` says why)."""
+
+    entry: CatalogEntry | None
+    reason: str  # "pinned by serial in inventory", "platform default", "no installer for ..."
+
+
+def _unquote(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace")
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def read_header_vars(path: Path) -> dict[str, str]:
+    """`name=value` lines of a shell installer's header that say what it is for."""
+    with open(path, "rb") as f:
+        head = f.read(HEAD_LIMIT)
+    if not head.startswith(b"#!"):
+        return {}
+    out: dict[str, str] = {}
+    for m in _VAR.finditer(head):
+        if m.group(1) in _HEADER_KEYS and m.group(1).decode() not in out:
+            out[m.group(1).decode()] = _unquote(m.group(2))
+    return out
+
+
+class Catalog:
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self._cache: dict[str, tuple[tuple[int, float], CatalogEntry]] = {}
+
+    def entries(self) -> list[CatalogEntry]:
+        """Every installer-looking regular file in the folder (not recursive), sorted by name."""
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        out: list[CatalogEntry] = []
+        with os.scandir(self.folder) as it:
+            for de in it:
+                if not de.is_file() or not de.name.endswith(INSTALLER_SUFFIXES) or de.name.startswith("."):
+                    continue
+                entry = self._entry(Path(de.path), de.stat())
+                if entry is not None:
+                    out.append(entry)
+        return sorted(out, key=lambda e: e.name)
+
+    def _entry(self, path: Path, st: os.stat_result) -> CatalogEntry | None:
+        key = (st.st_size, st.st_mtime)
+        cached = self._cache.get(path.name)
+        if cached and cached[0] == key:
+            return cached[1]
+        try:
+            header = read_header_vars(path)
+        except OSError:
+            return None
+        from_header = header.get("target_platform") or header.get("image_platform") or None
+        if from_header and not split_platform(from_header):
+            from_header = None
+        entry = CatalogEntry(
+            path=path,
+            name=path.name,
+            platform=from_header or platform_from_name(path.name),
+            platform_from_header=bool(from_header),
+            nos_name=header.get("nos_name") or None,
+            nos_version=header.get("nos_version") or None,
+            size=st.st_size,
+            mtime=st.st_mtime,
+        )
+        self._cache[path.name] = (key, entry)
+        return entry
+
+    def for_platform(self, platform: str) -> CatalogEntry | None:
+        """The platform's default: the file named by convention, else the newest that says it fits."""
+        fits = [e for e in self.entries() if e.platform == platform]
+        if not fits:
+            return None
+        canonical = f"onie-installer-{platform}.bin"
+        for e in fits:
+            if e.name == canonical:
+                return e
+        return max(fits, key=lambda e: (e.mtime, e.name))
+
+    def resolve_pin(self, pin: str, platform: str | None) -> Choice:
+        """A pin is a file name in the folder (or an absolute path), a NOS version, or `name-version`.
+
+        A pinned file whose header names another platform is refused: installing a NOS built for
+        another machine is the one mistake this server must not make.
+        """
+        entry: CatalogEntry | None = None
+        candidate = Path(pin)
+        if candidate.is_absolute() and candidate.is_file():
+            entry = self._entry(candidate, candidate.stat())
+        else:
+            by_name = {e.name: e for e in self.entries()}
+            entry = by_name.get(pin)
+            if entry is None:
+                matches = [
+                    e
+                    for e in by_name.values()
+                    if (platform is None or e.platform == platform)
+                    and pin
+                    in (e.nos_version, f"{e.nos_name}-{e.nos_version}", f"{e.nos_name} {e.nos_version}")
+                ]
+                if matches:
+                    entry = max(matches, key=lambda e: (e.mtime, e.name))
+        if entry is None:
+            where = f" in {self.folder}" if self.folder else ""
+            return Choice(None, f"pinned installer {pin!r} not found{where}")
+        if platform and entry.platform and entry.platform != platform:
+            return Choice(None, f"pinned installer {entry.name} is for {entry.platform}, not {platform}")
+        return Choice(entry, f"pinned to {pin}")

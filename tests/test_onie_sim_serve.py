@@ -1,0 +1,195 @@
+"""`provision onie-sim` against our own `provision serve` (pxe.dhcp + pxe.tftp + pxe.http with
+OniePolicy from lab.yml's `onie:` section), in namespaces joined by a veth, 198.18.31.0/24.
+
+Exact URL path, the header-chosen HTTP waterfall with 404 for other platforms, the TFTP waterfall,
+and `--count 20` concurrent switches of three platforms each getting its own platform's installer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from onie import discovery
+from tests.support.cli import cli_argv, cli_env
+from tests.support.netns import namespaces, veth
+from tests.support.serving import serving
+from tests.support.tools import require_root, require_tool
+
+pytestmark = pytest.mark.netns
+
+SERVER_IP = "198.18.31.1"
+KVM = "x86_64-kvm_x86_64-r0"
+ACCTON = "x86_64-accton_as7712_32x-r0"
+ARM = "arm64-acme_s1-r0"
+
+LAB = """\
+interfaces: [ov0]
+subnets:
+  - network: 198.18.31.0/24
+    interface: ov0
+    pool: [198.18.31.100-198.18.31.199]
+paths:
+  state_dir: {state}
+http_port: {http_port}
+onie:
+  installers: {installers}
+  discovery: {mode}
+devices:
+  - {{name: leaf-pinned, serial: PINNED-1, installer: demo-2.0-kvm.bin}}
+"""
+
+
+def installer(folder: Path, name: str, platform: str, version: str = "1.0") -> str:
+    data = (
+        f"#!/bin/sh\ntarget_platform='{platform}'\nnos_name='demo'\nnos_version='{version}'\n"
+        f"echo installing {name}\nexit 0\n"
+    ).encode()
+    (folder / name).write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def installers(tmp_path) -> dict[str, str]:
+    folder = tmp_path / "installers"
+    folder.mkdir()
+    sums = {p: installer(folder, discovery.installer_file_name(p), p) for p in (KVM, ACCTON, ARM)}
+    sums["pinned"] = installer(folder, "demo-2.0-kvm.bin", KVM, "2.0")
+    return sums
+
+
+@pytest.fixture
+def link():
+    require_root()
+    with namespaces(2, prefix="ov") as (server, client):
+        veth(server, "ov0", client, "oc0", a_addr=f"{SERVER_IP}/24")
+        yield server, client
+
+
+def lab(tmp_path: Path, mode: str = "exact", http_port: int = 8080) -> Path:
+    path = tmp_path / "lab.yml"
+    path.write_text(
+        LAB.format(
+            state=tmp_path / "state", installers=tmp_path / "installers", mode=mode, http_port=http_port
+        )
+    )
+    return path
+
+
+def onie_sim(client, *args: str, timeout: float = 300):
+    out = client.run(
+        cli_argv("onie-sim", "-i", "oc0", "--json", *args), check=False, timeout=timeout, env=cli_env()
+    )
+    assert out.stdout, out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+def test_exact_url_and_pin(link, tmp_path, installers):
+    server, client = link
+    with serving(server, str(lab(tmp_path))) as sp:
+        rc, doc = onie_sim(client, "--serial", "S-1", "--platform", ACCTON)
+        sw = doc["switches"][0]
+        url = f"http://{SERVER_IP}:8080/onie-installer-{ACCTON}.bin"
+        assert rc == 0, sp.output
+        assert sw["lease"]["onie_url"] == url and sw["lease"]["default_url"] == url
+        assert [a["url"] for a in sw["attempts"]] == [url]
+        assert sw["installer"]["sha256"] == installers[ACCTON]
+        # the inventory pins serial PINNED-1 to demo 2.0: same URL, the pinned file
+        rc, doc = onie_sim(client, "--serial", "PINNED-1", "--platform", KVM)
+        sw = doc["switches"][0]
+        assert rc == 0 and sw["installer"]["url"] == f"http://{SERVER_IP}:8080/onie-installer-{KVM}.bin"
+        assert sw["installer"]["sha256"] == installers["pinned"]
+
+
+def test_http_waterfall_by_headers_404_for_others(link, tmp_path, installers):
+    """A switch walking the HTTP names gets its own platform's file under each; other platforms' names
+    (and names that do not fit) are 404, so a real ONIE would move on instead of installing them."""
+    server, client = link
+    curl = require_tool("curl")
+    with serving(server, str(lab(tmp_path, mode="inexact", http_port=80))):
+        rc, doc = onie_sim(client, "--platform", ARM, "--serial", "ARM-1")
+        sw = doc["switches"][0]
+        assert rc == 0
+        assert sw["lease"]["www_servers"] == [SERVER_IP] and sw["lease"]["onie_url"] is None
+        first = sw["attempts"][0]
+        assert first["step"] == "inexact HTTP" and first["url"] == f"http://{SERVER_IP}/onie-installer-{ARM}"
+        assert sw["installer"]["sha256"] == installers[ARM]
+        headers = discovery.request_headers(
+            discovery.complete(discovery.OnieIdentity(platform=ARM, serial="ARM-1", mac="02:00:00:00:00:01"))
+        )
+        hargs = [x for k, v in headers.items() for x in ("-H", f"{k}: {v}")]
+        client.run(["ip", "addr", "add", "198.18.31.2/24", "dev", "oc0"])  # onie-sim removed its lease
+
+        def status(name: str) -> str:
+            out = client.run(
+                [curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", *hargs, f"http://{SERVER_IP}/{name}"]
+            )
+            return out.stdout
+
+        for entry in discovery.default_names(discovery.complete(discovery.OnieIdentity(platform=ARM))):
+            assert status(entry.name) == "200", entry.name
+        assert status(f"onie-installer-{KVM}.bin") == "404"
+        assert status("onie-installer-x86_64") == "404"
+        assert status("onie-updater-arm64") == "404"
+
+
+def test_tftp_waterfall(link, tmp_path, installers):
+    server, client = link
+    with serving(server, str(lab(tmp_path, mode="waterfall"))):
+        rc, doc = onie_sim(client, "--platform", KVM, "--mac", "52:54:00:31:00:05", "--serial", "W-1")
+        sw = doc["switches"][0]
+        assert rc == 0, sw
+        ok = sw["attempts"][-1]
+        assert ok["step"] == "TFTP waterfall" and ok["outcome"] == "ok"
+        # the MAC directory, upper-case as EEPROMs write it, is the first waterfall path
+        assert ok["url"] == f"tftp://{SERVER_IP}/52-54-00-31-00-05/onie-installer-{KVM}"
+        assert sw["installer"]["sha256"] == installers[KVM]
+
+
+def test_tftp_bootfile(link, tmp_path, installers):
+    server, client = link
+    with serving(server, str(lab(tmp_path, mode="tftp"))):
+        rc, doc = onie_sim(client, "--platform", ACCTON)
+        sw = doc["switches"][0]
+        assert rc == 0
+        assert sw["lease"]["bootfile"] == f"onie-installer-{ACCTON}.bin"
+        assert sw["installer"]["url"] == f"tftp://{SERVER_IP}/onie-installer-{ACCTON}.bin"
+        assert sw["installer"]["sha256"] == installers[ACCTON]
+
+
+def test_count_20_mixed_platforms(link, tmp_path, installers):
+    server, client = link
+    with serving(server, str(lab(tmp_path))) as sp:
+        rc, doc = onie_sim(
+            client,
+            "--count",
+            "20",
+            "--mac",
+            "52:54:00:31:10:00",
+            "-p",
+            KVM,
+            "-p",
+            ACCTON,
+            "-p",
+            ARM,
+            timeout=600,
+        )
+        assert rc == 0, sp.output
+        assert doc["found"] == 20
+        switches = doc["switches"]
+        assert len({s["mac"] for s in switches}) == 20 and len({s["lease"]["ip"] for s in switches}) == 20
+        for s in switches:
+            assert s["installer"]["url"].endswith(f"/onie-installer-{s['platform']}.bin")
+            assert s["installer"]["sha256"] == installers[s["platform"]], s["mac"]
+        status = subprocess.run(
+            cli_argv("status", "--json", "--state-dir", str(tmp_path / "state")),
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr
