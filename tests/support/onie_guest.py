@@ -486,6 +486,11 @@ class OnieGuest:
             # One vars file for the machine's life: efibootmgr's BootOrder persists in it (LAB.md).
             shutil.copy2(OVMF_VARS, self.vars)
 
+    def reset_nvram(self) -> None:
+        """Fresh OVMF vars, as after an NVRAM reset: only the ESP's fallback loader can boot."""
+        if self.firmware is Firmware.UEFI:
+            shutil.copy2(OVMF_VARS, self.vars)
+
     def qemu_argv(self, onie: bool, extra_append: str = "") -> list[str]:
         argv = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "2",
                 "-m", "1024", "-display", "none", "-serial", "stdio", "-monitor", "none",
