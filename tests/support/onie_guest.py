@@ -477,6 +477,7 @@ class OnieGuest:
     serial: str = "PVTEST0001"
     disk: Path = field(init=False)
     vars: Path = field(init=False)
+    boots: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -514,11 +515,19 @@ class OnieGuest:
 
     def boot_onie(self, timeout: float = 600, extra_append: str = "") -> BootLog:
         """Boot the ONIE-like environment (install mode) until it reboots or powers off."""
-        return run_console(self.ns, self.qemu_argv(True, extra_append), timeout=timeout)
+        log = run_console(self.ns, self.qemu_argv(True, extra_append), timeout=timeout)
+        return self._keep(log, "onie")
 
     def boot_disk(self, marker: str = "PROVISION-NOS-BOOTED", timeout: float = 300) -> BootLog:
         """Boot from the disk (UEFI NVRAM entry or fallback; BIOS MBR) until `marker` appears."""
-        return run_console(self.ns, self.qemu_argv(False), timeout=timeout, until=lambda s: marker in s)
+        log = run_console(self.ns, self.qemu_argv(False), timeout=timeout, until=lambda s: marker in s)
+        return self._keep(log, "disk")
+
+    def _keep(self, log: BootLog, kind: str) -> BootLog:
+        """Each console log is kept in the workdir (boot-N-kind.log) for a post-mortem."""
+        self.boots += 1
+        (self.workdir / f"boot-{self.boots}-{kind}.log").write_text(log.text)
+        return log
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
@@ -587,3 +596,44 @@ def build_reference_nos(dest: Path) -> None:
         (nos / "initrd.gz").write_bytes(
             subprocess.run(["gzip", "-n"], input=cpio, capture_output=True).stdout
         )
+
+
+# --- editing what the NOS left, as the NOS itself would -----------------------------------------
+
+
+def _ext4_file_span(disk: Path, part: Partition, path: str) -> tuple[int, int]:
+    """(absolute byte offset, size) of a small file's first block inside an ext4 partition."""
+    image = f"{disk}?offset={part.start}"
+    block = int(_run(["debugfs", "-R", f"bmap {path} 0", image]).stdout.split()[-1])
+    stats = _run(["dumpe2fs", "-h", image]).stdout
+    block_size = int(re.search(r"Block size:\s+(\d+)", stats)[1])
+    size = int(re.search(r"Size:\s+(\d+)", _run(["debugfs", "-R", f"stat {path}", image]).stdout)[1])
+    return part.start + block * block_size, size
+
+
+def set_grubenv(disk: Path, partition_name: str, path: str, **values: str) -> None:
+    """Rewrite a grubenv in place (as `grub-reboot` and GRUB's save_env do: same 1024 bytes)."""
+    part = next(p for p in gpt_partitions(disk) if p.name == partition_name)
+    offset, size = _ext4_file_span(disk, part, path)
+    if size != 1024:
+        raise RuntimeError(f"{path} in {partition_name} is {size} bytes; a grubenv is exactly 1024")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = Path(tmp) / "grubenv"
+        with disk.open("rb") as f:
+            f.seek(offset)
+            env.write_bytes(f.read(size))
+        _run(["grub-editenv", str(env), "set", *(f"{k}={v}" for k, v in values.items())])
+        data = env.read_bytes()
+    if len(data) != 1024:
+        raise RuntimeError("grub-editenv changed the size of grubenv")
+    with disk.open("r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def read_grubenv(disk: Path, partition_name: str, path: str) -> str:
+    part = next(p for p in gpt_partitions(disk) if p.name == partition_name)
+    offset, size = _ext4_file_span(disk, part, path)
+    with disk.open("rb") as f:
+        f.seek(offset)
+        return f.read(size).decode("ascii", "replace")

@@ -42,6 +42,8 @@ from tests.support.onie_guest import (
     build_reference_nos,
     file_sha256,
     onie_fingerprint,
+    read_grubenv,
+    set_grubenv,
 )
 from tests.support.serving import ServeProc, serving
 from tests.support.tools import require_root, require_tool
@@ -183,7 +185,9 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
         # The URL came from our DHCP answer (option 125 sub-option 1 is tried first, ONIE.md).
         assert "ONIE-GUEST-PHASE url-source" in first.text and "opt125" in first.text
         assert "provision: payload verified" in first.text
-        boot_nos(guest, phases, "NOS boot 1 (NVRAM entry)")
+        nos = boot_nos(guest, phases, "NOS boot 1 (NVRAM entry)")
+        # OVMF took the entry the installer made with efibootmgr, not the fallback loader.
+        assert re.search(r'BdsDxe: starting Boot\d+ "demo" .*\\EFI\\demo\\grubx64\.efi', nos.text)
         assert lab.device(guest.mac)["stage"] == "installed"
 
         # Idempotent: a second install over the first, then the NOS boots again.
@@ -199,15 +203,27 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
     phases.print()
 
 
-def test_uefi_fallback_loader_with_fresh_nvram(installers, tmp_path):
+def test_uefi_fallback_loader_then_grub_reboot_onie(installers, tmp_path):
     """After an install, a machine whose NVRAM was reset still boots the NOS through the ESP's
-    fallback \\EFI\\BOOT\\BOOTX64.EFI (OVMF with fresh vars; LAB.md)."""
-    phases = Phases("UEFI fresh NVRAM, provision serve + provision onie-installer")
+    fallback \\EFI\\BOOT\\BOOTX64.EFI (OVMF with fresh vars; LAB.md). Then `grub-reboot ONIE`
+    (next_entry=ONIE in the NOS's grubenv, rewritten in place) chainloads ONIE's own loader
+    /EFI/onie/grubx64.efi back into ONIE once; the boot after that is the NOS again."""
+    phases = Phases("UEFI fresh NVRAM + grub-reboot ONIE, provision serve + provision onie-installer")
     with our_lab(tmp_path, installers, "198.18.45") as lab:
         guest = new_guest(lab, tmp_path, Firmware.UEFI, "PVE2E-UEFI-2")
         install(guest, lab, phases, "install (ONIE boot)")
         guest.reset_nvram()
-        boot_nos(guest, phases, "NOS boot (fallback loader)")
+        nos = boot_nos(guest, phases, "NOS boot (fallback loader)")
+        assert not re.search(r'BdsDxe: starting Boot\d+ "demo"', nos.text), "NVRAM entry survived a reset?"
+
+        set_grubenv(guest.disk, "DEMO-BOOT", "/grub/grubenv", next_entry="ONIE")
+        back = guest.boot_disk(marker="ONIE-GUEST-PHASE discovery", timeout=600)
+        phases.add("grub-reboot ONIE -> ONIE", back)
+        assert back.stopped_on is not None, back.tail(80)
+        assert "Loading ONIE ..." in back.text and "ONIE-GUEST-GRUB" in back.text
+        # GRUB's save_env cleared the one-shot entry: the next boot is the NOS.
+        assert "next_entry=\n" in read_grubenv(guest.disk, "DEMO-BOOT", "/grub/grubenv")
+        boot_nos(guest, phases, "NOS boot (after ONIE)")
     phases.print()
 
 
