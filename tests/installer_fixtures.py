@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import threading
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 from onie.installer import PlatformInfo
@@ -64,3 +69,34 @@ def write_spec(folder: Path, name: str = "tnos", platforms: str = "kvm_x86_64", 
 
 def templates() -> Path:
     return resources.templates_dir()
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """The server side of the report contract: GET /api/v1/report?stage=&status=&..."""
+
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/api/v1/report":
+            self.seen.append({k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()})
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def report_recorder() -> Iterator[tuple[int, list[dict[str, str]]]]:
+    """An HTTP server on 127.0.0.1 (random port) that records report requests: (port, seen)."""
+    handler = type("Recorder", (_Recorder,), {"seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], handler.seen
+    finally:
+        server.shutdown()
+        server.server_close()

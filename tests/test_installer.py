@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import subprocess
 import tarfile
-import threading
-import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from onie.installer import UPDATER_COOKIE, InstallerFormat, build, inspect
 from provision.switchspec import load_switch_spec
-from tests.installer_fixtures import KVM, templates, write_spec
+from tests.installer_fixtures import KVM, report_recorder, templates, write_spec
 from tests.support.cli import run_cli
 from tests.support.disk import fake_onie_root
 from tests.support.tools import require_tool
@@ -150,32 +147,10 @@ def test_wrong_platform_is_refused_unless_forced(tmp_path: Path) -> None:
     assert forced.returncode == 1 and "no partition labelled ONIE-BOOT" in forced.stderr
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    seen: list[dict[str, str]] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        url = urllib.parse.urlsplit(self.path)
-        if url.path == "/api/v1/report":
-            self.seen.append({k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()})
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def report_server():
-    _Recorder.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], _Recorder.seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with report_recorder() as server:
+        yield server
 
 
 def test_reports_reach_the_server_onie_downloaded_from(tmp_path: Path, report_server) -> None:
@@ -194,7 +169,6 @@ def test_reports_reach_the_server_onie_downloaded_from(tmp_path: Path, report_se
     assert stages == [
         ("started", "progress"),
         ("verified", "progress"),
-        ("started", "progress"),
         ("started", "failed"),
     ], seen
     last = seen[-1]
@@ -296,3 +270,24 @@ def test_inspect_refuses_a_file_that_is_not_an_installer(tmp_path: Path) -> None
     junk.write_bytes(b"\x7fELF not a script")
     result = run_cli("inspect", str(junk))
     assert result.returncode == 2 and "does not start with #!" in result.stderr
+
+
+def test_progress_callback_counts_every_payload_byte(tmp_path: Path) -> None:
+    spec = load_switch_spec(write_spec(tmp_path / "spec")).spec
+    seen = []
+    result = build(spec, KVM, tmp_path / "x.bin", templates(), progress=seen.append)
+    total = sum(
+        (tmp_path / "spec" / "nos" / n).stat().st_size for n in ("vmlinuz", "initrd.img", "rootfs.squashfs")
+    )
+    total += (tmp_path / "spec" / "nos" / "extra.conf").stat().st_size
+    assert seen[-1].done == seen[-1].total == total
+    assert [s.done for s in seen] == sorted(s.done for s in seen)
+    assert result.size == result.path.stat().st_size
+
+
+def test_header_help_and_bad_arguments(tmp_path: Path) -> None:
+    path = built(tmp_path)
+    helped = run_sh(path, "--help")
+    assert helped.returncode == 0 and "--extract DIR" in helped.stdout and "TESTS ONLY" in helped.stdout
+    bad = run_sh(path, "--bogus")
+    assert bad.returncode == 2 and "unknown argument: --bogus" in bad.stderr

@@ -16,7 +16,7 @@ import pytest
 from onie.installer import build
 from onie.layout import GUID_BIOS_BOOT, GUID_ESP, GUID_LINUX_FS, GUID_ONIE_BOOT
 from provision.switchspec import load_switch_spec
-from tests.installer_fixtures import KVM, templates, write_spec
+from tests.installer_fixtures import KVM, report_recorder, templates, write_spec
 from tests.support.disk import LoopDisk, fake_onie_root, onie_disk, run
 from tests.support.tools import require_root, require_tool
 
@@ -126,9 +126,20 @@ def test_install_keeps_onie_and_is_idempotent(tmp_path: Path, firmware: str) -> 
                 env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
             ).stdout
         root = fake_onie_root(tmp_path, "x86_64-kvm_x86_64-r0", firmware)
+        (root / "bin" / "wget").symlink_to(require_tool("busybox"))  # ONIE's wget is busybox's
 
-        first = install(path, disk, root)
+        with report_recorder() as (port, seen):
+            first = install(path, disk, root, onie_exec_url=f"http://127.0.0.1:{port}/onie-installer")
         assert first.returncode == 0, first.stdout + first.stderr
+        assert [(r["stage"], r["status"]) for r in seen] == [
+            ("started", "progress"),
+            ("verified", "progress"),
+            ("partitioned", "progress"),
+            ("payload", "progress"),
+            ("bootloader", "progress"),
+            ("complete", "ok"),
+        ]
+        assert seen[-1]["message"] == f"installed on {disk.device}"
         assert "[6/6] tnos 2.1.0 installed" in first.stdout
         disk.ensure_nodes()
         assert disk.hash_part(2) == onie_before  # ONIE-BOOT: byte for byte
@@ -210,3 +221,26 @@ def test_failing_hook_exits_non_zero_and_keeps_onie(tmp_path: Path) -> None:
         assert disk.hash_part(2) == onie_before
         with open(disk.device, "rb") as f:
             assert f.read(512) == mbr_before  # the bootloader stage never ran
+
+
+def test_rootfs_without_its_own_partition_goes_into_the_boot_partition_as_a_file(tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "spec")
+    text = spec_path.read_text().replace(
+        "  - label: TNOS-ROOT\n    size: 8M\n    role: rootfs\n    ab: true\n", ""
+    )
+    spec_path.write_text(text)
+    spec = load_switch_spec(spec_path).spec
+    assert spec.layout.rootfs is None and spec.rootfs is not None
+    (tmp_path / "out").mkdir()
+    path = build(spec, KVM, tmp_path / "out" / "x.bin", templates()).path
+    with onie_disk(tmp_path, "bios") as disk:
+        result = install(path, disk, fake_onie_root(tmp_path, "x86_64-kvm_x86_64-r0", "bios"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert [e.name for e in disk.entries()][2:] == ["TNOS-BOOT", "TNOS-DATA"]
+        disk.ensure_nodes()
+        boot = disk.part(disk.by_name("TNOS-BOOT").number)
+        image = tmp_path / "spec" / "nos" / "rootfs.squashfs"
+        assert ext4_size(boot, "/boot/rootfs.squashfs") == image.stat().st_size
+        dumped = tmp_path / "dumped.squashfs"
+        run("debugfs", "-R", f"dump /boot/rootfs.squashfs {dumped}", boot)
+        assert dumped.read_bytes() == image.read_bytes()

@@ -107,3 +107,33 @@ def test_install_template_renders_the_plan_as_sgdisk_and_mkfs(tmp_path) -> None:
     assert "mkfs.ext4 -q -F -L TNOS-BOOT" in script and "mkfs.ext4 -q -F -L TNOS-DATA" in script
     assert "mkfs.ext4 -q -F -L TNOS-ROOT" not in script  # raw slots get no filesystem
     assert "labels='TNOS-BOOT TNOS-ROOT-A TNOS-ROOT-B TNOS-DATA'" in script
+
+
+def test_layout_cli_shows_onies_partitions_then_the_nos_plan(tmp_path) -> None:
+    import json
+
+    from tests.support.cli import run_cli
+
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "acme_s1.yml").write_text(
+        "id: acme_s1\nkind: switch\nvendor: acme\nmachine: s1\nonie_platform: x86_64-acme_s1-r0\n"
+        "arch: x86_64\nfirmware: bios\nconsole: {device: ttyS0}\n"
+    )
+    spec = write_spec(tmp_path / "spec", platforms="kvm_x86_64, acme_s1")
+    result = run_cli("layout", str(spec), "--json", "--profiles", str(folder))
+    assert result.returncode == 0, result.stderr
+    plans = {p["profile"]: p for p in json.loads(result.stdout)}
+    uefi = [(r["label"], r["type_guid"], r["owner"]) for r in plans["kvm_x86_64"]["partitions"]]
+    assert uefi[:2] == [("EFI System", GUID_ESP, "ONIE (kept)"), ("ONIE-BOOT", GUID_ONIE_BOOT, "ONIE (kept)")]
+    assert [label for label, _, _ in uefi[2:]] == ["TNOS-BOOT", "TNOS-ROOT-A", "TNOS-ROOT-B", "TNOS-DATA"]
+    bios = plans["acme_s1"]["partitions"]
+    assert (bios[0]["label"], bios[0]["type_guid"], bios[0]["attributes"]) == (
+        "GRUB-BOOT",
+        GUID_BIOS_BOOT,
+        "0x1000000000000001",
+    )
+    table = run_cli("layout", str(spec), "--platform", "acme_s1", "--profiles", str(folder))
+    assert table.returncode == 0
+    assert "GRUB-BOOT" in table.stdout and "TNOS-ROOT-B" in table.stdout and GUID_LINUX_FS in table.stdout
+    assert "EFI System" not in table.stdout

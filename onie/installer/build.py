@@ -21,6 +21,7 @@ SHA_WIDTH, NUM_WIDTH = 64, 20
 _SHA_PH, _SIZE_PH, _OFF_PH = "S" * SHA_WIDTH, "Z" * NUM_WIDTH, "O" * NUM_WIDTH
 # Slack in the boot partition for GRUB's modules (x86_64-efi or i386-pc: ~5 MiB) and ext4 metadata.
 BOOT_SLACK = 16 * 1024 * 1024
+ROOTFS_MEMBER = "nos/rootfs.squashfs"  # streamed to disk by install.sh, never unpacked to tmpfs
 
 
 class BuildError(ValueError):
@@ -61,7 +62,7 @@ def payload_plan(spec: InstallerSpec) -> list[tuple[str, Path, int]]:
         ("nos/initrd", spec.initrd, 0o644),
     ]
     if spec.rootfs is not None:
-        files.append(("nos/rootfs.squashfs", spec.rootfs, 0o644))
+        files.append((ROOTFS_MEMBER, spec.rootfs, 0o644))
     for f in spec.files:
         files.append((f"nos/files/{f.dest}", f.source, 0o644))
     return sorted(files)
@@ -80,15 +81,6 @@ def build(
     out = Path(out)
     _check_fits(spec)
     mtime = int(source_date_epoch or 0)
-    header = render_header(templates_dir, spec, platform, _SHA_PH, _SIZE_PH, _OFF_PH)
-    for ph in (_SHA_PH, _SIZE_PH, _OFF_PH):
-        if header.count(ph) != 1:
-            raise BuildError(f"header template must use each payload placeholder once ({ph[:4]}...)")
-    header_bytes = header.encode("utf-8")
-    header_bytes = header_bytes.replace(_OFF_PH.encode(), _field(len(header_bytes)).encode())
-    if UPDATER_COOKIE.encode() in header_bytes:
-        raise BuildError(f"the header contains {UPDATER_COOKIE}: ONIE would refuse it as an updater")
-
     small: dict[str, tuple[bytes, int]] = {
         "installer/install.sh": (render_install(templates_dir, spec).encode(), 0o755),
         "installer/grub-uefi.cfg": (render_grub_cfg(templates_dir, spec, platform, "uefi").encode(), 0o644),
@@ -103,6 +95,16 @@ def build(
     dirs = sorted({str(Path(n).parent) + "/" for n in members} | {"installer/", "nos/"})
     # Every parent folder, sorted, then every file, sorted: one fixed order for the same inputs.
     all_dirs = sorted({"/".join(d.split("/")[: i + 1]) + "/" for d in dirs for i in range(d.count("/"))})
+
+    unpack = sorted(n for n in members if n != ROOTFS_MEMBER)
+    header = render_header(templates_dir, spec, platform, _SHA_PH, _SIZE_PH, _OFF_PH, unpack)
+    for ph in (_SHA_PH, _SIZE_PH, _OFF_PH):
+        if header.count(ph) != 1:
+            raise BuildError(f"header template must use each payload placeholder once ({ph[:4]}...)")
+    header_bytes = header.encode("utf-8")
+    header_bytes = header_bytes.replace(_OFF_PH.encode(), _field(len(header_bytes)).encode())
+    if UPDATER_COOKIE.encode() in header_bytes:
+        raise BuildError(f"the header contains {UPDATER_COOKIE}: ONIE would refuse it as an updater")
 
     total = sum(src.stat().st_size for _, src, _ in big)
     done = 0

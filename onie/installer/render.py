@@ -50,7 +50,13 @@ def kernel_cmdline(spec: InstallerSpec, platform: PlatformInfo) -> str:
 
 
 def render_header(
-    templates_dir: Path, spec: InstallerSpec, platform: PlatformInfo, sha256: str, size: str, offset: str
+    templates_dir: Path,
+    spec: InstallerSpec,
+    platform: PlatformInfo,
+    sha256: str,
+    size: str,
+    offset: str,
+    unpack_members: list[str],
 ) -> str:
     text = (
         _env(templates_dir)
@@ -64,6 +70,7 @@ def render_header(
             payload_sha256=sha256,
             payload_size=size,
             payload_offset=offset,
+            unpack_members=unpack_members,
         )
     )
     if not text.endswith(PAYLOAD_MARKER):
@@ -96,6 +103,7 @@ def render_install(templates_dir: Path, spec: InstallerSpec) -> str:
             boot_label=layout.boot.label,
             rootfs_label=target.label if target else "",
             has_rootfs=spec.rootfs is not None,
+            rootfs_size=spec.rootfs.stat().st_size if spec.rootfs is not None else 0,
             partitions=parts,
             files=[{"dest": f.dest} for f in spec.files],
             roles=Role,
