@@ -250,8 +250,16 @@ class Simulator:
             await _ip("addr", "del", cidr, "dev", self.opt.interface)
         shutil.rmtree(self._workdir, ignore_errors=True)
 
-    async def run_many(self, idents: Sequence[OnieIdentity]) -> list[SimResult]:
-        return list(await asyncio.gather(*(self.run(i) for i in idents)))
+    async def run_many(
+        self, idents: Sequence[OnieIdentity], on_done: Callable[[SimResult], None] | None = None
+    ) -> list[SimResult]:
+        async def one(identity: OnieIdentity) -> SimResult:
+            result = await self.run(identity)
+            if on_done is not None:
+                on_done(result)
+            return result
+
+        return list(await asyncio.gather(*(one(i) for i in idents)))
 
     async def run(self, identity: OnieIdentity) -> SimResult:
         result = SimResult(identity)
@@ -477,7 +485,10 @@ async def _ip(*args: str) -> bool:
 
 
 async def simulate(
-    options: SimOptions, idents: Sequence[OnieIdentity], say: Callable[[str], None] | None = None
+    options: SimOptions,
+    idents: Sequence[OnieIdentity],
+    say: Callable[[str], None] | None = None,
+    on_done: Callable[[SimResult], None] | None = None,
 ) -> list[SimResult]:
     async with Simulator(options, say) as sim:
-        return await sim.run_many(idents)
+        return await sim.run_many(idents, on_done)

@@ -9,6 +9,11 @@ Events read (all `pxe.client.Event`):
   {stage, status, nos, version, platform, serial, mac, message}; status is progress | ok | failed
   (templates/installer/*.sh.j2), stage `complete` with status `ok` ends the install.
 
+Derived as well, so the column works even where the policy's own events are not recorded (a
+server that did not `attach` its sink to OniePolicy): any `dhcp.*` event whose vendor_class is
+`onie_vendor:…` (or user_class `onie_dhcp_user_class`) counts as discovered; an `http.sent` with
+status 200 (GET, not aborted) or a `tftp.sent` of an `onie-installer…` path counts as fetched.
+
 The last event that says something wins: a switch that failed and rediscovers shows `discovered`
 again, which is what it is doing. Pure functions; `provision status` renders the stage column.
 """
@@ -24,6 +29,11 @@ from pxe.client import Event
 KIND_DISCOVERED = "onie.discovered"
 KIND_FETCHED = "installer.fetched"
 KIND_REPORT = "installer.report"
+
+ONIE_VENDOR_CLASS_PREFIX = "onie_vendor:"  # onie.discovery.VENDOR_CLASS_PREFIX
+ONIE_USER_CLASS = "onie_dhcp_user_class"
+INSTALLER_PREFIX = "onie-installer"
+HTTP_OK = 200
 
 REPORT_STATUS_OK = "ok"
 REPORT_STATUS_FAILED = "failed"
@@ -74,6 +84,22 @@ def stage_of_event(event: Event) -> OnieStage | None:
         if stage == REPORT_STAGE_COMPLETE and status == REPORT_STATUS_OK:
             return OnieStage.INSTALLED
         return OnieStage.INSTALLING
+    if event.kind.startswith("dhcp."):
+        vc = str(event.detail.get("vendor_class") or "")
+        if vc.startswith(ONIE_VENDOR_CLASS_PREFIX) or event.detail.get("user_class") == ONIE_USER_CLASS:
+            return OnieStage.DISCOVERED
+        return None
+    if event.kind in ("http.sent", "tftp.sent"):
+        name = str(event.detail.get("path") or "").rsplit("/", 1)[-1]
+        if not name.startswith(INSTALLER_PREFIX):
+            return None
+        if event.kind == "http.sent" and (
+            event.detail.get("status") != HTTP_OK
+            or event.detail.get("aborted")
+            or event.detail.get("method", "GET") != "GET"
+        ):
+            return None
+        return OnieStage.FETCHED
     return None
 
 

@@ -245,7 +245,7 @@ def test_inventory_pin_by_serial_and_switch_port(folder):
     inv = Inventory(
         [
             Device(name="leaf-01", serial="AS-1", installer="demo-2.0-accton.bin"),
-            Device(name="leaf-02", switch_port="Eth1/2", installer="2.0"),
+            Device(name="leaf-02", switch_port="Eth1/2", installer="2.0", ip="198.18.0.22"),
         ]
     )
     pol, rec = policy(folder, inventory=inv)
@@ -253,8 +253,9 @@ def test_inventory_pin_by_serial_and_switch_port(folder):
     got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:55", serial="AS-1"), "/onie-installer")
     assert got.path.name == "demo-2.0-accton.bin"
     assert rec.events[-1].detail["version"] == "2.0" and "leaf-01" in rec.events[-1].detail["reason"]
-    # leaf-02 is known by its switch port only: pinned by NOS version
-    pol.decide(dhcp_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X", circuit=b"Eth1/2"))
+    # leaf-02 is known by its switch port only: pinned by NOS version, and its reservation applies
+    dec = pol.decide(dhcp_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X", circuit=b"Eth1/2"))
+    assert dec.hostname == "leaf-02" and dec.ip == "198.18.0.22" and dec.note.startswith("leaf-02: ")
     got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X"), "/onie-installer")
     assert got.path.name == "demo-2.0-accton.bin"
     # the unpinned switch of the same platform gets the platform default
@@ -313,3 +314,25 @@ def test_schema_errors_name_the_line(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_text("url: tftp://x/\n", ONIE, tmp_path / "lab.yml")
     assert "lab.yml:1:6" in str(exc.value)
+
+
+# -- from lab.yml, as `provision serve` builds it ---------------------------------------------------
+
+
+def test_from_lab_reads_section_with_lab_line_numbers(folder, tmp_path):
+    from provision.labconfig import load_lab
+    from provision.onie_policy import from_lab
+
+    lab = tmp_path / "lab.yml"
+    lab.write_text(
+        f"interfaces: [lo]\nmode: proxy\nhttp_port: 8080\nonie:\n  installers: {folder}\n  discovery: exact\n"
+        "devices:\n  - {name: leaf-01, serial: AS-1, installer: demo-2.0-accton.bin}\n"
+    )
+    pol = from_lab(load_lab(lab))
+    assert pol.settings.installers == folder
+    assert pol.choose(OnieIdentity(platform=ACCTON, serial="AS-1")).entry.name == "demo-2.0-accton.bin"
+    assert pol.installer_url(KVM, dhcp_client()) == f"http://127.0.0.1:8080/onie-installer-{KVM}.bin"
+    lab.write_text(f"interfaces: [lo]\nmode: proxy\nonie:\n  installers: {folder}\n  platfroms: {{}}\n")
+    with pytest.raises(ConfigError) as exc:
+        from_lab(load_lab(lab))
+    assert "lab.yml:5:3" in str(exc.value) and "platforms" in str(exc.value)

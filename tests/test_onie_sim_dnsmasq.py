@@ -195,3 +195,76 @@ def test_nothing_found_exit_1(link, tmp_path):
     assert rc == 1 and sw["installer"] is None
     outcomes = {a["outcome"] for a in sw["attempts"]}
     assert outcomes <= {"refused", "not-found"} and "not-found" in outcomes
+
+
+# -- --verify: the checks a real installer makes of itself, before ONIE would run it ------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """A real installer for kvm_x86_64 from `provision onie-installer` (the installer area)."""
+    from tests.installer_fixtures import write_spec
+    from tests.support.cli import run_cli
+
+    folder = tmp_path_factory.mktemp("built")
+    spec = write_spec(folder)
+    out = run_cli("onie-installer", str(spec), "-o", str(folder / "out"))
+    assert out.returncode == 0, out.stderr
+    (path,) = (folder / "out").glob("onie-installer-*.bin")
+    assert path.name == f"onie-installer-{KVM}.bin"
+    return path
+
+
+def serve_one(server, tmp_path: Path, src: Path, name: str, data: bytes | None = None) -> str:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / name).write_bytes(data if data is not None else src.read_bytes())
+    url = f"http://{SERVER_IP}/{name}"
+    start_dnsmasq(
+        server,
+        tmp_path,
+        "--dhcp-vendorclass=set:onie,onie_vendor:",
+        f"--dhcp-option=tag:onie,vi-encap:42623,1,{url}",
+    )
+    start_http(server, root)
+    wait_port(server, 80)
+    return url
+
+
+def test_verify_ok(link, tmp_path, built):
+    server, client = link
+    url = serve_one(server, tmp_path, built, "nos.bin")
+    rc, doc, _ = onie_sim(client, "--verify", "--save", str(tmp_path / "saved"))
+    sw = doc["switches"][0]
+    assert rc == 0, sw
+    verify = sw["installer"]["verify"]
+    assert verify["ok"] and verify["checksum_ok"] and verify["platform"] == KVM and verify["nos"] == "tnos"
+    assert sw["installer"]["url"] == url
+    assert Path(sw["installer"]["saved"]).read_bytes() == built.read_bytes()
+
+
+def test_verify_rejects_other_platform_and_corruption(link, tmp_path, built):
+    server, client = link
+    data = bytearray(built.read_bytes())
+    data[-700] ^= 0xFF  # one flipped bit in the payload's tar
+    url = serve_one(server, tmp_path, built, "nos.bin", bytes(data))
+    rc, doc, _ = onie_sim(client, "--verify")
+    sw = doc["switches"][0]
+    assert rc == 1 and sw["installer"] is None
+    first = sw["attempts"][0]
+    assert first["url"] == url and first["outcome"] == "rejected" and "sha256" in first["detail"]
+    # the intact file, but this switch is another platform: the installer would refuse it
+    (tmp_path / "www" / "nos.bin").write_bytes(built.read_bytes())
+    rc, doc, _ = onie_sim(client, "--verify", "--platform", ACCTON)
+    first = doc["switches"][0]["attempts"][0]
+    assert rc == 1 and first["outcome"] == "rejected" and f"built for {KVM}" in first["detail"]
+
+
+def test_updater_is_refused_in_install_mode(link, tmp_path):
+    server, client = link
+    url = serve_one(
+        server, tmp_path, Path("/dev/null"), "upd.bin", b"#!/bin/sh\n# ONIE-UPDATER-COOKIE\nexit 0\n"
+    )
+    rc, doc, _ = onie_sim(client)
+    first = doc["switches"][0]["attempts"][0]
+    assert rc == 1 and first["url"] == url and first["outcome"] == "rejected" and "updater" in first["detail"]

@@ -40,7 +40,7 @@ onie:
   installers: {installers}
   discovery: {mode}
 devices:
-  - {{name: leaf-pinned, serial: PINNED-1, installer: demo-2.0-kvm.bin}}
+  - {{name: leaf-pinned, serial: PINNED-1, installer: demo-2.0-kvm.bin, ip: 198.18.31.50}}
 """
 
 
@@ -103,6 +103,7 @@ def test_exact_url_and_pin(link, tmp_path, installers):
         sw = doc["switches"][0]
         assert rc == 0 and sw["installer"]["url"] == f"http://{SERVER_IP}:8080/onie-installer-{KVM}.bin"
         assert sw["installer"]["sha256"] == installers["pinned"]
+        assert sw["lease"]["ip"] == "198.18.31.50"  # the inventory's reservation, found by serial
 
 
 def test_http_waterfall_by_headers_404_for_others(link, tmp_path, installers):
@@ -193,3 +194,6 @@ def test_count_20_mixed_platforms(link, tmp_path, installers):
             timeout=60,
         )
         assert status.returncode == 0, status.stderr
+        rows = {r["mac"]: r for r in json.loads(status.stdout)["devices"]}
+        for s in switches:
+            assert rows[s["mac"]]["stage"] == "installer fetched", rows[s["mac"]]

@@ -81,3 +81,28 @@ def test_progress_facts():
     assert p.report_stage == "payload" and p.message == "writing rootfs" and p.updated == 3
     assert OnieStage.FETCHED.label == "installer fetched" and OnieStage.INSTALLED.done
     assert str(OnieStage.INSTALLING) == "installing" and str(OnieStage.NONE) == "-"
+
+
+def test_derived_from_protocol_events():
+    ack = Event("dhcp.ack", mac=MAC, detail={"vendor_class": "onie_vendor:x86_64-kvm_x86_64-r0"}, ts=1)
+    pxe = Event("dhcp.ack", mac=MAC, detail={"vendor_class": "PXEClient:Arch:00007:UNDI:003000"}, ts=1)
+    miss = Event(
+        "http.sent", mac=MAC, detail={"path": "/onie-installer-x86_64-kvm_x86_64-r0", "status": 404}, ts=2
+    )
+    got = Event(
+        "http.sent", mac=MAC, detail={"path": "/onie-installer.bin", "status": 200, "method": "GET"}, ts=3
+    )
+    head = Event(
+        "http.sent", mac=MAC, detail={"path": "/onie-installer.bin", "status": 200, "method": "HEAD"}, ts=3
+    )
+    cut = Event(
+        "http.sent", mac=MAC, detail={"path": "/onie-installer.bin", "status": 200, "aborted": True}, ts=3
+    )
+    tftp = Event("tftp.sent", mac=MAC, detail={"path": "52-54-00-12-34-56/onie-installer-x86_64"}, ts=3)
+    other = Event("http.sent", mac=MAC, detail={"path": "/boot/vmlinuz", "status": 200}, ts=4)
+    assert stage_of([pxe]) is OnieStage.NONE
+    assert stage_of([ack, miss]) is OnieStage.DISCOVERED
+    assert stage_of([ack, miss, got, other]) is OnieStage.FETCHED
+    assert stage_of([ack, head]) is stage_of([ack, cut]) is OnieStage.DISCOVERED
+    assert stage_of([ack, tftp]) is OnieStage.FETCHED
+    assert stage_of([ack, got, report(5, "complete", "ok")]) is OnieStage.INSTALLED

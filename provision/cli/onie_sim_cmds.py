@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -125,7 +129,8 @@ def onie_sim(
     )
     say = None if as_json or count > 1 else (lambda m: click.echo(f"  {m}", err=True))
     try:
-        results = asyncio.run(onie_sim.simulate(options, idents, say))
+        with _progress(count) as on_done:
+            results = asyncio.run(onie_sim.simulate(options, idents, say, on_done))
     except OSError as exc:
         raise CLIError(
             f"cannot use {interface}: {exc.strerror or exc}", "is another DHCP client on port 68?", EXIT_ENV
@@ -141,6 +146,26 @@ def onie_sim(
     if found == len(results):
         raise SystemExit(EXIT_OK)
     raise SystemExit(EXIT_FAILED if found == 0 else EXIT_PARTIAL)
+
+
+@contextlib.contextmanager
+def _progress(count: int) -> Iterator[Callable[[Any], None] | None]:
+    """A rich progress bar on stderr while many switches discover (only on a terminal)."""
+    if count < 2 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("onie-sim"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("switches", total=count)
+        yield lambda _result: bar.advance(task)
 
 
 def _print_result(n: int, total: int, r) -> None:  # noqa: ANN001 - provision.onie_sim.SimResult

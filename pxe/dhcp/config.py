@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 
 DEFAULT_LEASE_TIME = 3600
 
@@ -44,9 +45,18 @@ class Subnet:
         if self.lease_time <= 0:
             raise ValueError("lease_time must be positive")
 
-    @property
+    @cached_property
     def net(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.network)
+
+    @cached_property
+    def bounds(self) -> tuple[int, int]:
+        """First and last address of the network as integers (fast membership tests)."""
+        return int(self.net.network_address), int(self.net.broadcast_address)
+
+    def contains(self, ip: int) -> bool:
+        lo, hi = self.bounds
+        return lo <= ip <= hi
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ PXE 2.1 §2.2; pixiecore README "booting"). Every step emits an event; the polic
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+import socket
 from dataclasses import dataclass
 
 from pxe.client import BootDecision, Client, Event, EventSink, Policy, Protocol
@@ -24,12 +24,14 @@ from pxe.dhcp.options import (
     FLAG_BROADCAST,
     OPT_CLIENT_UUID,
     OPT_HOSTNAME,
+    OPT_PARAM_REQUEST,
     OPT_RELAY_AGENT,
     OPT_REQUESTED_IP,
     OPT_SERVER_ID,
     OPT_VENDOR_CLASS,
     OPT_VENDOR_SPECIFIC,
     RAI_LINK_SELECTION,
+    RAI_SERVER_ID_OVERRIDE,
     MessageType,
 )
 
@@ -48,6 +50,7 @@ class Arrival:
     src_ip: str
     src_port: int
     local_port: int
+    broadcast: bool = True  # sent to 255.255.255.255 (IP_PKTINFO), as opposed to unicast to us
 
 
 @dataclass
@@ -71,7 +74,7 @@ class Handler:
         self.engine = engine
         self.events = events
         self.protocol = Protocol.PROXYDHCP if config.mode is Mode.PROXY else Protocol.DHCP
-        self._nets = [(s.net, s) for s in config.subnets]
+        self._subnets = config.subnets
 
     # --- helpers ---------------------------------------------------------------------------
     def emit(self, kind: str, pkt: Packet, client: Client | None, ip: str | None = None, **detail) -> None:
@@ -93,9 +96,12 @@ class Handler:
     def _subnet_containing(self, ip: str | None) -> Subnet | None:
         if not ip or ip == ZERO_IP:
             return None
-        addr = ipaddress.IPv4Address(ip)
-        for net, subnet in self._nets:
-            if addr in net:
+        try:
+            addr = int.from_bytes(socket.inet_aton(ip), "big")
+        except OSError:
+            return None
+        for subnet in self._subnets:
+            if subnet.contains(addr):
                 return subnet
         return None
 
@@ -105,18 +111,29 @@ class Handler:
         if rai is not None:
             link = sub_options(rai).get(RAI_LINK_SELECTION)
             if link is not None and len(link) == 4:
-                return self._subnet_containing(str(ipaddress.IPv4Address(link)))
+                return self._subnet_containing(socket.inet_ntoa(link))
         if pkt.giaddr != ZERO_IP:
             return self._subnet_containing(pkt.giaddr)
         found = self._subnet_containing(pkt.ciaddr)
         if found is not None:
             return found
-        for _, subnet in self._nets:
+        for subnet in self._subnets:
             if subnet.interface == arrival.interface:
                 return subnet
         return self._subnet_containing(arrival.local_ip)
 
+    @staticmethod
+    def server_id(pkt: Packet, server_ip: str) -> str:
+        """Option 54 for this request: the relay's server-id override (RFC 5107: the relay then
+        receives renewals and forwards them to us), else our address (also siaddr)."""
+        if OPT_RELAY_AGENT in pkt.options:
+            override = sub_options(pkt.options[OPT_RELAY_AGENT]).get(RAI_SERVER_ID_OVERRIDE)
+            if override is not None and len(override) == 4:
+                return socket.inet_ntoa(override)
+        return server_ip
+
     def server_ip(self, subnet: Subnet | None, arrival: Arrival) -> str | None:
+        """Our address the clients reach: the subnet's configured one, else the link's."""
         if subnet is not None and subnet.server_ip:
             return subnet.server_ip
         return arrival.local_ip
@@ -166,6 +183,7 @@ class Handler:
             log.warning("no server address on %s for subnet %s", arrival.interface, subnet.network)
             return None
         requested = pkt.ip_option(OPT_REQUESTED_IP)
+        sid = self.server_id(pkt, server_ip)
         if mtype is MessageType.DISCOVER:
             self.emit("dhcp.discover", pkt, client, requested=requested)
             decision = self.decide(client, pkt)
@@ -177,10 +195,10 @@ class Handler:
                 log.warning("no address for mac=%s xid=%08x in %s", pkt.mac, pkt.xid, subnet.network)
                 self.emit("dhcp.ignored", pkt, client, reason="no free address", subnet=subnet.network)
                 return None
-            reply = replies.base_reply(pkt, MessageType.OFFER, server_ip)
+            reply = replies.base_reply(pkt, MessageType.OFFER, sid)
             reply.yiaddr = ip
             replies.add_lease_options(reply, subnet, decision.lease_time or subnet.lease_time)
-            replies.add_boot_options(reply, client, decision, server_ip)
+            replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
             self.emit("dhcp.offer", pkt, client, ip, note=decision.note or None)
             return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.OFFER)
         if mtype is MessageType.REQUEST:
@@ -200,10 +218,10 @@ class Handler:
                 self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
                 return None
             # RFC 2131 §4.3.5: no yiaddr, no lease time; configuration only.
-            reply = replies.base_reply(pkt, MessageType.ACK, server_ip)
+            reply = replies.base_reply(pkt, MessageType.ACK, sid)
             reply.ciaddr = pkt.ciaddr
             replies.add_network_options(reply, subnet)
-            replies.add_boot_options(reply, client, decision, server_ip)
+            replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
             self.emit("dhcp.ack", pkt, client, pkt.ciaddr, inform=True)
             return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
         return None
@@ -223,13 +241,14 @@ class Handler:
         selecting = server_id is not None
         if selecting:
             state = "selecting"
-            if server_id != server_ip:
+            if server_id not in (server_ip, self.server_id(pkt, server_ip)):
                 engine.forget_offer(subnet, pkt.mac)
                 self.emit("dhcp.request", pkt, client, requested, state=state, other_server=server_id)
                 return None
             ip = requested
         elif pkt.ciaddr != ZERO_IP:
-            state = "renewing" if arrival.src_ip != ZERO_IP and pkt.giaddr == ZERO_IP else "rebinding"
+            # RFC 2131 §4.3.2: RENEWING is unicast to us, REBINDING broadcast (or relayed).
+            state = "rebinding" if arrival.broadcast or pkt.giaddr != ZERO_IP else "renewing"
             ip = pkt.ciaddr
         else:
             state = "init-reboot"
@@ -256,12 +275,13 @@ class Handler:
             return None
         if answer.outcome is Outcome.NAK:
             self.emit("dhcp.nak", pkt, client, ip, reason=answer.reason)
-            return self.destination(pkt, replies.nak(pkt, server_ip, answer.reason), arrival, MessageType.NAK)
-        reply = replies.base_reply(pkt, MessageType.ACK, server_ip)
+            nak = replies.nak(pkt, self.server_id(pkt, server_ip), answer.reason)
+            return self.destination(pkt, nak, arrival, MessageType.NAK)
+        reply = replies.base_reply(pkt, MessageType.ACK, self.server_id(pkt, server_ip))
         reply.ciaddr = pkt.ciaddr
         reply.yiaddr = answer.ip or ZERO_IP
         replies.add_lease_options(reply, subnet, answer.lease_time)
-        replies.add_boot_options(reply, client, decision, server_ip)
+        replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
         self.emit("dhcp.ack", pkt, client, answer.ip, state=state, lease_time=answer.lease_time)
         return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
 
@@ -293,7 +313,7 @@ class Handler:
         binl = client.arch in UEFI_PXE_ARCHES and not client.is_ipxe and vc.startswith("PXEClient")
         if on_4011 or not binl:
             # BIOS, iPXE and HTTP boot: the bootfile now; UEFI PXE gets it on port 4011.
-            replies.add_boot_options(reply, client, decision, server_ip)
+            replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
             if on_4011:
                 reply.options.pop(OPT_VENDOR_SPECIFIC, None)
         if not client.is_http_boot:

@@ -16,7 +16,7 @@ reply leaves, so an ACK is never sent for a lease a crash could lose.
 from __future__ import annotations
 
 import enum
-import ipaddress
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -97,20 +97,24 @@ class _Pool:
     def __init__(self, subnet: Subnet) -> None:
         self.subnet = subnet
         self.net = subnet.net
-        self.ranges = [
-            (int(ipaddress.IPv4Address(a)), int(ipaddress.IPv4Address(b))) for a, b in subnet.pools
-        ]
+        self.ranges = [(_int(a), _int(b)) for a, b in subnet.pools]
         self.addresses = [ip for first, last in self.ranges for ip in range(first, last + 1)]
         self.members = set(self.addresses)
         self.cursor = 0
 
 
 def _int(ip: str) -> int:
-    return int(ipaddress.IPv4Address(ip))
+    """Dotted quad to integer; ValueError for anything else (inet_aton alone accepts "1.2")."""
+    if ip.count(".") != 3:
+        raise ValueError(f"not an IPv4 address: {ip!r}")
+    try:
+        return int.from_bytes(socket.inet_aton(ip), "big")
+    except OSError:
+        raise ValueError(f"not an IPv4 address: {ip!r}") from None
 
 
 def _str(ip: int) -> str:
-    return str(ipaddress.IPv4Address(ip))
+    return socket.inet_ntoa(ip.to_bytes(4, "big"))
 
 
 class LeaseEngine:
@@ -169,9 +173,9 @@ class LeaseEngine:
             self.offered_ips.pop(offer[0], None)
 
     def subnet_for(self, ip: str) -> Subnet | None:
-        addr = ipaddress.IPv4Address(ip)
+        addr = _int(ip)
         for pool in self.pools.values():
-            if addr in pool.net:
+            if pool.subnet.contains(addr):
                 return pool.subnet
         return None
 
@@ -230,7 +234,7 @@ class LeaseEngine:
         fixed = fixed or (r.ip if (r := self.reserved_by_mac.get(mac)) else None)
         if fixed is not None:
             ip = _int(fixed)
-            if ipaddress.IPv4Address(fixed) not in pool.net or not self._free_for(ip, mac, now, reclaim=True):
+            if not subnet.contains(ip) or not self._free_for(ip, mac, now, reclaim=True):
                 return None
         else:
             ip = None
@@ -278,7 +282,7 @@ class LeaseEngine:
             want = _int(ip)
         except ValueError:
             return Answer(Outcome.NAK, reason=f"requested address {ip!r} is not an IPv4 address")
-        if ipaddress.IPv4Address(ip) not in pool.net:
+        if not subnet.contains(want):
             return Answer(Outcome.NAK, reason=f"{ip} is not on subnet {subnet.network}")
         fixed = fixed or (r.ip if (r := self.reserved_by_mac.get(mac)) else None)
         if fixed is not None and fixed != ip:
@@ -322,7 +326,7 @@ class LeaseEngine:
         key = (subnet.network, mac)
         if lease is not None and lease.mac != mac and lease.state is not LeaseState.DECLINED:
             return False  # not the client's to decline
-        if ipaddress.IPv4Address(ip) not in self.pools[subnet.network].net:
+        if not subnet.contains(addr):
             return False
         self._drop_offer(key)
         if self.by_mac.get(key) is not None and self.by_mac[key].ip == ip:

@@ -12,6 +12,7 @@ Firmware quirks live here (NETBOOT.md "EDK2 rules"):
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Iterable
 
@@ -43,6 +44,8 @@ from pxe.dhcp.options import (
     OPT_ROUTER,
     OPT_SERVER_ID,
     OPT_SUBNET_MASK,
+    OPT_TFTP_SERVER,
+    OPT_TFTP_SERVER_ADDRESS,
     OPT_VENDOR_CLASS,
     OPT_VENDOR_SPECIFIC,
     OPT_VIVSO,
@@ -51,7 +54,9 @@ from pxe.dhcp.options import (
     MessageType,
 )
 
+log = logging.getLogger("pxe.dhcp")
 VC_PXE = b"PXEClient"
+ONIE_URL_MAX = 253  # option 125: data length byte (255) - sub-option code and length
 VC_HTTP = b"HTTPClient"
 _IP_UDP_HEADERS = 28  # option 57 counts the whole IP datagram [RFC 2131 §2: 576 = 20+8+236+312]
 # Never dropped to fit the size limit: without them the reply is useless or wrong.
@@ -111,7 +116,13 @@ def add_network_options(reply: Packet, subnet: Subnet) -> None:
         reply.options[OPT_DOMAIN] = subnet.domain.encode()
 
 
-def add_boot_options(reply: Packet, client: Client, decision: BootDecision, server_ip: str) -> None:
+def asked_for(prl: bytes | None) -> frozenset[int]:
+    return frozenset(prl) if prl else frozenset()
+
+
+def add_boot_options(
+    reply: Packet, client: Client, decision: BootDecision, server_ip: str, request_prl: bytes | None = None
+) -> None:
     """Boot information of the decision, shaped for the firmware that asks."""
     if decision.hostname:
         reply.options[OPT_HOSTNAME] = decision.hostname.encode()
@@ -121,6 +132,11 @@ def add_boot_options(reply: Packet, client: Client, decision: BootDecision, serv
         if len(bootfile) <= 128:
             reply.file = bootfile
         reply.options[OPT_BOOTFILE] = bootfile
+        asked = asked_for(request_prl)
+        if OPT_TFTP_SERVER in asked:  # ONIE's TFTP waterfall reads 66 and 150; EDK2 ignores them
+            reply.options[OPT_TFTP_SERVER] = reply.siaddr.encode()
+        if OPT_TFTP_SERVER_ADDRESS in asked:
+            reply.options[OPT_TFTP_SERVER_ADDRESS] = ip_bytes(reply.siaddr)
         if client.is_http_boot:
             reply.options[OPT_VENDOR_CLASS] = VC_HTTP
         elif client.vendor_class and client.vendor_class.startswith("PXEClient") and not client.is_ipxe:
@@ -131,7 +147,10 @@ def add_boot_options(reply: Packet, client: Client, decision: BootDecision, serv
     if decision.onie_installer_url:
         url = decision.onie_installer_url.encode()
         reply.options[OPT_DEFAULT_URL] = url
-        reply.options[OPT_VIVSO] = vivso(ONIE_ENTERPRISE, [(ONIE_SUBOPT_INSTALLER_URL, url)])
+        if len(url) <= ONIE_URL_MAX:
+            reply.options[OPT_VIVSO] = vivso(ONIE_ENTERPRISE, [(ONIE_SUBOPT_INSTALLER_URL, url)])
+        else:  # a sub-option holds 255 bytes and RFC 3925 has no continuation: 114 alone carries it
+            log.warning("ONIE URL of %d bytes does not fit option 125; sending option 114 only", len(url))
     for code, value in decision.extra_options.items():
         reply.options[code] = bytes(value)
 

@@ -29,6 +29,17 @@ _SIOCSARP = 0x8955  # <linux/sockios.h>
 _ARPHRD_ETHER = 1  # <linux/if_arp.h>
 _ATF_COM = 0x02  # <linux/if_arp.h>: completed entry
 _RECV_SIZE = 65535
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # <linux/in.h>; Python exports it only from 3.12
+_ANC_SIZE = socket.CMSG_SPACE(12)  # struct in_pktinfo
+_BROADCAST_BYTES = b"\xff\xff\xff\xff"
+
+
+def _to_broadcast(anc: list) -> bool:
+    """Was the datagram sent to 255.255.255.255? (in_pktinfo.ipi_addr, the header destination)"""
+    for level, kind, data in anc:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            return data[8:12] == _BROADCAST_BYTES
+    return True
 
 
 def interface_ipv4(ifname: str) -> str | None:
@@ -48,6 +59,7 @@ def _open_socket(ifname: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         sock.bind(("0.0.0.0", port))
         sock.setblocking(False)
     except OSError:
@@ -147,7 +159,7 @@ class DhcpServer:
         out: list[tuple[socket.socket, Outgoing]] = []
         for _ in range(self.config.max_batch):
             try:
-                data, (src_ip, src_port) = sock.recvfrom(_RECV_SIZE)
+                data, anc, _flags, (src_ip, src_port) = sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -161,7 +173,7 @@ class DhcpServer:
                 log.debug("dropped %d bytes from %s:%s on %s: %s", len(data), src_ip, src_port, ifname, exc)
                 continue
             try:
-                arrival = Arrival(ifname, self._local_ip(ifname), src_ip, src_port, port)
+                arrival = Arrival(ifname, self._local_ip(ifname), src_ip, src_port, port, _to_broadcast(anc))
                 reply = self.handler.handle(pkt, arrival)
             except Exception:
                 self.stats["errors"] += 1

@@ -1,0 +1,107 @@
+"""Building OniePolicy from lab.yml: the `onie:` section with its own line numbers, our HTTP
+address per link, and switch ASICs from the hardware profiles."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from provision.config import Field, Obj, Section
+from provision.onie_policy import HTTP_DEFAULT_PORT, ONIE, OniePolicy, settings_from_section
+from pxe.client import Client
+
+# -- building from lab.yml ---------------------------------------------------------------------------
+
+
+def load_onie_section(path: Path) -> Section | None:
+    """The `onie:` section of a lab.yml, validated against ONIE with the file's own line numbers."""
+    import yaml
+
+    from provision.config.schema import Context, _compose
+
+    node = _compose(path.read_text(encoding="utf-8"), path)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for knode, vnode in node.value:
+        if isinstance(knode, yaml.ScalarNode) and knode.value == "onie":
+            return ONIE.check(vnode, Context(path))
+    return None
+
+
+def _section_of(cfg) -> Section | None:  # noqa: ANN001 - provision.labconfig.LabConfig
+    raw = getattr(cfg, "onie", None)
+    if raw is None or isinstance(raw, Section):
+        return raw
+    if getattr(cfg, "source", None):
+        return load_onie_section(Path(cfg.source))
+    import yaml
+
+    from provision.config import load_text
+
+    return load_text(yaml.safe_dump({"onie": raw}), Obj({"onie": Field(ONIE)}, name="lab"))["onie"]
+
+
+class _LinkUrl:
+    """`http://<our address on the client's link>[:port]`, as serve's BootPolicy picks it."""
+
+    def __init__(self, interfaces: tuple[str, ...], http_port: int):
+        self.interfaces = interfaces
+        self.http_port = http_port
+        # Read now, outside the server's event loop: pyroute2's IPRoute runs its own loop and
+        # refuses to start inside a running one (seen under `provision serve`).
+        self._addrs = self._read()
+
+    def _read(self) -> list[tuple[ipaddress.IPv4Network, str]]:
+        from provision import netinfo
+
+        found = []
+        for ifname in self.interfaces:
+            try:
+                i = netinfo.interface_ipv4(ifname)
+            except (netinfo.NetInfoError, RuntimeError, OSError):
+                continue
+            found.append((i.network, str(i.address)))
+        return found
+
+    def _addresses(self) -> list[tuple[ipaddress.IPv4Network, str]]:
+        return self._addrs
+
+    def __call__(self, client: Client | None) -> str | None:
+        addrs = self._addresses()
+        if not addrs:
+            return None
+        server = addrs[0][1]
+        for hint in (client.relay, client.ip) if client else ():
+            if not hint:
+                continue
+            try:
+                addr = ipaddress.IPv4Address(hint)
+            except ValueError:
+                continue
+            server = next((s for net, s in addrs if addr in net), server)
+            break
+        return (
+            f"http://{server}" if self.http_port == HTTP_DEFAULT_PORT else f"http://{server}:{self.http_port}"
+        )
+
+
+def profile_asics() -> dict[str, str]:
+    """ONIE platform → switch ASIC from the hardware profiles (for the `<arch>-<asic>` name)."""
+    from provision.profiles import ProfileRegistry
+
+    return {
+        p.onie_platform: p.switch_asic for p in ProfileRegistry().all() if p.onie_platform and p.switch_asic
+    }
+
+
+def policy_from_lab(cfg) -> OniePolicy:  # noqa: ANN001 - provision.labconfig.LabConfig
+    """The policy `provision serve` hands ONIE clients to. Call `attach(events=..., mac_of_ip=...)`
+    once the server's event sink exists, or onie.discovered/installer.fetched are dropped."""
+    settings = settings_from_section(_section_of(cfg))
+    asics = profile_asics()
+    return OniePolicy(
+        settings,
+        inventory=cfg.inventory,
+        url_base=_LinkUrl(tuple(cfg.interfaces), cfg.http_port),
+        asic_of_platform=asics.get,
+    )
