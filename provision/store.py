@@ -79,13 +79,13 @@ class DeviceRecord:
     identity: dict[str, Any]
 
 
-def _json(value: Any) -> str:
-    def default(obj: Any) -> Any:
-        if isinstance(obj, bytes | bytearray):
-            return obj.hex()
-        return str(obj)
+def _default(obj: Any) -> Any:
+    if isinstance(obj, bytes | bytearray):
+        return obj.hex()
+    return str(obj)
 
-    return json.dumps(value, default=default, separators=(",", ":"), sort_keys=True)
+
+_json = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False).encode
 
 
 class Store:

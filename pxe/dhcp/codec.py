@@ -37,6 +37,20 @@ _ntoa = socket.inet_ntoa
 _aton = socket.inet_aton
 
 
+_NEVER_WRITTEN = frozenset((OPT_PAD, OPT_END, OPT_OVERLOAD))
+
+
+class _CodeLen(dict):
+    """(code, length) header bytes, built on first use and then looked up: cheaper than bytes()."""
+
+    def __missing__(self, code: int) -> list[bytes]:
+        row = self[code] = [bytes((code, n)) for n in range(256)]
+        return row
+
+
+_CODE_LEN = _CodeLen()
+
+
 class DecodeError(ValueError):
     """The bytes are not a DHCP/BOOTP packet we can read; `str()` says why."""
 
@@ -60,11 +74,17 @@ class Packet:
     sname: bytes = b""
     file: bytes = b""
     options: dict[int, bytes] = field(default_factory=dict)
+    _mac: str = field(default="", init=False, repr=False, compare=False)
+    _mac_key: tuple = field(default=(), init=False, repr=False, compare=False)
 
     @property
     def mac(self) -> str:
         """chaddr as lower-case colon-separated text (hlen bytes, at most 16)."""
-        return self.chaddr[: max(0, min(self.hlen, 16))].hex(":")
+        key = (self.chaddr, self.hlen)
+        if self._mac_key != key:
+            self._mac = self.chaddr[: max(0, min(self.hlen, 16))].hex(":")
+            self._mac_key = key
+        return self._mac
 
     @property
     def message_type(self) -> MessageType | None:
@@ -201,11 +221,17 @@ def encode(pkt: Packet) -> bytes:
         pkt.file,
     )
     parts = [head, MAGIC_COOKIE]
+    append = parts.append
     for code, value in pkt.options.items():
-        if code in (OPT_PAD, OPT_END, OPT_OVERLOAD):
+        if code in _NEVER_WRITTEN:
             continue
-        parts.append(encode_option(code, value))
-    parts.append(b"\xff")
+        n = len(value)
+        if n <= 255:  # the common case, inline: this loop runs ~10 times per reply
+            append(_CODE_LEN[code][n])
+            append(value)
+        else:
+            append(encode_option(code, value))
+    append(b"\xff")
     out = b"".join(parts)
     if len(out) < MIN_PACKET:
         out += b"\0" * (MIN_PACKET - len(out))

@@ -75,19 +75,31 @@ class Handler:
         self.events = events
         self.protocol = Protocol.PROXYDHCP if config.mode is Mode.PROXY else Protocol.DHCP
         self._subnets = config.subnets
+        self._who_of: Packet | None = None
+        self._who_detail: dict = {}
 
     # --- helpers ---------------------------------------------------------------------------
-    def emit(self, kind: str, pkt: Packet, client: Client | None, ip: str | None = None, **detail) -> None:
-        base = {"xid": f"{pkt.xid:08x}"}
+    def _who(self, pkt: Packet, client: Client | None) -> dict:
+        """The event detail every event of this packet shares (computed once per packet)."""
+        if self._who_of is pkt:
+            return self._who_detail
+        who: dict = {"xid": f"{pkt.xid:08x}"}
         if client is not None:
-            base.update(arch=client.arch, vendor_class=client.vendor_class, user_class=client.user_class)
+            who.update(arch=client.arch, vendor_class=client.vendor_class, user_class=client.user_class)
             if client.relay:
-                base["relay"] = client.relay
+                who["relay"] = client.relay
             if client.circuit_id is not None:
-                base["circuit_id"] = client.circuit_id.hex()
+                who["circuit_id"] = client.circuit_id.hex()
             if client.remote_id is not None:
-                base["remote_id"] = client.remote_id.hex()
-        base.update({k: v for k, v in detail.items() if v is not None})
+                who["remote_id"] = client.remote_id.hex()
+        self._who_of, self._who_detail = pkt, who
+        return who
+
+    def emit(self, kind: str, pkt: Packet, client: Client | None, ip: str | None = None, **detail) -> None:
+        base = dict(self._who(pkt, client))
+        for key, value in detail.items():
+            if value is not None:
+                base[key] = value
         try:
             self.events(Event(kind=kind, mac=pkt.mac, ip=ip, detail=base))
         except Exception:  # an event sink failing must not take DHCP down

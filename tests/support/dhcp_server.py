@@ -99,4 +99,10 @@ async def main(cfg: dict) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.argv[1])))
+    _cfg = json.loads(sys.argv[1])
+    if _cfg.get("profile"):  # bench/dhcp.py --profile: where the server's time goes
+        import cProfile
+
+        cProfile.run("asyncio.run(main(_cfg))", _cfg["profile"])
+    else:
+        asyncio.run(main(_cfg))
