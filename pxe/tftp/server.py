@@ -253,7 +253,7 @@ class TftpServer:
         for key, value in list(self.transfers.items()):
             if value is transfer:
                 del self.transfers[key]
-        if result.outcome is Outcome.COMPLETE:
+        if result.outcome in (Outcome.COMPLETE, Outcome.UNCONFIRMED):
             self._emit(
                 "tftp.sent",
                 mac,
@@ -264,6 +264,7 @@ class TftpServer:
                 blksize=result.blksize,
                 windowsize=result.windowsize,
                 retransmits=result.retransmits,
+                confirmed=result.outcome is Outcome.COMPLETE,  # False: the final ACK never came
             )
             return
         if result.outcome is Outcome.CANCELLED:

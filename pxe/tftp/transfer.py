@@ -62,7 +62,8 @@ def negotiate(requested: dict[str, str], size: int, limits: Limits) -> Negotiate
 
     def number(name: str) -> int | None:
         value = requested.get(name)
-        if value is None or not value.isdigit() or len(value) > 10:
+        # isascii: latin-1 decoding makes "\xb2" ("²") a str.isdigit() that int() rejects.
+        if value is None or not (value.isascii() and value.isdigit()) or len(value) > 10:
             return None
         return int(value)
 
@@ -124,6 +125,7 @@ class State(enum.Enum):
 
 class Outcome(enum.Enum):
     COMPLETE = "complete"
+    UNCONFIRMED = "unconfirmed"  # all sent, all but the final ACK seen
     CLIENT_ERROR = "client-error"  # the client sent ERROR (EDK2's tsize probe ends this way)
     TIMEOUT = "timeout"
     PEER_GONE = "peer-gone"  # ICMP port unreachable
@@ -188,7 +190,7 @@ class ReadTransfer:
         if self.state is State.DONE:
             return
         acked = min(self.source.size, max(0, (self.base - 1) * self.blksize))
-        if outcome is Outcome.COMPLETE:
+        if outcome in (Outcome.COMPLETE, Outcome.UNCONFIRMED):
             acked = self.source.size
         self.state = State.DONE
         if self._timer is not None:
@@ -309,6 +311,12 @@ class ReadTransfer:
             self._timer = self.loop.call_later(due - now, self._on_timer)
             return
         if self.retries >= self.limits.retries:
+            if self.state is State.SENDING and self.base == self.last_block:
+                # Everything before the last block is acknowledged: the client has the file unless
+                # the last block itself kept getting lost. Clients that do not dally after their
+                # final ACK (tftpy) leave us here when that one ACK is lost [RFC 1350 §6].
+                self._finish(Outcome.UNCONFIRMED)
+                return
             self._finish(Outcome.TIMEOUT, None, f"no ACK after {self.retries} retransmissions")
             return
         self.retries += 1
