@@ -119,6 +119,15 @@ PATHS = Obj(
     name="paths",
 )
 
+
+def _onie_schema() -> Any | Obj:
+    try:
+        from provision.onie_policy import ONIE
+    except ImportError:
+        return Any()
+    return ONIE
+
+
 LAB = Obj(
     {
         "interfaces": Field(List(_IFNAME, min_len=1, unique=True), required=True, doc="links to serve on"),
@@ -128,9 +137,11 @@ LAB = Obj(
         "tftp_port": Field(Int(1, 65535), default=69),
         "boot": Field(BOOT, default=None),
         "paths": Field(PATHS, default=None),
-        # Owned by provision.onie_policy (branch onie); kept opaque here so lab.yml files that
-        # carry it validate, and handed to OniePolicy when that module is present.
-        "onie": Field(Any(), default=None, doc="ONIE installer serving (see provision/onie_policy.py)"),
+        # Owned by provision.onie_policy: its schema when present (errors with file:line), else
+        # opaque so that lab.yml files carrying it still load.
+        "onie": Field(
+            _onie_schema(), default=None, doc="ONIE installer serving (see provision/onie_policy.py)"
+        ),
         "devices": Field(List(DEVICE), default_factory=list),
     },
     name="lab",

@@ -227,8 +227,11 @@ class BootPolicy(Policy):
 
     def _grub_cfg(self, client: Client, path: str) -> RenderedFile:
         mac, device = self._resolve(client, path)
-        if not mac and self.cfg.boot.unknown is Unknown.IGNORE:
-            return RenderedFile.not_found()
+        if not mac:
+            # GRUB's plain $prefix/grub.cfg from an address we cannot tie to a MAC: have GRUB ask
+            # again by the MAC it booted from (grub/by-mac/<mac>.cfg).
+            text = self.env.get_template("grub/redirect.cfg.j2").render()
+            return RenderedFile(content=text.encode(), content_type="text/plain")
         if not self._ours(device):
             return RenderedFile.not_found()
         entry = self._entry(device)

@@ -186,6 +186,12 @@ class Serve:
     # events from every protocol land here (on the loop thread)
     def sink(self, event: Event) -> None:
         self.macs.learn(event)
+        observe = getattr(self.onie, "observe", None)
+        if observe is not None:
+            try:
+                observe(event)
+            except Exception:
+                log.exception("onie policy: observe(%s) failed", event.kind)
         log_event(event)
         if self.store is not None:
             try:
@@ -222,13 +228,26 @@ class Serve:
         self.policy = BootPolicy(
             self.cfg, servers, files, onie=self.onie, console_of=profile_console(ProfileRegistry())
         )
+        attach = getattr(self.onie, "attach", None)
+        if attach is not None:  # OniePolicy (provision.onie_policy): built before the server
+            policy = self.policy
+            attach(
+                events=self.sink,
+                mac_of_ip=self.macs,
+                url_base=lambda client: policy.http_base(policy.server_for(client)) if client else None,
+            )
 
     def _open_store(self) -> None:
-        from provision.store import Store
+        from provision.store import Store, StoreError
 
         db = self.cfg.paths.db_path
         db.parent.mkdir(parents=True, exist_ok=True)
-        self.store = Store(db)
+        try:
+            self.store = Store(db)
+        except StoreError as exc:
+            raise ServeError(
+                str(exc), f"move {db} aside (it is not a provision state file) or pick another --state-dir"
+            ) from None
         for lease in self.store.leases():
             self.macs.by_ip[lease.ip] = lease.mac
         for dev in self.cfg.inventory.devices:

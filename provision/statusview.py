@@ -74,7 +74,8 @@ def snapshot(store: Any, inventory: Inventory | None = None, now: float | None =
         }
         if stage_of is not None:
             try:
-                row["stage"] = str(stage_of(store.events(mac=mac)))
+                stage = stage_of(store.events(mac=mac))
+                row["stage"] = str(getattr(stage, "value", stage))
             except Exception as exc:  # a stage function bug must not hide the table
                 row["stage"] = f"? ({exc})"
         rows.append(row)

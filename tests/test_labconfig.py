@@ -114,7 +114,14 @@ def test_discover_needs_entry(tmp_path):
 def test_onie_section_is_accepted(tmp_path):
     text = MINIMAL.replace("boot: other", "boot: live") + "onie:\n  installers: /srv/onie\n"
     cfg = load_lab(_write(tmp_path, text))
-    assert cfg.onie == {"installers": "/srv/onie"}
+    assert cfg.onie["installers"] == Path("/srv/onie")  # provision.onie_policy's ONIE schema
+
+
+def test_onie_section_errors_name_the_line(tmp_path):
+    text = MINIMAL.replace("boot: other", "boot: live") + "onie:\n  instalers: /srv/onie\n"
+    with pytest.raises(ConfigError) as exc:
+        load_lab(_write(tmp_path, text))
+    assert exc.value.mark.line == 14 and "installers" in (exc.value.fix or "")
 
 
 def test_subnet_interface_must_be_served(tmp_path):

@@ -208,3 +208,8 @@ def test_mac_from_path():
     assert mac_from_path("ipxe/52-54-00-AA-00-01.ipxe") == "52:54:00:aa:00:01"
     assert mac_from_path("grub/by-mac/52:54:00:aa:00:01.cfg") == "52:54:00:aa:00:01"
     assert mac_from_path("grub/grub.cfg") is None
+
+
+def test_grub_cfg_without_known_mac_redirects_by_grubs_own(make_policy):
+    text = make_policy().render(Client(mac="", protocol=Protocol.TFTP), "/grub/grub.cfg").content.decode()
+    assert "configfile $prefix/by-mac/$net_default_mac.cfg" in text

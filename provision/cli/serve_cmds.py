@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import importlib
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -16,19 +17,18 @@ DEFAULT_STATE_DIR = Path("/var/lib/provision")
 
 
 def _onie_policy(cfg):  # noqa: ANN001, ANN202
-    """OniePolicy from provision.onie_policy (branch onie) when lab.yml has `onie:` and it exists."""
+    """provision.onie_lab.policy_from_lab(cfg) when lab.yml has an `onie:` section."""
     if cfg.onie is None:
         return None
     try:
-        mod = importlib.import_module("provision.onie_policy")
+        onie_lab = importlib.import_module("provision.onie_lab")
     except ImportError:
         raise CLIError(
-            "lab.yml has an `onie:` section but this provision has no ONIE serving (provision.onie_policy)",
+            "lab.yml has an `onie:` section but this provision has no ONIE serving (provision.onie_lab)",
             "remove `onie:` or install a provision with ONIE support",
             EXIT_INPUT,
         ) from None
-    build = getattr(mod, "from_lab", None) or getattr(mod, "OniePolicy")  # noqa: B009
-    return build(cfg)
+    return onie_lab.policy_from_lab(cfg)
 
 
 @click.command("serve")
@@ -200,10 +200,15 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
             "start `provision serve` first, or point --state-dir/--db at where it keeps its state",
             EXIT_ENV,
         )
-    from provision.store import Store
+    from provision.store import Store, StoreError
 
-    with Store(path) as store:
-        snap = snapshot(store, inventory)
+    try:
+        with Store(path) as store:
+            snap = snapshot(store, inventory)
+    except StoreError as exc:
+        raise CLIError(
+            str(exc), "point --db/--state-dir at the state of `provision serve`", EXIT_ENV
+        ) from None
     snap["db"] = str(path)
     if as_json:
         echo_json(snap)
@@ -214,7 +219,7 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
     now = snap["generated"]
     table = Table(title=f"provision status ({path})")
     for col in ("MAC", "name", "IP", "lease", "last event", "last fetched", "when"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("MAC", "IP"))
     if snap["stage_column"]:
         table.add_column("stage")
     for row in snap["devices"]:
@@ -234,7 +239,8 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
         if snap["stage_column"]:
             cells.append(row.get("stage") or "-")
         table.add_row(*cells)
-    Console().print(table)
+    # Piped (a log, less, a test): lines as wide as the table needs rather than rich's 80 columns.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     if not snap["devices"]:
         click.echo("no devices seen yet")
 

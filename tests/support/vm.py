@@ -130,8 +130,12 @@ def x86_guest(kind: str, tap: str, mac: str, workdir: Path) -> Guest:
             "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,file={vars_fd}",
         ]  # fmt: skip
-        rom = str(IPXE_EFI_ROM) if kind == "uefi-ipxe" else ""
-        argv += ["-device", f"e1000,netdev=n0,mac={mac},romfile={rom}"]
+        if kind == "uefi-ipxe":
+            argv += ["-device", f"e1000,netdev=n0,mac={mac},romfile={IPXE_EFI_ROM}"]
+        else:
+            # OVMF has no e1000 driver of its own (it came from the iPXE ROM): native EDK2 PXE needs
+            # a NIC OVMF drives itself, virtio-net (VirtioNetDxe), with the ROM emptied.
+            argv += ["-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile="]
         # Pin IPv4 PXE: skip the PXEv6 attempt EDK2 would otherwise make too.
         argv += ["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"]
     return Guest(f"x86-{kind}", argv)
@@ -153,16 +157,28 @@ def arm64_guest(kind: str, tap: str, mac: str) -> Guest:
     return Guest(f"arm64-{kind}", argv)
 
 
+# The firmware gave up on the network: UEFI fell through to its shell, GRUB to its prompt.
+GAVE_UP = ("Shell> ", "grub> ")
+
+
 def run_guest(ns, guest: Guest, log: Path, timeout: float) -> tuple[str, float]:
-    """Run the guest in namespace `ns` until it powers off (or timeout); (console text, seconds)."""
+    """Run the guest in namespace `ns` until it powers off, gives up, or times out.
+
+    Returns (console text, seconds until the marker appeared, or until the end without it).
+    """
     t0 = time.monotonic()
+    seen: float | None = None
     with open(log, "wb") as fh:
         proc = ns.popen(guest.argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            ns.stop(proc)
-    return log.read_text(errors="replace"), time.monotonic() - t0
+        while proc.poll() is None and time.monotonic() - t0 < timeout:
+            time.sleep(0.5)
+            text = log.read_text(errors="replace")
+            if seen is None and MARKER in text:
+                seen = time.monotonic() - t0
+            if any(g in text for g in GAVE_UP):
+                break
+        ns.stop(proc)
+    return log.read_text(errors="replace"), seen if seen is not None else time.monotonic() - t0
 
 
 if __name__ == "__main__":
