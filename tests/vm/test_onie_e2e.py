@@ -65,6 +65,7 @@ paths:
 http_port: 80
 onie:
   installers: {installers}
+  discovery: {mode}
 """
 
 
@@ -126,10 +127,10 @@ class Lab:
 
 
 @contextmanager
-def our_lab(tmp_path: Path, installers: Path, net: str) -> Iterator[Lab]:
+def our_lab(tmp_path: Path, installers: Path, net: str, mode: str = "exact") -> Iterator[Lab]:
     """`provision serve` with an `onie:` section, on tap0 in a fresh namespace."""
     lab_yml = tmp_path / "lab.yml"
-    lab_yml.write_text(LAB.format(net=net, state=tmp_path / "state", installers=installers))
+    lab_yml.write_text(LAB.format(net=net, state=tmp_path / "state", installers=installers, mode=mode))
     with namespaces(1, prefix="oe") as (ns,):
         tap(ns, "tap0", f"{net}.1/24")
         with serving(ns, str(lab_yml)) as sp:
@@ -154,12 +155,13 @@ class Phases:
             print(f"  {name:<28} {secs:6.1f}s  {detail}")
 
 
-def install(guest: OnieGuest, lab: Lab, phases: Phases, name: str) -> BootLog:
+def install(guest: OnieGuest, lab: Lab, phases: Phases, name: str, url: str = "") -> BootLog:
     log = guest.boot_onie(timeout=900)
     phases.add(name, log)
     assert not log.timed_out, log.tail()
     assert "ONIE-GUEST-PHASE install-ok" in log.text, log.tail(80)
-    assert f"ONIE: Executing installer: http://{lab.net}.1/{INSTALLER_NAME}" in log.text
+    url = url or f"http://{lab.net}.1/{INSTALLER_NAME}"
+    assert f"ONIE: Executing installer: {url}\n" in log.text + "\n", log.tail(80)
     return log
 
 
@@ -236,6 +238,22 @@ def test_bios_install_reboot_into_nos(installers, tmp_path):
         install(guest, lab, phases, "install (ONIE boot)")
         boot_nos(guest, phases, "NOS boot (MBR GRUB)")
         assert onie_fingerprint(guest.disk, Firmware.BIOS) == before
+        assert lab.device(guest.mac)["stage"] == "installed"
+    phases.print()
+
+
+def test_bios_inexact_discovery_finds_installer_by_name(installers, tmp_path):
+    """`onie.discovery: inexact`: no URL in DHCP; the guest probes the servers DHCP named (option
+    72, siaddr, 54) on port 80 and GETs ONIE's default names, most specific first and bare before
+    `.bin`; our server answers the first name with this platform's installer."""
+    phases = Phases("BIOS, inexact discovery, provision serve + provision onie-installer")
+    with our_lab(tmp_path, installers, "198.18.49", mode="inexact") as lab:
+        guest = new_guest(lab, tmp_path, Firmware.BIOS, "PVE2E-INEXACT-1")
+        bare = f"http://{lab.net}.1/onie-installer-{PLATFORM}"
+        log = install(guest, lab, phases, "install (ONIE boot, inexact)", url=bare)
+        assert "url-source" in log.text and f"inexact:{lab.net}.1" in log.text, log.tail(80)
+        assert "opt125" not in log.text and "opt114 " not in log.text.replace("opt114=", "")
+        boot_nos(guest, phases, "NOS boot (MBR GRUB)")
         assert lab.device(guest.mac)["stage"] == "installed"
     phases.print()
 
