@@ -252,6 +252,9 @@ def test_bios_inexact_discovery_finds_installer_by_name(installers, tmp_path):
         bare = f"http://{lab.net}.1/onie-installer-{PLATFORM}"
         log = install(guest, lab, phases, "install (ONIE boot, inexact)", url=bare)
         assert "url-source" in log.text and f"inexact:{lab.net}.1" in log.text, log.tail(80)
+        # Option 72 named our server (udhcpc hands it over as hex: c6 12 31 01 = 198.18.49.1).
+        www_hex = "".join(f"{int(o):02x}" for o in f"{lab.net}.1".split("."))
+        assert f"opt72={www_hex}" in log.text, log.tail(80)
         assert "opt125" not in log.text and "opt114 " not in log.text.replace("opt114=", "")
         boot_nos(guest, phases, "NOS boot (MBR GRUB)")
         assert lab.device(guest.mac)["stage"] == "installed"
