@@ -272,6 +272,7 @@ def _populate_initramfs(root: Path, kver: str) -> None:
     shutil.copy2(GUEST_FILES / "onie-discover", root / "bin/onie-discover")
     shutil.copy2(GUEST_FILES / "onie-sysinfo", root / "bin/onie-sysinfo")
     shutil.copy2(GUEST_FILES / "udhcp4-event", root / "lib/onie/udhcp4-event")
+    shutil.copy2(GUEST_FILES / "functions", root / "lib/onie/functions")
     shutil.copy2(GUEST_FILES / "machine.conf.in", root / "etc/machine.conf.in")
     for f in ("init", "bin/onie-discover", "bin/onie-sysinfo", "lib/onie/udhcp4-event"):
         (root / f).chmod(0o755)
