@@ -235,6 +235,12 @@ def test_base_disk_has_onies_partitions(firmware):
         assert parts[1].name == "GRUB-BOOT" and parts[1].type_guid == og.GUID_GRUB_BOOT
         assert parts[1].size == 2 * og.MiB
         assert "Attribute flags: 1000000000000001" in attrs[1]
+        # ONIE's BIOS GRUB: boot code in the MBR and in ONIE-BOOT's boot sector (chainloader +1).
+        with disk.open("rb") as f:
+            mbr = f.read(512)
+            f.seek(parts[2].start)
+            pbr = f.read(512)
+        assert b"GRUB" in mbr and b"GRUB" in pbr
     probe = subprocess.run(
         ["blkid", "-p", "-O", str(parts[2].start), "-o", "export", str(disk)], capture_output=True, text=True
     ).stdout

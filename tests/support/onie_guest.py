@@ -273,8 +273,15 @@ def _populate_initramfs(root: Path, kver: str) -> None:
     shutil.copy2(GUEST_FILES / "onie-sysinfo", root / "bin/onie-sysinfo")
     shutil.copy2(GUEST_FILES / "udhcp4-event", root / "lib/onie/udhcp4-event")
     shutil.copy2(GUEST_FILES / "functions", root / "lib/onie/functions")
+    shutil.copy2(GUEST_FILES / "onie-prepare-disk", root / "bin/onie-prepare-disk")
     shutil.copy2(GUEST_FILES / "machine.conf.in", root / "etc/machine.conf.in")
-    for f in ("init", "bin/onie-discover", "bin/onie-sysinfo", "lib/onie/udhcp4-event"):
+    for f in (
+        "init",
+        "bin/onie-discover",
+        "bin/onie-prepare-disk",
+        "bin/onie-sysinfo",
+        "lib/onie/udhcp4-event",
+    ):
         (root / f).chmod(0o755)
 
 
@@ -376,6 +383,22 @@ def _lay_out_disk(tmp: Path, disk: Path, firmware: Firmware, kernel: Path, initr
         _run(["mmd", "-i", str(esp_img), "::/EFI", "::/EFI/onie"])
         _run(["mcopy", "-i", str(esp_img), str(efi), "::/EFI/onie/grubx64.efi"])
         _write_at(disk, esp_img, parts[1].start)
+    else:
+        _install_bios_grub(disk, kernel, initrd)
+
+
+def _install_bios_grub(disk: Path, kernel: Path, initrd: Path) -> None:
+    """ONIE's BIOS GRUB (MBR + GRUB-BOOT, and ONIE-BOOT's boot sector) needs a block device:
+    boot the ONIE-like environment once on the disk, offline, and let it run grub-install."""
+    argv = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "2",
+            "-m", "1024", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+            "-nic", "none", "-drive", f"file={disk},format=raw,if=virtio,cache=unsafe",
+            "-kernel", str(kernel), "-initrd", str(initrd),
+            "-append", "console=ttyS0,115200 quiet onie_prepare"]  # fmt: skip
+    out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+    console = out.stdout.decode("utf-8", "replace")
+    if "ONIE-GUEST-PREPARED bios" not in console:
+        raise RuntimeError("preparing the BIOS disk (grub-install in the guest) failed:\n" + console[-3000:])
 
 
 def _write_at(disk: Path, image: Path, offset: int) -> None:

@@ -187,6 +187,8 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
         # The URL came from our DHCP answer (option 125 sub-option 1 is tried first, ONIE.md).
         assert "ONIE-GUEST-PHASE url-source" in first.text and "opt125" in first.text
         assert "provision: payload verified" in first.text
+        # The installer found ONIE's layout as it expects it (e.g. /EFI/onie/grubx64.efi on the ESP).
+        assert "provision: WARNING" not in first.text, first.tail(80)
         nos = boot_nos(guest, phases, "NOS boot 1 (NVRAM entry)")
         # OVMF took the entry the installer made with efibootmgr, not the fallback loader.
         assert re.search(r'BdsDxe: starting Boot\d+ "demo" .*\\EFI\\demo\\grubx64\.efi', nos.text)
@@ -229,16 +231,30 @@ def test_uefi_fallback_loader_then_grub_reboot_onie(installers, tmp_path):
     phases.print()
 
 
-def test_bios_install_reboot_into_nos(installers, tmp_path):
-    """Ours end to end on SeaBIOS: install → MBR GRUB → NOS; ONIE's partitions untouched."""
+def test_bios_install_reboot_into_nos_and_back_to_onie(installers, tmp_path):
+    """Ours end to end on SeaBIOS. The factory-fresh disk boots ONIE from ONIE's own MBR GRUB;
+    an install puts the NOS's GRUB in the MBR and it boots the NOS; `grub-reboot ONIE` takes the
+    NOS's ONIE entry (`chainloader +1` of ONIE-BOOT's boot sector) back to ONIE once; then the NOS
+    again. ONIE-BOOT's bytes and ONIE's GPT entries never change."""
     phases = Phases("BIOS (SeaBIOS), provision serve + provision onie-installer")
     with our_lab(tmp_path, installers, "198.18.46") as lab:
         guest = new_guest(lab, tmp_path, Firmware.BIOS, "PVE2E-BIOS-1")
         before = onie_fingerprint(guest.disk, Firmware.BIOS)
+        fresh = guest.boot_disk(marker="ONIE-GUEST-PHASE discovery", timeout=600)
+        phases.add("fresh disk -> ONIE (MBR)", fresh)
+        assert fresh.stopped_on is not None and "ONIE-GUEST-GRUB" in fresh.text, fresh.tail(80)
+
         install(guest, lab, phases, "install (ONIE boot)")
         boot_nos(guest, phases, "NOS boot (MBR GRUB)")
-        assert onie_fingerprint(guest.disk, Firmware.BIOS) == before
         assert lab.device(guest.mac)["stage"] == "installed"
+
+        set_grubenv(guest.disk, "DEMO-BOOT", "/grub/grubenv", next_entry="ONIE")
+        back = guest.boot_disk(marker="ONIE-GUEST-PHASE discovery", timeout=600)
+        phases.add("grub-reboot ONIE -> ONIE", back)
+        assert back.stopped_on is not None, back.tail(80)
+        assert "Loading ONIE ..." in back.text and "ONIE-GUEST-GRUB" in back.text
+        boot_nos(guest, phases, "NOS boot (after ONIE)")
+        assert onie_fingerprint(guest.disk, Firmware.BIOS) == before
     phases.print()
 
 
