@@ -33,7 +33,7 @@ from tests.support.netns import NetNS
 HERE = Path(__file__).resolve().parent
 GUEST_FILES = HERE / "onie_guest"
 # Bump when the build recipe changes in a way the input hashes do not see.
-RECIPE = "3"
+RECIPE = "4"
 
 MiB = 1024 * 1024
 SECTOR = 512
@@ -338,6 +338,8 @@ def build_base_disk(firmware: Firmware, kver: str | None = None) -> Path:
         with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
             staged = Path(tmp) / "disk.raw"
             _lay_out_disk(Path(tmp), staged, firmware, kernel, initrd)
+            if firmware is Firmware.UEFI:
+                staged.with_name("vars.fd").rename(base_vars(path))
             staged.rename(path)
         return path
 
@@ -383,22 +385,31 @@ def _lay_out_disk(tmp: Path, disk: Path, firmware: Firmware, kernel: Path, initr
         _run(["mmd", "-i", str(esp_img), "::/EFI", "::/EFI/onie"])
         _run(["mcopy", "-i", str(esp_img), str(efi), "::/EFI/onie/grubx64.efi"])
         _write_at(disk, esp_img, parts[1].start)
-    else:
-        _install_bios_grub(disk, kernel, initrd)
+    _prepare_in_guest(disk, firmware, kernel, initrd)
 
 
-def _install_bios_grub(disk: Path, kernel: Path, initrd: Path) -> None:
-    """ONIE's BIOS GRUB (MBR + GRUB-BOOT, and ONIE-BOOT's boot sector) needs a block device:
-    boot the ONIE-like environment once on the disk, offline, and let it run grub-install."""
+def base_vars(disk: Path) -> Path:
+    """The OVMF vars file that goes with a cached UEFI base disk (ONIE's NVRAM entry in it)."""
+    return disk.with_name(disk.name.removesuffix(".raw") + ".vars.fd")
+
+
+def _prepare_in_guest(disk: Path, firmware: Firmware, kernel: Path, initrd: Path) -> None:
+    """What ONIE's installer does that needs the machine (onie-prepare-disk): UEFI, ONIE's NVRAM
+    entry; BIOS, ONIE's GRUB in the MBR and ONIE-BOOT's boot sector. One offline guest boot."""
     argv = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "2",
             "-m", "1024", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
             "-nic", "none", "-drive", f"file={disk},format=raw,if=virtio,cache=unsafe",
             "-kernel", str(kernel), "-initrd", str(initrd),
             "-append", "console=ttyS0,115200 quiet onie_prepare"]  # fmt: skip
+    if firmware is Firmware.UEFI:
+        vars_file = disk.with_name("vars.fd")
+        shutil.copy2(OVMF_VARS, vars_file)
+        argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,file={vars_file}"]  # fmt: skip
     out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
     console = out.stdout.decode("utf-8", "replace")
-    if "ONIE-GUEST-PREPARED bios" not in console:
-        raise RuntimeError("preparing the BIOS disk (grub-install in the guest) failed:\n" + console[-3000:])
+    if f"ONIE-GUEST-PREPARED {firmware.value}" not in console:
+        raise RuntimeError(f"preparing the {firmware.value} disk in the guest failed:\n" + console[-3000:])
 
 
 def _write_at(disk: Path, image: Path, offset: int) -> None:
@@ -509,7 +520,8 @@ class OnieGuest:
         self.vars = self.workdir / "OVMF_VARS.fd"
         if self.firmware is Firmware.UEFI:
             # One vars file for the machine's life: efibootmgr's BootOrder persists in it (LAB.md).
-            shutil.copy2(OVMF_VARS, self.vars)
+            # It starts with ONIE's own boot entry, as on a switch fresh from the factory.
+            shutil.copy2(base_vars(build_base_disk(self.firmware)), self.vars)
 
     def reset_nvram(self) -> None:
         """Fresh OVMF vars, as after an NVRAM reset: only the ESP's fallback loader can boot."""

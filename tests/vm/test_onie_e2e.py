@@ -182,6 +182,11 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
     with our_lab(tmp_path, installers, "198.18.44") as lab:
         guest = new_guest(lab, tmp_path, Firmware.UEFI, "PVE2E-UEFI-1")
         before = onie_fingerprint(guest.disk, Firmware.UEFI)
+        # Factory-fresh: the NVRAM holds ONIE's own entry, which boots ONIE from the disk.
+        fresh = guest.boot_disk(marker="ONIE-GUEST-PHASE discovery", timeout=600)
+        phases.add("fresh disk -> ONIE (NVRAM)", fresh)
+        assert fresh.stopped_on is not None, fresh.tail(80)
+        assert re.search(r'BdsDxe: starting Boot\d+ "ONIE: Open Network Install Environment"', fresh.text)
 
         first = install(guest, lab, phases, "install 1 (ONIE boot)")
         # The URL came from our DHCP answer (option 125 sub-option 1 is tried first, ONIE.md).
@@ -190,7 +195,8 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
         # The installer found ONIE's layout as it expects it (e.g. /EFI/onie/grubx64.efi on the ESP).
         assert "provision: WARNING" not in first.text, first.tail(80)
         nos = boot_nos(guest, phases, "NOS boot 1 (NVRAM entry)")
-        # OVMF took the entry the installer made with efibootmgr, not the fallback loader.
+        # OVMF took the entry the installer made with efibootmgr (ahead of ONIE's), not the
+        # fallback loader.
         assert re.search(r'BdsDxe: starting Boot\d+ "demo" .*\\EFI\\demo\\grubx64\.efi', nos.text)
         assert lab.device(guest.mac)["stage"] == "installed"
 
