@@ -165,6 +165,19 @@ def install(guest: OnieGuest, lab: Lab, phases: Phases, name: str, url: str = ""
     return log
 
 
+def nvram(log: BootLog) -> list[str]:
+    """Boot entry labels in BootOrder order, from the efibootmgr listing the guest prints after
+    a successful install (ONIE-GUEST-NVRAM lines)."""
+    lines = [line.split(" ", 1)[1] for _, line in log.lines if line.startswith("ONIE-GUEST-NVRAM ")]
+    order = next((ln.split(":", 1)[1].strip().split(",") for ln in lines if ln.startswith("BootOrder")), [])
+    labels = {}
+    for ln in lines:
+        m = re.match(r"Boot([0-9A-Fa-f]{4})\*?\s+(.*)", ln)
+        if m:
+            labels[m[1].upper()] = re.split(r"\t|\s{2,}|\s+HD\(", m[2])[0].strip()
+    return [labels.get(b.upper(), b) for b in order]
+
+
 def boot_nos(guest: OnieGuest, phases: Phases, name: str) -> BootLog:
     log = guest.boot_disk(marker=NOS_MARKER, timeout=600)
     phases.add(name, log)
@@ -200,8 +213,14 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
         assert re.search(r'BdsDxe: starting Boot\d+ "demo" .*\\EFI\\demo\\grubx64\.efi', nos.text)
         assert lab.device(guest.mac)["stage"] == "installed"
 
+        assert nvram(first)[0] == "demo" and "ONIE: Open Network Install Environment" in nvram(first)
+
         # Idempotent: a second install over the first, then the NOS boots again.
-        install(guest, lab, phases, "install 2 (over install 1)")
+        second = install(guest, lab, phases, "install 2 (over install 1)")
+        # One NOS entry, first in BootOrder, ONIE's entry kept (no duplicates piling up).
+        entries = nvram(second)
+        assert entries[0] == "demo" and entries.count("demo") == 1, entries
+        assert entries.count("ONIE: Open Network Install Environment") == 1, entries
         boot_nos(guest, phases, "NOS boot 2")
         parts = subprocess.run(["sgdisk", "-p", str(guest.disk)], capture_output=True, text=True).stdout
         assert parts.count("DEMO-BOOT") == 1 and parts.count("DEMO-ROOT-A") == 1, parts
