@@ -291,3 +291,32 @@ def test_header_help_and_bad_arguments(tmp_path: Path) -> None:
     assert helped.returncode == 0 and "--extract DIR" in helped.stdout and "TESTS ONLY" in helped.stdout
     bad = run_sh(path, "--bogus")
     assert bad.returncode == 2 and "unknown argument: --bogus" in bad.stderr
+
+
+def test_cli_reads_source_date_epoch(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "spec")
+    outs = []
+    for name, epoch in (("a", "1234567890"), ("b", "1234567890"), ("c", "1234567891")):
+        result = run_cli(
+            "onie-installer", str(spec), "-o", str(tmp_path / name), env={"SOURCE_DATE_EPOCH": epoch}
+        )
+        assert result.returncode == 0, result.stderr
+        outs.append(Path(result.stdout.strip()).read_bytes())
+    assert outs[0] == outs[1] and outs[0] != outs[2]
+    bad = run_cli(
+        "onie-installer", str(spec), "-o", str(tmp_path / "d"), env={"SOURCE_DATE_EPOCH": "yesterday"}
+    )
+    assert bad.returncode == 2 and "SOURCE_DATE_EPOCH" in bad.stderr
+
+
+def test_spec_report_url_wins_over_onies_download_url(tmp_path: Path, report_server) -> None:
+    port, seen = report_server
+    spec_path = write_spec(tmp_path / "spec", extra=f"report_url: http://127.0.0.1:{port}/\n")
+    spec = load_switch_spec(spec_path).spec
+    path = build(spec, KVM, tmp_path / "x.bin", templates()).path
+    tamper(path)
+    root = fake_onie_root(tmp_path, "x86_64-kvm_x86_64-r0", "bios")
+    (root / "bin" / "wget").symlink_to(busybox())
+    env = {"PROVISION_ONIE_ROOT": str(root), "onie_exec_url": "http://127.0.0.1:9/elsewhere.bin"}
+    assert run_sh(path, env=env).returncode == 1
+    assert [(r["stage"], r["status"]) for r in seen] == [("started", "progress"), ("verified", "failed")]
