@@ -4,11 +4,13 @@ address per link, and switch ASICs from the hardware profiles."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 
 from provision.config import Field, Obj, Section
 from provision.onie_policy import HTTP_DEFAULT_PORT, ONIE, OniePolicy, settings_from_section
-from pxe.client import Client
+from provision.onie_stage import KIND_DISCOVERED
+from pxe.client import Client, Event
 
 # -- building from lab.yml ---------------------------------------------------------------------------
 
@@ -105,3 +107,20 @@ def policy_from_lab(cfg) -> OniePolicy:  # noqa: ANN001 - provision.labconfig.La
         url_base=_LinkUrl(tuple(cfg.interfaces), cfg.http_port),
         asic_of_platform=asics.get,
     )
+
+
+def identity_recorder(store) -> Callable[[Event], None]:  # noqa: ANN001 - provision.store.Store
+    """An event sink to chain after the store's: `onie.discovered` → `store.upsert_device(mac,
+    serial=, platform=, identity=)`, so the devices table names each switch's serial and platform.
+    Everything else passes by. (The identity stays derivable from events: this is a convenience
+    index, kept up to date by the same events.)"""
+
+    def record(event: Event) -> None:
+        if event.kind != KIND_DISCOVERED or not event.mac:
+            return
+        detail = dict(event.detail)
+        store.upsert_device(
+            event.mac, serial=detail.get("serial"), platform=detail.get("platform"), identity=detail
+        )
+
+    return record

@@ -336,3 +336,18 @@ def test_from_lab_reads_section_with_lab_line_numbers(folder, tmp_path):
     with pytest.raises(ConfigError) as exc:
         from_lab(load_lab(lab))
     assert "lab.yml:5:3" in str(exc.value) and "platforms" in str(exc.value)
+
+
+def test_identity_recorder_writes_the_devices_table(folder, tmp_path):
+    from provision.onie_lab import identity_recorder
+    from provision.store import Store
+
+    with Store(tmp_path / "p.db") as store:
+        pol = OniePolicy(
+            OnieSettings(installers=folder), events=identity_recorder(store), url_base="http://198.18.0.1"
+        )
+        pol.decide(dhcp_client())
+        pol.render(http_client(), "/onie-installer")  # adds onie_version from the headers
+        (rec,) = store.devices()
+    assert rec.mac == MAC and rec.serial == "SN-KVM-1" and rec.platform == KVM
+    assert rec.identity["onie_version"] == "2023.05" and rec.identity["source"] == "http"

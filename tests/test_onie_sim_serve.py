@@ -197,3 +197,36 @@ def test_count_20_mixed_platforms(link, tmp_path, installers):
         rows = {r["mac"]: r for r in json.loads(status.stdout)["devices"]}
         for s in switches:
             assert rows[s["mac"]]["stage"] == "installer fetched", rows[s["mac"]]
+
+
+UDHCPC_SCRIPT = '#!/bin/sh\n[ "$1" = bound ] || exit 0\nenv | grep -E "^(ip|opt[0-9]+|serverid)=" > "$OUT"\n'
+
+
+def test_busybox_udhcpc_with_onies_arguments(link, tmp_path, installers):
+    """busybox udhcpc run with the arguments ONIE's `udhcpc_args` and `sd_dhcp4` build (lib/onie/
+    functions, bin/discover): -V onie_vendor:<platform>, -x 77:<hex>, -x 125:<enterprise,len,3/4/5>,
+    -O 7 43 54 66 67 72 114 125. The server must know it for ONIE and answer 114 and 125.1."""
+    server, client = link
+    busybox = require_tool("busybox")
+
+    def str_opt(code: int, text: str) -> str:  # `make_str_opt`: code, length, hex string
+        return f"{code:02X}{len(text):02X}{text.encode().hex()}"
+
+    payload = str_opt(3, "accton_as7712_32x") + str_opt(4, "x86_64") + str_opt(5, "0")
+    vivso = f"{42623:08X}{len(payload) // 2:02X}{payload}"
+    assert bytes.fromhex(vivso) == discovery.encode_request_vivso(discovery.OnieIdentity(platform=ACCTON))
+    script = tmp_path / "udhcpc.sh"
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+    out = tmp_path / "env"
+    argv = [busybox, "udhcpc", "-i", "oc0", "-n", "-q", "-f", "-t", "3", "-T", "2", "-s", str(script)]
+    argv += ["-V", f"onie_vendor:{ACCTON}", "-x", f"77:{b'onie_dhcp_user_class'.hex()}", "-x", f"125:{vivso}"]
+    for code in (7, 43, 54, 66, 67, 72, 114, 125):
+        argv += ["-O", str(code)]
+    with serving(server, str(lab(tmp_path))) as sp:
+        client.run(argv, env={"OUT": str(out), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    env = dict(line.split("=", 1) for line in out.read_text().split())
+    url = f"http://{SERVER_IP}:8080/onie-installer-{ACCTON}.bin"
+    assert bytes.fromhex(env["opt114"]).decode() == url
+    assert discovery.urls_from_vivso(bytes.fromhex(env["opt125"])) == {discovery.SubOption.INSTALLER_URL: url}
+    assert "dhcp.ack" in sp.output and f"vendor_class=onie_vendor:{ACCTON}" in sp.output
