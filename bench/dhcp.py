@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,7 +63,8 @@ class Result:
     naks: int = 0
     retransmits: int = 0
     lost: int = 0
-    extra: dict = field(default_factory=dict)
+    user_us: float = 0.0  # server CPU per completed lease, user and system
+    sys_us: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -224,10 +225,18 @@ def _wait_port(ns, proc, marker: str | None, timeout: float = 10) -> None:
     raise RuntimeError("server did not bind port 67")
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process has used so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def run_one(name, srv, ld, start_server, clients, consecutive, window, cap) -> Result:
     proc, marker = start_server()
     try:
         _wait_port(srv, proc, marker)
+        before = cpu_seconds(proc.pid)
         out = ld.run(
             [
                 sys.executable,
@@ -241,9 +250,13 @@ def run_one(name, srv, ld, start_server, clients, consecutive, window, cap) -> R
         if out.returncode != 0:
             raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
         data = json.loads(out.stdout.strip().splitlines()[-1])
+        after = cpu_seconds(proc.pid)
     finally:
         srv.stop(proc)
     res = Result(name, len(clients), **data)
+    # CPU the server spent per lease: steadier than leases/s on a shared machine
+    res.user_us = (after[0] - before[0]) / max(res.done, 1) * 1e6
+    res.sys_us = (after[1] - before[1]) / max(res.done, 1) * 1e6
     return res
 
 
@@ -352,7 +365,8 @@ def main() -> int:
                         capped.add(name)
                     print(
                         f"{res.name:45s} {res.done:6d}/{res.clients} in {res.seconds:7.2f}s  {res.rate:8.1f} leases/s  "
-                        f"dup {res.duplicates}  lost {res.lost}  nak {res.naks}  retx {res.retransmits}",
+                        f"dup {res.duplicates}  lost {res.lost}  nak {res.naks}  retx {res.retransmits}  "
+                        f"cpu/lease {res.user_us:.0f}+{res.sys_us:.0f} us",
                         flush=True,
                     )
     print("\nmedians (the machine is shared: single runs vary by 2x)")
@@ -362,8 +376,10 @@ def main() -> int:
         runs_of = [r for r in results if r.name == name]
         med[name] = statistics.median(r.rate for r in runs_of)
         worst = (max(r.duplicates for r in runs_of), max(r.lost for r in runs_of))
+        cpu = statistics.median(r.user_us + r.sys_us for r in runs_of)
         print(
-            f"{name:45s} {med[name]:8.1f} leases/s over {len(runs_of)} run(s)  max dup {worst[0]}  max lost {worst[1]}"
+            f"{name:45s} {med[name]:8.1f} leases/s over {len(runs_of)} run(s)  max dup {worst[0]}  "
+            f"max lost {worst[1]}  server cpu {cpu:.0f} us/lease"
         )
     for mine in (n for n in names if n.startswith("provision")):
         kind = mine.split("(")[1].split(",")[0]

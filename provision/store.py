@@ -48,7 +48,7 @@ MIGRATIONS: tuple[str, ...] = (
         identity TEXT NOT NULL DEFAULT '{}'
     );
     CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER PRIMARY KEY,  -- no AUTOINCREMENT: it writes sqlite_sequence on every insert
         ts REAL NOT NULL,
         kind TEXT NOT NULL,
         mac TEXT,
@@ -91,7 +91,9 @@ _json = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=F
 class Store:
     """`Store(path)`; implements pxe.dhcp.LeaseStore and is an EventSink (`store(event)`)."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", event_flush_interval: float = 0.25
+    ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF"):
             raise ValueError("synchronous must be FULL, NORMAL or OFF")
         self.path = Path(path)
@@ -106,6 +108,9 @@ class Store:
         self._leases: dict[str, Lease | None] = {}  # ip -> lease to save, or None to delete
         self._events: list[Event] = []
         self._scheduled = False
+        self._event_timer: asyncio.TimerHandle | None = None
+        self._event_interval = event_flush_interval
+        self._events_flushed = time.monotonic()
 
     # --- schema -------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -133,28 +138,36 @@ class Store:
     # --- writes (buffered) ----------------------------------------------------------------------
     def save_lease(self, lease: Lease) -> None:
         self._leases[lease.ip] = lease
-        self._pending()
+        self._lease_pending()
 
     def delete_lease(self, ip: str) -> None:
         self._leases[ip] = None
-        self._pending()
+        self._lease_pending()
 
     def add_event(self, event: Event) -> None:
+        """Buffer an event. Events are telemetry, leases are state: events are written at most
+        `event_flush_interval` seconds later (in bigger, cheaper transactions), leases at the next
+        commit(). A `kill -9` can lose that last fraction of a second of events, never a lease."""
         self._events.append(event)
-        self._pending()
+        if len(self._events) >= _FLUSH_AT:
+            self.flush()
+        elif self._event_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()  # no loop: nobody else will, so now
+                return
+            self._event_timer = loop.call_later(self._event_interval, self._timed_flush)
 
     __call__ = add_event  # a Store is an EventSink
 
-    def _pending(self) -> None:
-        if len(self._leases) + len(self._events) >= _FLUSH_AT:
-            self.commit()
-            return
+    def _lease_pending(self) -> None:
         if self._scheduled:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.commit()  # no loop: nobody else will, so now
+            self.commit()
             return
         self._scheduled = True
         loop.call_soon(self._scheduled_commit)
@@ -163,12 +176,30 @@ class Store:
         self._scheduled = False
         self.commit()
 
+    def _timed_flush(self) -> None:
+        self._event_timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write everything buffered, events included."""
+        self._commit(with_events=True)
+
     def commit(self) -> None:
-        """Write everything buffered in one transaction; durable when this returns."""
-        if not self._leases and not self._events:
+        """Make the buffered leases durable (events ride along when their interval is due)."""
+        due = time.monotonic() - self._events_flushed >= self._event_interval
+        self._commit(with_events=due)
+
+    def _commit(self, *, with_events: bool) -> None:
+        if not self._leases and not (with_events and self._events):
             return
         leases, self._leases = self._leases, {}
-        events, self._events = self._events, []
+        events: list[Event] = []
+        if with_events:
+            events, self._events = self._events, []
+            self._events_flushed = time.monotonic()
+            if self._event_timer is not None:
+                self._event_timer.cancel()
+                self._event_timer = None
         db = self.db
         db.execute("BEGIN")
         try:
@@ -185,8 +216,9 @@ class Store:
             if events:
                 db.executemany(
                     "INSERT INTO events (ts, kind, mac, ip, detail) VALUES (?,?,?,?,?)",
-                    [(e.ts, e.kind, e.mac, e.ip, _json(dict(e.detail))) for e in events],
-                )
+                    [(e.ts, e.kind, e.mac, e.ip, _json(e.detail if type(e.detail) is dict else dict(e.detail)))
+                     for e in events],
+                )  # fmt: skip
                 seen: dict[str, tuple[float, float]] = {}
                 for e in events:
                     if e.mac:
@@ -216,7 +248,7 @@ class Store:
     ) -> None:
         """Record what we learnt of a device; fields left None keep their stored value."""
         now = time.time()
-        self.commit()
+        self.flush()
         self.db.execute(
             "INSERT INTO devices (mac, serial, platform, hostname, first_seen, last_seen, identity) "
             "VALUES (?,?,?,?,?,?,?) ON CONFLICT(mac) DO UPDATE SET "
@@ -240,7 +272,7 @@ class Store:
         return self.leases()
 
     def leases(self) -> list[Lease]:
-        self.commit()
+        self.flush()
         rows = self.db.execute(
             "SELECT ip, mac, state, expires, hostname, client_id, subnet, updated FROM leases ORDER BY ip"
         )
@@ -259,7 +291,7 @@ class Store:
         ]
 
     def devices(self) -> list[DeviceRecord]:
-        self.commit()
+        self.flush()
         rows = self.db.execute(
             "SELECT mac, serial, platform, hostname, first_seen, last_seen, identity FROM devices ORDER BY mac"
         )
@@ -273,7 +305,7 @@ class Store:
         limit: int | None = None,
     ) -> list[Event]:
         """Events oldest first; with `limit`, the most recent `limit` of them."""
-        self.commit()
+        self.flush()
         where, args = [], []
         if mac is not None:
             where.append("mac=?")
@@ -296,7 +328,7 @@ class Store:
         return [Event(kind=k, mac=m, ip=ip, detail=json.loads(d), ts=ts) for ts, k, m, ip, d in rows]
 
     def last_event_per_device(self) -> dict[str, Event]:
-        self.commit()
+        self.flush()
         rows = self.db.execute(
             "SELECT e.ts, e.kind, e.mac, e.ip, e.detail FROM events e "
             "JOIN (SELECT mac, max(id) AS id FROM events WHERE mac IS NOT NULL GROUP BY mac) last "
@@ -305,8 +337,11 @@ class Store:
         return {m: Event(kind=k, mac=m, ip=ip, detail=json.loads(d), ts=ts) for ts, k, m, ip, d in rows}
 
     def close(self) -> None:
+        if self._event_timer is not None:
+            self._event_timer.cancel()
+            self._event_timer = None
         try:
-            self.commit()
+            self.flush()
         finally:
             self.db.close()
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import struct
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pxe.client import BootDecision, Client, Event
 from pxe.dhcp.codec import Packet, decode, encode, mac_to_chaddr
 from pxe.dhcp.config import DhcpServerConfig, Mode, Reservation, Subnet
@@ -357,3 +360,85 @@ def test_renewing_and_rebinding_told_apart_by_destination():
         out = h.handle(renew, Arrival("s0", "198.18.0.1", ip, 68, 67, broadcast=broadcast))
         assert out.packet.message_type is MessageType.ACK
         assert events[-1].detail["state"] == state
+
+
+def test_reservation_hostname_and_stale_offers_purged():
+    events: list[Event] = []
+    res = (Reservation("52:54:00:aa:00:07", "198.18.0.7", "rack1-sw7"),)
+    cfg = DhcpServerConfig(interfaces=("s0",), subnets=(NET,), reservations=res)
+    clock = Clock()
+    eng = LeaseEngine(cfg.subnets, res, MemoryLeaseStore(), clock=clock, offer_timeout=10)
+    h = Handler(cfg, Policy(BootDecision(bootfile="x")), eng, events.append)
+    offer = h.handle(request_packet(MessageType.DISCOVER, "52:54:00:aa:00:07"), ARR).packet
+    assert offer.yiaddr == "198.18.0.7" and offer.options[12] == b"rack1-sw7"  # reserved outside the pool
+    for i in range(5):
+        eng.offer(NET, mac(i))
+    clock.now += 11
+    assert eng.purge_offers() == 6 and eng.offers == {} and eng.offered_ips == {}
+
+
+ADDRS = st.sampled_from(
+    ["0.0.0.0", "198.18.0.1", "198.18.0.105", "198.19.0.1", "198.19.0.15", "198.18.9.9", "255.255.255.255"]
+)
+OPTION_VALUES = st.one_of(
+    st.binary(max_size=20),
+    st.sampled_from([b"\x01", b"\x03", b"\x07", bytes([198, 18, 0, 105]), bytes([198, 18, 0, 1]), b"PXEClient:Arch:00007",
+                     b"HTTPClient:Arch:00016", b"iPXE", bytes([1, 2]) + b"ab" + bytes([5, 4, 198, 19, 0, 0]),
+                     bytes([11, 4, 198, 19, 0, 1]), b"\x00\x07", b"\x05\xdc"]),
+)  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    mtype=st.integers(0, 10),
+    op=st.sampled_from([1, 1, 1, 2]),
+    hlen=st.sampled_from([6, 6, 0, 16, 3]),
+    flags=st.sampled_from([0, 0x8000]),
+    ciaddr=ADDRS,
+    giaddr=ADDRS,
+    options=st.dictionaries(
+        st.sampled_from([12, 43, 50, 54, 55, 57, 60, 61, 77, 82, 93, 97, 175]), OPTION_VALUES, max_size=8
+    ),
+    mode=st.sampled_from([Mode.AUTHORITATIVE, Mode.PROXY]),
+    port=st.sampled_from([67, 4011]),
+    mac_index=st.integers(0, 3),
+)
+def test_handler_never_raises_on_odd_requests(
+    mtype, op, hlen, flags, ciaddr, giaddr, options, mode, port, mac_index
+):
+    h, _ = make_handler(
+        Policy(BootDecision(bootfile="undionly.kpxe", onie_installer_url="http://x/y")), mode=mode
+    )
+    pkt = Packet(
+        op=op,
+        hlen=hlen,
+        flags=flags,
+        ciaddr=ciaddr,
+        giaddr=giaddr,
+        xid=mac_index,
+        chaddr=mac_to_chaddr(mac(mac_index)),
+    )
+    pkt.options[53] = bytes([mtype])
+    pkt.options.update(options)
+    pkt = decode(encode(pkt))
+    out = h.handle(pkt, Arrival("s0", "198.18.0.1", ciaddr, 68, port))
+    if out is not None:
+        raw = encode(out.packet)
+        assert decode(raw).xid == pkt.xid
+
+
+def test_policy_asked_once_per_exchange_and_ack_matches_offer():
+    p = Policy()
+    h, _ = make_handler(p)
+    offer = h.handle(request_packet(MessageType.DISCOVER, o60=b"PXEClient:Arch:00000"), ARR).packet
+    p.decision = BootDecision(bootfile="changed-meanwhile.efi")
+    req = request_packet(
+        MessageType.REQUEST, o50=bytes(map(int, offer.yiaddr.split("."))), o54=bytes([198, 18, 0, 1])
+    )
+    ack = h.handle(req, ARR).packet  # same xid as the DISCOVER: the offer's decision holds
+    assert ack.options[67] == offer.options[67] == b"undionly.kpxe"
+    assert len(p.seen) == 1
+    renew = request_packet(MessageType.REQUEST)
+    renew.ciaddr, renew.xid = offer.yiaddr, 0x999
+    assert h.handle(renew, ARR).packet.options[67] == b"changed-meanwhile.efi"  # a new exchange asks again
+    assert len(p.seen) == 2

@@ -11,6 +11,8 @@ import signal
 import socket
 import sqlite3
 import struct
+import sys
+import time
 
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -18,6 +20,7 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from pxe.dhcp.codec import decode, mac_to_chaddr
 from pxe.dhcp.options import MessageType
 from tests.dhcp_netns_support import (
+    ROOT,
     dhclient_lease,
     dhclient_release,
     last_report,
@@ -54,7 +57,10 @@ def leases_in(db) -> dict[str, tuple[str, str]]:
         con.close()
 
 
-def events_in(db, kind=None) -> list[tuple]:
+def events_in(db, kind=None, settle: float = 0.6) -> list[tuple]:
+    """Events in the store. A running server writes events within its flush interval (0.25 s)
+    rather than with each reply, so wait that long first; 0 when the server has stopped."""
+    time.sleep(settle)
     con = sqlite3.connect(db)
     try:
         rows = con.execute("SELECT kind, mac, ip, detail FROM events ORDER BY id").fetchall()
@@ -119,8 +125,6 @@ def test_release_frees_and_the_same_client_gets_the_same_ip(tmp_path):
         for _ in range(50):
             if leases_in(cfg["db"]).get(mac_of(cli, "c0"), ("", ""))[1] == "released":
                 break
-            import time
-
             time.sleep(0.1)
         assert leases_in(cfg["db"])[mac_of(cli, "c0")] == (ip, "released")
         assert events_in(cfg["db"], "dhcp.release")
@@ -184,8 +188,6 @@ def test_relay_with_dhcrelay_and_option82_echoed_last(tmp_path):
         start_server(srv, cfg, tmp_path / "server.log")
         # -a: add option 82 (circuit-id = the interface name); dhcrelay strips it from replies
         relay.popen([dhcrelay, "-d", "-4", "-a", "-id", "r0", "-iu", "r1", "198.18.0.1"], text=True)
-        import time
-
         time.sleep(1.0)
         ip = dhclient_lease(cli, "c0", tmp_path)
         assert ip.startswith("198.18.1.") and 50 <= int(ip.split(".")[-1]) <= 60
@@ -243,8 +245,6 @@ def test_proxydhcp_next_to_dnsmasq(tmp_path):
         cfg = {"mode": "proxy", "interfaces": ["s0"], "subnets": [{"network": "198.18.0.0/24", "interface": "s0"}],
                "db": str(tmp_path / "proxy.db"), "bootfile": "undionly.kpxe", "bootfile_uefi": "ipxe.efi"}  # fmt: skip
         start_server(prx, cfg, tmp_path / "proxy.log")
-        import time
-
         time.sleep(0.5)
         sock = socket_in(cli, "c0")
         try:
@@ -471,3 +471,32 @@ def test_renewing_unicast_and_rebinding_broadcast(tmp_path):
         states = [d for k, m, i, d in events_in(cfg["db"], "dhcp.ack") if m == mac]
         assert '"state":"selecting"' in states[0]
         assert '"state":"renewing"' in states[1] and '"state":"rebinding"' in states[2]
+
+
+def test_start_errors_name_interface_and_cause(tmp_path):
+    require_root()
+    import asyncio
+
+    from pxe.dhcp import DhcpServerConfig, DhcpStartError, start_dhcp
+
+    async def start(cfg):
+        return await start_dhcp(cfg, None, None, lambda e: None)
+
+    with pytest.raises(DhcpStartError, match="no-such-if0.*no such interface"):
+        asyncio.run(start(DhcpServerConfig(interfaces=("no-such-if0",))))
+    # port taken: another server (here a plain socket) already bound to port 67 on that device
+    with namespaces(2) as (srv, cli):
+        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
+        holder = socket_in(srv, None, port=67)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+        try:
+            result = srv.run([sys.executable, "-c", (
+                "import asyncio\n"
+                "from pxe.dhcp import DhcpServerConfig, DhcpStartError, start_dhcp\n"
+                "async def m():\n"
+                "    await start_dhcp(DhcpServerConfig(interfaces=('s0',)), None, None, print)\n"
+                "try:\n    asyncio.run(m())\nexcept DhcpStartError as e:\n    print('ERR', e)\n"
+            )], cwd=str(ROOT), check=False)  # fmt: skip
+        finally:
+            holder.close()
+        assert "ERR cannot listen on s0 UDP port 67" in result.stdout, result.stdout + result.stderr

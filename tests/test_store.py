@@ -111,19 +111,25 @@ def test_events_queries_and_devices(tmp_path):
         )
 
 
-def test_store_is_an_event_sink_batched_per_loop_turn(tmp_path):
-    s = Store(tmp_path / "p.db")
+def test_store_is_an_event_sink_batched_by_interval_and_leases_per_loop_turn(tmp_path):
+    s = Store(tmp_path / "p.db", event_flush_interval=0.2)
 
-    async def burst() -> int:
+    def rows(table: str) -> int:
+        other = sqlite3.connect(tmp_path / "p.db")
+        try:
+            return other.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        finally:
+            other.close()
+
+    async def burst() -> tuple[int, int, int]:
         for i in range(500):
             s(Event("http.sent", MAC1, None, {"i": i}))
-        pending = len(s._events)
-        await asyncio.sleep(0)  # one loop turn: the scheduled commit runs
-        return pending
+        s.save_lease(lease("198.18.0.10", MAC1))
+        await asyncio.sleep(0)  # one loop turn: the lease is written, the events wait
+        early = (rows("leases"), rows("events"))
+        await asyncio.sleep(0.3)  # the event interval has passed
+        return (*early, rows("events"))
 
-    assert asyncio.run(burst()) == 500
+    assert asyncio.run(burst()) == (1, 0, 500)
     assert len(s._events) == 0
-    other = sqlite3.connect(tmp_path / "p.db")
-    assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 500
-    other.close()
     s.close()

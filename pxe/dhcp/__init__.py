@@ -11,13 +11,19 @@
     ...
     server.close()
 
-- `policy.decide(client) -> BootDecision | None` is asked on DISCOVER, REQUEST and INFORM; None
-  means "not ours": silence plus a `dhcp.ignored` event.
+- `policy.decide(client) -> BootDecision | None` is asked on DISCOVER, INFORM, and on REQUEST
+  unless the REQUEST continues one of our offers (same xid: the offer's decision is reused, so the
+  ACK carries what was offered). None means "not ours": silence plus a `dhcp.ignored` event.
+  `BootDecision.ip` pins an address (like a `Reservation`); `lease_time`, `hostname` (option 12),
+  `bootfile` (67 + file), `next_server` (siaddr), `onie_installer_url` (114 and 125/42623/1),
+  `extra_options` {code: bytes} go into OFFER and ACK.
 - `lease_store` implements `LeaseStore` (load_leases / save_lease / delete_lease / commit);
   `commit()` is called before any reply leaves. `MemoryLeaseStore` forgets on exit.
 - `events` receives `pxe.Event`s: dhcp.discover, dhcp.offer, dhcp.request, dhcp.ack, dhcp.nak,
   dhcp.decline, dhcp.release, dhcp.inform, dhcp.ignored (detail: xid, arch, vendor_class, ...).
 - `Mode.PROXY`: no addresses; answers PXE/HTTP boot clients on 67 and UEFI on 4011.
+- `start_dhcp` raises `DhcpStartError` (an OSError naming interface, port and a likely fix) when a
+  socket cannot be opened: missing interface, port taken by another DHCP server, no privileges.
 - `client_from_packet(pkt, protocol)` builds the `pxe.Client`; `codec.decode/encode` the bytes.
 """
 
@@ -26,12 +32,13 @@ from pxe.dhcp.codec import DecodeError, Packet, decode, encode
 from pxe.dhcp.config import DhcpServerConfig, Mode, Reservation, Subnet
 from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState, LeaseStore, MemoryLeaseStore
 from pxe.dhcp.options import MessageType
-from pxe.dhcp.server import DhcpServer, start_dhcp
+from pxe.dhcp.server import DhcpServer, DhcpStartError, start_dhcp
 
 __all__ = [
     "DecodeError",
     "DhcpServer",
     "DhcpServerConfig",
+    "DhcpStartError",
     "Lease",
     "LeaseEngine",
     "LeaseState",

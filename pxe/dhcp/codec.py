@@ -196,7 +196,7 @@ def encoded_size(options: dict[int, bytes]) -> int:
     size = 4 + 1
     for value in options.values():
         n = len(value)
-        size += n + 2 * max(1, -(-n // 255))
+        size += n + 2 if n <= 255 else n + 2 * -(-n // 255)
     return size
 
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass
 
 from pxe.client import BootDecision, Client, Event, EventSink, Policy, Protocol
 from pxe.dhcp import replies
 from pxe.dhcp.clientinfo import client_from_packet, sub_options
-from pxe.dhcp.codec import ZERO_IP, Packet, ip_bytes
+from pxe.dhcp.codec import ZERO_IP, Packet
 from pxe.dhcp.config import DhcpServerConfig, Mode, Subnet
 from pxe.dhcp.leases import LeaseEngine, Outcome
 from pxe.dhcp.options import (
     BOOTREQUEST,
     CLIENT_PORT,
     FLAG_BROADCAST,
-    OPT_CLIENT_UUID,
     OPT_HOSTNAME,
     OPT_PARAM_REQUEST,
     OPT_RELAY_AGENT,
@@ -39,6 +39,7 @@ log = logging.getLogger("pxe.dhcp")
 BROADCAST = "255.255.255.255"
 # Option 93 values whose firmware follows the EDK2 proxyDHCP path to port 4011 (NETBOOT.md).
 UEFI_PXE_ARCHES = frozenset({6, 7, 10, 11})
+_REMEMBER_MAX = 8192  # remembered OFFER decisions before expired ones are swept
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Handler:
         self.events = events
         self.protocol = Protocol.PROXYDHCP if config.mode is Mode.PROXY else Protocol.DHCP
         self._subnets = config.subnets
+        self._offered: dict[tuple[str, int], tuple[Client, BootDecision, float]] = {}
         self._who_of: Packet | None = None
         self._who_detail: dict = {}
 
@@ -157,6 +159,23 @@ class Handler:
             log.exception("policy failed mac=%s xid=%08x: treating as not ours", pkt.mac, pkt.xid)
             return None
 
+    def _remember(self, pkt: Packet, client: Client, decision: BootDecision) -> None:
+        """Keep the OFFER's decision for the REQUEST of the same exchange (same xid, RFC 2131
+        §4.4.1): the ACK then carries what the OFFER promised, and the policy runs once per DORA."""
+        now = time.monotonic()
+        if len(self._offered) >= _REMEMBER_MAX:
+            for key in [k for k, v in self._offered.items() if v[2] < now]:
+                del self._offered[key]
+            if len(self._offered) >= _REMEMBER_MAX:
+                self._offered.clear()  # a flood of DISCOVERs that never REQUEST: forget them all
+        self._offered[(pkt.mac, pkt.xid)] = (client, decision, now + self.config.offer_timeout)
+
+    def _reserved_name(self, reply: Packet, mac: str) -> None:
+        if OPT_HOSTNAME not in reply.options and self.engine is not None:
+            name = self.engine.hostname_of(mac)
+            if name:
+                reply.options[OPT_HOSTNAME] = name.encode()
+
     @staticmethod
     def destination(pkt: Packet, reply: Packet, arrival: Arrival, mtype: MessageType) -> Outgoing:
         """RFC 2131 §4.1, in its order."""
@@ -186,7 +205,10 @@ class Handler:
         engine = self.engine
         assert engine is not None
         subnet = self.select_subnet(pkt, arrival)
-        client = client_from_packet(pkt, self.protocol)
+        cached = self._offered.pop((pkt.mac, pkt.xid), None) if mtype is MessageType.REQUEST else None
+        if cached is not None and cached[2] < time.monotonic():
+            cached = None
+        client = cached[0] if cached is not None else client_from_packet(pkt, self.protocol)
         if subnet is None or subnet.network not in engine.pools:
             self.emit("dhcp.ignored", pkt, client, reason="no subnet for this link or relay", type=mtype.name)
             return None
@@ -211,10 +233,12 @@ class Handler:
             reply.yiaddr = ip
             replies.add_lease_options(reply, subnet, decision.lease_time or subnet.lease_time)
             replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
+            self._reserved_name(reply, pkt.mac)
             self.emit("dhcp.offer", pkt, client, ip, note=decision.note or None)
+            self._remember(pkt, client, decision)
             return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.OFFER)
         if mtype is MessageType.REQUEST:
-            return self._request(pkt, arrival, subnet, server_ip, client, requested)
+            return self._request(pkt, arrival, subnet, server_ip, client, requested, cached and cached[1])
         if mtype is MessageType.DECLINE:
             ok = requested is not None and engine.decline(subnet, pkt.mac, requested)
             self.emit("dhcp.decline", pkt, client, requested, quarantined=ok)
@@ -246,6 +270,7 @@ class Handler:
         server_ip: str,
         client: Client,
         requested: str | None,
+        offered: BootDecision | None = None,
     ) -> Outgoing | None:
         engine = self.engine
         assert engine is not None
@@ -268,7 +293,7 @@ class Handler:
         self.emit("dhcp.request", pkt, client, ip, state=state)
         if ip is None:
             return None
-        decision = self.decide(client, pkt)
+        decision = offered if selecting and offered is not None else self.decide(client, pkt)
         if decision is None:
             self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
             return None
@@ -279,7 +304,7 @@ class Handler:
             selecting=selecting,
             fixed=decision.ip,
             lease_time=decision.lease_time,
-            hostname=decision.hostname or pkt.text_option(OPT_HOSTNAME),
+            hostname=decision.hostname or engine.hostname_of(pkt.mac) or pkt.text_option(OPT_HOSTNAME),
             client_id=client.client_id,
         )
         if answer.outcome is Outcome.SILENT:
@@ -294,6 +319,7 @@ class Handler:
         reply.yiaddr = answer.ip or ZERO_IP
         replies.add_lease_options(reply, subnet, answer.lease_time)
         replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
+        self._reserved_name(reply, pkt.mac)
         self.emit("dhcp.ack", pkt, client, answer.ip, state=state, lease_time=answer.lease_time)
         return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
 
@@ -329,7 +355,11 @@ class Handler:
             if on_4011:
                 reply.options.pop(OPT_VENDOR_SPECIFIC, None)
         if not client.is_http_boot:
+            # ProxyDHCP offers are recognised by 60 = PXEClient [PXE 2.1 §2.2]; outside the BINL
+            # path it goes with 43 = {6: 8} (EDK2 rule, NETBOOT.md), iPXE included.
             reply.options[OPT_VENDOR_CLASS] = replies.VC_PXE
+            if not binl and not on_4011:
+                reply.options[OPT_VENDOR_SPECIFIC] = replies.PXE_SKIP_DISCOVERY
         if on_4011:
             reply.ciaddr = pkt.ciaddr
         reply = replies.finish(reply, pkt, echo_uuid=True)
@@ -342,4 +372,4 @@ class Handler:
         return self.destination(pkt, reply, arrival, MessageType.OFFER)
 
 
-__all__ = ["Arrival", "Handler", "Outgoing", "ip_bytes", "OPT_CLIENT_UUID"]
+__all__ = ["Arrival", "Handler", "Outgoing"]

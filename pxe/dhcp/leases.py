@@ -79,6 +79,9 @@ class MemoryLeaseStore:
         self.commits += 1
 
 
+_PURGE_AT = 4096  # outstanding offers before expired ones are swept
+
+
 class Outcome(enum.Enum):
     ACK = "ack"
     NAK = "nak"
@@ -252,10 +255,25 @@ class LeaseEngine:
             if ip is None:
                 return None
         self._drop_offer(key)
+        if len(self.offers) >= _PURGE_AT:
+            self.purge_offers(now)
         expires = now + self.offer_timeout
         self.offers[key] = (ip, expires)
         self.offered_ips[ip] = (mac, expires)
         return _str(ip)
+
+    def purge_offers(self, now: float | None = None) -> int:
+        """Forget offers past their time (clients that took another server's offer silently)."""
+        now = self.clock() if now is None else now
+        stale = [key for key, (_, expires) in self.offers.items() if expires <= now]
+        for key in stale:
+            self._drop_offer(key)
+        return len(stale)
+
+    def hostname_of(self, mac: str) -> str | None:
+        """The hostname of the MAC's static reservation, if any."""
+        r = self.reserved_by_mac.get(mac)
+        return r.hostname if r is not None else None
 
     def forget_offer(self, subnet: Subnet, mac: str) -> None:
         """The client took another server's offer (foreign option 54): free ours."""

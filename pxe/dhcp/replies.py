@@ -97,23 +97,46 @@ def base_reply(request: Packet, mtype: MessageType, server_ip: str) -> Packet:
     return reply
 
 
+_LEASE_TIMES = struct.Struct("!III")
+
+
 def add_lease_options(reply: Packet, subnet: Subnet, lease_time: int) -> None:
-    net = subnet.net
-    reply.options[OPT_LEASE_TIME] = struct.pack("!I", lease_time)
-    reply.options[OPT_RENEWAL_T1] = struct.pack("!I", lease_time // 2)  # RFC 2131 §4.4.5 defaults
-    reply.options[OPT_REBINDING_T2] = struct.pack("!I", lease_time * 7 // 8)
-    add_network_options(reply, subnet)
-    reply.options[OPT_BROADCAST] = ip_bytes(str(net.broadcast_address))
+    # T1 = 0.5 and T2 = 0.875 of the lease: the RFC 2131 §4.4.5 defaults, said explicitly
+    raw = _LEASE_TIMES.pack(lease_time, lease_time // 2, lease_time * 7 // 8)
+    reply.options[OPT_LEASE_TIME] = raw[0:4]
+    reply.options[OPT_RENEWAL_T1] = raw[4:8]
+    reply.options[OPT_REBINDING_T2] = raw[8:12]
+    reply.options.update(network_options(subnet))
+    reply.options[OPT_BROADCAST] = subnet_static(subnet)[OPT_BROADCAST]
 
 
 def add_network_options(reply: Packet, subnet: Subnet) -> None:
-    reply.options[OPT_SUBNET_MASK] = ip_bytes(str(subnet.net.netmask))
-    if subnet.router:
-        reply.options[OPT_ROUTER] = ip_bytes(subnet.router)
-    if subnet.dns:
-        reply.options[OPT_DNS] = ip_list(subnet.dns)
-    if subnet.domain:
-        reply.options[OPT_DOMAIN] = subnet.domain.encode()
+    reply.options.update(network_options(subnet))
+
+
+_STATIC: dict[Subnet, dict[int, bytes]] = {}
+
+
+def subnet_static(subnet: Subnet) -> dict[int, bytes]:
+    """Option bytes that never change for a subnet, built once (this runs for every reply)."""
+    cached = _STATIC.get(subnet)
+    if cached is None:
+        net = subnet.net
+        cached = {OPT_SUBNET_MASK: ip_bytes(str(net.netmask))}
+        if subnet.router:
+            cached[OPT_ROUTER] = ip_bytes(subnet.router)
+        if subnet.dns:
+            cached[OPT_DNS] = ip_list(subnet.dns)
+        if subnet.domain:
+            cached[OPT_DOMAIN] = subnet.domain.encode()
+        cached[OPT_BROADCAST] = ip_bytes(str(net.broadcast_address))
+        _STATIC[subnet] = cached
+    return cached
+
+
+def network_options(subnet: Subnet) -> dict[int, bytes]:
+    static = subnet_static(subnet)
+    return {code: value for code, value in static.items() if code != OPT_BROADCAST}
 
 
 def asked_for(prl: bytes | None) -> frozenset[int]:

@@ -68,6 +68,27 @@ def _open_socket(ifname: str, port: int) -> socket.socket:
     return sock
 
 
+class DhcpStartError(OSError):
+    """A socket could not be opened; `str()` names the interface, the port and a likely fix."""
+
+    _HINTS = {
+        errno.ENODEV: "no such interface: check the name (ip -br link)",
+        errno.EADDRINUSE: "another DHCP server (dnsmasq, isc-dhcp-server, kea) holds the port on it",
+        errno.EACCES: "binding port 67 and SO_BINDTODEVICE need root or CAP_NET_BIND_SERVICE+CAP_NET_RAW",
+        errno.EPERM: "binding port 67 and SO_BINDTODEVICE need root or CAP_NET_BIND_SERVICE+CAP_NET_RAW",
+    }
+
+    def __init__(self, interface: str, port: int, cause: OSError) -> None:
+        hint = self._HINTS.get(cause.errno or 0, "")
+        super().__init__(cause.errno, f"cannot listen on {interface} UDP port {port}: {cause.strerror}"
+                         + (f" ({hint})" if hint else ""))  # fmt: skip
+        self.interface = interface
+        self.port = port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class _Neighbours:
     """Neighbour (ARP) entries so that a unicast reply reaches a client that has no address yet and
     so cannot answer ARP [RFC 2131 §4.1]. SIOCSARP is one synchronous ioctl: pyroute2's IPRoute
@@ -126,16 +147,16 @@ class DhcpServer:
         ports = [self.config.port]
         if self.config.mode is Mode.PROXY:
             ports.append(self.config.proxy_port)
-        try:
-            for ifname in self.config.interfaces:
-                self._addr[ifname] = interface_ipv4(ifname)
-                for port in ports:
+        for ifname in self.config.interfaces:
+            self._addr[ifname] = interface_ipv4(ifname)
+            for port in ports:
+                try:
                     sock = _open_socket(ifname, port)
-                    self._socks.append((sock, ifname, port))
-                    self._loop.add_reader(sock.fileno(), self._readable, sock, ifname, port)
-        except OSError:
-            self.close()
-            raise
+                except OSError as exc:
+                    self.close()
+                    raise DhcpStartError(ifname, port, exc) from exc
+                self._socks.append((sock, ifname, port))
+                self._loop.add_reader(sock.fileno(), self._readable, sock, ifname, port)
         log.info("dhcp %s on %s", self.config.mode.value, ", ".join(self.config.interfaces))
 
     def close(self) -> None:
