@@ -192,6 +192,8 @@ def test_rendered_content_and_files(http):
         and headers["content-type"].startswith("text/plain")
     )
     assert last_sent(http)["rendered"] is True and last_sent(http)["bytes"] == len(body)
+    status, headers, _ = curl("-I", f"{http.url}/boot.ipxe")  # HEAD of a rendered file: its length
+    assert status == 200 and headers["content-length"] == str(len(body))
     asked = [c for c in http.test_policy.asked if c.path == "/boot.ipxe"][-1]
     assert asked.protocol is Protocol.HTTP and asked.ip == "127.0.0.1"
     # ONIE's headers reach the policy; its answer picks a file or says "not here" (404).

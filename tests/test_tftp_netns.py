@@ -90,12 +90,13 @@ def add_loss(ns, dev: str) -> None:
     ns.run([nft, "-f", "-"], input=NFT_LOSS % dev)
 
 
-@pytest.fixture
-def lossy(netns_pair, tmp_path):
+@pytest.fixture(params=[True], ids=["loss"])
+def lossy(request, netns_pair, tmp_path):
     server_ns, client_ns = netns_pair
     veth(server_ns, "srv0", client_ns, "cli0", f"{SERVER_IP}/24", f"{CLIENT_IP}/24")
-    for ns, dev in ((server_ns, "srv0"), (client_ns, "cli0")):
-        add_loss(ns, dev)
+    if request.param:
+        for ns, dev in ((server_ns, "srv0"), (client_ns, "cli0")):
+            add_loss(ns, dev)
     root = tmp_path / "root"
     root.mkdir()
     data = os.urandom(400_000)
@@ -141,3 +142,33 @@ def test_tftpy_through_loss(lossy):
     sent = events.wait_for("tftp.sent", wait=60)
     assert sent, events.seen
     assert sent[0]["bytes"] == 100_000 and sent[0]["ip"] == CLIENT_IP
+
+
+@pytest.mark.parametrize("lossy", [False], ids=["clean"], indirect=True)
+def test_blocks_larger_than_the_mtu(lossy):
+    """blksize 4000 on a 1500-byte link: UDP GSO refuses segments above the MTU (EMSGSIZE), so the
+    transfer falls back to one send per block and the kernel fragments them."""
+    _, client_ns, events, data, tmp = lossy
+    atftp = require_tool("atftp")
+    out = tmp / "big-blocks.out"
+    r = client_ns.run(
+        [
+            atftp,
+            "--option",
+            "blksize 4000",
+            "--option",
+            "windowsize 4",
+            "-g",
+            "-r",
+            "boot.bin",
+            "-l",
+            str(out),
+        ]
+        + [SERVER_IP],
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert out.read_bytes() == data
+    sent = events.wait_for("tftp.sent")
+    assert sent and sent[0]["blksize"] == 4000 and sent[0]["windowsize"] == 4
