@@ -16,6 +16,7 @@ Pure: no sockets, no clock, no database. Everything it needs comes in at constru
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -108,8 +109,11 @@ class BootPolicy(Policy):
 
     # -- who is asking ---------------------------------------------------------------------------
     def server_for(self, client: Client) -> str:
-        """Our address on the client's network: by relay (giaddr) or client IP, else the only one."""
-        for hint in (client.relay, client.ip):
+        """Our address on the client's network: by relay (giaddr), client IP or the device's
+        reserved IP, else the first. (pxe.Client does not say which interface a broadcast came
+        in on, so an unknown, directly attached client on a second link gets the first address.)"""
+        device = self.device(client.mac)
+        for hint in (client.relay, client.ip, device.ip if device else None):
             if hint:
                 try:
                     addr = ipaddress.IPv4Address(hint)
@@ -183,7 +187,8 @@ class BootPolicy(Policy):
             return self._boot_file(parts[1], parts[2], parts[3])
         binary = self.files.by_name(rel)
         if binary is not None:
-            return RenderedFile(path=binary, content_type="application/efi")
+            ctype = "application/efi" if binary.suffix == ".efi" else "application/octet-stream"
+            return RenderedFile(path=binary, content_type=ctype)
         if self.onie is not None:
             return self.onie.render(client, path)
         return None
@@ -270,8 +275,6 @@ class BootPolicy(Policy):
 
 
 def _replace(d: BootDecision, **kw: object) -> BootDecision:
-    import dataclasses
-
     return dataclasses.replace(d, **kw)  # type: ignore[arg-type]
 
 

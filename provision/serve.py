@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib
 import ipaddress
 import logging
 import os
@@ -180,6 +181,7 @@ class Serve:
         self.store: Any = None
         self.macs = MacBook()
         self._closers: list[Callable[[], Any]] = []
+        self._recorders: list[Callable[[Event], None]] = []
         self.policy: BootPolicy | None = None
         self.ifaces: list[netinfo.InterfaceAddress] = []
 
@@ -196,6 +198,8 @@ class Serve:
         if self.store is not None:
             try:
                 self.store.add_event(event)
+                for record in self._recorders:
+                    record(event)
             except Exception:  # the store must not take a server down with it
                 log.exception("store: event %s for %s not recorded", event.kind, event.mac)
 
@@ -248,6 +252,13 @@ class Serve:
             raise ServeError(
                 str(exc), f"move {db} aside (it is not a provision state file) or pick another --state-dir"
             ) from None
+        self._recorders = []
+        if self.onie is not None:
+            # onie.discovered → the devices table's serial/platform (provision.onie_lab)
+            with contextlib.suppress(ImportError, AttributeError):
+                self._recorders.append(
+                    importlib.import_module("provision.onie_lab").identity_recorder(self.store)
+                )
         for lease in self.store.leases():
             self.macs.by_ip[lease.ip] = lease.mac
         for dev in self.cfg.inventory.devices:
@@ -338,8 +349,13 @@ class Serve:
                 self._closers.append(http.close)
             try:
                 dhcp = await start_dhcp(self.dhcp_config(), self.policy, self.store, self.sink)
-            except OSError as exc:
-                raise _port_error(exc, "udp", DHCP_PORT, None) from None
+            except OSError as exc:  # pxe.dhcp.DhcpStartError names interface and port
+                port = getattr(exc, "port", DHCP_PORT)
+                err = _port_error(exc, "udp", port, None)
+                where = getattr(exc, "interface", None)
+                raise ServeError(
+                    f"{err.message} (DHCP on {where})" if where else err.message, err.fix
+                ) from None
             self._closers.append(dhcp.close)
         except BaseException:
             await self.close()

@@ -74,8 +74,8 @@ def snapshot(store: Any, inventory: Inventory | None = None, now: float | None =
         }
         if stage_of is not None:
             try:
-                stage = stage_of(store.events(mac=mac))
-                row["stage"] = str(getattr(stage, "value", stage))
+                # OnieStage's str() is its label ("installer fetched"), made for this column.
+                row["stage"] = str(stage_of(store.events(mac=mac)))
             except Exception as exc:  # a stage function bug must not hide the table
                 row["stage"] = f"? ({exc})"
         rows.append(row)

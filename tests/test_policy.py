@@ -213,3 +213,9 @@ def test_mac_from_path():
 def test_grub_cfg_without_known_mac_redirects_by_grubs_own(make_policy):
     text = make_policy().render(Client(mac="", protocol=Protocol.TFTP), "/grub/grub.cfg").content.decode()
     assert "configfile $prefix/by-mac/$net_default_mac.cfg" in text
+
+
+def test_server_chosen_by_reserved_ip_on_a_second_link(make_policy):
+    policy = make_policy()
+    policy.servers.insert(0, ServerAddress(ipaddress.IPv4Network("198.19.0.0/24"), "198.19.0.1"))
+    assert policy.decide(dhcp(arch=16)).bootfile == f"http://{S}/ipxe.efi"  # srv1 is 198.18.10.11

@@ -37,9 +37,15 @@ def _onie_policy(cfg):  # noqa: ANN001, ANN202
 @click.option("--kernel", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="x86-64 kernel.")
 @click.option("--initrd", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="x86-64 initrd.")
 @click.option("--cmdline", default="", help="Kernel command line (both arches unless --cmdline-arm64).")
-@click.option("--kernel-arm64", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--initrd-arm64", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--cmdline-arm64", default=None)
+@click.option(
+    "--kernel-arm64",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="ARM64 kernel (Image); ARM64 UEFI machines then boot it through GRUB.",
+)
+@click.option(
+    "--initrd-arm64", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="ARM64 initrd."
+)
+@click.option("--cmdline-arm64", default=None, help="ARM64 command line (default: --cmdline).")
 @click.option("--proxy", is_flag=True, help="Quick mode: proxyDHCP (another server hands out addresses).")
 @click.option("--http-port", type=int, default=None, help="HTTP port (default 80, or lab.yml's).")
 @click.option(
@@ -74,7 +80,8 @@ def serve(
     What each machine gets (the one policy, provision/policy.py):
       BIOS PXE → undionly.kpxe · UEFI x64 PXE → ipxe.efi · UEFI HTTP boot → http://…/ipxe.efi
       iPXE → http://…/ipxe/<mac>.ipxe (kernel + initrd over HTTP)
-      ARM64 UEFI PXE → GRUB (grubaa64.efi) → grub/by-mac/<mac>.cfg · ARM64 HTTP boot → GRUB over HTTP
+      ARM64 UEFI PXE → GRUB (grubaa64.efi) → grub/grub.cfg rendered per device → Image + initrd
+      ARM64 UEFI HTTP boot → the same GRUB over HTTP · ONIE switches → lab.yml's `onie:` section
     Every DHCP/TFTP/HTTP step is recorded: see `provision status`. Stop with Ctrl-C (or SIGTERM).
     Exit codes: 2 bad lab.yml/arguments, 3 environment (not root, interface, port in use).
     """

@@ -118,7 +118,8 @@ class Guest:
 
 
 def x86_guest(kind: str, tap: str, mac: str, workdir: Path) -> Guest:
-    """kind: bios (SeaBIOS+iPXE ROM), uefi-ipxe (OVMF+iPXE EFI ROM), uefi-pxe (OVMF native PXE)."""
+    """kind: bios (SeaBIOS+iPXE ROM), uefi-ipxe (OVMF+iPXE EFI ROM), uefi-pxe (OVMF native PXE),
+    uefi-http (OVMF UEFI HTTP boot)."""
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-nographic", "-no-reboot", "-boot", "n"]
     argv += ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]
     if kind == "bios":
@@ -138,6 +139,8 @@ def x86_guest(kind: str, tap: str, mac: str, workdir: Path) -> Guest:
             argv += ["-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile="]
         # Pin IPv4 PXE: skip the PXEv6 attempt EDK2 would otherwise make too.
         argv += ["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"]
+        if kind == "uefi-http":  # no PXE at all: EDK2 moves on to HTTP boot (LAB.md)
+            argv += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no"]
     return Guest(f"x86-{kind}", argv)
 
 
