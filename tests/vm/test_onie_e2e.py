@@ -160,6 +160,8 @@ def install(guest: OnieGuest, lab: Lab, phases: Phases, name: str, url: str = ""
     phases.add(name, log)
     assert not log.timed_out, log.tail()
     assert "ONIE-GUEST-PHASE install-ok" in log.text, log.tail(80)
+    # The installer ran with ONIE-BOOT mounted, as under ONIE (whole-table re-reads fail then).
+    assert "ONIE-BOOT /dev/vda2 mounted on /mnt/onie-boot" in log.text
     url = url or f"http://{lab.net}.1/{INSTALLER_NAME}"
     assert f"ONIE: Executing installer: {url}\n" in log.text + "\n", log.tail(80)
     return log
