@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import onie_guest as og
+from tests.support import onie_guest_image as og
+from tests.support.onie_guest import onie_fingerprint
 from tests.support.tools import require_root, require_tool
 
 FUNCS = og.GUEST_FILES / "functions"
@@ -230,7 +231,7 @@ def test_base_disk_has_onies_partitions(firmware):
     if firmware is og.Firmware.UEFI:
         assert parts[1].type_guid == og.GUID_ESP and parts[1].size == 256 * og.MiB
         assert "Attribute flags: 0000000000000001" in attrs[1]
-        assert og.onie_fingerprint(disk, firmware).onie_loader_sha256
+        assert onie_fingerprint(disk, firmware).onie_loader_sha256
     else:
         assert parts[1].name == "GRUB-BOOT" and parts[1].type_guid == og.GUID_GRUB_BOOT
         assert parts[1].size == 2 * og.MiB

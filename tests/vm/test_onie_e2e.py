@@ -32,18 +32,20 @@ import pytest
 from tests.support.cli import REPO, run_cli
 from tests.support.netns import NetNS, namespaces, tap
 from tests.support.onie_guest import (
-    OVMF_CODE,
-    REFERENCE_INSTALLER,
-    REFERENCE_MARKER,
     BootLog,
-    Firmware,
     OnieGuest,
-    build_base_disk,
-    build_reference_nos,
     file_sha256,
     onie_fingerprint,
     read_grubenv,
     set_grubenv,
+)
+from tests.support.onie_guest_image import (
+    OVMF_CODE,
+    REFERENCE_INSTALLER,
+    REFERENCE_MARKER,
+    Firmware,
+    build_base_disk,
+    build_reference_nos,
 )
 from tests.support.serving import ServeProc, serving
 from tests.support.tools import require_root, require_tool
