@@ -53,6 +53,10 @@ http {{
 
 def serve(root: str, port: int) -> None:
     """Child mode: pxe.http with an event sink that only counts."""
+    # Run as a script, bench/ is first on sys.path and this file, http.py, would shadow the
+    # standard library's `http` package that aiohttp imports.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     sys.path.insert(0, str(REPO))
     from pxe.http import HttpConfig, start_http
 

@@ -449,3 +449,43 @@ def test_bound_address_only(tmp_path):
     finally:
         loop.call(srv.close)
         loop.stop()
+
+
+def test_fuzzed_packets_to_a_live_server(server, caplog):
+    """Hypothesis-made datagrams (random, and request-shaped with random options) to port 69;
+    the server answers or ignores each and still serves afterwards."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    names = st.sampled_from(["small.bin", "../x", "leak", "sub", "", "nope"]) | st.text(max_size=30)
+    option = st.tuples(
+        st.sampled_from(["blksize", "tsize", "windowsize", "timeout", "BLKSIZE", "x"]), st.text(max_size=12)
+    )
+    requests = st.builds(
+        lambda op, name, mode, opts: (
+            op
+            + b"\0".join(s.encode("utf-8", "replace") for s in [name, mode, *[v for kv in opts for v in kv]])
+            + b"\0"
+        ),
+        st.sampled_from([b"\x00\x01", b"\x00\x02"]),
+        names,
+        st.sampled_from(["octet", "netascii", "mail", "bogus"]),
+        st.lists(option, max_size=6),
+    )
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.binary(max_size=700) | requests)
+    def send(data):
+        sock.sendto(data, ("127.0.0.1", server.port))
+
+    try:
+        send()
+    finally:
+        sock.close()
+    out = server.out / "after-fuzz"
+    fetch_atftp(server.port, "small.bin", out)
+    assert out.read_bytes() == server.tree.files["small.bin"]
+    # Every datagram was handled on purpose: none reached the last-resort exception handler.
+    assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name.startswith("pxe.tftp")]
