@@ -114,14 +114,15 @@ class HttpServer:
         self.app.router.add_get("/{tail:.*}", self._file)
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         self.url = ""
+        self.port = config.port
 
     async def start(self) -> None:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.bind_addr, self.config.port, reuse_address=True)
         await site.start()
-        server = site._server  # the bound socket, to learn the port when 0 was asked
-        port = server.sockets[0].getsockname()[1] if server and server.sockets else self.config.port
-        self.url = f"http://{self.config.bind_addr}:{port}"
+        # The bound address, to learn the port when 0 was asked.
+        self.port = self.runner.addresses[0][1] if self.runner.addresses else self.config.port
+        self.url = f"http://{self.config.bind_addr}:{self.port}"
 
     async def close(self) -> None:
         await self.runner.cleanup()
