@@ -489,3 +489,25 @@ def test_fuzzed_packets_to_a_live_server(server, caplog):
     assert out.read_bytes() == server.tree.files["small.bin"]
     # Every datagram was handled on purpose: none reached the last-resort exception handler.
     assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name.startswith("pxe.tftp")]
+
+
+def test_final_ack_lost_is_reported_unconfirmed(server):
+    """A client that ACKed the OACK, got the last block and left (its final ACK lost): the server
+    reports the file sent but unconfirmed. One that never ACKed anything: a timeout error."""
+    r = Raw(server.port)
+    r.rrq("one.bin", blksize=512)
+    _, tid, _ = r.recv()
+    r.send(P.build_ack(0), tid)
+    data, _, _ = r.recv()
+    assert data == P.Data(1, b"x")
+    r.close()  # gone without the final ACK: the retransmission meets a closed port
+    sent = settle(server.seen, "tftp.sent")
+    assert sent and sent[-1].detail["confirmed"] is False and sent[-1].detail["path"] == "one.bin"
+    r = Raw(server.port)
+    r.rrq("sub/dir/grub.cfg")
+    assert isinstance(r.recv()[0], P.Data)
+    r.close()
+    errors = settle(server.seen, "tftp.error")
+    assert errors and errors[-1].detail["path"] == "sub/dir/grub.cfg"
+    assert errors[-1].detail["outcome"] in ("timeout", "peer-gone")
+    assert len(kinds(server.seen, "tftp.sent")) == 1

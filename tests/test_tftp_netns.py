@@ -64,8 +64,10 @@ class EventReader:
                 self.queue.put(json.loads(line))
 
     def wait_for(self, kind: str, wait: float = 120) -> list[dict]:
+        """Events of `kind`, waiting until one of them (or a tftp.error) has come."""
         deadline = time.monotonic() + wait
-        while not any(e["kind"] == kind for e in self.seen) and time.monotonic() < deadline:
+        done = (kind, "tftp.error")
+        while not any(e["kind"] in done for e in self.seen) and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
                 self.seen.append(self.queue.get(timeout=0.2))
         return [e for e in self.seen if e["kind"] == kind]

@@ -15,8 +15,8 @@
   mac=resolve_mac(ip) or ""), name)` is asked: RenderedFile content -> those bytes, path -> that
   file, not_found() -> error 1, None -> the file under `root` (confined by `pxe.files.resolve`).
 - Events: tftp.request (path, port, op, mode, options), tftp.sent (path, bytes, seconds,
-  blksize, windowsize, retransmits, confirmed: False when every
-  block but the last was ACKed and the final ACK never came), tftp.error (path, code, message, by=client|server,
+  blksize, windowsize, retransmits, confirmed: False when the last
+  block was sent but its ACK never came: the client went silent or closed its port), tftp.error (path, code, message, by=client|server,
   outcome, size_probe: True for EDK2's "ask tsize, then ERROR 8" probe).
 """
 

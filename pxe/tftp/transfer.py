@@ -131,7 +131,7 @@ class State(enum.Enum):
 
 class Outcome(enum.Enum):
     COMPLETE = "complete"
-    UNCONFIRMED = "unconfirmed"  # all sent, all but the final ACK seen
+    UNCONFIRMED = "unconfirmed"  # all sent, then silence or the client's port closed
     CLIENT_ERROR = "client-error"  # the client sent ERROR (EDK2's tsize probe ends this way)
     TIMEOUT = "timeout"
     PEER_GONE = "peer-gone"  # ICMP port unreachable
@@ -198,6 +198,16 @@ class ReadTransfer:
     def _finish(self, outcome: Outcome, code: int | None = None, message: str = "") -> None:
         if self.state is State.DONE:
             return
+        if (
+            outcome in (Outcome.TIMEOUT, Outcome.PEER_GONE)
+            and self.state is State.SENDING
+            and self.sent_upto >= self.last_block
+            and (self.base > 1 or bool(self.opts.oack))  # and it has ACKed something
+        ):
+            # The last block went out and then the client fell silent or closed its port: most
+            # likely it has the file and its final ACK was lost. Clients need not dally after
+            # that ACK [RFC 1350 §6] and atftp and tftpy do not, so this is common on lossy links.
+            outcome = Outcome.UNCONFIRMED
         acked = min(self.source.size, max(0, (self.base - 1) * self.blksize))
         if outcome in (Outcome.COMPLETE, Outcome.UNCONFIRMED):
             acked = self.source.size
@@ -355,12 +365,6 @@ class ReadTransfer:
             self._timer = self.loop.call_later(due - now, self._on_timer)
             return
         if self.retries >= self.limits.retries:
-            if self.state is State.SENDING and self.base == self.last_block:
-                # Everything before the last block is acknowledged: the client has the file unless
-                # the last block itself kept getting lost. Clients that do not dally after their
-                # final ACK (tftpy) leave us here when that one ACK is lost [RFC 1350 §6].
-                self._finish(Outcome.UNCONFIRMED)
-                return
             self._finish(Outcome.TIMEOUT, None, f"no ACK after {self.retries} retransmissions")
             return
         self.retries += 1
