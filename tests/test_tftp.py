@@ -511,3 +511,18 @@ def test_final_ack_lost_is_reported_unconfirmed(server):
     assert errors and errors[-1].detail["path"] == "sub/dir/grub.cfg"
     assert errors[-1].detail["outcome"] in ("timeout", "peer-gone")
     assert len(kinds(server.seen, "tftp.sent")) == 1
+
+
+def test_repeated_rrq_gets_the_first_packet_again_from_the_same_transfer(server, raw):
+    """A client whose OACK was lost repeats its RRQ: the same transfer answers it again (a new
+    transfer from a new port would draw an ERROR 5), and the server's own timer does not resend
+    the OACK at its first expiry (atftp and tftpy abort on an OACK after their ACK 0)."""
+    raw.rrq("small.bin", blksize=1468)
+    first, tid, _ = raw.recv()
+    raw.rrq("small.bin", blksize=1468)
+    again, tid2, _ = raw.recv()
+    assert first == again == {"blksize": "1468"} and tid2 == tid
+    assert raw.quiet(0.7)  # fixture timeout 0.5 s: the first expiry passes silently
+    raw.send(P.build_ack(0), tid)
+    data, _, _ = raw.recv()
+    assert isinstance(data, P.Data) and data.block == 1 and len(data.payload) == 1468

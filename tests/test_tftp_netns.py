@@ -34,7 +34,7 @@ from pxe.tftp import Limits, TftpConfig, start_tftp
 
 async def main():
     config = TftpConfig(root=Path(sys.argv[2]), bind_addr=sys.argv[3], port=69, interface=sys.argv[4],
-                        limits=Limits(timeout=0.3, retries=10))
+                        limits=Limits(timeout=0.5, retries=10))
     emit = lambda e: print(json.dumps({"kind": e.kind, "ip": e.ip, **e.detail}), flush=True)
     server = await start_tftp(config, None, emit)
     print(json.dumps({"kind": "ready", "port": server.port}), flush=True)

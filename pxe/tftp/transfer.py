@@ -192,6 +192,20 @@ class ReadTransfer:
             self._send_window()
         self._timer = self.loop.call_later(self.timeout, self._on_timer)
 
+    @property
+    def at_first_packet(self) -> bool:
+        """Nothing acknowledged yet: a repeated RRQ from the client's port belongs to us."""
+        return self.state is State.WAIT_OACK_ACK or (self.base == 1 and self.sent_upto <= 1)
+
+    def resend_first(self) -> None:
+        """The client repeated its RRQ: our OACK (or DATA 1) was lost. Answer it now."""
+        if self.state is State.WAIT_OACK_ACK:
+            self.retransmits += 1
+            self._send(self._oack)
+        elif self.state is State.SENDING:
+            self.retransmits += 1
+            self._send_window()
+
     def cancel(self) -> None:
         self._finish(Outcome.CANCELLED)
 
@@ -368,13 +382,19 @@ class ReadTransfer:
             self._finish(Outcome.TIMEOUT, None, f"no ACK after {self.retries} retransmissions")
             return
         self.retries += 1
-        self.retransmits += 1
         # Back off (x2 per retry, capped at 4x) so a slow client is not flooded with repeats.
         self.timeout = min(self.timeout * 2, self.opts.timeout * 4)
         self.last_progress = now
         if self.state is State.WAIT_OACK_ACK:
-            self._send(self._oack)
+            # The client drives recovery here: it repeats its RRQ if our OACK was lost (answered
+            # by `resend_first`) and its ACK 0 if that was lost. A second OACK reaching a client
+            # that already sent ACK 0 makes atftp ("unexpected OACK") and tftpy abort, seen on a
+            # 10%-loss link; so the first expiry only waits, and later ones are the safety net.
+            if self.retries > 1:
+                self.retransmits += 1
+                self._send(self._oack)
         else:
+            self.retransmits += 1
             self._send_window()
         if self.state is not State.DONE:
             self._timer = self.loop.call_later(self.timeout, self._on_timer)
