@@ -41,6 +41,8 @@ UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 
+OACK_QUIET_EXPIRIES = 2  # timer expiries in WAIT_OACK_ACK that do not resend (see _on_timer)
+
 READ_CHUNK = 256 * 1024  # file bytes read per pread: one syscall per ~180 blocks at 1468
 
 
@@ -199,6 +201,7 @@ class ReadTransfer:
 
     def resend_first(self) -> None:
         """The client repeated its RRQ: our OACK (or DATA 1) was lost. Answer it now."""
+        self._progress()  # the client is alive: restart the quiet period
         if self.state is State.WAIT_OACK_ACK:
             self.retransmits += 1
             self._send(self._oack)
@@ -389,8 +392,10 @@ class ReadTransfer:
             # The client drives recovery here: it repeats its RRQ if our OACK was lost (answered
             # by `resend_first`) and its ACK 0 if that was lost. A second OACK reaching a client
             # that already sent ACK 0 makes atftp ("unexpected OACK") and tftpy abort, seen on a
-            # 10%-loss link; so the first expiry only waits, and later ones are the safety net.
-            if self.retries > 1:
+            # 10%-loss link; so our timer resends only after the client has been silent through
+            # OACK_QUIET_EXPIRIES expiries (1+2+4 s at the default timeout: past the usual 1-5 s
+            # client timeouts), as a last resort.
+            if self.retries > OACK_QUIET_EXPIRIES:
                 self.retransmits += 1
                 self._send(self._oack)
         else:
