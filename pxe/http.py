@@ -20,8 +20,10 @@ API:
   The ONIE installer's progress callback (GET because busybox wget may lack --post-data; POST
   with a JSON object of the same fields also accepted) -> Event("installer.report", mac, ip=peer,
   detail={fields given}) and 200 {"ok": true}.
-Events: http.sent (path, bytes, status, seconds, range, method, rendered) after each file response,
-installer.report.
+Events: http.sent (path, bytes, status, seconds, range, method, rendered, aborted) when each file
+response has been sent (404/403 too), installer.report. The policy sees the URL path with its
+leading '/' ("/boot.ipxe"); Client.mac comes from `resolve_mac(ip)` if given, else the
+ONIE-ETH-ADDR header, else "".
 """
 
 from __future__ import annotations
