@@ -20,8 +20,10 @@ API:
   The ONIE installer's progress callback (GET because busybox wget may lack --post-data; POST
   with a JSON object of the same fields also accepted) -> Event("installer.report", mac, ip=peer,
   detail={fields given}) and 200 {"ok": true}.
-Events: http.sent (path, bytes, status, seconds, range, method, rendered) after each file response,
-installer.report.
+Events: http.sent (path, bytes, status, seconds, range, method, rendered, aborted) when each file
+response has been sent (404/403 too), installer.report. The policy sees the URL path with its
+leading '/' ("/boot.ipxe"); Client.mac comes from `resolve_mac(ip)` if given, else the
+ONIE-ETH-ADDR header, else "".
 """
 
 from __future__ import annotations
@@ -114,14 +116,15 @@ class HttpServer:
         self.app.router.add_get("/{tail:.*}", self._file)
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         self.url = ""
+        self.port = config.port
 
     async def start(self) -> None:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.bind_addr, self.config.port, reuse_address=True)
         await site.start()
-        server = site._server  # the bound socket, to learn the port when 0 was asked
-        port = server.sockets[0].getsockname()[1] if server and server.sockets else self.config.port
-        self.url = f"http://{self.config.bind_addr}:{port}"
+        # The bound address, to learn the port when 0 was asked.
+        self.port = self.runner.addresses[0][1] if self.runner.addresses else self.config.port
+        self.url = f"http://{self.config.bind_addr}:{self.port}"
 
     async def close(self) -> None:
         await self.runner.cleanup()

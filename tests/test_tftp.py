@@ -489,3 +489,40 @@ def test_fuzzed_packets_to_a_live_server(server, caplog):
     assert out.read_bytes() == server.tree.files["small.bin"]
     # Every datagram was handled on purpose: none reached the last-resort exception handler.
     assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name.startswith("pxe.tftp")]
+
+
+def test_final_ack_lost_is_reported_unconfirmed(server):
+    """A client that ACKed the OACK, got the last block and left (its final ACK lost): the server
+    reports the file sent but unconfirmed. One that never ACKed anything: a timeout error."""
+    r = Raw(server.port)
+    r.rrq("one.bin", blksize=512)
+    _, tid, _ = r.recv()
+    r.send(P.build_ack(0), tid)
+    data, _, _ = r.recv()
+    assert data == P.Data(1, b"x")
+    r.close()  # gone without the final ACK: the retransmission meets a closed port
+    sent = settle(server.seen, "tftp.sent")
+    assert sent and sent[-1].detail["confirmed"] is False and sent[-1].detail["path"] == "one.bin"
+    r = Raw(server.port)
+    r.rrq("sub/dir/grub.cfg")
+    assert isinstance(r.recv()[0], P.Data)
+    r.close()
+    errors = settle(server.seen, "tftp.error")
+    assert errors and errors[-1].detail["path"] == "sub/dir/grub.cfg"
+    assert errors[-1].detail["outcome"] in ("timeout", "peer-gone")
+    assert len(kinds(server.seen, "tftp.sent")) == 1
+
+
+def test_repeated_rrq_gets_the_first_packet_again_from_the_same_transfer(server, raw):
+    """A client whose OACK was lost repeats its RRQ: the same transfer answers it again (a new
+    transfer from a new port would draw an ERROR 5), and the server's own timer does not resend
+    the OACK at its first expiry (atftp and tftpy abort on an OACK after their ACK 0)."""
+    raw.rrq("small.bin", blksize=1468)
+    first, tid, _ = raw.recv()
+    raw.rrq("small.bin", blksize=1468)
+    again, tid2, _ = raw.recv()
+    assert first == again == {"blksize": "1468"} and tid2 == tid
+    assert raw.quiet(0.7)  # fixture timeout 0.5 s: the first expiry passes silently
+    raw.send(P.build_ack(0), tid)
+    data, _, _ = raw.recv()
+    assert isinstance(data, P.Data) and data.block == 1 and len(data.payload) == 1468

@@ -34,7 +34,7 @@ from pxe.tftp import Limits, TftpConfig, start_tftp
 
 async def main():
     config = TftpConfig(root=Path(sys.argv[2]), bind_addr=sys.argv[3], port=69, interface=sys.argv[4],
-                        limits=Limits(timeout=0.3, retries=10))
+                        limits=Limits(timeout=0.5, retries=10))
     emit = lambda e: print(json.dumps({"kind": e.kind, "ip": e.ip, **e.detail}), flush=True)
     server = await start_tftp(config, None, emit)
     print(json.dumps({"kind": "ready", "port": server.port}), flush=True)
@@ -64,8 +64,10 @@ class EventReader:
                 self.queue.put(json.loads(line))
 
     def wait_for(self, kind: str, wait: float = 120) -> list[dict]:
+        """Events of `kind`, waiting until one of them (or a tftp.error) has come."""
         deadline = time.monotonic() + wait
-        while not any(e["kind"] == kind for e in self.seen) and time.monotonic() < deadline:
+        done = (kind, "tftp.error")
+        while not any(e["kind"] in done for e in self.seen) and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
                 self.seen.append(self.queue.get(timeout=0.2))
         return [e for e in self.seen if e["kind"] == kind]

@@ -14,10 +14,15 @@
 - Before the file tree, `policy.render(Client(protocol=TFTP, ip=requester, path=name,
   mac=resolve_mac(ip) or ""), name)` is asked: RenderedFile content -> those bytes, path -> that
   file, not_found() -> error 1, None -> the file under `root` (confined by `pxe.files.resolve`).
-- Events: tftp.request (path, port, op, mode, options), tftp.sent (path, bytes, seconds,
-  blksize, windowsize, retransmits, confirmed: False when every
-  block but the last was ACKed and the final ACK never came), tftp.error (path, code, message, by=client|server,
-  outcome, size_probe: True for EDK2's "ask tsize, then ERROR 8" probe).
+- Events: tftp.request (path, port, op, mode, options); tftp.sent (path, bytes, seconds,
+  blksize, windowsize, retransmits, confirmed: False when the last block went out but its ACK
+  never came and the client fell silent or closed its port: atftp and tftpy do not dally);
+  tftp.error (path, code, message, by=client|server, outcome, size_probe: True for EDK2's
+  "ask tsize, then ERROR 8" probe).
+- `path` is the name exactly as the client sent it (usually no leading '/'); `resolve_mac(ip)`
+  (optional, e.g. a DHCP lease lookup) fills Client.mac, else it is "".
+- Windows of more than one block go out with UDP GSO (one sendmsg per window) where the kernel
+  allows; per packet otherwise.
 """
 
 from pxe.tftp.server import TFTP_PORT, TftpConfig, TftpServer, start_tftp

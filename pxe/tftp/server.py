@@ -161,12 +161,12 @@ class TftpServer:
         existing = self.transfers.get(peer)
         if (
             existing is not None
-            and existing.sent_upto <= 1
-            and existing.base == 1
+            and existing.at_first_packet
             and self._meta.get(existing, ("", ""))[1] == packet.filename
         ):
-            # The client repeated its RRQ before our first packet reached it: our timer resends;
-            # a second transfer from another port would only earn an ERROR 5 from the client.
+            # The client repeated its RRQ: our first packet was lost (or is slow). Resend it from
+            # the same transfer; a second transfer from another port would only earn an ERROR 5.
+            existing.resend_first()
             return
         if len(self.transfers) >= self.config.max_transfers:
             self._error(peer, P.ErrorCode.NOT_DEFINED, "server busy", packet.filename, mac)

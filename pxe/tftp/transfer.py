@@ -41,6 +41,8 @@ UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 
+OACK_QUIET_EXPIRIES = 2  # timer expiries in WAIT_OACK_ACK that do not resend (see _on_timer)
+
 READ_CHUNK = 256 * 1024  # file bytes read per pread: one syscall per ~180 blocks at 1468
 
 
@@ -131,7 +133,7 @@ class State(enum.Enum):
 
 class Outcome(enum.Enum):
     COMPLETE = "complete"
-    UNCONFIRMED = "unconfirmed"  # all sent, all but the final ACK seen
+    UNCONFIRMED = "unconfirmed"  # all sent, then silence or the client's port closed
     CLIENT_ERROR = "client-error"  # the client sent ERROR (EDK2's tsize probe ends this way)
     TIMEOUT = "timeout"
     PEER_GONE = "peer-gone"  # ICMP port unreachable
@@ -192,12 +194,37 @@ class ReadTransfer:
             self._send_window()
         self._timer = self.loop.call_later(self.timeout, self._on_timer)
 
+    @property
+    def at_first_packet(self) -> bool:
+        """Nothing acknowledged yet: a repeated RRQ from the client's port belongs to us."""
+        return self.state is State.WAIT_OACK_ACK or (self.base == 1 and self.sent_upto <= 1)
+
+    def resend_first(self) -> None:
+        """The client repeated its RRQ: our OACK (or DATA 1) was lost. Answer it now."""
+        self._progress()  # the client is alive: restart the quiet period
+        if self.state is State.WAIT_OACK_ACK:
+            self.retransmits += 1
+            self._send(self._oack)
+        elif self.state is State.SENDING:
+            self.retransmits += 1
+            self._send_window()
+
     def cancel(self) -> None:
         self._finish(Outcome.CANCELLED)
 
     def _finish(self, outcome: Outcome, code: int | None = None, message: str = "") -> None:
         if self.state is State.DONE:
             return
+        if (
+            outcome in (Outcome.TIMEOUT, Outcome.PEER_GONE)
+            and self.state is State.SENDING
+            and self.sent_upto >= self.last_block
+            and (self.base > 1 or bool(self.opts.oack))  # and it has ACKed something
+        ):
+            # The last block went out and then the client fell silent or closed its port: most
+            # likely it has the file and its final ACK was lost. Clients need not dally after
+            # that ACK [RFC 1350 §6] and atftp and tftpy do not, so this is common on lossy links.
+            outcome = Outcome.UNCONFIRMED
         acked = min(self.source.size, max(0, (self.base - 1) * self.blksize))
         if outcome in (Outcome.COMPLETE, Outcome.UNCONFIRMED):
             acked = self.source.size
@@ -355,22 +382,24 @@ class ReadTransfer:
             self._timer = self.loop.call_later(due - now, self._on_timer)
             return
         if self.retries >= self.limits.retries:
-            if self.state is State.SENDING and self.base == self.last_block:
-                # Everything before the last block is acknowledged: the client has the file unless
-                # the last block itself kept getting lost. Clients that do not dally after their
-                # final ACK (tftpy) leave us here when that one ACK is lost [RFC 1350 §6].
-                self._finish(Outcome.UNCONFIRMED)
-                return
             self._finish(Outcome.TIMEOUT, None, f"no ACK after {self.retries} retransmissions")
             return
         self.retries += 1
-        self.retransmits += 1
         # Back off (x2 per retry, capped at 4x) so a slow client is not flooded with repeats.
         self.timeout = min(self.timeout * 2, self.opts.timeout * 4)
         self.last_progress = now
         if self.state is State.WAIT_OACK_ACK:
-            self._send(self._oack)
+            # The client drives recovery here: it repeats its RRQ if our OACK was lost (answered
+            # by `resend_first`) and its ACK 0 if that was lost. A second OACK reaching a client
+            # that already sent ACK 0 makes atftp ("unexpected OACK") and tftpy abort, seen on a
+            # 10%-loss link; so our timer resends only after the client has been silent through
+            # OACK_QUIET_EXPIRIES expiries (1+2+4 s at the default timeout: past the usual 1-5 s
+            # client timeouts), as a last resort.
+            if self.retries > OACK_QUIET_EXPIRIES:
+                self.retransmits += 1
+                self._send(self._oack)
         else:
+            self.retransmits += 1
             self._send_window()
         if self.state is not State.DONE:
             self._timer = self.loop.call_later(self.timeout, self._on_timer)
