@@ -212,11 +212,12 @@ def test_initramfs_tools_run_in_a_chroot(tmp_path):
 
 
 @pytest.mark.root
+@pytest.mark.vm  # an uncached base disk takes one QEMU boot to lay ONIE's bootloader on it
 @pytest.mark.parametrize("firmware", list(og.Firmware), ids=lambda f: f.value)
 def test_base_disk_has_onies_partitions(firmware):
     """ONIE.md's x86 table: types, names, attributes; ONIE-BOOT is ext4 labelled ONIE-BOOT."""
     require_root()
-    for tool in ("sgdisk", "mke2fs", "mkfs.vfat", "mcopy", "grub-mkimage", "blkid"):
+    for tool in ("qemu-system-x86_64", "sgdisk", "mke2fs", "mkfs.vfat", "mcopy", "grub-mkimage", "blkid"):
         require_tool(tool)
     disk = og.build_base_disk(firmware)
     parts = {p.number: p for p in og.gpt_partitions(disk)}

@@ -12,7 +12,9 @@ NOS must never touch, and edits a NOS's grubenv as `grub-reboot` would.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -76,6 +78,19 @@ def onie_fingerprint(disk: Path, firmware: Firmware) -> OnieFingerprint:
         ).stdout
         loader = hashlib.sha256(data).hexdigest()
     return OnieFingerprint(h.hexdigest(), entries, loader)
+
+
+def esp_listing(disk: Path, folder: str) -> list[str]:
+    """File names in `folder` of the ESP (partition 1 on the UEFI layout), read with mtools."""
+    esp = next(p for p in gpt_partitions(disk) if p.number == 1)
+    out = subprocess.run(
+        ["mdir", "-b", "-i", f"{disk}@@{esp.start}", f"::{folder}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    ).stdout
+    return [line.rstrip("/").rsplit("/", 1)[-1] for line in out.split()]  # folders end in /
 
 
 def file_sha256(path: Path) -> str:
@@ -213,6 +228,11 @@ def run_console(
     thread.start()
     if not done.wait(timeout):
         log.timed_out = True
+    elif log.stopped_on is None:
+        # The console closed: QEMU is exiting by itself (guest poweroff or -no-reboot). Let it,
+        # so that its exit status is its own and not our SIGTERM's.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)
     ns.stop(proc)
     thread.join(5)
     log.returncode = proc.returncode

@@ -34,6 +34,7 @@ from tests.support.netns import NetNS, namespaces, tap
 from tests.support.onie_guest import (
     BootLog,
     OnieGuest,
+    esp_listing,
     file_sha256,
     onie_fingerprint,
     read_grubenv,
@@ -162,6 +163,13 @@ def install(guest: OnieGuest, lab: Lab, phases: Phases, name: str, url: str = ""
     phases.add(name, log)
     assert not log.timed_out, log.tail()
     assert "ONIE-GUEST-PHASE install-ok" in log.text, log.tail(80)
+    # ONIE rebooted after the install and QEMU (-no-reboot) exited by itself, cleanly.
+    assert log.returncode == 0, log.tail(80)
+    # The guest's kernel mounts vfat and has efivars: the installer must take the real
+    # grub-install path (--target=x86_64-efi into the mounted ESP, or i386-pc into the MBR), not
+    # the grub-mkimage + mtools fallback kept for containers that cannot mount vfat.
+    assert f"installing GRUB ({guest.firmware.value})" in log.text, log.tail(80)
+    assert "grub-mkimage + mtools" not in log.text, log.tail(80)
     # The installer ran with ONIE-BOOT mounted, as under ONIE (whole-table re-reads fail then).
     assert "ONIE-BOOT /dev/vda2 mounted on /mnt/onie-boot" in log.text
     url = url or f"http://{lab.net}.1/{INSTALLER_NAME}"
@@ -218,6 +226,10 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
         assert lab.device(guest.mac)["stage"] == "installed"
 
         assert nvram(first)[0] == "demo" and "ONIE: Open Network Install Environment" in nvram(first)
+        # grub-install --bootloader-id=demo wrote the NOS's loader beside ONIE's, plus the
+        # fallback loader (the ESP had none).
+        assert "grubx64.efi" in [n.lower() for n in esp_listing(guest.disk, "/EFI/demo")]
+        assert "bootx64.efi" in [n.lower() for n in esp_listing(guest.disk, "/EFI/BOOT")]
 
         # Idempotent: a second install over the first, then the NOS boots again.
         second = install(guest, lab, phases, "install 2 (over install 1)")
