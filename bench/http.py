@@ -10,11 +10,9 @@ pxe.http (one process, one event loop). Prints aggregate MiB/s and the ratio; ta
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -22,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import random_file, serve_counting, stop_groups
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,17 +60,9 @@ def serve(root: str, port: int) -> None:
     sys.path.insert(0, str(REPO))
     from pxe.http import HttpConfig, start_http
 
-    counts: dict[str, int] = {}
-
-    def sink(event) -> None:
-        counts[event.kind] = counts.get(event.kind, 0) + 1
-
-    async def main() -> None:
-        await start_http(HttpConfig(root=Path(root), bind_addr="127.0.0.1", port=port), None, sink)
-        print("ready", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_counting(
+        lambda sink: start_http(HttpConfig(root=Path(root), bind_addr="127.0.0.1", port=port), None, sink)
+    )
 
 
 def free_port() -> int:
@@ -124,10 +116,7 @@ def main() -> None:
     try:
         root = tmp / "root"
         root.mkdir()
-        with open(root / "big.bin", "wb") as f:
-            for _ in range(args.size_mb):
-                f.write(os.urandom(1 << 20))
-        size = (root / "big.bin").stat().st_size
+        size = random_file(root / "big.bin", args.size_mb)
         nginx_port, our_port = free_port(), free_port()
         conf = tmp / "nginx.conf"
         conf.write_text(NGINX_CONF.format(workers=args.nginx_workers, tmp=tmp, port=nginx_port, root=root))
@@ -156,11 +145,7 @@ def main() -> None:
         )
         print(f"  ratio pxe.http / nginx: {o / n:.2f}x")
     finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(5)
+        stop_groups(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

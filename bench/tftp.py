@@ -13,17 +13,16 @@ Prints MiB/s per server and the ratios; targets: >= dnsmasq at windowsize 1, 3x 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import random_file, serve_counting, stop_groups
 
 REPO = Path(__file__).resolve().parents[1]
 NS = f"pvbt{os.getpid()}"
@@ -35,17 +34,9 @@ def serve(root: str, port: int) -> None:
     sys.path.insert(0, str(REPO))
     from pxe.tftp import TftpConfig, start_tftp
 
-    counts: dict[str, int] = {}
-
-    def sink(event) -> None:
-        counts[event.kind] = counts.get(event.kind, 0) + 1
-
-    async def main() -> None:
-        await start_tftp(TftpConfig(root=Path(root), bind_addr="127.0.0.1", port=port), None, sink)
-        print("ready", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_counting(
+        lambda sink: start_tftp(TftpConfig(root=Path(root), bind_addr="127.0.0.1", port=port), None, sink)
+    )
 
 
 def ns(argv: list[str]) -> list[str]:
@@ -157,12 +148,8 @@ def main() -> None:
         subprocess.run(["ip", "-n", NS, "addr", "add", "198.18.99.1/30", "dev", "pvb0"], check=True)
         subprocess.run(["ip", "-n", NS, "link", "set", "pvb0", "up"], check=True)
         big, small = tmp / "big.bin", tmp / "small.bin"
-        with open(big, "wb") as f:
-            for _ in range(args.size_mb):
-                f.write(os.urandom(1 << 20))
-        small.write_bytes(os.urandom(args.small_mb << 20))
+        size, small_size = random_file(big, args.size_mb), random_file(small, args.small_mb)
         start_servers(tmp, procs)
-        size, small_size = big.stat().st_size, small.stat().st_size
         results: dict[str, dict[str, float]] = {name: {} for name in PORTS}
         scenarios = [
             (
@@ -202,11 +189,7 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(5)
+        stop_groups(procs)
         subprocess.run(["ip", "netns", "del", NS], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
