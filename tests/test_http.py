@@ -3,7 +3,6 @@ the JSON API (installer report, events, status). The server runs on 127.0.0.1 at
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -15,22 +14,8 @@ import pytest
 
 from pxe.client import Client, Event, Protocol, RenderedFile
 from pxe.http import HttpConfig, start_http
+from tests.support.loop import LoopThread
 from tests.support.tools import require_tool
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 10):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 class TestPolicy:

@@ -7,13 +7,11 @@ it emits can be checked directly.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -22,32 +20,10 @@ import pytest
 from pxe.client import Client, Event, Protocol, RenderedFile
 from pxe.tftp import Limits, TftpConfig, start_tftp
 from pxe.tftp import packets as P
+from tests.support.loop import LoopThread
 from tests.support.tools import require_tool
 
 LCM = 187904  # lcm(512, 1468): a size that is an exact multiple of both block sizes
-
-
-class LoopThread:
-    """An asyncio loop in a thread, so blocking client subprocesses can run in the test."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 10):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn, *args):
-        async def _call():
-            return fn(*args)
-
-        return self.run(_call())
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 class Tree:
