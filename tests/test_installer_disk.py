@@ -15,7 +15,7 @@ import pytest
 
 from onie.installer import build
 from onie.layout import GUID_BIOS_BOOT, GUID_ESP, GUID_LINUX_FS, GUID_ONIE_BOOT
-from provision.switchspec import load_switch_spec
+from provision.switchspec import SwitchSpec, load_switch_spec
 from tests.installer_fixtures import KVM, report_recorder, templates, write_spec
 from tests.support.disk import LoopDisk, fake_onie_root, onie_disk, run
 from tests.support.tools import require_root, require_tool
@@ -44,11 +44,21 @@ def _tools() -> None:
         require_tool(tool)
 
 
-def make_installer(tmp_path: Path) -> Path:
-    spec = load_switch_spec(write_spec(tmp_path / "spec")).spec
+def build_installer(tmp_path: Path, replace: tuple[str, str] | None = None) -> tuple[SwitchSpec, Path]:
+    """The test spec (with `replace` = (old, new) applied to its YAML text) and its installer."""
+    spec_path = write_spec(tmp_path / "spec")
+    if replace is not None:
+        text = spec_path.read_text()
+        assert replace[0] in text, f"the test spec no longer contains {replace[0]!r}"
+        spec_path.write_text(text.replace(*replace))
+    spec = load_switch_spec(spec_path).spec
     out = tmp_path / "out"
     out.mkdir()
-    return build(spec, KVM, out / KVM.installer_name, templates(), source_date_epoch=0).path
+    return spec, build(spec, KVM, out / KVM.installer_name, templates(), source_date_epoch=0).path
+
+
+def make_installer(tmp_path: Path) -> Path:
+    return build_installer(tmp_path)[1]
 
 
 def install(path: Path, disk: LoopDisk, root: Path, **extra: str) -> subprocess.CompletedProcess:
@@ -202,14 +212,13 @@ def test_refusals_happen_before_the_disk_is_touched(tmp_path: Path, case: str) -
 
 
 def test_failing_hook_exits_non_zero_and_keeps_onie(tmp_path: Path) -> None:
-    spec_path = write_spec(tmp_path / "spec")
-    text = spec_path.read_text().replace(
-        "  post-install: |\n", "  post-partition: |\n    echo failing on purpose; false\n  post-install: |\n"
+    _, path = build_installer(
+        tmp_path,
+        (
+            "  post-install: |\n",
+            "  post-partition: |\n    echo failing on purpose; false\n  post-install: |\n",
+        ),
     )
-    spec_path.write_text(text)
-    spec = load_switch_spec(spec_path).spec
-    (tmp_path / "out").mkdir()
-    path = build(spec, KVM, tmp_path / "out" / "x.bin", templates()).path
     with onie_disk(tmp_path, "bios") as disk:
         onie_before = disk.hash_part(2)
         with open(disk.device, "rb") as f:
@@ -224,15 +233,10 @@ def test_failing_hook_exits_non_zero_and_keeps_onie(tmp_path: Path) -> None:
 
 
 def test_rootfs_without_its_own_partition_goes_into_the_boot_partition_as_a_file(tmp_path: Path) -> None:
-    spec_path = write_spec(tmp_path / "spec")
-    text = spec_path.read_text().replace(
-        "  - label: TNOS-ROOT\n    size: 8M\n    role: rootfs\n    ab: true\n", ""
+    spec, path = build_installer(
+        tmp_path, ("  - label: TNOS-ROOT\n    size: 8M\n    role: rootfs\n    ab: true\n", "")
     )
-    spec_path.write_text(text)
-    spec = load_switch_spec(spec_path).spec
     assert spec.layout.rootfs is None and spec.rootfs is not None
-    (tmp_path / "out").mkdir()
-    path = build(spec, KVM, tmp_path / "out" / "x.bin", templates()).path
     with onie_disk(tmp_path, "bios") as disk:
         result = install(path, disk, fake_onie_root(tmp_path, "x86_64-kvm_x86_64-r0", "bios"))
         assert result.returncode == 0, result.stdout + result.stderr
