@@ -168,14 +168,23 @@ def test_unknown_mac_is_ignored_but_recorded(link, lab, tmp_path):
         assert row["last_event"]["kind"] == "dhcp.ignored"
 
 
+def hold_port(ns, kind: str, addr: str, port: int) -> subprocess.Popen:
+    """A python3 process in `ns` bound to (addr, port) (kind: SOCK_STREAM or SOCK_DGRAM), for a
+    minute; returns once it holds the port. `provision serve` must then name it as the holder."""
+    listen = "s.listen(); " if kind == "SOCK_STREAM" else ""
+    code = (
+        f"import socket,time; s=socket.socket(socket.AF_INET, socket.{kind}); s.bind(({addr!r},{port})); "
+        f"{listen}print('held',flush=True); time.sleep(60)"
+    )
+    holder = ns.popen(["python3", "-c", code])
+    assert holder.stdout.readline().strip() == b"held"
+    return holder
+
+
 def test_port_in_use_names_the_holder(link, lab):
     server, _ = link
     # Hold TCP 80 on the server's address from another process in the same namespace.
-    holder = server.popen(
-        ["python3", "-c",
-         "import socket,time; s=socket.socket(); s.bind(('198.18.20.1',80)); s.listen(); print('held',flush=True); time.sleep(60)"],
-    )  # fmt: skip
-    assert holder.stdout.readline().strip() == b"held"
+    holder = hold_port(server, "SOCK_STREAM", SERVER_IP, 80)
     sp = start_serve(server, str(lab))
     rc = sp.wait_exit(60)
     assert rc == 3, sp.output
@@ -186,11 +195,7 @@ def test_port_in_use_names_the_holder(link, lab):
 
 def test_dhcp_port_in_use_names_the_holder(link, lab):
     server, _ = link
-    holder = server.popen(
-        ["python3", "-c",
-         "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0',67)); print('held',flush=True); time.sleep(60)"],
-    )  # fmt: skip
-    assert holder.stdout.readline().strip() == b"held"
+    holder = hold_port(server, "SOCK_DGRAM", "0.0.0.0", 67)
     sp = start_serve(server, str(lab))
     rc = sp.wait_exit(60)
     assert rc == 3, sp.output
