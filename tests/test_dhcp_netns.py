@@ -139,8 +139,7 @@ def test_decline_quarantines_the_address(tmp_path):
         veth(srv, "s0", cli, "c0", "198.18.0.1/24", "198.18.0.2/24")
         cfg = config(tmp_path, subnets=[{**SUBNET, "pools": [["198.18.0.100", "198.18.0.101"]]}])
         start_server(srv, cfg, tmp_path / "server.log")
-        sock = socket_in(cli, "c0")
-        try:
+        with socket_in(cli, "c0") as sock:
             mac = "52:54:00:de:c1:01"
             sock.sendto(crafted("discover", mac, 1, []), ("255.255.255.255", 67))
             offer = decode(recv_all(sock, 3, want=1)[0][0])
@@ -166,8 +165,6 @@ def test_decline_quarantines_the_address(tmp_path):
             sock.sendto(crafted("discover", mac, 20, []), ("255.255.255.255", 67))
             again = [decode(d).yiaddr for d, _ in recv_all(sock, 2) if decode(d).xid == 20]
             assert bad not in again
-        finally:
-            sock.close()
 
 
 def test_relay_with_dhcrelay_and_option82_echoed_last(tmp_path):
@@ -201,8 +198,7 @@ def test_relay_with_dhcrelay_and_option82_echoed_last(tmp_path):
         srv.run(["ip", "route", "add", "198.18.1.0/24", "via", "198.18.0.2"])
         cfg = config(tmp_path, subnets=[SUBNET, relayed], db=str(tmp_path / "second.db"))
         start_server(srv, cfg, tmp_path / "server2.log")
-        sock = socket_in(relay, None, port=67)
-        try:
+        with socket_in(relay, None, port=67) as sock:
             rai = bytes([1, 6]) + b"Eth1/7" + bytes([2, 4]) + b"rk42"
             pkt = crafted(
                 "discover",
@@ -223,8 +219,6 @@ def test_relay_with_dhcrelay_and_option82_echoed_last(tmp_path):
             # scapy, the oracle, agrees on the last option
             opts = [o for o in BOOTP(data)[DHCP].options if isinstance(o, tuple)]
             assert opts[-1][0] == "relay_agent_information" and opts[-1][1] == rai
-        finally:
-            sock.close()
 
 
 def test_proxydhcp_next_to_dnsmasq(tmp_path):
@@ -246,8 +240,7 @@ def test_proxydhcp_next_to_dnsmasq(tmp_path):
                "db": str(tmp_path / "proxy.db"), "bootfile": "undionly.kpxe", "bootfile_uefi": "ipxe.efi"}  # fmt: skip
         start_server(prx, cfg, tmp_path / "proxy.log")
         time.sleep(0.5)
-        sock = socket_in(cli, "c0")
-        try:
+        with socket_in(cli, "c0") as sock:
             mac = "52:54:00:bb:00:01"
             guid = bytes([0]) + bytes(range(16))
             pxe_opts = [
@@ -291,8 +284,6 @@ def test_proxydhcp_next_to_dnsmasq(tmp_path):
             assert src == ("198.18.0.3", 4011)
             assert ack.message_type is MessageType.ACK and ack.file == b"ipxe.efi" and ack.yiaddr == "0.0.0.0"
             assert ack.options[97] == guid
-        finally:
-            sock.close()
 
 
 def _garbage(rng: random.Random) -> list[bytes]:
@@ -334,12 +325,9 @@ def test_garbage_never_stops_the_server(tmp_path):
         veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
         cfg = config(tmp_path)
         proc = start_server(srv, cfg, tmp_path / "server.log")
-        sock = socket_in(cli, "c0")
-        try:
+        with socket_in(cli, "c0") as sock:
             for data in _garbage(random.Random(1)):
                 sock.sendto(data, ("255.255.255.255", 67))
-        finally:
-            sock.close()
         assert proc.poll() is None
         ip = udhcpc_lease(cli, "c0", tmp_path)
         assert ip.startswith("198.18.0.")
@@ -377,8 +365,7 @@ def test_unicast_reply_to_client_without_broadcast_flag(tmp_path):
         start_server(srv, cfg, tmp_path / "server.log")
         # The client side owns the offered address range so the kernel accepts a unicast to it.
         cli.run(["ip", "addr", "add", "198.18.0.100/24", "dev", "c0"])
-        sock = socket_in(cli, "c0")
-        try:
+        with socket_in(cli, "c0") as sock:
             opts = [("user_class", b"iPXE"), ("vendor_class_id", b"PXEClient:Arch:00000:UNDI:002001"),
                     ("requested_addr", "198.18.0.100")]  # fmt: skip
             sock.sendto(crafted("discover", mac, 0x4242, opts, flags=0), ("255.255.255.255", 67))
@@ -387,8 +374,6 @@ def test_unicast_reply_to_client_without_broadcast_flag(tmp_path):
             assert offer.yiaddr == "198.18.0.100" and offer.flags == 0
             neigh = srv.run(["ip", "neigh", "show", "198.18.0.100", "dev", "s0"]).stdout
             assert mac in neigh
-        finally:
-            sock.close()
 
 
 def test_max_size_and_pxe_quirks_on_the_wire(tmp_path):
@@ -398,8 +383,7 @@ def test_max_size_and_pxe_quirks_on_the_wire(tmp_path):
         url = "http://198.18.0.1/onie/" + "n" * 300
         cfg = config(tmp_path, onie_url=url, bootfile_http="http://198.18.0.1/ipxe.efi")
         start_server(srv, cfg, tmp_path / "server.log")
-        sock = socket_in(cli, "c0")
-        try:
+        with socket_in(cli, "c0") as sock:
             http = [("vendor_class_id", b"HTTPClient:Arch:00016:UNDI:003000"), (93, b"\x00\x10"),
                     ("max_dhcp_size", 1472)]  # fmt: skip
             sock.sendto(crafted("discover", "52:54:00:77:00:01", 9, http), ("255.255.255.255", 67))
@@ -413,8 +397,6 @@ def test_max_size_and_pxe_quirks_on_the_wire(tmp_path):
             sock.sendto(crafted("discover", "52:54:00:77:00:02", 10, http[:2]), ("255.255.255.255", 67))
             ((data, _),) = recv_all(sock, 3, want=1)
             assert len(data) <= 548 and decode(data).options[67] == b"http://198.18.0.1/ipxe.efi"
-        finally:
-            sock.close()
 
 
 def test_bind_is_per_interface(tmp_path):
@@ -431,12 +413,9 @@ def test_bind_is_per_interface(tmp_path):
             ],
         )
         start_server(srv, cfg, tmp_path / "server.log")
-        sock = socket_in(cli, "c9")
-        try:
+        with socket_in(cli, "c9") as sock:
             sock.sendto(crafted("discover", "52:54:00:99:00:01", 1, []), ("255.255.255.255", 67))
             assert recv_all(sock, 1.5) == []
-        finally:
-            sock.close()
         assert os.path.exists(cfg["db"])
         assert not events_in(cfg["db"], "dhcp.discover")
         _ = struct, socket  # keep imports used by helpers above explicit
@@ -449,8 +428,7 @@ def test_renewing_unicast_and_rebinding_broadcast(tmp_path):
         cfg = config(tmp_path)
         start_server(srv, cfg, tmp_path / "server.log")
         mac = "52:54:00:4e:4e:01"
-        sock = socket_in(cli, "c0")
-        try:
+        with socket_in(cli, "c0") as sock:
             sock.sendto(crafted("discover", mac, 1, []), ("255.255.255.255", 67))
             ip = decode(recv_all(sock, 3, want=1)[0][0]).yiaddr
             sock.sendto(
@@ -466,8 +444,6 @@ def test_renewing_unicast_and_rebinding_broadcast(tmp_path):
             # REBINDING: the same request broadcast
             sock.sendto(crafted("request", mac, 4, [], ciaddr=ip, flags=0), ("255.255.255.255", 67))
             assert decode(recv_all(sock, 3, want=1)[0][0]).message_type is MessageType.ACK
-        finally:
-            sock.close()
         states = [d for k, m, i, d in events_in(cfg["db"], "dhcp.ack") if m == mac]
         assert '"state":"selecting"' in states[0]
         assert '"state":"renewing"' in states[1] and '"state":"rebinding"' in states[2]
