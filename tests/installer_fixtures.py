@@ -67,6 +67,17 @@ def write_spec(folder: Path, name: str = "tnos", platforms: str = "kvm_x86_64", 
     return spec
 
 
+def acme_profile_folder(tmp_path: Path) -> Path:
+    """An extra profiles folder (`--profiles`) holding one BIOS switch, acme_s1."""
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "acme_s1.yml").write_text(
+        "id: acme_s1\nkind: switch\nvendor: acme\nmachine: s1\nonie_platform: x86_64-acme_s1-r0\n"
+        "arch: x86_64\nfirmware: bios\nconsole: {device: ttyS0}\n"
+    )
+    return folder
+
+
 def templates() -> Path:
     return resources.templates_dir()
 

@@ -13,7 +13,7 @@ import pytest
 
 from onie.installer import UPDATER_COOKIE, InstallerFormat, build, inspect
 from provision.switchspec import load_switch_spec
-from tests.installer_fixtures import KVM, report_recorder, templates, write_spec
+from tests.installer_fixtures import KVM, acme_profile_folder, report_recorder, templates, write_spec
 from tests.support.cli import run_cli
 from tests.support.disk import fake_onie_root
 from tests.support.tools import require_tool
@@ -199,12 +199,7 @@ def test_unreachable_report_server_does_not_fail_anything(tmp_path: Path) -> Non
 
 
 def test_cli_builds_one_file_per_platform_and_inspect_reads_it(tmp_path: Path) -> None:
-    folder = tmp_path / "profiles"
-    folder.mkdir()
-    (folder / "acme_s1.yml").write_text(
-        "id: acme_s1\nkind: switch\nvendor: acme\nmachine: s1\nonie_platform: x86_64-acme_s1-r0\n"
-        "arch: x86_64\nfirmware: bios\nconsole: {device: ttyS0}\n"
-    )
+    folder = acme_profile_folder(tmp_path)
     spec = write_spec(tmp_path / "spec", platforms="kvm_x86_64, acme_s1")
     out = tmp_path / "out"
     result = run_cli("onie-installer", str(spec), "-o", str(out), "--json", "--profiles", str(folder))

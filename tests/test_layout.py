@@ -21,7 +21,7 @@ from onie.layout import (
     human_size,
     onie_partitions,
 )
-from tests.installer_fixtures import templates, write_spec
+from tests.installer_fixtures import acme_profile_folder, templates, write_spec
 
 
 def boot(label: str = "N-BOOT", size: int = 128 * MIB) -> NosPartition:
@@ -114,12 +114,7 @@ def test_layout_cli_shows_onies_partitions_then_the_nos_plan(tmp_path) -> None:
 
     from tests.support.cli import run_cli
 
-    folder = tmp_path / "profiles"
-    folder.mkdir()
-    (folder / "acme_s1.yml").write_text(
-        "id: acme_s1\nkind: switch\nvendor: acme\nmachine: s1\nonie_platform: x86_64-acme_s1-r0\n"
-        "arch: x86_64\nfirmware: bios\nconsole: {device: ttyS0}\n"
-    )
+    folder = acme_profile_folder(tmp_path)
     spec = write_spec(tmp_path / "spec", platforms="kvm_x86_64, acme_s1")
     result = run_cli("layout", str(spec), "--json", "--profiles", str(folder))
     assert result.returncode == 0, result.stderr
