@@ -119,22 +119,22 @@ def esp_listing(disk: LoopDisk, path: str) -> str:
     return run("mdir", "-b", "-i", disk.part(1), path, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
 
 
+def esp_file(disk: LoopDisk, path: str) -> str:
+    return run("mtype", "-i", disk.part(1), path, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
+
+
+def gpt_rows(disk: LoopDisk) -> list[tuple]:
+    return [(e.number, e.name, e.type_guid, e.attributes, e.first, e.last) for e in disk.entries()]
+
+
 @pytest.mark.parametrize("firmware", ["uefi", "bios"])
 def test_install_keeps_onie_and_is_idempotent(tmp_path: Path, firmware: str) -> None:
     path = make_installer(tmp_path)
     with onie_disk(tmp_path, firmware) as disk:
         onie_before = disk.hash_part(2)
-        entries_before = [
-            (e.number, e.name, e.type_guid, e.attributes, e.first, e.last) for e in disk.entries()
-        ]
+        entries_before = gpt_rows(disk)
         if firmware == "uefi":
-            onie_loader_before = run(
-                "mtype",
-                "-i",
-                disk.part(1),
-                "::/EFI/onie/grubx64.efi",
-                env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
-            ).stdout
+            onie_loader_before = esp_file(disk, "::/EFI/onie/grubx64.efi")
         root = fake_onie_root(tmp_path, "x86_64-kvm_x86_64-r0", firmware)
         (root / "bin" / "wget").symlink_to(require_tool("busybox"))  # ONIE's wget is busybox's
 
@@ -153,7 +153,7 @@ def test_install_keeps_onie_and_is_idempotent(tmp_path: Path, firmware: str) -> 
         assert "[6/6] tnos 2.1.0 installed" in first.stdout
         disk.ensure_nodes()
         assert disk.hash_part(2) == onie_before  # ONIE-BOOT: byte for byte
-        kept = [(e.number, e.name, e.type_guid, e.attributes, e.first, e.last) for e in disk.entries()][:2]
+        kept = gpt_rows(disk)[:2]
         assert kept == entries_before  # ONIE's GPT entries unchanged
         check_installed(disk, firmware, tmp_path)
         layout_once = shape(disk)
@@ -163,16 +163,7 @@ def test_install_keeps_onie_and_is_idempotent(tmp_path: Path, firmware: str) -> 
             listing = esp_listing(disk, "::/EFI/tnos")
             assert "grubx64.efi" in listing.lower()
             assert "bootx64.efi" in esp_listing(disk, "::/EFI/BOOT").lower()  # fallback was absent
-            assert (
-                run(
-                    "mtype",
-                    "-i",
-                    disk.part(1),
-                    "::/EFI/onie/grubx64.efi",
-                    env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
-                ).stdout
-                == onie_loader_before
-            )
+            assert esp_file(disk, "::/EFI/onie/grubx64.efi") == onie_loader_before
         else:
             assert entries_before[0][2] == GUID_BIOS_BOOT
             with open(disk.device, "rb") as f:
