@@ -197,6 +197,23 @@ def boot_nos(guest: OnieGuest, phases: Phases, name: str) -> BootLog:
     return log
 
 
+def boot_disk_into_onie(guest: OnieGuest, phases: Phases, name: str) -> BootLog:
+    """Power on from the disk until ONIE's discovery starts (ONIE's own boot path)."""
+    log = guest.boot_disk(marker="ONIE-GUEST-PHASE discovery", timeout=600)
+    phases.add(name, log)
+    assert log.stopped_on is not None, log.tail(80)
+    return log
+
+
+def grub_reboot_onie(guest: OnieGuest, phases: Phases) -> BootLog:
+    """`grub-reboot ONIE` from the NOS (next_entry=ONIE in its grubenv, rewritten in place), then
+    power on: the NOS's GRUB takes its ONIE entry, which reaches ONIE's own GRUB."""
+    set_grubenv(guest.disk, "DEMO-BOOT", "/grub/grubenv", next_entry="ONIE")
+    back = boot_disk_into_onie(guest, phases, "grub-reboot ONIE -> ONIE")
+    assert "Loading ONIE ..." in back.text and "ONIE-GUEST-GRUB" in back.text, back.tail(80)
+    return back
+
+
 def new_guest(lab: Lab, tmp_path: Path, firmware: Firmware, serial: str) -> OnieGuest:
     return OnieGuest(tmp_path / f"guest-{firmware.value}", firmware, lab.ns, "tap0", serial=serial)
 
@@ -208,9 +225,7 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
         guest = new_guest(lab, tmp_path, Firmware.UEFI, "PVE2E-UEFI-1")
         before = onie_fingerprint(guest.disk, Firmware.UEFI)
         # Factory-fresh: the NVRAM holds ONIE's own entry, which boots ONIE from the disk.
-        fresh = guest.boot_disk(marker="ONIE-GUEST-PHASE discovery", timeout=600)
-        phases.add("fresh disk -> ONIE (NVRAM)", fresh)
-        assert fresh.stopped_on is not None, fresh.tail(80)
+        fresh = boot_disk_into_onie(guest, phases, "fresh disk -> ONIE (NVRAM)")
         assert re.search(r'BdsDxe: starting Boot\d+ "ONIE: Open Network Install Environment"', fresh.text)
 
         first = install(guest, lab, phases, "install 1 (ONIE boot)")
@@ -261,11 +276,7 @@ def test_uefi_fallback_loader_then_grub_reboot_onie(installers, tmp_path):
         nos = boot_nos(guest, phases, "NOS boot (fallback loader)")
         assert not re.search(r'BdsDxe: starting Boot\d+ "demo"', nos.text), "NVRAM entry survived a reset?"
 
-        set_grubenv(guest.disk, "DEMO-BOOT", "/grub/grubenv", next_entry="ONIE")
-        back = guest.boot_disk(marker="ONIE-GUEST-PHASE discovery", timeout=600)
-        phases.add("grub-reboot ONIE -> ONIE", back)
-        assert back.stopped_on is not None, back.tail(80)
-        assert "Loading ONIE ..." in back.text and "ONIE-GUEST-GRUB" in back.text
+        grub_reboot_onie(guest, phases)
         # GRUB's save_env cleared the one-shot entry: the next boot is the NOS.
         assert "next_entry=\n" in read_grubenv(guest.disk, "DEMO-BOOT", "/grub/grubenv")
         boot_nos(guest, phases, "NOS boot (after ONIE)")
@@ -281,19 +292,14 @@ def test_bios_install_reboot_into_nos_and_back_to_onie(installers, tmp_path):
     with our_lab(tmp_path, installers, "198.18.46") as lab:
         guest = new_guest(lab, tmp_path, Firmware.BIOS, "PVE2E-BIOS-1")
         before = onie_fingerprint(guest.disk, Firmware.BIOS)
-        fresh = guest.boot_disk(marker="ONIE-GUEST-PHASE discovery", timeout=600)
-        phases.add("fresh disk -> ONIE (MBR)", fresh)
-        assert fresh.stopped_on is not None and "ONIE-GUEST-GRUB" in fresh.text, fresh.tail(80)
+        fresh = boot_disk_into_onie(guest, phases, "fresh disk -> ONIE (MBR)")
+        assert "ONIE-GUEST-GRUB" in fresh.text, fresh.tail(80)
 
         install(guest, lab, phases, "install (ONIE boot)")
         boot_nos(guest, phases, "NOS boot (MBR GRUB)")
         assert lab.device(guest.mac)["stage"] == "installed"
 
-        set_grubenv(guest.disk, "DEMO-BOOT", "/grub/grubenv", next_entry="ONIE")
-        back = guest.boot_disk(marker="ONIE-GUEST-PHASE discovery", timeout=600)
-        phases.add("grub-reboot ONIE -> ONIE", back)
-        assert back.stopped_on is not None, back.tail(80)
-        assert "Loading ONIE ..." in back.text and "ONIE-GUEST-GRUB" in back.text
+        grub_reboot_onie(guest, phases)
         boot_nos(guest, phases, "NOS boot (after ONIE)")
         assert onie_fingerprint(guest.disk, Firmware.BIOS) == before
     phases.print()
