@@ -21,13 +21,12 @@ from provision.switchspec import load_switch_spec
 from tests.installer_fixtures import KVM, templates
 from tests.support.disk import fake_onie_root, onie_disk
 from tests.support.tools import require_root, require_tool
+from tests.support.vm import OVMF_CODE, OVMF_VARS
 
 pytestmark = [pytest.mark.vm, pytest.mark.root]
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "PROVISION-NOS-BOOTED vmnos 3.0"
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 SPEC = """\
 nos: {name: vmnos, version: "3.0"}

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.vm import OVMF_CODE, OVMF_VARS
+
 HERE = Path(__file__).resolve().parent
 GUEST_FILES = HERE / "onie_guest"
 # Bump when the build recipe changes in a way the input hashes do not see.
@@ -41,9 +43,6 @@ GUID_GRUB_BOOT = "21686148-6449-6E6F-744E-656564454649"
 ONIE_ATTR_BITS = (0, 60)  # 0x1000000000000001: required partition + ONIE's "do not touch" bit
 GPT_ENTRY_SIZE = 128
 GPT_ENTRIES_LBA = 2
-
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 GUEST_MODULES = [
     "virtio_pci",
