@@ -132,7 +132,7 @@ def resolve_interfaces(cfg: LabConfig) -> list[netinfo.InterfaceAddress]:
 
 
 def server_addresses(cfg: LabConfig, ifaces: list[netinfo.InterfaceAddress]) -> list[ServerAddress]:
-    servers = [ServerAddress(i.network, str(i.address)) for i in ifaces]
+    servers = [ServerAddress(i.network, str(i.address), i.ifname) for i in ifaces]
     for sub in cfg.subnets:
         if sub.interface is None:  # relayed: clients reach us at our first address (routed)
             servers.append(ServerAddress(sub.network, str(ifaces[0].address)))

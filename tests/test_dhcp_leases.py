@@ -295,6 +295,7 @@ def test_client_fields_from_packet():
     c = p.seen[-1]
     assert c.arch == 7  # 9 treated as x64 (RFC 4578 erratum)
     assert c.user_class == "onie" and not c.is_ipxe
+    assert c.interface == "s0"  # the receiving interface, for the policy's choice of our address
     assert c.uuid == "00010203-0405-0607-0809-0a0b0c0d0e0f"
     h.handle(request_packet(MessageType.DISCOVER, mac(2), o175=b"\x01\x01\x01"), ARR)
     assert p.seen[-1].is_ipxe

@@ -44,7 +44,9 @@ def uuid_of(raw: bytes | None) -> str | None:
     return str(_uuid.UUID(bytes=raw[1:]))
 
 
-def client_from_packet(pkt: Packet, protocol: Protocol = Protocol.DHCP) -> Client:
+def client_from_packet(
+    pkt: Packet, protocol: Protocol = Protocol.DHCP, interface: str | None = None
+) -> Client:
     opts = pkt.options
     rai = parse_suboptions(opts[OPT_RELAY_AGENT]) if OPT_RELAY_AGENT in opts else {}
     raw_uc = opts.get(OPT_USER_CLASS)
@@ -65,4 +67,5 @@ def client_from_packet(pkt: Packet, protocol: Protocol = Protocol.DHCP) -> Clien
         relay=pkt.giaddr if pkt.giaddr != ZERO_IP else None,
         ip=pkt.ciaddr if pkt.ciaddr != ZERO_IP else None,
         onie=onie,
+        interface=interface,
     )

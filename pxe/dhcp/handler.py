@@ -209,7 +209,9 @@ class Handler:
         cached = self._offered.pop((pkt.mac, pkt.xid), None) if mtype is MessageType.REQUEST else None
         if cached is not None and cached[2] < time.monotonic():
             cached = None
-        client = cached[0] if cached is not None else client_from_packet(pkt, self.protocol)
+        client = (
+            cached[0] if cached is not None else client_from_packet(pkt, self.protocol, arrival.interface)
+        )
         if subnet is None or subnet.network not in engine.pools:
             self.emit("dhcp.ignored", pkt, client, reason="no subnet for this link or relay", type=mtype.name)
             return None
@@ -326,7 +328,7 @@ class Handler:
 
     # --- proxyDHCP ----------------------------------------------------------------------------
     def _proxy(self, pkt: Packet, mtype: MessageType, arrival: Arrival) -> Outgoing | None:
-        client = client_from_packet(pkt, self.protocol)
+        client = client_from_packet(pkt, self.protocol, arrival.interface)
         vc = client.vendor_class or ""
         on_4011 = arrival.local_port == self.config.proxy_port
         wanted = MessageType.REQUEST if on_4011 else MessageType.DISCOVER
