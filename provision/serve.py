@@ -338,7 +338,13 @@ class Serve:
                 self._closers.append(tftp.close)
                 try:
                     http = await start_http(
-                        HttpConfig(root=http_root, bind_addr=addr, port=self.cfg.http_port),
+                        HttpConfig(
+                            root=http_root,
+                            bind_addr=addr,
+                            port=self.cfg.http_port,
+                            # lab.yml `onie.report: false` (OniePolicy.report_enabled) turns it off
+                            accept_reports=getattr(self.onie, "report_enabled", True),
+                        ),
                         self.policy,
                         self.sink,
                         api=StatusApi(self),
