@@ -123,7 +123,7 @@ def test_module_settings_merge_into_the_cmdline(tmp_path: Path) -> None:
     spec = load_switch_spec(write_spec(tmp_path))
     profile = ProfileRegistry().get("kvm_x86_64")
     line = kernel_cmdline(spec.spec, platform_info(profile))
-    assert "modprobe.blacklist=floppy,pcspkr" in line.split()
+    assert "module_blacklist=pcspkr,floppy" in line.split() and "modprobe.blacklist" not in line
     assert "modules_load=virtio_blk,virtio_net,virtio_pci,i2c_dev" in line.split()
     assert line.split()[:2] == ["quiet", "nos.flag=1"] and line.endswith("console=ttyS0,115200n8")
 
