@@ -103,9 +103,10 @@ def test_linuxkit_output_is_accepted_and_its_cmdline_merged(tmp_path: Path) -> N
     profile = ProfileRegistry().get("kvm_x86_64")
     line = kernel_cmdline(spec.spec, platform_info(profile))
     # The profile's modules and serial console; the console comes last so /dev/console is serial.
-    assert (
-        line
-        == "console=tty0 console=ttyS0 debug modules_load=virtio_blk,virtio_net,virtio_pci console=ttyS0,115200n8"
+    # (kvm_x86_64.yml's `modules.load`, in its order)
+    assert line == (
+        "console=tty0 console=ttyS0 debug"
+        " modules_load=virtio_pci,virtio_blk,virtio_net,ext4,vfat,nls_ascii,efivarfs console=ttyS0,115200n8"
     )
 
 
@@ -124,7 +125,9 @@ def test_module_settings_merge_into_the_cmdline(tmp_path: Path) -> None:
     profile = ProfileRegistry().get("kvm_x86_64")
     line = kernel_cmdline(spec.spec, platform_info(profile))
     assert "module_blacklist=pcspkr,floppy" in line.split() and "modprobe.blacklist" not in line
-    assert "modules_load=virtio_blk,virtio_net,virtio_pci,i2c_dev" in line.split()
+    assert (
+        "modules_load=virtio_pci,virtio_blk,virtio_net,ext4,vfat,nls_ascii,efivarfs,i2c_dev" in line.split()
+    )
     assert line.split()[:2] == ["quiet", "nos.flag=1"] and line.endswith("console=ttyS0,115200n8")
 
 
@@ -141,7 +144,7 @@ def test_profiles_from_an_extra_folder(tmp_path: Path) -> None:
     folder = tmp_path / "profiles"
     folder.mkdir()
     (folder / "acme_s1.yml").write_text(
-        "id: acme_s1\nkind: switch\nvendor: acme\nmachine: s1\nrevision: 2\n"
+        "id: acme_s1\nkind: switch\nvendor: acme\nmachine: acme_s1\nswitch_asic: bcm\nrevision: 2\n"
         "onie_platform: x86_64-acme_s1-r2\narch: x86_64\nfirmware: bios\n"
         "console: {device: ttyS1, speed: 9600}\n"
     )
