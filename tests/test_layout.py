@@ -117,7 +117,7 @@ def test_layout_cli_shows_onies_partitions_then_the_nos_plan(tmp_path) -> None:
     folder = tmp_path / "profiles"
     folder.mkdir()
     (folder / "acme_s1.yml").write_text(
-        "id: acme_s1\nkind: switch\nvendor: acme\nmachine: s1\nonie_platform: x86_64-acme_s1-r0\n"
+        "id: acme_s1\nkind: switch\nvendor: acme\nmachine: acme_s1\nswitch_asic: bcm\nonie_platform: x86_64-acme_s1-r0\n"
         "arch: x86_64\nfirmware: bios\nconsole: {device: ttyS0}\n"
     )
     spec = write_spec(tmp_path / "spec", platforms="kvm_x86_64, acme_s1")
