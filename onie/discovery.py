@@ -138,8 +138,8 @@ def encode_user_class(text: str = USER_CLASS) -> bytes:
 
 
 def parse_user_classes(raw: bytes) -> list[str]:
-    """Option 77 items [RFC 3004]; one plain string when the length prefixes do not add up
-    (busybox `-x 77:` without a length byte, iPXE's `iPXE`)."""
+    """Option 77 items [RFC 3004 §4]; one plain string when the length prefixes do not add up
+    (busybox `-x 77:` without a length byte, iPXE's `iPXE`). The one decoder: pxe.dhcp uses it too."""
     items: list[bytes] = []
     i = 0
     while i < len(raw):
@@ -181,7 +181,9 @@ def encode_suboptions(items: Iterable[tuple[int, bytes]]) -> bytes:
 
 
 def parse_suboptions(raw: bytes) -> dict[int, bytes]:
-    """code/length/value items; a truncated tail is ignored (ONIE's shell parser does the same)."""
+    """code/length/value items; a truncated tail is ignored (ONIE's shell parser does the same).
+
+    Generic: pxe.dhcp decodes option 82 sub-options [RFC 3046 §2.0] with it too (the one copy)."""
     out: dict[int, bytes] = {}
     i = 0
     while i + 2 <= len(raw):

@@ -88,7 +88,12 @@ ONIE = Obj(
             default_factory=dict,
             doc="option 82 circuit-id (switch port) -> installer file or NOS version",
         ),
-        "report": Field(Bool(), default=True, doc="accept installers' progress reports at /api/v1/report"),
+        "report": Field(
+            Bool(),
+            default=True,
+            doc="accept installers' progress reports at /api/v1/report (false: that endpoint answers "
+            "404 and records nothing; installers ignore it and install anyway)",
+        ),
     },
     name="onie",
 )
@@ -165,6 +170,7 @@ class OniePolicy:
 
     @property
     def report_enabled(self) -> bool:
+        """lab.yml `onie.report`: `provision serve` gives it to pxe.http as `accept_reports`."""
         return self.settings.report
 
     def attach(

@@ -78,6 +78,7 @@ class ServerAddress:
 
     network: ipaddress.IPv4Network
     address: str
+    interface: str | None = None  # the local interface it is on; None for relayed networks
 
 
 def mac_dashes(mac: str) -> str:
@@ -109,10 +110,16 @@ class BootPolicy(Policy):
 
     # -- who is asking ---------------------------------------------------------------------------
     def server_for(self, client: Client) -> str:
-        """Our address on the client's network: by relay (giaddr), client IP or the device's
-        reserved IP, else the first. (pxe.Client does not say which interface a broadcast came
-        in on, so an unknown, directly attached client on a second link gets the first address.)"""
+        """Our address on the client's network: by relay (giaddr), then the interface the request
+        came in on (pxe.Client.interface, set by the DHCP server), then the client's IP or the
+        device's reserved IP, else the first. The interface comes before the IPs because an
+        unknown client on a second directly attached link has no IP yet, and a relayed request
+        arrives on the interface towards the relay, so giaddr must be asked first."""
         device = self.device(client.mac)
+        if client.relay is None and client.interface is not None:
+            for s in self.servers:
+                if s.interface == client.interface:
+                    return s.address
         for hint in (client.relay, client.ip, device.ip if device else None):
             if hint:
                 try:

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onie.kernel_cmdline import console_arg, kernel_args
 from provision import resources
 from provision.config import (
     ConfigError,
@@ -120,7 +121,7 @@ class Console:
     @property
     def kernel_arg(self) -> str:
         """`console=ttyS1,115200n8`: 8 data bits, no parity, as ONIE itself boots."""
-        return f"console={self.device},{self.speed}n8"
+        return console_arg(self.device, self.speed)
 
 
 @dataclass(frozen=True)
@@ -163,17 +164,10 @@ class HardwareProfile:
         return self.onie_platform is not None
 
     def kernel_args(self) -> tuple[str, ...]:
-        """Kernel command-line words this hardware needs: console, blacklist, extra cmdline.
-
-        `module_blacklist=` is enforced by the kernel's own module loader (so it holds for
-        insmod and udev as well as modprobe); built-in drivers need `initcall_blacklist=`
-        in `cmdline` instead.
-        """
-        args = [self.console.kernel_arg]
-        if self.modules_blacklist:
-            args.append("module_blacklist=" + ",".join(self.modules_blacklist))
-        args.extend(self.cmdline.split())
-        return tuple(args)
+        """Kernel command-line words this hardware needs: extra cmdline, `module_blacklist=`, and
+        the serial console last, built by the same onie.kernel_cmdline.kernel_args that the
+        installer's grub.cfg uses (there the NOS's words and modules_load= join in)."""
+        return kernel_args(self.console.kernel_arg, (self.cmdline,), blacklist=self.modules_blacklist)
 
     def as_dict(self) -> dict[str, object]:
         """Plain data for --json (stable keys)."""

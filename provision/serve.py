@@ -132,7 +132,7 @@ def resolve_interfaces(cfg: LabConfig) -> list[netinfo.InterfaceAddress]:
 
 
 def server_addresses(cfg: LabConfig, ifaces: list[netinfo.InterfaceAddress]) -> list[ServerAddress]:
-    servers = [ServerAddress(i.network, str(i.address)) for i in ifaces]
+    servers = [ServerAddress(i.network, str(i.address), i.ifname) for i in ifaces]
     for sub in cfg.subnets:
         if sub.interface is None:  # relayed: clients reach us at our first address (routed)
             servers.append(ServerAddress(sub.network, str(ifaces[0].address)))
@@ -338,7 +338,13 @@ class Serve:
                 self._closers.append(tftp.close)
                 try:
                     http = await start_http(
-                        HttpConfig(root=http_root, bind_addr=addr, port=self.cfg.http_port),
+                        HttpConfig(
+                            root=http_root,
+                            bind_addr=addr,
+                            port=self.cfg.http_port,
+                            # lab.yml `onie.report: false` (OniePolicy.report_enabled) turns it off
+                            accept_reports=getattr(self.onie, "report_enabled", True),
+                        ),
                         self.policy,
                         self.sink,
                         api=StatusApi(self),

@@ -41,6 +41,10 @@ class Client:
     relay: str | None = None  # giaddr when relayed
     ip: str | None = None  # source address (TFTP/HTTP) or ciaddr
     onie: OnieIdentity | None = None  # set when the request looks like ONIE discovery
+    # Our interface the request came in on (DHCP: the receiving socket's interface / IP_PKTINFO
+    # ifindex); None when the front end does not know. With several directly attached links it is
+    # the only thing that says which of our addresses an unknown, address-less client can reach.
+    interface: str | None = None
     path: str | None = None  # requested file (TFTP/HTTP)
     headers: Mapping[str, str] = field(default_factory=dict)
 

@@ -19,7 +19,8 @@ API:
 - GET|POST /api/v1/report?stage=&status=&nos=&version=&platform=&serial=&mac=&message=
   The ONIE installer's progress callback (GET because busybox wget may lack --post-data; POST
   with a JSON object of the same fields also accepted) -> Event("installer.report", mac, ip=peer,
-  detail={fields given}) and 200 {"ok": true}.
+  detail={fields given}) and 200 {"ok": true}. With `HttpConfig(accept_reports=False)`: 404 and
+  no event (the installer's reports are best-effort, so it goes on installing).
 Events: http.sent (path, bytes, status, seconds, range, method, rendered, aborted) when each file
 response has been sent (404/403 too), installer.report. The policy sees the URL path with its
 leading '/' ("/boot.ipxe"); Client.mac comes from `resolve_mac(ip)` if given, else the
@@ -75,6 +76,7 @@ class HttpConfig:
     root: Path
     bind_addr: str = "0.0.0.0"
     port: int = 80  # 0 picks a free port: see `HttpServer.url`
+    accept_reports: bool = True  # False: /api/v1/report answers 404 and records nothing
 
 
 def normalise_mac(value: str) -> str | None:
@@ -282,6 +284,12 @@ class HttpServer:
         return web.json_response({"events": list(self.api.events(mac, since, limit))}, dumps=_dumps)
 
     async def _report(self, request: web.Request) -> web.Response:
+        if not self.config.accept_reports:
+            # 404, not 403: the endpoint is switched off, not forbidden to this caller. The
+            # installer's report() ignores any failure, so the install itself is unaffected.
+            return web.json_response(
+                {"ok": False, "error": "progress reports are switched off here"}, status=404
+            )
         fields: dict[str, str] = {}
         if request.method == "POST":
             try:

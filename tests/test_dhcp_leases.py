@@ -295,9 +295,16 @@ def test_client_fields_from_packet():
     c = p.seen[-1]
     assert c.arch == 7  # 9 treated as x64 (RFC 4578 erratum)
     assert c.user_class == "onie" and not c.is_ipxe
+    assert c.interface == "s0"  # the receiving interface, for the policy's choice of our address
     assert c.uuid == "00010203-0405-0607-0809-0a0b0c0d0e0f"
     h.handle(request_packet(MessageType.DISCOVER, mac(2), o175=b"\x01\x01\x01"), ARR)
     assert p.seen[-1].is_ipxe
+    # option 77 without RFC 3004 length bytes (iPXE, busybox `-x 77:`): one plain item, decoded by
+    # the same onie.discovery.parse_user_classes that recognises ONIE's user class
+    h.handle(request_packet(MessageType.DISCOVER, mac(3), o77=b"iPXE"), ARR)
+    assert p.seen[-1].is_ipxe and p.seen[-1].user_class == "iPXE"
+    h.handle(request_packet(MessageType.DISCOVER, mac(4), o77=b"onie_dhcp_user_class"), ARR)
+    assert p.seen[-1].user_class == "onie_dhcp_user_class" and p.seen[-1].onie is not None
 
 
 def test_proxy_mode_bios_gets_bootfile_uefi_goes_to_4011():

@@ -262,6 +262,21 @@ def test_no_provider_means_404_but_report_works(tmp_path):
         loop.stop()
 
 
+def test_reports_switched_off_answer_404_and_record_nothing(tmp_path):
+    loop = LoopThread()
+    events: list[Event] = []
+    cfg = HttpConfig(root=tmp_path, bind_addr="127.0.0.1", port=0, accept_reports=False)
+    srv = loop.run(start_http(cfg, None, events.append))
+    try:
+        status, _, body = curl(f"{srv.url}/api/v1/report?stage=x&status=ok")
+        assert status == 404 and json.loads(body)["ok"] is False
+        assert curl("--data", '{"stage": "x"}', f"{srv.url}/api/v1/report")[0] == 404
+        assert events == []
+    finally:
+        loop.run(srv.close())
+        loop.stop()
+
+
 def test_concurrent_downloads(http):
     binary = require_tool("curl")
     procs = [

@@ -102,7 +102,7 @@ def test_extract_mode_runs_under_busybox_and_unpacks_the_payload(tmp_path: Path)
     grub = (out / "installer" / "grub-uefi.cfg").read_text()
     assert "chainloader /EFI/onie/@ONIE_LOADER@" in grub and "load_env" in grub
     assert "serial --unit=0 --speed=115200" in grub and "terminal_output serial" in grub
-    assert "modprobe.blacklist=floppy,pcspkr" in grub
+    assert "module_blacklist=pcspkr,floppy" in grub and "modprobe.blacklist" not in grub
     assert "chainloader +1" in (out / "installer" / "grub-bios.cfg").read_text()
 
 

@@ -230,3 +230,25 @@ def test_busybox_udhcpc_with_onies_arguments(link, tmp_path, installers):
     assert bytes.fromhex(env["opt114"]).decode() == url
     assert discovery.urls_from_vivso(bytes.fromhex(env["opt125"])) == {discovery.SubOption.INSTALLER_URL: url}
     assert "dhcp.ack" in sp.output and f"vendor_class=onie_vendor:{ACCTON}" in sp.output
+
+
+def test_onie_report_false_switches_the_report_endpoint_off(link, tmp_path, installers):
+    """lab.yml `onie.report` reaches pxe.http: true (the default) records installer.report events;
+    false answers 404 and records nothing (the installer's report() ignores failures)."""
+    server, client = link
+    curl = require_tool("curl")
+    client.run(["ip", "addr", "add", "198.18.31.2/24", "dev", "oc0"])
+    url = f"http://{SERVER_IP}:8080/api/v1/report?stage=install&status=ok&mac=52:54:00:31:00:09"
+
+    def post_report() -> str:
+        return client.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", url]).stdout
+
+    path = lab(tmp_path)
+    with serving(server, str(path)) as sp:
+        assert post_report() == "200"
+    assert "installer.report" in sp.output
+    path.write_text(path.read_text().replace("  discovery: exact\n", "  discovery: exact\n  report: false\n"))
+    assert "report: false" in path.read_text()
+    with serving(server, str(path)) as sp:
+        assert post_report() == "404"
+    assert "installer.report" not in sp.output

@@ -219,3 +219,27 @@ def test_server_chosen_by_reserved_ip_on_a_second_link(make_policy):
     policy = make_policy()
     policy.servers.insert(0, ServerAddress(ipaddress.IPv4Network("198.19.0.0/24"), "198.19.0.1"))
     assert policy.decide(dhcp(arch=16)).bootfile == f"http://{S}/ipxe.efi"  # srv1 is 198.18.10.11
+
+
+def test_server_chosen_by_receiving_interface_on_two_links(make_policy):
+    """Two directly attached links: an unknown client (no IP yet) gets the address of the link its
+    DHCP request came in on, in HTTP-boot and iPXE URLs alike; a relayed one still goes by giaddr."""
+    policy = make_policy(unknown="discover")
+    s2 = "198.19.0.1"
+    policy.servers[:] = [
+        ServerAddress(ipaddress.IPv4Network("198.18.10.0/24"), S, "s0"),
+        ServerAddress(ipaddress.IPv4Network("198.19.0.0/24"), s2, "s1"),
+        ServerAddress(ipaddress.IPv4Network("198.19.5.0/24"), S),  # relayed, reached via s0's address
+    ]
+    for iface, addr in (("s0", S), ("s1", s2)):
+        http = policy.decide(
+            dhcp(mac=STRANGER, arch=16, vc="HTTPClient:Arch:00016:UNDI:003000", interface=iface)
+        )
+        assert http.bootfile == f"http://{addr}/ipxe.efi"
+        ipxe = policy.decide(dhcp(mac=STRANGER, arch=7, ipxe=True, interface=iface))
+        assert ipxe.bootfile == f"http://{addr}/ipxe/52-54-00-99-99-99.ipxe"
+    assert policy.decide(dhcp(mac=STRANGER, arch=16, interface="s1")).bootfile == f"http://{s2}/ipxe.efi"
+    relayed = policy.decide(dhcp(mac=STRANGER, arch=16, interface="s1", relay="198.19.5.254"))
+    assert relayed.bootfile == f"http://{S}/ipxe.efi"
+    # an interface we do not serve on says nothing: the old hints (and then the first address) decide
+    assert policy.decide(dhcp(mac=STRANGER, arch=16, interface="lo")).bootfile == f"http://{S}/ipxe.efi"

@@ -65,7 +65,8 @@ def test_facts_read_from_onie_machine_files():
     assert sn2700.firmware == "uefi" and "acpi=noirq" in sn2700.kernel_args()
     assert "module_blacklist=i2c_ismt,i2c_isch" in sn2700.kernel_args()
     z9100 = reg.get("dell_z9100_c2538")
-    assert z9100.kernel_args() == ("console=ttyS1,115200n8", "i2c-ismt.bus_speed=100")
+    # the console last (the last console= is /dev/console), as in the installer's grub.cfg
+    assert z9100.kernel_args() == ("i2c-ismt.bus_speed=100", "console=ttyS1,115200n8")
     g3748 = reg.get("supermicro_sse_g3748")
     assert (g3748.onie_platform, g3748.firmware, g3748.partition_type) == (
         "arm64-supermicro_sse_g3748-r0",

@@ -40,7 +40,7 @@ def test_show_and_show_json():
     res = run_cli("profiles", "show", "accton_as7712_32x", "--json")
     data = json.loads(res.stdout)
     assert data["console"] == {"device": "ttyS1", "speed": 115200}
-    assert data["kernel_args"][0] == "console=ttyS1,115200n8"
+    assert data["kernel_args"][-1] == "console=ttyS1,115200n8"
 
 
 def test_show_unknown_id_exits_2_with_suggestion():

@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 
 from onie.installer.model import InstallerSpec, PlatformInfo
+from onie.kernel_cmdline import console_arg, kernel_args
 from onie.layout import Role, human_size
 
 HEADER = "header.sh.j2"
@@ -30,23 +31,16 @@ def _env(templates_dir: Path) -> jinja2.Environment:
 
 
 def kernel_cmdline(spec: InstallerSpec, platform: PlatformInfo) -> str:
-    """Platform arguments, the NOS's own, module settings, and the serial console LAST (the last
-    console= is /dev/console, where the NOS's init prints)."""
-    console = f"console={platform.console_device},{platform.console_speed}n8"
-    words: list[str] = []
-    for part in (platform.cmdline, spec.cmdline):
-        for word in part.split():
-            if word != console and word not in words:
-                words.append(word)
-    blacklist = sorted(set(platform.modules_blacklist) | set(spec.modules_blacklist))
-    load = list(dict.fromkeys([*platform.modules_load, *spec.modules_load]))
-    if blacklist:
-        words.append("modprobe.blacklist=" + ",".join(blacklist))
-    if load:
-        # systemd-modules-load reads modules_load= from the kernel command line.
-        words.append("modules_load=" + ",".join(load))
-    words.append(console)
-    return " ".join(words)
+    """Platform arguments, the NOS's own, module settings, and the serial console LAST
+    (onie.kernel_cmdline.kernel_args, shared with provision's hardware profiles)."""
+    return " ".join(
+        kernel_args(
+            console_arg(platform.console_device, platform.console_speed),
+            (platform.cmdline, spec.cmdline),
+            blacklist=(*platform.modules_blacklist, *spec.modules_blacklist),
+            load=(*platform.modules_load, *spec.modules_load),
+        )
+    )
 
 
 def render_header(

@@ -1,7 +1,8 @@
 """What a DHCP packet says about who is asking, as a `pxe.Client` for the policy.
 
 Kept to one small function on purpose: ONIE identity parsing (options 60/77/125) hooks in at the
-marked line by calling `onie.discovery`.
+marked line by calling `onie.discovery`, which also owns the generic code/length/value and RFC 3004
+user-class decoders used here.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import struct
 import uuid as _uuid
 
-from onie.discovery import identity_from_dhcp
+from onie.discovery import identity_from_dhcp, parse_suboptions, parse_user_classes
 from pxe.client import Client, Protocol
 from pxe.dhcp.codec import ZERO_IP, Packet
 from pxe.dhcp.options import (
@@ -28,36 +29,6 @@ ARCH_EFI_X64 = 7
 ARCH_EFI_BC_ERRATUM = 9  # RFC 4578 errata: 7 and 9 were swapped; firmware sends both for x64
 
 
-def sub_options(raw: bytes) -> dict[int, bytes]:
-    """code/length/value items (option 82, 43, a VIVSO block); stops quietly at a bad length."""
-    out: dict[int, bytes] = {}
-    i = 0
-    while i + 2 <= len(raw):
-        code, length = raw[i], raw[i + 1]
-        if i + 2 + length > len(raw):
-            break
-        out[code] = raw[i + 2 : i + 2 + length]
-        i += 2 + length
-    return out
-
-
-def user_classes(raw: bytes) -> list[str]:
-    """Option 77 items. RFC 3004 prefixes each with its length; iPXE and some others send one plain
-    string instead, which we detect because the length prefixes do not add up."""
-    items: list[bytes] = []
-    i = 0
-    while i < len(raw):
-        length = raw[i]
-        if length == 0 or i + 1 + length > len(raw):
-            items = []
-            break
-        items.append(raw[i + 1 : i + 1 + length])
-        i += 1 + length
-    if not items:
-        items = [raw]
-    return [item.decode("utf-8", "replace") for item in items]
-
-
 def arch_of(raw: bytes | None) -> int | None:
     """Option 93: a list of 16-bit types [RFC 4578 §2.1]; we take the first."""
     if raw is None or len(raw) < 2:
@@ -73,11 +44,13 @@ def uuid_of(raw: bytes | None) -> str | None:
     return str(_uuid.UUID(bytes=raw[1:]))
 
 
-def client_from_packet(pkt: Packet, protocol: Protocol = Protocol.DHCP) -> Client:
+def client_from_packet(
+    pkt: Packet, protocol: Protocol = Protocol.DHCP, interface: str | None = None
+) -> Client:
     opts = pkt.options
-    rai = sub_options(opts[OPT_RELAY_AGENT]) if OPT_RELAY_AGENT in opts else {}
+    rai = parse_suboptions(opts[OPT_RELAY_AGENT]) if OPT_RELAY_AGENT in opts else {}
     raw_uc = opts.get(OPT_USER_CLASS)
-    classes = user_classes(raw_uc) if raw_uc else []
+    classes = parse_user_classes(raw_uc) if raw_uc else []
     user_class = classes[0] if classes else None
     onie = identity_from_dhcp(opts, mac=pkt.mac)  # ONIE options 60/77/61/125 (onie.discovery)
     return Client(
@@ -94,4 +67,5 @@ def client_from_packet(pkt: Packet, protocol: Protocol = Protocol.DHCP) -> Clien
         relay=pkt.giaddr if pkt.giaddr != ZERO_IP else None,
         ip=pkt.ciaddr if pkt.ciaddr != ZERO_IP else None,
         onie=onie,
+        interface=interface,
     )

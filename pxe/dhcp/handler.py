@@ -13,9 +13,10 @@ import socket
 import time
 from dataclasses import dataclass
 
+from onie.discovery import parse_suboptions
 from pxe.client import BootDecision, Client, Event, EventSink, Policy, Protocol
 from pxe.dhcp import replies
-from pxe.dhcp.clientinfo import client_from_packet, sub_options
+from pxe.dhcp.clientinfo import client_from_packet
 from pxe.dhcp.codec import ZERO_IP, Packet
 from pxe.dhcp.config import DhcpServerConfig, Mode, Subnet
 from pxe.dhcp.leases import LeaseEngine, Outcome
@@ -123,7 +124,7 @@ class Handler:
         """RFC 3527 link-selection, then giaddr [RFC 2131 §4.3.1], then ciaddr, then the link."""
         rai = pkt.options.get(OPT_RELAY_AGENT)
         if rai is not None:
-            link = sub_options(rai).get(RAI_LINK_SELECTION)
+            link = parse_suboptions(rai).get(RAI_LINK_SELECTION)
             if link is not None and len(link) == 4:
                 return self._subnet_containing(socket.inet_ntoa(link))
         if pkt.giaddr != ZERO_IP:
@@ -141,7 +142,7 @@ class Handler:
         """Option 54 for this request: the relay's server-id override (RFC 5107: the relay then
         receives renewals and forwards them to us), else our address (also siaddr)."""
         if OPT_RELAY_AGENT in pkt.options:
-            override = sub_options(pkt.options[OPT_RELAY_AGENT]).get(RAI_SERVER_ID_OVERRIDE)
+            override = parse_suboptions(pkt.options[OPT_RELAY_AGENT]).get(RAI_SERVER_ID_OVERRIDE)
             if override is not None and len(override) == 4:
                 return socket.inet_ntoa(override)
         return server_ip
@@ -208,7 +209,9 @@ class Handler:
         cached = self._offered.pop((pkt.mac, pkt.xid), None) if mtype is MessageType.REQUEST else None
         if cached is not None and cached[2] < time.monotonic():
             cached = None
-        client = cached[0] if cached is not None else client_from_packet(pkt, self.protocol)
+        client = (
+            cached[0] if cached is not None else client_from_packet(pkt, self.protocol, arrival.interface)
+        )
         if subnet is None or subnet.network not in engine.pools:
             self.emit("dhcp.ignored", pkt, client, reason="no subnet for this link or relay", type=mtype.name)
             return None
@@ -325,7 +328,7 @@ class Handler:
 
     # --- proxyDHCP ----------------------------------------------------------------------------
     def _proxy(self, pkt: Packet, mtype: MessageType, arrival: Arrival) -> Outgoing | None:
-        client = client_from_packet(pkt, self.protocol)
+        client = client_from_packet(pkt, self.protocol, arrival.interface)
         vc = client.vendor_class or ""
         on_4011 = arrival.local_port == self.config.proxy_port
         wanted = MessageType.REQUEST if on_4011 else MessageType.DISCOVER
