@@ -8,6 +8,8 @@ into the errors below once, at the driver boundary, so the CLI and rollouts neve
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -139,6 +141,27 @@ class Unsupported(BmcError):
 
 
 # --- the driver protocol -----------------------------------------------------------------------
+
+
+def poll_power(
+    name: str,
+    read: Callable[[], PowerState],
+    want: PowerState,
+    timeout: float,
+    interval: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PowerState:
+    """Read the power state until it is `want`; Timeout after `timeout` seconds (every driver's wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = read()
+        if state is want:
+            return state
+        if time.monotonic() >= deadline:
+            raise Timeout(
+                f"{name}: power state still {state.value} after {timeout:g} s (wanted {want.value})"
+            )
+        sleep(interval)
 
 
 @runtime_checkable

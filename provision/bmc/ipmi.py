@@ -21,6 +21,7 @@ from provision.bmc.base import (
     Timeout,
     Unreachable,
     Unsupported,
+    poll_power,
 )
 from provision.bmc.credentials import Credentials
 
@@ -160,16 +161,7 @@ class IpmiDriver:
         self._call(f"power {verb}", lambda c: c.set_power(verb, wait=False))
 
     def wait_power(self, want: PowerState, timeout: float) -> PowerState:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.power_state()
-            if state is want:
-                return state
-            if time.monotonic() >= deadline:
-                raise Timeout(
-                    f"{self.name}: power state still {state.value} after {timeout:g} s (wanted {want.value})"
-                )
-            self._sleep(self.poll_interval)
+        return poll_power(self.name, self.power_state, want, timeout, self.poll_interval, self._sleep)
 
     def boot_once(
         self, device: BootDevice, mode: BootMode | None = None, url: str | None = None

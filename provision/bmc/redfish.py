@@ -20,8 +20,8 @@ from provision.bmc.base import (
     Nic,
     PowerAction,
     PowerState,
-    Timeout,
     Unsupported,
+    poll_power,
 )
 from provision.bmc.redfish_http import RedfishHttp
 
@@ -161,16 +161,7 @@ class RedfishDriver:
 
     def wait_power(self, want: PowerState, timeout: float) -> PowerState:
         """Poll PowerState until it reads `want` (BMCs take 1-30 s, sushy-emulator 1-11 s)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.power_state()
-            if state is want:
-                return state
-            if time.monotonic() >= deadline:
-                raise Timeout(
-                    f"{self.name}: power state still {state.value} after {timeout:g} s (wanted {want.value})"
-                )
-            self._sleep(self.poll_interval)
+        return poll_power(self.name, self.power_state, want, timeout, self.poll_interval, self._sleep)
 
     # --- boot ---------------------------------------------------------------------------------------
 
