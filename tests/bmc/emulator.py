@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import bcrypt
 import requests
+
+from tests.support.netns import stop_process
 
 FAKE_SYSTEMS = [
     {
@@ -102,11 +103,5 @@ def sushy_emulator(workdir: Path, *, password: str, username: str = "admin", tls
                 time.sleep(0.2)
         yield Emulator(url=url, username=username, password=password, pid=proc.pid, log=log)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_process(proc, timeout=10)
         logf.close()

@@ -3,14 +3,14 @@ script (written here) that keeps power and boot device in files; stop it by PID.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.netns import stop_process
 
 CHASSIS_CONTROL = """#!/bin/sh
 # ipmi_sim calls: <script> <mc> get <param>... | <script> <mc> set <param> <value>...
@@ -109,11 +109,5 @@ set_working_mc 0x20
             raise RuntimeError(f"ipmi_sim exited {proc.returncode}: {(workdir / 'ipmi_sim.log').read_text()}")
         yield IpmiSim("127.0.0.1", port, username, password, workdir, proc.pid)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process(proc, timeout=5)
         log.close()
