@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provision.config import (
-    Any,
     ConfigError,
     Enum,
     Field,
@@ -30,6 +29,7 @@ from provision.config import (
     load_file,
 )
 from provision.inventory import DEVICE, Device, Inventory, devices_from_list
+from provision.onie_policy import ONIE
 
 DEFAULT_STATE_DIR = Path("/var/lib/provision")
 DEFAULT_LEASE_TIME = 3600
@@ -120,14 +120,6 @@ PATHS = Obj(
 )
 
 
-def _onie_schema() -> Any | Obj:
-    try:
-        from provision.onie_policy import ONIE
-    except ImportError:
-        return Any()
-    return ONIE
-
-
 LAB = Obj(
     {
         "interfaces": Field(List(_IFNAME, min_len=1, unique=True), required=True, doc="links to serve on"),
@@ -137,11 +129,8 @@ LAB = Obj(
         "tftp_port": Field(Int(1, 65535), default=69),
         "boot": Field(BOOT, default=None),
         "paths": Field(PATHS, default=None),
-        # Owned by provision.onie_policy: its schema when present (errors with file:line), else
-        # opaque so that lab.yml files carrying it still load.
-        "onie": Field(
-            _onie_schema(), default=None, doc="ONIE installer serving (see provision/onie_policy.py)"
-        ),
+        # Owned by provision.onie_policy, validated here with the rest of the file (file:line errors).
+        "onie": Field(ONIE, default=None, doc="ONIE installer serving (see provision/onie_policy.py)"),
         "devices": Field(List(DEVICE), default_factory=list),
     },
     name="lab",
@@ -216,7 +205,7 @@ class LabConfig:
     inventory: Inventory = field(default_factory=lambda: Inventory([]))
     http_port: int = 80
     tftp_port: int = 69
-    onie: object | None = None  # raw `onie:` section for OniePolicy
+    onie: Section | None = None  # the validated `onie:` section, for OniePolicy
     source: Path | None = None
 
 

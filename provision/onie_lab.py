@@ -1,46 +1,16 @@
-"""Building OniePolicy from lab.yml: the `onie:` section with its own line numbers, our HTTP
+"""Building OniePolicy from lab.yml: its validated `onie:` section (provision.labconfig), our HTTP
 address per link, and switch ASICs from the hardware profiles."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from pathlib import Path
 
-from provision.config import Field, Obj, Section
-from provision.onie_policy import HTTP_DEFAULT_PORT, ONIE, OniePolicy, settings_from_section
+from provision.onie_policy import HTTP_DEFAULT_PORT, OniePolicy, settings_from_section
 from provision.onie_stage import KIND_DISCOVERED
 from pxe.client import Client, Event
 
 # -- building from lab.yml ---------------------------------------------------------------------------
-
-
-def load_onie_section(path: Path) -> Section | None:
-    """The `onie:` section of a lab.yml, validated against ONIE with the file's own line numbers."""
-    import yaml
-
-    from provision.config.schema import Context, _compose
-
-    node = _compose(path.read_text(encoding="utf-8"), path)
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    for knode, vnode in node.value:
-        if isinstance(knode, yaml.ScalarNode) and knode.value == "onie":
-            return ONIE.check(vnode, Context(path))
-    return None
-
-
-def _section_of(cfg) -> Section | None:  # noqa: ANN001 - provision.labconfig.LabConfig
-    raw = getattr(cfg, "onie", None)
-    if raw is None or isinstance(raw, Section):
-        return raw
-    if getattr(cfg, "source", None):
-        return load_onie_section(Path(cfg.source))
-    import yaml
-
-    from provision.config import load_text
-
-    return load_text(yaml.safe_dump({"onie": raw}), Obj({"onie": Field(ONIE)}, name="lab"))["onie"]
 
 
 class _LinkUrl:
@@ -99,7 +69,7 @@ def profile_asics() -> dict[str, str]:
 def policy_from_lab(cfg) -> OniePolicy:  # noqa: ANN001 - provision.labconfig.LabConfig
     """The policy `provision serve` hands ONIE clients to. Call `attach(events=..., mac_of_ip=...)`
     once the server's event sink exists, or onie.discovered/installer.fetched are dropped."""
-    settings = settings_from_section(_section_of(cfg))
+    settings = settings_from_section(cfg.onie)
     asics = profile_asics()
     return OniePolicy(
         settings,

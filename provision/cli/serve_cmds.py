@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import importlib
 import logging
 import sys
 from pathlib import Path
@@ -12,23 +11,14 @@ from pathlib import Path
 import click
 
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
+from provision.onie_lab import policy_from_lab
 
 DEFAULT_STATE_DIR = Path("/var/lib/provision")
 
 
 def _onie_policy(cfg):  # noqa: ANN001, ANN202
-    """provision.onie_lab.policy_from_lab(cfg) when lab.yml has an `onie:` section."""
-    if cfg.onie is None:
-        return None
-    try:
-        onie_lab = importlib.import_module("provision.onie_lab")
-    except ImportError:
-        raise CLIError(
-            "lab.yml has an `onie:` section but this provision has no ONIE serving (provision.onie_lab)",
-            "remove `onie:` or install a provision with ONIE support",
-            EXIT_INPUT,
-        ) from None
-    return onie_lab.policy_from_lab(cfg)
+    """OniePolicy when lab.yml has an `onie:` section."""
+    return None if cfg.onie is None else policy_from_lab(cfg)
 
 
 @click.command("serve")
