@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import importlib
 import ipaddress
 import logging
 import os
@@ -35,6 +34,7 @@ from provision.labconfig import (
     Subnet,
     Unknown,
 )
+from provision.onie_lab import identity_recorder
 from provision.policy import BootPolicy, ServerAddress, profile_console
 from pxe.client import Event, Policy
 
@@ -255,10 +255,7 @@ class Serve:
         self._recorders = []
         if self.onie is not None:
             # onie.discovered → the devices table's serial/platform (provision.onie_lab)
-            with contextlib.suppress(ImportError, AttributeError):
-                self._recorders.append(
-                    importlib.import_module("provision.onie_lab").identity_recorder(self.store)
-                )
+            self._recorders.append(identity_recorder(self.store))
         for lease in self.store.leases():
             self.macs.by_ip[lease.ip] = lease.mac
         for dev in self.cfg.inventory.devices:

@@ -6,11 +6,11 @@ CLI (rich table or --json) and by the HTTP API's /api/v1/status while serving.
 
 from __future__ import annotations
 
-import importlib
 import time
 from typing import Any
 
 from provision.inventory import Inventory
+from provision.onie_stage import stage_of
 from pxe.client import Event
 
 FETCH_KINDS = ("tftp.sent", "http.sent")
@@ -18,14 +18,6 @@ FETCH_KINDS = ("tftp.sent", "http.sent")
 
 def event_dict(e: Event) -> dict[str, Any]:
     return {"ts": e.ts, "kind": e.kind, "mac": e.mac, "ip": e.ip, "detail": dict(e.detail)}
-
-
-def _stage_fn():
-    """provision.onie_stage.stage_of(events) when the onie branch provides it; else None."""
-    try:
-        return importlib.import_module("provision.onie_stage").stage_of
-    except (ImportError, AttributeError):
-        return None
 
 
 def snapshot(store: Any, inventory: Inventory | None = None, now: float | None = None) -> dict[str, Any]:
@@ -37,7 +29,6 @@ def snapshot(store: Any, inventory: Inventory | None = None, now: float | None =
     macs = set(leases) | set(records) | set(last)
     for dev in inventory.devices:
         macs.update(dev.all_macs)
-    stage_of = _stage_fn()
     rows = []
     for mac in sorted(macs):
         dev = inventory.by_mac(mac)
@@ -72,11 +63,10 @@ def snapshot(store: Any, inventory: Inventory | None = None, now: float | None =
             },
             "known": dev is not None,
         }
-        if stage_of is not None:
-            try:
-                # OnieStage's str() is its label ("installer fetched"), made for this column.
-                row["stage"] = str(stage_of(store.events(mac=mac)))
-            except Exception as exc:  # a stage function bug must not hide the table
-                row["stage"] = f"? ({exc})"
+        try:
+            # OnieStage's str() is its label ("installer fetched"), made for this column.
+            row["stage"] = str(stage_of(store.events(mac=mac)))
+        except Exception as exc:  # a stage function bug must not hide the table
+            row["stage"] = f"? ({exc})"
         rows.append(row)
-    return {"devices": rows, "generated": now, "stage_column": stage_of is not None}
+    return {"devices": rows, "generated": now}

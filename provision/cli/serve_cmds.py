@@ -215,10 +215,8 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
 
     now = snap["generated"]
     table = Table(title=f"provision status ({path})")
-    for col in ("MAC", "name", "IP", "lease", "last event", "last fetched", "when"):
+    for col in ("MAC", "name", "IP", "lease", "last event", "last fetched", "when", "stage"):
         table.add_column(col, no_wrap=col in ("MAC", "IP"))
-    if snap["stage_column"]:
-        table.add_column("stage")
     for row in snap["devices"]:
         lease = row["lease"]
         lease_s = "-" if not lease else lease["state"] + (" (expired)" if lease["expired"] else "")
@@ -232,9 +230,8 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
             f"{ev['kind']} {_ago(ev['ts'], now)}" if ev else "-",
             f"{fetch['protocol']} {fetch['path']}" if fetch else "-",
             _ago(fetch["ts"], now) if fetch else "-",
+            row.get("stage") or "-",
         ]
-        if snap["stage_column"]:
-            cells.append(row.get("stage") or "-")
         table.add_row(*cells)
     # Piped (a log, less, a test): lines as wide as the table needs rather than rich's 80 columns.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
