@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
-from pxe.dhcp.codec import DecodeError, Packet, decode, encode  # noqa: E402
-from pxe.dhcp.options import (  # noqa: E402
+from dhcp4.codec import DecodeError, Packet, decode, encode  # noqa: E402
+from dhcp4.options import (  # noqa: E402
     BOOTREQUEST,
     OPT_MESSAGE_TYPE,
     OPT_PARAM_REQUEST,

@@ -1,5 +1,5 @@
 """The Linux kernel command line a switch boots with, from platform (hardware profile) and NOS
-settings. Pure: `onie.installer` renders it into grub.cfg, `provision.profiles` shows it.
+settings. Pure: `onie.installer` renders it into grub.cfg, `provision.config.profiles` shows it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ editable install they are at the top of the repository, beside this package.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+
+import jinja2
 
 _PKG = Path(__file__).resolve().parent
 
@@ -24,3 +27,14 @@ def templates_dir() -> Path:
 
 def profiles_dir() -> Path:
     return _find("hardware-profiles")
+
+
+@functools.cache
+def template_env() -> jinja2.Environment:
+    """The Jinja2 environment for every shipped template (iPXE scripts, grub.cfg, installer)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # iPXE scripts, grub.cfg and shell, not HTML
+    )

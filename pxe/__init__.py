@@ -5,6 +5,6 @@ policy `decide(client)`; boot logic lives in the policy the caller hands in. Nev
 `provision`, never reads YAML or the database.
 """
 
-from pxe.client import BootDecision, Client, Event, EventSink, Policy, Protocol, RenderedFile
+from pxe.policy import BootDecision, Client, Event, EventSink, Policy, Protocol, RenderedFile
 
 __all__ = ["BootDecision", "Client", "Event", "EventSink", "Policy", "Protocol", "RenderedFile"]

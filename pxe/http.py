@@ -42,9 +42,9 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from pxe.client import Client, Event, EventSink, Policy, RenderedFile
-from pxe.client import Protocol as ClientProtocol
 from pxe.files import PathRefused, Refusal, resolve
+from pxe.policy import Client, Event, EventSink, Policy, RenderedFile
+from pxe.policy import Protocol as ClientProtocol
 
 log = logging.getLogger(__name__)
 

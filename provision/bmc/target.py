@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from provision.bmc.base import BmcError, Driver
 from provision.bmc.credentials import Credentials, resolve_credentials
-from provision.bmc.tls import TlsPolicy, normalize_fingerprint
+from provision.bmc.redfish.tls import TlsPolicy, normalize_fingerprint
 
 # URL scheme -> (protocol, HTTP scheme). redfish:// is HTTPS: BMCs serve Redfish over TLS.
 SCHEMES = {
@@ -108,8 +108,8 @@ def open_driver(target: BmcTarget, *, power_timeout: float = 300.0) -> Driver:
         return IpmiDriver(
             target.name, target.host, target.port or 623, target.credentials, power_timeout=power_timeout
         )
-    from provision.bmc.redfish import RedfishDriver
-    from provision.bmc.redfish_http import RedfishHttp
+    from provision.bmc.redfish.driver import RedfishDriver
+    from provision.bmc.redfish.transport import RedfishHttp
 
     http = RedfishHttp(
         target.base_url or "",

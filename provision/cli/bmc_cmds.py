@@ -125,7 +125,7 @@ def resolve_targets(
                     "set `insecure: true` in that device's bmc: block (a per-BMC choice), or pass --ca-cert/--fingerprint",
                     EXIT_INPUT,
                 )
-            from provision.inventory import load_inventory
+            from provision.config.inventory import load_inventory
 
             inv = load_inventory(inventory)
             for name in dict.fromkeys(targets):

@@ -12,8 +12,8 @@ from onie.installer import BuildError, InstallerFormat, NotAnInstaller, Progress
 from onie.layout import Firmware, human_size, onie_partitions
 from provision import resources
 from provision.cli.common import EXIT_FAILED, EXIT_INPUT, CLIError, echo_json
-from provision.profiles import ProfileRegistry
-from provision.switchspec import load_switch_spec, resolve_platforms
+from provision.config.profiles import ProfileRegistry
+from provision.config.switchspec import load_switch_spec, resolve_platforms
 
 _profiles_option = click.option(
     "--profiles",

@@ -108,7 +108,7 @@ def onie_sim(
     Exit 0 when every switch found an installer, 1 when none did, 4 when some did, 3 when the
     interface cannot be used (not root, no such interface).
     """
-    from provision import onie_sim
+    from provision.onie import simulator as onie_sim
 
     if os.geteuid() != 0:
         raise CLIError(
@@ -168,7 +168,7 @@ def _progress(count: int) -> Iterator[Callable[[Any], None] | None]:
         yield lambda _result: bar.advance(task)
 
 
-def _print_result(n: int, total: int, r) -> None:  # noqa: ANN001 - provision.onie_sim.SimResult
+def _print_result(n: int, total: int, r) -> None:  # noqa: ANN001 - provision.onie.simulator.SimResult
     i = r.identity
     click.echo(f"switch {n}/{total}: mac {i.mac}  serial {i.serial}  platform {i.platform}")
     if r.lease:

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
-from provision.onie_lab import policy_from_lab
+from provision.onie.wiring import policy_from_lab
 
 DEFAULT_STATE_DIR = Path("/var/lib/provision")
 
@@ -75,8 +75,9 @@ def serve(
     Every DHCP/TFTP/HTTP step is recorded: see `provision status`. Stop with Ctrl-C (or SIGTERM).
     Exit codes: 2 bad lab.yml/arguments, 3 environment (not root, interface, port in use).
     """
-    from provision import labconfig, netinfo
-    from provision.serve import Serve, ServeError, quick_config
+    from provision.config import lab as labconfig
+    from provision.server import hostnet
+    from provision.server.root import Serve, ServeError, quick_config
 
     if lab and interface:
         raise CLIError("give either a lab file or --interface, not both", "drop one of them", EXIT_INPUT)
@@ -104,8 +105,8 @@ def serve(
         if not kernel:
             raise CLIError("quick mode needs --kernel", "add --kernel PATH [--initrd PATH]", EXIT_INPUT)
         try:
-            iface = netinfo.interface_ipv4(interface)
-        except netinfo.NetInfoError as exc:
+            iface = hostnet.interface_ipv4(interface)
+        except hostnet.NetInfoError as exc:
             raise CLIError(exc.message, exc.fix, EXIT_ENV) from None
         try:
             cfg = quick_config(
@@ -177,12 +178,12 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
       provision status --state-dir /tmp/lab --json
       provision status --lab examples/lab.yml  # names and state dir from the lab file
     """
-    from provision.inventory import Inventory
-    from provision.statusview import snapshot
+    from provision.config.inventory import Inventory
+    from provision.devices.status import snapshot
 
     inventory = Inventory([])
     if lab:
-        from provision import labconfig
+        from provision.config import lab as labconfig
 
         cfg = labconfig.load_lab(lab, check_files=False)
         inventory = cfg.inventory
@@ -197,7 +198,7 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
             "start `provision serve` first, or point --state-dir/--db at where it keeps its state",
             EXIT_ENV,
         )
-    from provision.store import Store, StoreError
+    from provision.store.sqlite import Store, StoreError
 
     try:
         with Store(path) as store:

@@ -27,11 +27,11 @@
 - `client_from_packet(pkt, protocol)` builds the `pxe.Client`; `codec.decode/encode` the bytes.
 """
 
+from dhcp4.codec import DecodeError, Packet, decode, encode
+from dhcp4.options import MessageType
 from pxe.dhcp.clientinfo import client_from_packet
-from pxe.dhcp.codec import DecodeError, Packet, decode, encode
 from pxe.dhcp.config import DhcpServerConfig, Mode, Reservation, Subnet
 from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState, LeaseStore, MemoryLeaseStore
-from pxe.dhcp.options import MessageType
 from pxe.dhcp.server import DhcpServer, DhcpStartError, start_dhcp
 
 __all__ = [

@@ -10,10 +10,8 @@ from __future__ import annotations
 import struct
 import uuid as _uuid
 
-from onie.discovery import identity_from_dhcp, parse_suboptions, parse_user_classes
-from pxe.client import Client, Protocol
-from pxe.dhcp.codec import ZERO_IP, Packet
-from pxe.dhcp.options import (
+from dhcp4.codec import ZERO_IP, Packet
+from dhcp4.options import (
     OPT_CLIENT_ARCH,
     OPT_CLIENT_ID,
     OPT_CLIENT_UUID,
@@ -24,6 +22,8 @@ from pxe.dhcp.options import (
     RAI_CIRCUIT_ID,
     RAI_REMOTE_ID,
 )
+from onie.discovery import identity_from_dhcp, parse_suboptions, parse_user_classes
+from pxe.policy import Client, Protocol
 
 ARCH_EFI_X64 = 7
 ARCH_EFI_BC_ERRATUM = 9  # RFC 4578 errata: 7 and 9 were swapped; firmware sends both for x64

@@ -13,14 +13,8 @@ import socket
 import time
 from dataclasses import dataclass
 
-from onie.discovery import parse_suboptions
-from pxe.client import BootDecision, Client, Event, EventSink, Policy, Protocol
-from pxe.dhcp import replies
-from pxe.dhcp.clientinfo import client_from_packet
-from pxe.dhcp.codec import ZERO_IP, Packet
-from pxe.dhcp.config import DhcpServerConfig, Mode, Subnet
-from pxe.dhcp.leases import LeaseEngine, Outcome
-from pxe.dhcp.options import (
+from dhcp4.codec import ZERO_IP, Packet
+from dhcp4.options import (
     BOOTREQUEST,
     CLIENT_PORT,
     FLAG_BROADCAST,
@@ -35,6 +29,12 @@ from pxe.dhcp.options import (
     RAI_SERVER_ID_OVERRIDE,
     MessageType,
 )
+from onie.discovery import parse_suboptions
+from pxe.dhcp import replies
+from pxe.dhcp.clientinfo import client_from_packet
+from pxe.dhcp.config import DhcpServerConfig, Mode, Subnet
+from pxe.dhcp.leases import LeaseEngine, Outcome
+from pxe.policy import BootDecision, Client, Event, EventSink, Policy, Protocol
 
 log = logging.getLogger("pxe.dhcp")
 BROADCAST = "255.255.255.255"

@@ -44,7 +44,7 @@ class Lease:
 
 
 class LeaseStore(Protocol):
-    """Where leases live across restarts (provision.store.Store implements it on SQLite)."""
+    """Where leases live across restarts (provision.store.sqlite.Store implements it on SQLite)."""
 
     def load_leases(self) -> Iterable[Lease]: ...
 

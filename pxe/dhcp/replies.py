@@ -16,10 +16,8 @@ import logging
 import struct
 from collections.abc import Iterable
 
-from pxe.client import BootDecision, Client
-from pxe.dhcp.codec import ZERO_IP, Packet, encoded_size, ip_bytes, ip_list
-from pxe.dhcp.config import Subnet
-from pxe.dhcp.options import (
+from dhcp4.codec import ZERO_IP, Packet, encoded_size, ip_bytes, ip_list
+from dhcp4.options import (
     BOOTREPLY,
     DEFAULT_MAX_SIZE,
     HEADER_LEN,
@@ -53,6 +51,8 @@ from pxe.dhcp.options import (
     PXE_DISCOVERY_USE_BOOTFILE,
     MessageType,
 )
+from pxe.dhcp.config import Subnet
+from pxe.policy import BootDecision, Client
 
 log = logging.getLogger("pxe.dhcp")
 VC_PXE = b"PXEClient"

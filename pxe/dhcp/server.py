@@ -17,11 +17,11 @@ import logging
 import socket
 import struct
 
-from pxe.client import EventSink, Policy
-from pxe.dhcp.codec import DecodeError, decode, encode
+from dhcp4.codec import DecodeError, decode, encode
 from pxe.dhcp.config import DhcpServerConfig, Mode
 from pxe.dhcp.handler import BROADCAST, Arrival, Handler, Outgoing
 from pxe.dhcp.leases import LeaseEngine, LeaseStore, MemoryLeaseStore
+from pxe.policy import EventSink, Policy
 
 log = logging.getLogger("pxe.dhcp")
 SIOCGIFADDR = 0x8915  # <linux/sockios.h>

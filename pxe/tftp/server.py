@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pxe.client import Client, Event, EventSink, Policy, Protocol, RenderedFile
 from pxe.files import PathRefused, Refusal, resolve
+from pxe.policy import Client, Event, EventSink, Policy, Protocol, RenderedFile
 from pxe.tftp import packets as P
 from pxe.tftp.transfer import Limits, Outcome, ReadTransfer, Result, Source, negotiate
 

@@ -3,7 +3,7 @@
     python -m tests.support.dhcp_server '{"interfaces": ["s0"], "subnets": [...], "db": "/tmp/x.db"}'
 
 Config keys: mode (authoritative|proxy), interfaces, subnets (Subnet fields; pools as [[a,b]]),
-reservations, db (SQLite path for provision.store; absent: in memory), synchronous, authoritative,
+reservations, db (SQLite path for provision.store.sqlite; absent: in memory), synchronous, authoritative,
 bootfile / bootfile_uefi / bootfile_http / onie_url / next_server: a static policy; ignore_macs:
 macs the policy says "not ours" for; hostname_prefix. Prints READY once the sockets are bound, and
 one JSON line per event when "print_events" is true.
@@ -16,8 +16,8 @@ import json
 import signal
 import sys
 
-from pxe.client import BootDecision, Client, Event
 from pxe.dhcp import DhcpServerConfig, Mode, Reservation, Subnet, start_dhcp
+from pxe.policy import BootDecision, Client, Event
 
 
 class StaticPolicy:
@@ -73,7 +73,7 @@ def build_config(cfg: dict) -> DhcpServerConfig:
 async def main(cfg: dict) -> None:
     store = None
     if cfg.get("db"):
-        from provision.store import Store
+        from provision.store.sqlite import Store
 
         store = Store(cfg["db"], synchronous=cfg.get("synchronous", "FULL"))
 

@@ -1,0 +1,264 @@
+"""DHCPv4 packets to and from bytes, with `struct` only (scapy is our test oracle, not the hot path).
+
+Decoding never raises anything but `DecodeError`, whatever the bytes: the server feeds it whatever
+arrives on port 67. Options are kept as an ordered `dict[int, bytes]`; an option that appears
+several times is concatenated, and `file`/`sname` are read for options when option 52 says so
+[RFC 3396 §5, RFC 2131 §4.1]. Encoding splits values longer than 255 bytes into consecutive
+instances of the same code [RFC 3396 §6] and never uses option 52 (PXE ROMs mishandle it).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass, field
+
+from dhcp4.options import (
+    BOOTREPLY,
+    HEADER_LEN,
+    HTYPE_ETHERNET,
+    MAGIC_COOKIE,
+    MIN_PACKET,
+    OPT_END,
+    OPT_MESSAGE_TYPE,
+    OPT_OVERLOAD,
+    OPT_PAD,
+    MessageType,
+)
+
+# op htype hlen hops xid secs flags ciaddr yiaddr siaddr giaddr chaddr sname file
+_HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
+_OVERLOAD_FILE = 1
+_OVERLOAD_SNAME = 2
+ZERO_IP = "0.0.0.0"
+_ZERO4 = b"\0\0\0\0"
+
+_ntoa = socket.inet_ntoa
+_aton = socket.inet_aton
+
+
+_NEVER_WRITTEN = frozenset((OPT_PAD, OPT_END, OPT_OVERLOAD))
+
+
+class _CodeLen(dict):
+    """(code, length) header bytes, built on first use and then looked up: cheaper than bytes()."""
+
+    def __missing__(self, code: int) -> list[bytes]:
+        row = self[code] = [bytes((code, n)) for n in range(256)]
+        return row
+
+
+_CODE_LEN = _CodeLen()
+
+
+class DecodeError(ValueError):
+    """The bytes are not a DHCP/BOOTP packet we can read; `str()` says why."""
+
+
+@dataclass
+class Packet:
+    """One DHCP message. Addresses are dotted strings, `chaddr` the raw 16-byte field."""
+
+    op: int = BOOTREPLY
+    htype: int = HTYPE_ETHERNET
+    hlen: int = 6
+    hops: int = 0
+    xid: int = 0
+    secs: int = 0
+    flags: int = 0
+    ciaddr: str = ZERO_IP
+    yiaddr: str = ZERO_IP
+    siaddr: str = ZERO_IP
+    giaddr: str = ZERO_IP
+    chaddr: bytes = b"\0" * 16
+    sname: bytes = b""
+    file: bytes = b""
+    options: dict[int, bytes] = field(default_factory=dict)
+    _mac: str = field(default="", init=False, repr=False, compare=False)
+    _mac_key: tuple = field(default=(), init=False, repr=False, compare=False)
+
+    @property
+    def mac(self) -> str:
+        """chaddr as lower-case colon-separated text (hlen bytes, at most 16)."""
+        key = (self.chaddr, self.hlen)
+        if self._mac_key != key:
+            self._mac = self.chaddr[: max(0, min(self.hlen, 16))].hex(":")
+            self._mac_key = key
+        return self._mac
+
+    @property
+    def message_type(self) -> MessageType | None:
+        raw = self.options.get(OPT_MESSAGE_TYPE)
+        if raw is None or len(raw) != 1:
+            return None
+        try:
+            return MessageType(raw[0])
+        except ValueError:
+            return None
+
+    def ip_option(self, code: int) -> str | None:
+        raw = self.options.get(code)
+        return _ntoa(raw) if raw is not None and len(raw) == 4 else None
+
+    def text_option(self, code: int) -> str | None:
+        raw = self.options.get(code)
+        return None if raw is None else raw.decode("utf-8", "replace").rstrip("\0")
+
+
+def _parse_options(buf: bytes, start: int, end: int, into: dict[int, bytes]) -> bool:
+    """Options in buf[start:end] into `into` (concatenating repeats); True when END was seen."""
+    i = start
+    while i < end:
+        code = buf[i]
+        if code == OPT_PAD:
+            i += 1
+            continue
+        if code == OPT_END:
+            return True
+        if i + 1 >= end:
+            raise DecodeError(f"option {code} at offset {i} has no length byte")
+        length = buf[i + 1]
+        value_end = i + 2 + length
+        if value_end > end:
+            raise DecodeError(f"option {code} at offset {i} claims {length} bytes past the end")
+        value = buf[i + 2 : value_end]
+        prev = into.get(code)
+        into[code] = value if prev is None else prev + value
+        i = value_end
+    return False
+
+
+def decode(buf: bytes) -> Packet:
+    """Parse one datagram. Raises DecodeError (only) when it is not a readable DHCP packet."""
+    try:
+        return _decode(bytes(buf))
+    except DecodeError:
+        raise
+    except Exception as exc:  # belt and braces: hostile input must never escape as anything else
+        raise DecodeError(f"unreadable packet: {exc!r}") from exc
+
+
+def _decode(buf: bytes) -> Packet:
+    if len(buf) < HEADER_LEN + 4:
+        raise DecodeError(f"packet of {len(buf)} bytes is shorter than the {HEADER_LEN + 4}-byte minimum")
+    if buf[HEADER_LEN : HEADER_LEN + 4] != MAGIC_COOKIE:
+        raise DecodeError("bad magic cookie (BOOTP without DHCP options is not served)")
+    (op, htype, hlen, hops, xid, secs, flags, ci, yi, si, gi, chaddr, sname, bootfile) = _HEADER.unpack_from(
+        buf
+    )
+    if hlen > 16:
+        raise DecodeError(f"hlen {hlen} exceeds the 16-byte chaddr field")
+    options: dict[int, bytes] = {}
+    _parse_options(buf, HEADER_LEN + 4, len(buf), options)
+    overload = options.pop(OPT_OVERLOAD, None)
+    if overload is not None:
+        # RFC 2131 §4.1: options continue in `file` (1), `sname` (2) or both (3), file first.
+        if len(overload) != 1 or overload[0] not in (1, 2, 3):
+            raise DecodeError(f"option 52 has an invalid value {overload.hex()}")
+        if overload[0] & _OVERLOAD_FILE:
+            _parse_options(bootfile, 0, len(bootfile), options)
+            bootfile = b""
+        if overload[0] & _OVERLOAD_SNAME:
+            _parse_options(sname, 0, len(sname), options)
+            sname = b""
+    return Packet(
+        op=op,
+        htype=htype,
+        hlen=hlen,
+        hops=hops,
+        xid=xid,
+        secs=secs,
+        flags=flags,
+        ciaddr=_ntoa(ci),
+        yiaddr=_ntoa(yi),
+        siaddr=_ntoa(si),
+        giaddr=_ntoa(gi),
+        chaddr=chaddr,
+        sname=sname.split(b"\0", 1)[0],
+        file=bootfile.split(b"\0", 1)[0],
+        options=options,
+    )
+
+
+def encode_option(code: int, value: bytes) -> bytes:
+    """One option, split into 255-byte instances when longer [RFC 3396 §6]."""
+    if len(value) <= 255:
+        return bytes((code, len(value))) + value
+    parts = []
+    for i in range(0, len(value), 255):
+        chunk = value[i : i + 255]
+        parts.append(bytes((code, len(chunk))) + chunk)
+    return b"".join(parts)
+
+
+def encoded_size(options: dict[int, bytes]) -> int:
+    """Bytes the options area will take (cookie and END included), before padding."""
+    size = 4 + 1
+    for value in options.values():
+        n = len(value)
+        size += n + 2 if n <= 255 else n + 2 * -(-n // 255)
+    return size
+
+
+def encode(pkt: Packet) -> bytes:
+    """Bytes on the wire, padded to the BOOTP minimum of 300. Options are written in dict order."""
+    if len(pkt.sname) > 64 or len(pkt.file) > 128:
+        raise ValueError("sname is limited to 64 bytes and file to 128 (use option 67 for longer)")
+    head = _HEADER.pack(
+        pkt.op,
+        pkt.htype,
+        pkt.hlen,
+        pkt.hops,
+        pkt.xid & 0xFFFFFFFF,
+        pkt.secs,
+        pkt.flags,
+        _aton(pkt.ciaddr),
+        _aton(pkt.yiaddr),
+        _aton(pkt.siaddr),
+        _aton(pkt.giaddr),
+        pkt.chaddr.ljust(16, b"\0")[:16],
+        pkt.sname,
+        pkt.file,
+    )
+    parts = [head, MAGIC_COOKIE]
+    append = parts.append
+    for code, value in pkt.options.items():
+        if code in _NEVER_WRITTEN:
+            continue
+        n = len(value)
+        if n <= 255:  # the common case, inline: this loop runs ~10 times per reply
+            append(_CODE_LEN[code][n])
+            append(value)
+        else:
+            append(encode_option(code, value))
+    append(b"\xff")
+    out = b"".join(parts)
+    if len(out) < MIN_PACKET:
+        out += b"\0" * (MIN_PACKET - len(out))
+    return out
+
+
+def mac_to_chaddr(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", "").replace("-", "")).ljust(16, b"\0")
+
+
+def ip_bytes(ip: str) -> bytes:
+    return _aton(ip)
+
+
+def ip_list(ips: tuple[str, ...] | list[str]) -> bytes:
+    return b"".join(_aton(ip) for ip in ips)
+
+
+__all__ = [
+    "ZERO_IP",
+    "DecodeError",
+    "Packet",
+    "decode",
+    "encode",
+    "encode_option",
+    "encoded_size",
+    "ip_bytes",
+    "ip_list",
+    "mac_to_chaddr",
+]

@@ -1,0 +1,292 @@
+"""The boot policy: the one place that decides what a network-booting machine gets (pxe.Policy).
+
+Stages, by what the client says of itself (NETBOOT.md table, captured from QEMU's firmware):
+  BIOS PXE (arch 0)              → undionly.kpxe over TFTP
+  UEFI x64 PXE (arch 7; 9 too)   → ipxe.efi (or snponly.efi) over TFTP
+  UEFI x64 HTTP boot (arch 16)   → http://server/ipxe.efi
+  iPXE (user class iPXE / 175)   → http://server/ipxe/<mac>.ipxe: kernel + initrd over HTTP
+  ARM64 UEFI PXE (arch 11)       → grubaa64.efi over TFTP → grub/by-mac/<mac>.cfg → Image + initrd
+  ARM64 UEFI HTTP boot (arch 19) → http://server/grubaa64-http-<server>.efi → same grub.cfg over HTTP
+  ONIE discovery (client.onie)   → delegated to provision.onie.policy.OniePolicy when present
+  no arch (a plain DHCP client)  → an address only, if the machine is ours
+Unknown MACs: None (silent) with `unknown: ignore`, the `discover` entry with `unknown: discover`.
+
+Pure: no sockets, no clock, no database. Everything it needs comes in at construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from provision import resources
+from provision.boot import loaders as bootfiles
+from provision.config.inventory import Device
+from provision.config.lab import Arch, BootEntry, KernelSet, LabConfig, Unknown, device_entry
+from pxe.policy import BootDecision, Client, Policy, RenderedFile
+
+log = logging.getLogger(__name__)
+
+# DHCP option 93 client architecture types (IANA "Processor Architecture Types", RFC 4578 §2.1
+# and its erratum: 7 and 9 were swapped in the RFC, firmware sends both for x64).
+ARCH_BIOS = 0
+ARCH_EFI_X64 = 7
+ARCH_EFI_BC = 9
+ARCH_EFI_ARM64 = 11
+ARCH_HTTP_X64 = 16
+ARCH_HTTP_ARM64 = 19
+X64_EFI_ARCHES = (ARCH_EFI_X64, ARCH_EFI_BC)
+
+IPXE_SCRIPT_DIR = "ipxe"
+GRUB_DIR = "grub"
+BOOT_DIR = "boot"  # boot/<entry>/<arch>/<file name>: kernels and initrds, over TFTP and HTTP
+
+_MAC_IN_PATH = re.compile(r"([0-9a-f]{2}(?:[:-][0-9a-f]{2}){5})", re.IGNORECASE)
+
+
+
+class Stage:
+    """Names for what a request is, used in notes and events (strings kept stable for logs)."""
+
+    BIOS_PXE = "bios-pxe"
+    UEFI_PXE = "uefi-x64-pxe"
+    UEFI_HTTP = "uefi-x64-http"
+    IPXE = "ipxe"
+    ARM64_PXE = "arm64-pxe"
+    ARM64_HTTP = "arm64-http"
+    LEASE_ONLY = "lease-only"
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """One of our addresses and the network it serves (directly attached or via relays)."""
+
+    network: ipaddress.IPv4Network
+    address: str
+    interface: str | None = None  # the local interface it is on; None for relayed networks
+
+
+def mac_dashes(mac: str) -> str:
+    return mac.lower().replace(":", "-")
+
+
+def mac_from_path(path: str) -> str | None:
+    m = _MAC_IN_PATH.search(path)
+    return m.group(1).lower().replace("-", ":") if m else None
+
+
+class BootPolicy(Policy):
+    def __init__(
+        self,
+        cfg: LabConfig,
+        servers: Sequence[ServerAddress],
+        files: bootfiles.BootFiles,
+        onie: Policy | None = None,
+        console_of: Callable[[Device], str | None] | None = None,
+    ):
+        if not servers:
+            raise ValueError("BootPolicy needs at least one server address")
+        self.cfg = cfg
+        self.servers = list(servers)
+        self.files = files
+        self.onie = onie
+        self.console_of = console_of or (lambda _d: None)
+        self.env = resources.template_env()
+
+    # -- who is asking ---------------------------------------------------------------------------
+    def server_for(self, client: Client) -> str:
+        """Our address on the client's network: by relay (giaddr), then the interface the request
+        came in on (pxe.Client.interface, set by the DHCP server), then the client's IP or the
+        device's reserved IP, else the first. The interface comes before the IPs because an
+        unknown client on a second directly attached link has no IP yet, and a relayed request
+        arrives on the interface towards the relay, so giaddr must be asked first."""
+        device = self.device(client.mac)
+        if client.relay is None and client.interface is not None:
+            for s in self.servers:
+                if s.interface == client.interface:
+                    return s.address
+        for hint in (client.relay, client.ip, device.ip if device else None):
+            if hint:
+                try:
+                    addr = ipaddress.IPv4Address(hint)
+                except ValueError:
+                    continue
+                for s in self.servers:
+                    if addr in s.network:
+                        return s.address
+        return self.servers[0].address
+
+    def http_base(self, server: str) -> str:
+        port = self.cfg.http_port
+        return f"http://{server}" if port == 80 else f"http://{server}:{port}"
+
+    def device(self, mac: str | None) -> Device | None:
+        return self.cfg.inventory.by_mac(mac) if mac else None
+
+    def _ours(self, device: Device | None) -> bool:
+        return device is not None or self.cfg.boot.unknown is Unknown.DISCOVER
+
+    # -- DHCP: what to give ----------------------------------------------------------------------
+    def decide(self, client: Client) -> BootDecision | None:
+        if client.onie is not None:
+            if self.onie is None:
+                return None  # ONIE serving is not configured: another server may own switches
+            return self.onie.decide(client)
+        device = self.device(client.mac)
+        if not self._ours(device):
+            return None
+        hostname = (device.hostname or device.name) if device else None
+        ip = device.ip if device else None
+        base = BootDecision(hostname=hostname, ip=ip)
+        stage, bootfile = self._bootfile(client)
+        who = device.name if device else "unknown (discover)"
+        if bootfile is None:
+            return _replace(base, note=f"{who}: {stage}")
+        return _replace(base, bootfile=bootfile, note=f"{who}: {stage} → {bootfile}")
+
+    def stage_of(self, client: Client) -> str:
+        return self._bootfile(client)[0]
+
+    def _bootfile(self, client: Client) -> tuple[str, str | None]:
+        server = self.server_for(client)
+        if client.is_ipxe:
+            return Stage.IPXE, f"{self.http_base(server)}/{IPXE_SCRIPT_DIR}/{mac_dashes(client.mac)}.ipxe"
+        arch = client.arch
+        loader = self.cfg.boot.uefi_x64_loader  # X64Loader
+        if arch == ARCH_BIOS:
+            return Stage.BIOS_PXE, bootfiles.UNDIONLY
+        if arch in X64_EFI_ARCHES:
+            return Stage.UEFI_PXE, loader.value
+        if arch == ARCH_HTTP_X64:
+            # The firmware's HTTP boot may run on any NIC: ipxe.efi brings its own drivers, but
+            # snponly.efi uses the one the firmware booted from, which is what HTTP boot just used.
+            return Stage.UEFI_HTTP, f"{self.http_base(server)}/{loader.value}"
+        if arch == ARCH_EFI_ARM64:
+            return Stage.ARM64_PXE, bootfiles.GRUB_ARM64_TFTP
+        if arch == ARCH_HTTP_ARM64:
+            return Stage.ARM64_HTTP, f"{self.http_base(server)}/{bootfiles.grub_http_name(server)}"
+        return Stage.LEASE_ONLY, None
+
+    # -- TFTP/HTTP: per-device files ---------------------------------------------------------------
+    def render(self, client: Client, path: str) -> RenderedFile | None:
+        rel = path.lstrip("/")
+        parts = rel.split("/")
+        if parts[0] == IPXE_SCRIPT_DIR and rel.endswith(".ipxe"):
+            return self._ipxe_script(client, rel)
+        if parts[0] == GRUB_DIR and rel.endswith(".cfg"):
+            return self._grub_cfg(client, rel)
+        if parts[0] == BOOT_DIR and len(parts) == 4:
+            return self._boot_file(parts[1], parts[2], parts[3])
+        binary = self.files.by_name(rel)
+        if binary is not None:
+            ctype = "application/efi" if binary.suffix == ".efi" else "application/octet-stream"
+            return RenderedFile(path=binary, content_type=ctype)
+        if self.onie is not None:
+            return self.onie.render(client, path)
+        return None
+
+    def _resolve(self, client: Client, path: str) -> tuple[str, Device | None]:
+        mac = mac_from_path(path) or (client.mac.lower() if client.mac else "")
+        return mac, self.device(mac)
+
+    def _entry(self, device: Device | None) -> BootEntry | None:
+        return device_entry(self.cfg, device)
+
+    def _cmdline(self, device: Device | None, ks: KernelSet) -> str:
+        cmdline = ks.cmdline
+        console = self.console_of(device) if device else None
+        if console and "console=" not in cmdline:
+            cmdline = f"{cmdline} console={console}".strip()
+        return cmdline
+
+    def _ipxe_script(self, client: Client, path: str) -> RenderedFile:
+        mac, device = self._resolve(client, path)
+        if not self._ours(device):
+            return RenderedFile.not_found()
+        entry = self._entry(device)
+        ks = entry.for_arch(Arch.X86_64) if entry else None
+        if entry is None or ks is None:
+            reason = "no boot entry" if entry is None else f"entry {entry.name!r} has no x86_64 kernel"
+            text = self.env.get_template("ipxe/none.ipxe.j2").render(mac=mac, reason=reason)
+            return RenderedFile(content=text.encode(), content_type="text/plain")
+        base = f"{self.http_base(self.server_for(client))}/{BOOT_DIR}/{entry.name}/{Arch.X86_64.value}"
+        text = self.env.get_template("ipxe/boot.ipxe.j2").render(
+            name=device.name if device else "unknown",
+            mac=mac,
+            entry=entry.name,
+            arch=Arch.X86_64.value,
+            kernel_url=f"{base}/{ks.kernel.name}",
+            initrd_url=f"{base}/{ks.initrd.name}" if ks.initrd else None,
+            initrd_name=ks.initrd.name if ks.initrd else None,
+            cmdline=self._cmdline(device, ks),
+        )
+        return RenderedFile(content=text.encode(), content_type="text/plain")
+
+    def _grub_cfg(self, client: Client, path: str) -> RenderedFile:
+        mac, device = self._resolve(client, path)
+        if not mac:
+            # GRUB's plain $prefix/grub.cfg from an address we cannot tie to a MAC: have GRUB ask
+            # again by the MAC it booted from (grub/by-mac/<mac>.cfg).
+            text = self.env.get_template("grub/redirect.cfg.j2").render()
+            return RenderedFile(content=text.encode(), content_type="text/plain")
+        if not self._ours(device):
+            return RenderedFile.not_found()
+        entry = self._entry(device)
+        ks = entry.for_arch(Arch.ARM64) if entry else None
+        if entry is None or ks is None:
+            reason = "no boot entry" if entry is None else f"entry {entry.name!r} has no arm64 kernel"
+            text = self.env.get_template("grub/none.cfg.j2").render(mac=mac or "?", reason=reason)
+            return RenderedFile(content=text.encode(), content_type="text/plain")
+        # Paths relative to GRUB's root: (tftp,server) after PXE, (http,server) after HTTP boot,
+        # so the kernel comes the way GRUB itself came.
+        base = f"/{BOOT_DIR}/{entry.name}/{Arch.ARM64.value}"
+        text = self.env.get_template("grub/grub.cfg.j2").render(
+            name=device.name if device else "unknown",
+            mac=mac or "?",
+            entry=entry.name,
+            arch=Arch.ARM64.value,
+            kernel_path=f"{base}/{ks.kernel.name}",
+            initrd_path=f"{base}/{ks.initrd.name}" if ks.initrd else None,
+            cmdline=self._cmdline(device, ks),
+        )
+        return RenderedFile(content=text.encode(), content_type="text/plain")
+
+    def _boot_file(self, entry_name: str, arch_name: str, file_name: str) -> RenderedFile:
+        entry = self.cfg.boot.entries.get(entry_name)
+        try:
+            arch = Arch(arch_name)
+        except ValueError:
+            return RenderedFile.not_found()
+        ks = entry.for_arch(arch) if entry else None
+        if ks is None:
+            return RenderedFile.not_found()
+        for candidate in (ks.kernel, ks.initrd):
+            if candidate is not None and candidate.name == file_name:
+                return RenderedFile(path=candidate)
+        return RenderedFile.not_found()
+
+
+def _replace(d: BootDecision, **kw: object) -> BootDecision:
+    return dataclasses.replace(d, **kw)  # type: ignore[arg-type]
+
+
+def profile_console(registry: object) -> Callable[[Device], str | None]:
+    """console=ttyS0,115200 from a device's hardware profile, when it names one we know."""
+
+    def console_of(device: Device) -> str | None:
+        if not device.profile:
+            return None
+        try:
+            profile = registry.get(device.profile)  # type: ignore[attr-defined]
+        except LookupError:
+            return None
+        return f"{profile.console.device},{profile.console.speed}"
+
+    return console_of
+
+
+__all__ = ["BootPolicy", "ServerAddress", "Stage", "mac_from_path", "profile_console"]

@@ -1,0 +1,455 @@
+"""The ONIE half of the one decision point: which installer a switch gets, by URL and by every name.
+
+`provision.boot.policy` hands a `Client` here when `client.onie` is set (DHCP) and for HTTP/TFTP paths
+that look like ONIE's names. Two doors, as for every policy:
+
+- `decide(client)`: the exact installer URL (DHCP option 125 sub-option 1 and option 114, which the
+  DHCP front end encodes from `BootDecision.onie_installer_url`) or, in the inexact modes, option 72
+  / siaddr / a bootfile name, as ONIE.md's discovery order reads them;
+- `render(client, path)`: the installer file for this switch under EVERY name of ONIE's waterfall
+  (HTTP and TFTP, root, MAC directory and hex-IP directories), chosen by the ONIE-* request
+  headers, else by what the switch said over DHCP from the same address; `RenderedFile.not_found()`
+  for a name that does not fit this switch, so that ONIE moves on to its next name instead of
+  taking another platform's installer.
+
+Which installer: inventory device pin (`installer:` of the device matched by serial, MAC or
+switch port) > `onie.devices` (serial or MAC) > `onie.switch_ports` (option 82 circuit-id) >
+`onie.platforms` > the platform's file in `onie.installers` (`onie-installer-<platform>.bin` or a
+header that names the platform).
+
+Events (to the EventSink; the store keeps them, `provision.onie.progress` reads them):
+`onie.discovered` {serial, platform, onie_version, source: dhcp|http|tftp} once per change or per
+minute, and `installer.fetched` {path, file, platform, serial, protocol, nos, version, reason} when
+a file is handed out (chosen over deriving it from http.sent: TFTP needs it too, and only the policy
+knows that the file was an installer and why it was chosen).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from onie import discovery
+from onie.identity import OnieIdentity
+from provision.config import URL, Bool, Enum, Field, FilePath, Map, Obj, Section, Str
+from provision.config.inventory import Device, Inventory
+from provision.onie.catalog import Catalog, CatalogEntry, Choice
+from provision.onie.progress import KIND_DISCOVERED, KIND_FETCHED
+from pxe.policy import BootDecision, Client, Event, EventSink, Protocol, RenderedFile
+
+log = logging.getLogger(__name__)
+
+HTTP_DEFAULT_PORT = 80  # ONIE's inexact HTTP probes only port 80 (exec_installer `nc -w 10 $server 80`)
+DISCOVERED_REPEAT_S = 60.0  # re-emit an unchanged onie.discovered at most once a minute
+
+
+class DiscoveryMode(enum.Enum):
+    """How much of ONIE's discovery order the DHCP answer uses (ONIE.md "Source order")."""
+
+    EXACT = "exact"  # option 125.1 + 114 = the URL; plus 72 when the HTTP server is on port 80
+    INEXACT = "inexact"  # option 72 (port 80 only) and bootfile = the default name: HTTP names, then TFTP
+    TFTP = "tftp"  # siaddr + bootfile name only: ONIE's tftp_download
+    WATERFALL = "waterfall"  # a lease only: ONIE walks the TFTP waterfall on siaddr
+
+
+ONIE = Obj(
+    {
+        "installers": Field(
+            FilePath(must_exist=False, kind="folder"),
+            required=True,
+            doc="folder of installers (what `provision onie-installer` writes: onie-installer-<platform>.bin)",
+        ),
+        "discovery": Field(
+            Enum(*(m.value for m in DiscoveryMode)),
+            default=DiscoveryMode.EXACT.value,
+            doc="exact: URL in options 125/114; inexact: option 72 + names; tftp: bootfile; waterfall: lease only",
+        ),
+        "url": Field(
+            URL(("http",)),
+            default=None,
+            doc="base URL switches reach our HTTP server at (default: the HTTP address `serve` listens on)",
+        ),
+        "platforms": Field(
+            Map(Str()),
+            default_factory=dict,
+            doc="ONIE platform -> installer file or NOS version (default per platform)",
+        ),
+        "devices": Field(
+            Map(Str()), default_factory=dict, doc="serial number or MAC -> installer file or NOS version"
+        ),
+        "switch_ports": Field(
+            Map(Str()),
+            default_factory=dict,
+            doc="option 82 circuit-id (switch port) -> installer file or NOS version",
+        ),
+        "report": Field(
+            Bool(),
+            default=True,
+            doc="accept installers' progress reports at /api/v1/report (false: that endpoint answers "
+            "404 and records nothing; installers ignore it and install anyway)",
+        ),
+    },
+    name="onie",
+)
+
+
+@dataclass(frozen=True)
+class OnieSettings:
+    installers: Path | None = None
+    discovery: DiscoveryMode = DiscoveryMode.EXACT
+    url: str | None = None
+    platforms: Mapping[str, str] = field(default_factory=dict)
+    devices: Mapping[str, str] = field(default_factory=dict)
+    switch_ports: Mapping[str, str] = field(default_factory=dict)
+    report: bool = True
+
+
+def settings_from_section(section: Section | None) -> OnieSettings:
+    """The validated `onie:` section (or None when lab.yml has none) as settings."""
+    if not section:
+        return OnieSettings()
+    devices = {}
+    for key, value in section["devices"].items():
+        mac = discovery.normalise_mac(key)
+        devices[mac or key] = value
+    return OnieSettings(
+        installers=section["installers"],
+        discovery=DiscoveryMode(section["discovery"]),
+        url=section["url"],
+        platforms=dict(section["platforms"]),
+        devices=devices,
+        switch_ports=dict(section["switch_ports"]),
+        report=section["report"],
+    )
+
+
+@dataclass
+class _Seen:
+    """What one switch (by MAC) told us, to answer its later headerless TFTP/HTTP requests."""
+
+    identity: OnieIdentity
+    circuit_id: str | None = None
+    ip: str | None = None
+    emitted: dict[str, tuple[OnieIdentity, float]] = field(default_factory=dict)  # source -> last
+
+
+class OniePolicy:
+    """decide + render for ONIE switches.
+
+    `url_base` is where switches reach our HTTP server: a fixed `http://host[:port]`, or a function
+    of the client (a multi-homed server answers each link with its own address). `onie.url` in
+    lab.yml wins over both.
+    """
+
+    def __init__(
+        self,
+        settings: OnieSettings,
+        inventory: Inventory | None = None,
+        events: EventSink | None = None,
+        url_base: str | Callable[[Client], str | None] | None = None,
+        mac_of_ip: Callable[[str], str | None] | None = None,
+        asic_of_platform: Callable[[str], str | None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self.inventory = inventory
+        self.events: EventSink = events or (lambda _e: None)
+        self._url_base = settings.url or url_base
+        self.catalog = Catalog(settings.installers)
+        self._mac_of_ip = mac_of_ip
+        self._asic_of_platform = asic_of_platform
+        self._clock = clock
+        self._seen: dict[str, _Seen] = {}  # by mac
+        self._ip_to_mac: dict[str, str] = {}
+
+    @property
+    def report_enabled(self) -> bool:
+        """lab.yml `onie.report`: `provision serve` gives it to pxe.http as `accept_reports`."""
+        return self.settings.report
+
+    def attach(
+        self,
+        events: EventSink | None = None,
+        mac_of_ip: Callable[[str], str | None] | None = None,
+        url_base: str | Callable[[Client], str | None] | None = None,
+    ) -> None:
+        """For a server built after the policy (`provision serve`): its event sink, its IP → MAC
+        book and its HTTP address, where lab.yml's `onie.url` does not set one."""
+        if events is not None:
+            self.events = events
+        if mac_of_ip is not None:
+            self._mac_of_ip = mac_of_ip
+        if url_base is not None and not self.settings.url:
+            self._url_base = url_base
+
+    def url_base(self, client: Client | None = None) -> str | None:
+        base = self._url_base
+        if callable(base):
+            base = base(client) if client is not None else None
+        return base.rstrip("/") if base else None
+
+    # -- learning --------------------------------------------------------------------------------
+
+    def observe(self, event: Event) -> None:
+        """Feed the server's events here to learn address → MAC (dhcp.ack) for headerless requests."""
+        if event.kind == "dhcp.ack" and event.mac and event.ip:
+            mac = discovery.normalise_mac(event.mac) or event.mac
+            self._ip_to_mac[event.ip] = mac
+            if mac in self._seen:
+                self._seen[mac].ip = event.ip
+
+    def _remember(
+        self, mac: str, identity: OnieIdentity, source: str, circuit_id: str | None = None
+    ) -> _Seen:
+        seen = self._seen.get(mac)
+        if seen is None:
+            seen = self._seen[mac] = _Seen(identity)
+        else:
+            seen.identity = discovery.merge(identity, seen.identity)
+        if circuit_id:
+            seen.circuit_id = circuit_id
+        now = self._clock()
+        last = seen.emitted.get(source)
+        if last is None or last[0] != identity or now - last[1] >= DISCOVERED_REPEAT_S:
+            seen.emitted[source] = (identity, now)
+            self.events(
+                Event(
+                    KIND_DISCOVERED,
+                    mac=mac,
+                    ip=seen.ip,
+                    detail={
+                        "serial": identity.serial,
+                        "platform": identity.platform,
+                        "onie_version": identity.onie_version,
+                        "source": source,
+                    },
+                )
+            )
+        return seen
+
+    def _lookup_mac(self, ip: str | None) -> str | None:
+        if not ip:
+            return None
+        if ip in self._ip_to_mac:
+            return self._ip_to_mac[ip]
+        if self._mac_of_ip is not None:
+            mac = self._mac_of_ip(ip)
+            if mac:
+                return discovery.normalise_mac(mac) or mac
+        return None
+
+    def _with_asic(self, identity: OnieIdentity) -> OnieIdentity:
+        if identity.switch_asic or not identity.platform or self._asic_of_platform is None:
+            return identity
+        asic = self._asic_of_platform(identity.platform)
+        return replace(identity, switch_asic=asic) if asic else identity
+
+    # -- choosing --------------------------------------------------------------------------------
+
+    def _device(self, identity: OnieIdentity, circuit_id: str | None) -> Device | None:
+        if self.inventory is None:
+            return None
+        if identity.serial:
+            for dev in self.inventory.devices:
+                if dev.serial and dev.serial.casefold() == identity.serial.casefold():
+                    return dev
+        if identity.mac:
+            dev = self.inventory.by_mac(identity.mac)
+            if dev is not None:
+                return dev
+        if circuit_id:
+            for dev in self.inventory.devices:
+                if dev.switch_port and dev.switch_port == circuit_id:
+                    return dev
+        return None
+
+    def choose(self, identity: OnieIdentity, circuit_id: str | None = None) -> Choice:
+        """The installer for this switch, and why (first pin that applies, else the platform's)."""
+        platform = identity.platform
+        dev = self._device(identity, circuit_id)
+        pins: list[tuple[str | None, str]] = []
+        if dev is not None:
+            pins.append((dev.installer, f"inventory device {dev.name}"))
+        pins.append((self.settings.devices.get(identity.serial or ""), "onie.devices (serial)"))
+        pins.append((self.settings.devices.get(identity.mac or ""), "onie.devices (MAC)"))
+        pins.append((self.settings.switch_ports.get(circuit_id or ""), f"onie.switch_ports ({circuit_id})"))
+        pins.append((self.settings.platforms.get(platform or ""), "onie.platforms"))
+        for pin, why in pins:
+            if pin:
+                choice = self.catalog.resolve_pin(pin, platform)
+                return Choice(choice.entry, f"{choice.reason} ({why})")
+        if not platform:
+            return Choice(None, "the switch did not say its platform")
+        entry = self.catalog.for_platform(platform)
+        if entry is None:
+            return Choice(None, f"no installer for {platform} in {self.settings.installers}")
+        return Choice(entry, f"platform default for {platform}")
+
+    def installer_url(self, platform: str, client: Client | None = None) -> str | None:
+        base = self.url_base(client)
+        if not base:
+            return None
+        return f"{base}/{discovery.installer_file_name(platform)}"
+
+    # -- DHCP --------------------------------------------------------------------------------------
+
+    def decide(self, client: Client) -> BootDecision | None:
+        """None when the client is not ONIE or no installer fits it (then serve decides on a lease)."""
+        if client.onie is None or self.settings.installers is None:
+            return None
+        mac = discovery.normalise_mac(client.mac) or client.mac
+        identity = discovery.merge(replace(client.onie, mac=client.onie.mac or mac), OnieIdentity())
+        circuit = _circuit_text(client.circuit_id)
+        seen = self._remember(mac, identity, "dhcp", circuit)
+        if client.ip:
+            seen.ip = client.ip
+            self._ip_to_mac[client.ip] = mac
+        choice = self.choose(identity, circuit)
+        if choice.entry is None or not identity.platform:
+            log.info("onie %s (%s): no installer: %s", mac, identity.platform, choice.reason)
+            return None
+        decision = self._decision(identity.platform, choice, client)
+        dev = self._device(identity, circuit)
+        if dev is not None:
+            # The inventory's reservation for this switch (found by serial, MAC or switch port: the
+            # port is how a not-yet-seen switch is known before its MAC is).
+            decision = replace(
+                decision, hostname=dev.hostname or dev.name, ip=dev.ip, note=f"{dev.name}: {decision.note}"
+            )
+        return decision
+
+    def _decision(self, platform: str, choice: Choice, client: Client) -> BootDecision:
+        mode = self.settings.discovery
+        url = self.installer_url(platform, client)
+        name = discovery.installer_file_name(platform)
+        extra: dict[int, bytes] = {}
+        www = self._www_server(client)
+        if www and mode in (DiscoveryMode.EXACT, DiscoveryMode.INEXACT):
+            extra[discovery.OPT_WWW_SERVER] = ipaddress.IPv4Address(www).packed
+        note = f"onie {platform}: {choice.entry.label if choice.entry else '-'} ({choice.reason})"
+        if mode is DiscoveryMode.EXACT and url:
+            return BootDecision(onie_installer_url=url, extra_options=extra, note=note)
+        if mode in (DiscoveryMode.EXACT, DiscoveryMode.INEXACT, DiscoveryMode.TFTP):
+            # No base URL (or not exact): siaddr + bootfile name reach our TFTP; ONIE tries 67 as a URL
+            # first (fails quietly on a bare name), then tftp://siaddr/<name>.
+            return BootDecision(bootfile=name, extra_options=extra, note=note + f"; bootfile {name}")
+        # A lease alone leaves siaddr empty in pxe.dhcp's reply; ONIE's waterfall needs it.
+        return BootDecision(next_server=self._server_ip(client), note=note + "; waterfall")
+
+    def _server_ip(self, client: Client) -> str | None:
+        base = self.url_base(client)
+        host = urlsplit(base).hostname if base else None
+        try:
+            return str(ipaddress.IPv4Address(host or ""))
+        except ValueError:
+            return None
+
+    def _www_server(self, client: Client) -> str | None:
+        """Option 72 must be an IP and ONIE only tries port 80 there (ONIE.md pitfalls)."""
+        base = self.url_base(client)
+        if not base:
+            return None
+        parts = urlsplit(base)
+        if (parts.port or HTTP_DEFAULT_PORT) != HTTP_DEFAULT_PORT or parts.path not in ("", "/"):
+            return None
+        try:
+            return str(ipaddress.IPv4Address(parts.hostname or ""))
+        except ValueError:
+            return None
+
+    # -- HTTP and TFTP -----------------------------------------------------------------------------
+
+    def render(self, client: Client, path: str) -> RenderedFile | None:
+        """None for paths that are not ONIE names (the file tree answers); else the file or not-found."""
+        if self.settings.installers is None:
+            return None
+        rel = discovery.normalise_path(path)
+        directory, _, name = rel.rpartition("/")
+        if not name.startswith(tuple(op.prefix for op in discovery.Operation)) or directory.count("/"):
+            return None
+        identity, mac, circuit = self._identity_for_request(client, directory)
+        if identity is None or not identity.platform:
+            # Nobody told us who asks. Only a name that spells a whole platform is unambiguous.
+            platform = discovery.platform_from_name(name)
+            if platform is None or directory:
+                return RenderedFile.not_found()
+            identity = discovery.complete(OnieIdentity(platform=platform))
+        identity = self._with_asic(identity)
+        match = discovery.match_request(rel, identity, ip=client.ip)
+        if match is None or match.operation is not discovery.Operation.INSTALL:
+            return RenderedFile.not_found()
+        choice = self.choose(identity, circuit)
+        if choice.entry is None:
+            log.info("onie %s asked %s: %s", mac, rel, choice.reason)
+            return RenderedFile.not_found()
+        self._fetched(client, mac, identity, rel, choice.entry, choice.reason)
+        return RenderedFile(path=choice.entry.path)
+
+    def _identity_for_request(
+        self, client: Client, directory: str
+    ) -> tuple[OnieIdentity | None, str | None, str | None]:
+        """Headers first (ONIE's wget sends them all), then the DHCP identity of this address/MAC."""
+        identity = client.onie or discovery.identity_from_headers(client.headers)
+        mac = identity.mac if identity else None
+        if mac is None and directory and len(directory) == 17:
+            mac = discovery.normalise_mac(directory)  # the TFTP waterfall's MAC directory
+        if mac is None:
+            mac = self._lookup_mac(client.ip)
+        seen = self._seen.get(mac) if mac else None
+        if identity is not None and mac:
+            identity = replace(identity, mac=mac)
+            source = "http" if client.protocol is Protocol.HTTP else "tftp"
+            if identity != OnieIdentity(mac=mac):
+                seen = self._remember(mac, identity, source)
+        if seen is not None:
+            identity = discovery.merge(identity, seen.identity) if identity else seen.identity
+            if client.ip and not seen.ip:
+                seen.ip = client.ip
+        return identity, mac, seen.circuit_id if seen else None
+
+    def _fetched(
+        self,
+        client: Client,
+        mac: str | None,
+        identity: OnieIdentity,
+        rel: str,
+        entry: CatalogEntry,
+        reason: str,
+    ) -> None:
+        self.events(
+            Event(
+                KIND_FETCHED,
+                mac=mac,
+                ip=client.ip,
+                detail={
+                    "path": rel,
+                    "file": entry.name,
+                    "platform": identity.platform,
+                    "serial": identity.serial,
+                    "protocol": client.protocol.value,
+                    "nos": entry.nos_name,
+                    "version": entry.nos_version,
+                    "reason": reason,
+                },
+            )
+        )
+
+
+def _circuit_text(raw: bytes | None) -> str | None:
+    if not raw:
+        return None
+    text = raw.decode("utf-8", "replace").strip("\0 ")
+    return text or None
+
+
+def from_lab(cfg) -> OniePolicy:  # noqa: ANN001 - provision.config.lab.LabConfig
+    """The policy `provision serve` hands ONIE clients to (see provision.onie.wiring)."""
+    from provision.onie.wiring import policy_from_lab
+
+    return policy_from_lab(cfg)

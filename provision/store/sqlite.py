@@ -1,0 +1,352 @@
+"""The embedded state of provision: leases, devices and events in one SQLite file (stdlib only).
+
+- Schema migrations from day one: `PRAGMA user_version` counts the entries of `MIGRATIONS` applied;
+  new versions append to the list, never edit an applied one.
+- WAL journal: readers (status views, another `provision` process) never block the server.
+- Writes are buffered and committed in one transaction by `commit()`: the DHCP server calls it once
+  per burst of packets, BEFORE its replies leave, so an ACK is never sent for a lease a crash could
+  lose (`kill -9` included; with `synchronous=FULL`, the default, power loss too). Events added
+  outside such a burst are committed on the next turn of the asyncio loop, or at once when no loop
+  runs. One thread only: the server's loop (sqlite3 objects are not shared across threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pxe.dhcp.leases import Lease, LeaseState
+from pxe.policy import Event
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE leases (
+        ip TEXT PRIMARY KEY,
+        mac TEXT NOT NULL,
+        state TEXT NOT NULL,
+        expires REAL NOT NULL,
+        hostname TEXT,
+        client_id BLOB,
+        subnet TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE INDEX leases_mac ON leases(mac);
+    CREATE TABLE devices (
+        mac TEXT PRIMARY KEY,
+        serial TEXT,
+        platform TEXT,
+        hostname TEXT,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        identity TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,  -- no AUTOINCREMENT: it writes sqlite_sequence on every insert
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,
+        mac TEXT,
+        ip TEXT,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_mac_ts ON events(mac, ts);
+    CREATE INDEX events_kind_ts ON events(kind, ts);
+    CREATE INDEX events_ts ON events(ts);
+    """,
+)
+
+_FLUSH_AT = 2000  # buffered rows that force a commit even inside a burst
+
+
+class StoreError(RuntimeError):
+    """The database is unusable (newer schema than this provision knows, not a database...)."""
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    mac: str
+    serial: str | None
+    platform: str | None
+    hostname: str | None
+    first_seen: float
+    last_seen: float
+    identity: dict[str, Any]
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, bytes | bytearray):
+        return obj.hex()
+    return str(obj)
+
+
+_json = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False).encode
+
+
+class Store:
+    """`Store(path)`; implements pxe.dhcp.LeaseStore and is an EventSink (`store(event)`)."""
+
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", event_flush_interval: float = 0.25
+    ) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "OFF"):
+            raise ValueError("synchronous must be FULL, NORMAL or OFF")
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(str(self.path), isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        self._leases: dict[str, Lease | None] = {}  # ip -> lease to save, or None to delete
+        self._events: list[Event] = []
+        self._scheduled = False
+        self._event_timer: asyncio.TimerHandle | None = None
+        self._event_interval = event_flush_interval
+        self._events_flushed = time.monotonic()
+
+    # --- schema -------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"schema version {version} is newer than this provision knows ({len(MIGRATIONS)}); upgrade provision"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={number}")
+                self.db.execute("COMMIT")
+            except Exception:
+                self.db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    # --- writes (buffered) ----------------------------------------------------------------------
+    def save_lease(self, lease: Lease) -> None:
+        self._leases[lease.ip] = lease
+        self._lease_pending()
+
+    def delete_lease(self, ip: str) -> None:
+        self._leases[ip] = None
+        self._lease_pending()
+
+    def add_event(self, event: Event) -> None:
+        """Buffer an event. Events are telemetry, leases are state: events are written at most
+        `event_flush_interval` seconds later (in bigger, cheaper transactions), leases at the next
+        commit(). A `kill -9` can lose that last fraction of a second of events, never a lease."""
+        self._events.append(event)
+        if len(self._events) >= _FLUSH_AT:
+            self.flush()
+        elif self._event_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()  # no loop: nobody else will, so now
+                return
+            self._event_timer = loop.call_later(self._event_interval, self._timed_flush)
+
+    __call__ = add_event  # a Store is an EventSink
+
+    def _lease_pending(self) -> None:
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.commit()
+            return
+        self._scheduled = True
+        loop.call_soon(self._scheduled_commit)
+
+    def _scheduled_commit(self) -> None:
+        self._scheduled = False
+        self.commit()
+
+    def _timed_flush(self) -> None:
+        self._event_timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write everything buffered, events included."""
+        self._commit(with_events=True)
+
+    def commit(self) -> None:
+        """Make the buffered leases durable (events ride along when their interval is due)."""
+        due = time.monotonic() - self._events_flushed >= self._event_interval
+        self._commit(with_events=due)
+
+    def _commit(self, *, with_events: bool) -> None:
+        if not self._leases and not (with_events and self._events):
+            return
+        leases, self._leases = self._leases, {}
+        events: list[Event] = []
+        if with_events:
+            events, self._events = self._events, []
+            self._events_flushed = time.monotonic()
+            if self._event_timer is not None:
+                self._event_timer.cancel()
+                self._event_timer = None
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            gone = [(ip,) for ip, lease in leases.items() if lease is None]
+            if gone:
+                db.executemany("DELETE FROM leases WHERE ip=?", gone)
+            rows = [
+                (le.ip, le.mac, le.state.value, le.expires, le.hostname, le.client_id, le.subnet, le.updated)
+                for le in leases.values()
+                if le is not None
+            ]
+            if rows:
+                db.executemany("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?,?)", rows)
+            if events:
+                db.executemany(
+                    "INSERT INTO events (ts, kind, mac, ip, detail) VALUES (?,?,?,?,?)",
+                    [(e.ts, e.kind, e.mac, e.ip, _json(e.detail if type(e.detail) is dict else dict(e.detail)))
+                     for e in events],
+                )  # fmt: skip
+                seen: dict[str, tuple[float, float]] = {}
+                for e in events:
+                    if e.mac:
+                        first, last = seen.get(e.mac, (e.ts, e.ts))
+                        seen[e.mac] = (min(first, e.ts), max(last, e.ts))
+                db.executemany(
+                    "INSERT INTO devices (mac, first_seen, last_seen) VALUES (?,?,?) "
+                    "ON CONFLICT(mac) DO UPDATE SET last_seen=max(last_seen, excluded.last_seen)",
+                    [(mac, first, last) for mac, (first, last) in seen.items()],
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            # Put the rows back so that nothing is lost; the caller decides what to do.
+            self._leases = {**leases, **self._leases}
+            self._events = events + self._events
+            raise
+
+    def upsert_device(
+        self,
+        mac: str,
+        *,
+        serial: str | None = None,
+        platform: str | None = None,
+        hostname: str | None = None,
+        identity: dict[str, Any] | None = None,
+    ) -> None:
+        """Record what we learnt of a device; fields left None keep their stored value."""
+        now = time.time()
+        self.flush()
+        self.db.execute(
+            "INSERT INTO devices (mac, serial, platform, hostname, first_seen, last_seen, identity) "
+            "VALUES (?,?,?,?,?,?,?) ON CONFLICT(mac) DO UPDATE SET "
+            "serial=coalesce(excluded.serial, serial), platform=coalesce(excluded.platform, platform), "
+            "hostname=coalesce(excluded.hostname, hostname), last_seen=excluded.last_seen, "
+            "identity=CASE WHEN ? IS NULL THEN identity ELSE excluded.identity END",
+            (
+                mac,
+                serial,
+                platform,
+                hostname,
+                now,
+                now,
+                _json(identity or {}),
+                None if identity is None else 1,
+            ),
+        )
+
+    # --- reads --------------------------------------------------------------------------------
+    def load_leases(self) -> Iterable[Lease]:
+        return self.leases()
+
+    def leases(self) -> list[Lease]:
+        self.flush()
+        rows = self.db.execute(
+            "SELECT ip, mac, state, expires, hostname, client_id, subnet, updated FROM leases ORDER BY ip"
+        )
+        return [
+            Lease(
+                ip=ip,
+                mac=mac,
+                state=LeaseState(state),
+                expires=exp,
+                subnet=sub,
+                hostname=host,
+                client_id=cid,
+                updated=upd,
+            )  # fmt: skip
+            for ip, mac, state, exp, host, cid, sub, upd in rows
+        ]
+
+    def devices(self) -> list[DeviceRecord]:
+        self.flush()
+        rows = self.db.execute(
+            "SELECT mac, serial, platform, hostname, first_seen, last_seen, identity FROM devices ORDER BY mac"
+        )
+        return [DeviceRecord(m, s, p, h, f, la, json.loads(i or "{}")) for m, s, p, h, f, la, i in rows]
+
+    def events(
+        self,
+        mac: str | None = None,
+        kinds: Sequence[str] | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events oldest first; with `limit`, the most recent `limit` of them."""
+        self.flush()
+        where, args = [], []
+        if mac is not None:
+            where.append("mac=?")
+            args.append(mac)
+        if kinds:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args.extend(kinds)
+        if since is not None:
+            where.append("ts>=?")
+            args.append(since)
+        sql = "SELECT ts, kind, mac, ip, detail FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        rows = list(self.db.execute(sql, args))
+        rows.reverse()
+        return [Event(kind=k, mac=m, ip=ip, detail=json.loads(d), ts=ts) for ts, k, m, ip, d in rows]
+
+    def last_event_per_device(self) -> dict[str, Event]:
+        self.flush()
+        rows = self.db.execute(
+            "SELECT e.ts, e.kind, e.mac, e.ip, e.detail FROM events e "
+            "JOIN (SELECT mac, max(id) AS id FROM events WHERE mac IS NOT NULL GROUP BY mac) last "
+            "ON e.id = last.id ORDER BY e.mac"
+        )
+        return {m: Event(kind=k, mac=m, ip=ip, detail=json.loads(d), ts=ts) for ts, k, m, ip, d in rows}
+
+    def close(self) -> None:
+        if self._event_timer is not None:
+            self._event_timer.cancel()
+            self._event_timer = None
+        try:
+            self.flush()
+        finally:
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,245 @@
+"""The boot policy, pure: Client in → BootDecision / RenderedFile out, for every arch and stage."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from onie.identity import OnieIdentity
+from provision.boot.loaders import BootFiles
+from provision.boot.policy import BootPolicy, ServerAddress, Stage, mac_from_path, profile_console
+from provision.config.lab import load_lab
+from provision.config.profiles import ProfileRegistry
+from pxe.policy import BootDecision, Client, Protocol, RenderedFile
+
+LAB = """\
+interfaces: [eth1]
+subnets:
+  - network: 198.18.10.0/24
+    pool: [198.18.10.100-198.18.10.110]
+boot:
+  default: live
+  unknown: {unknown}
+  discover: live
+  uefi_x64_loader: {loader}
+  entries:
+    live:
+      x86_64: {{kernel: x/vmlinuz, initrd: x/initrd.gz, cmdline: quiet}}
+      arm64: {{kernel: a/Image, initrd: a/initrd.gz, cmdline: console=ttyAMA0}}
+    x86only:
+      x86_64: {{kernel: x/vmlinuz}}
+devices:
+  - {{name: srv1, mac: "52:54:00:00:00:01", ip: 198.18.10.11, hostname: srv1.lab, profile: kvm_x86_64}}
+  - {{name: arm1, mac: "52:54:00:00:00:02", boot: x86only}}
+"""
+KNOWN = "52:54:00:00:00:01"
+ARMDEV = "52:54:00:00:00:02"
+STRANGER = "52:54:00:99:99:99"
+S = "198.18.10.1"
+
+
+@pytest.fixture
+def make_policy(tmp_path):
+    for rel in ("x/vmlinuz", "x/initrd.gz", "a/Image", "a/initrd.gz"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(rel.encode())
+    grub = tmp_path / "grubaa64.efi"
+    grub.write_bytes(b"grub")
+
+    def make(unknown="ignore", loader="ipxe.efi", onie=None, port=None):
+        text = LAB.format(unknown=unknown, loader=loader)
+        if port:
+            text += f"http_port: {port}\n"
+        (tmp_path / "lab.yml").write_text(text)
+        cfg = load_lab(tmp_path / "lab.yml")
+        files = BootFiles(Path("/usr/lib/ipxe"), grub, {S: tmp_path / "http.efi"})
+        servers = [ServerAddress(ipaddress.IPv4Network("198.18.10.0/24"), S)]
+        return BootPolicy(cfg, servers, files, onie=onie, console_of=profile_console(ProfileRegistry()))
+
+    return make
+
+
+def dhcp(mac=KNOWN, arch=None, vc=None, ipxe=False, **kw) -> Client:
+    return Client(mac=mac, protocol=Protocol.DHCP, arch=arch, vendor_class=vc, is_ipxe=ipxe, **kw)
+
+
+@pytest.mark.parametrize(
+    ("arch", "vc", "ipxe", "stage", "bootfile"),
+    [
+        (0, "PXEClient:Arch:00000:UNDI:002001", False, Stage.BIOS_PXE, "undionly.kpxe"),
+        (7, "PXEClient:Arch:00007:UNDI:003000", False, Stage.UEFI_PXE, "ipxe.efi"),
+        (9, "PXEClient:Arch:00009:UNDI:003000", False, Stage.UEFI_PXE, "ipxe.efi"),
+        (16, "HTTPClient:Arch:00016:UNDI:003000", False, Stage.UEFI_HTTP, f"http://{S}/ipxe.efi"),
+        (11, "PXEClient:Arch:00011:UNDI:003000", False, Stage.ARM64_PXE, "grubaa64.efi"),
+        (
+            19,
+            "HTTPClient:Arch:00019:UNDI:003000",
+            False,
+            Stage.ARM64_HTTP,
+            f"http://{S}/grubaa64-http-{S}.efi",
+        ),
+        (0, "PXEClient:Arch:00000:UNDI:002001", True, Stage.IPXE, f"http://{S}/ipxe/52-54-00-00-00-01.ipxe"),
+        (7, "PXEClient:Arch:00007:UNDI:003000", True, Stage.IPXE, f"http://{S}/ipxe/52-54-00-00-00-01.ipxe"),
+    ],
+)
+def test_every_firmware_stage(make_policy, arch, vc, ipxe, stage, bootfile):
+    policy = make_policy()
+    client = dhcp(arch=arch, vc=vc, ipxe=ipxe)
+    d = policy.decide(client)
+    assert isinstance(d, BootDecision)
+    assert d.bootfile == bootfile
+    assert policy.stage_of(client) == stage
+    assert d.ip == "198.18.10.11" and d.hostname == "srv1.lab"
+    assert stage in d.note and "srv1" in d.note
+
+
+def test_snponly_configurable(make_policy):
+    policy = make_policy(loader="snponly.efi")
+    assert policy.decide(dhcp(arch=7)).bootfile == "snponly.efi"
+    assert policy.decide(dhcp(arch=16)).bootfile == f"http://{S}/snponly.efi"
+
+
+def test_http_port_in_urls(make_policy):
+    policy = make_policy(port=8080)
+    assert policy.decide(dhcp(arch=0, ipxe=True)).bootfile.startswith(f"http://{S}:8080/ipxe/")
+
+
+def test_plain_dhcp_client_gets_lease_only(make_policy):
+    d = make_policy().decide(dhcp(arch=None))
+    assert d.bootfile is None and d.ip == "198.18.10.11"
+
+
+def test_unknown_ignored_or_discovered(make_policy):
+    assert make_policy(unknown="ignore").decide(dhcp(mac=STRANGER, arch=0)) is None
+    d = make_policy(unknown="discover").decide(dhcp(mac=STRANGER, arch=0))
+    assert d.bootfile == "undionly.kpxe" and d.ip is None and "discover" in d.note
+
+
+def test_ipxe_script_has_initrd_name_on_kernel_line(make_policy):
+    r = make_policy().render(
+        Client(mac="", protocol=Protocol.HTTP, ip="198.18.10.11"), "/ipxe/52-54-00-00-00-01.ipxe"
+    )
+    text = r.content.decode()
+    assert text.startswith("#!ipxe\n")
+    lines = text.splitlines()
+    kernel = next(line for line in lines if line.startswith("kernel "))
+    # Debian's 2019 iPXE EFI needs initrd=NAME on the kernel line (NETBOOT.md).
+    assert kernel == f"kernel http://{S}/boot/live/x86_64/vmlinuz initrd=initrd.gz quiet console=ttyS0,115200"
+    assert f"initrd http://{S}/boot/live/x86_64/initrd.gz" in lines
+    assert lines[-1] == "boot"
+
+
+def test_ipxe_script_for_unknown(make_policy):
+    path = "/ipxe/52-54-00-99-99-99.ipxe"
+    client = Client(mac="", protocol=Protocol.HTTP)
+    assert make_policy(unknown="ignore").render(client, path).found is False
+    text = make_policy(unknown="discover").render(client, path).content.decode()
+    assert "unknown" in text and "initrd=initrd.gz quiet" in text
+
+
+def test_ipxe_script_when_entry_lacks_arch(make_policy, tmp_path):
+    r = make_policy().render(Client(mac="", protocol=Protocol.HTTP), "ipxe/52-54-00-00-00-02.ipxe")
+    assert r.found  # a script that explains, rather than a 404 iPXE shows as a bare error
+    # arm1's entry x86only has a kernel for x86_64, so it gets one:
+    assert "boot/x86only/x86_64/vmlinuz" in r.content.decode()
+
+
+def test_grub_cfg_per_mac(make_policy):
+    policy = make_policy()
+    client = Client(mac="", protocol=Protocol.TFTP, ip="198.18.10.11")
+    text = policy.render(client, "grub/by-mac/52:54:00:00:00:01.cfg").content.decode()
+    assert "linux /boot/live/arm64/Image console=ttyAMA0" in text
+    assert "initrd /boot/live/arm64/initrd.gz" in text
+    # arm1's entry has no arm64 kernel: an explaining config, not a crash
+    text = policy.render(client, "grub/by-mac/52:54:00:00:00:02.cfg").content.decode()
+    assert "no arm64 kernel" in text
+    assert policy.render(client, "grub/by-mac/52:54:00:99:99:99.cfg").found is False
+
+
+def test_grub_generic_cfg_uses_client_mac(make_policy):
+    policy = make_policy(unknown="discover")
+    text = policy.render(Client(mac=STRANGER, protocol=Protocol.HTTP), "/grub/grub.cfg").content.decode()
+    assert "linux /boot/live/arm64/Image" in text
+
+
+def test_boot_files_and_binaries(make_policy, tmp_path):
+    policy = make_policy()
+    c = Client(mac="", protocol=Protocol.HTTP)
+    assert policy.render(c, "/boot/live/x86_64/vmlinuz").path == tmp_path / "x/vmlinuz"
+    assert policy.render(c, "boot/live/arm64/initrd.gz").path == tmp_path / "a/initrd.gz"
+    assert policy.render(c, "boot/live/arm64/passwd").found is False
+    assert policy.render(c, "boot/nope/arm64/Image").found is False
+    assert policy.render(c, "boot/live/mips/Image").found is False
+    assert policy.render(c, "undionly.kpxe").path == Path("/usr/lib/ipxe/undionly.kpxe")
+    assert policy.render(c, "grubaa64.efi").path == tmp_path / "grubaa64.efi"
+    assert policy.render(c, f"grubaa64-http-{S}.efi").path == tmp_path / "http.efi"
+    assert policy.render(c, "something/else.txt") is None  # the file tree answers
+
+
+def test_server_chosen_by_relay(make_policy):
+    policy = make_policy()
+    policy.servers.append(ServerAddress(ipaddress.IPv4Network("198.19.0.0/24"), "198.19.0.1"))
+    d = policy.decide(dhcp(arch=16, relay="198.19.0.254"))
+    assert d.bootfile == "http://198.19.0.1/ipxe.efi"
+
+
+class FakeOnie:
+    """Stands in for provision.onie.policy.OniePolicy (branch onie) to show the hook delegates."""
+
+    def decide(self, client):
+        return BootDecision(onie_installer_url="http://x/onie-installer", note="onie")
+
+    def render(self, client, path):
+        return RenderedFile(content=b"onie") if path.startswith("onie") else None
+
+
+def test_onie_clients_delegate(make_policy):
+    onie = OnieIdentity(platform="x86_64-kvm_x86_64-r0")
+    client = dhcp(mac=STRANGER, arch=7, onie=onie)
+    assert make_policy().decide(client) is None  # no ONIE policy: stay silent
+    policy = make_policy(onie=FakeOnie())
+    assert policy.decide(client).onie_installer_url == "http://x/onie-installer"
+    assert policy.render(client, "onie-installer-x86_64").content == b"onie"
+
+
+def test_mac_from_path():
+    assert mac_from_path("ipxe/52-54-00-AA-00-01.ipxe") == "52:54:00:aa:00:01"
+    assert mac_from_path("grub/by-mac/52:54:00:aa:00:01.cfg") == "52:54:00:aa:00:01"
+    assert mac_from_path("grub/grub.cfg") is None
+
+
+def test_grub_cfg_without_known_mac_redirects_by_grubs_own(make_policy):
+    text = make_policy().render(Client(mac="", protocol=Protocol.TFTP), "/grub/grub.cfg").content.decode()
+    assert "configfile $prefix/by-mac/$net_default_mac.cfg" in text
+
+
+def test_server_chosen_by_reserved_ip_on_a_second_link(make_policy):
+    policy = make_policy()
+    policy.servers.insert(0, ServerAddress(ipaddress.IPv4Network("198.19.0.0/24"), "198.19.0.1"))
+    assert policy.decide(dhcp(arch=16)).bootfile == f"http://{S}/ipxe.efi"  # srv1 is 198.18.10.11
+
+
+def test_server_chosen_by_receiving_interface_on_two_links(make_policy):
+    """Two directly attached links: an unknown client (no IP yet) gets the address of the link its
+    DHCP request came in on, in HTTP-boot and iPXE URLs alike; a relayed one still goes by giaddr."""
+    policy = make_policy(unknown="discover")
+    s2 = "198.19.0.1"
+    policy.servers[:] = [
+        ServerAddress(ipaddress.IPv4Network("198.18.10.0/24"), S, "s0"),
+        ServerAddress(ipaddress.IPv4Network("198.19.0.0/24"), s2, "s1"),
+        ServerAddress(ipaddress.IPv4Network("198.19.5.0/24"), S),  # relayed, reached via s0's address
+    ]
+    for iface, addr in (("s0", S), ("s1", s2)):
+        http = policy.decide(
+            dhcp(mac=STRANGER, arch=16, vc="HTTPClient:Arch:00016:UNDI:003000", interface=iface)
+        )
+        assert http.bootfile == f"http://{addr}/ipxe.efi"
+        ipxe = policy.decide(dhcp(mac=STRANGER, arch=7, ipxe=True, interface=iface))
+        assert ipxe.bootfile == f"http://{addr}/ipxe/52-54-00-99-99-99.ipxe"
+    assert policy.decide(dhcp(mac=STRANGER, arch=16, interface="s1")).bootfile == f"http://{s2}/ipxe.efi"
+    relayed = policy.decide(dhcp(mac=STRANGER, arch=16, interface="s1", relay="198.19.5.254"))
+    assert relayed.bootfile == f"http://{S}/ipxe.efi"
+    # an interface we do not serve on says nothing: the old hints (and then the first address) decide
+    assert policy.decide(dhcp(mac=STRANGER, arch=16, interface="lo")).bootfile == f"http://{S}/ipxe.efi"

@@ -1,0 +1,353 @@
+"""OniePolicy: decide (exact URL / inexact) and render (every waterfall name, per platform, pins),
+with a temporary installers folder of small installers named and headed by convention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from onie import discovery
+from onie.identity import OnieIdentity
+from provision.config import ConfigError, load_text
+from provision.config.inventory import Device, Inventory
+from provision.onie.policy import ONIE, DiscoveryMode, OniePolicy, OnieSettings, settings_from_section
+from pxe.policy import Client, Event, Protocol
+
+KVM = "x86_64-kvm_x86_64-r0"
+ACCTON = "x86_64-accton_as7712_32x-r0"
+ARM = "arm64-acme_s1-r1"
+MAC = "52:54:00:12:34:56"
+IP = "198.18.0.50"
+
+
+def write_installer(folder: Path, name: str, platform: str | None, version: str = "1.0") -> Path:
+    path = folder / name
+    header = "#!/bin/sh\n"
+    if platform:
+        header += f"target_platform='{platform}'\n"
+    header += f"nos_name='demo'\nnos_version='{version}'\nexit 0\n__PROVISION_PAYLOAD_BELOW__\n"
+    path.write_bytes(header.encode() + b"payload for " + name.encode())
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "installers"
+    d.mkdir()
+    write_installer(d, discovery.installer_file_name(KVM), KVM)
+    write_installer(d, discovery.installer_file_name(ACCTON), ACCTON)
+    write_installer(d, "demo-2.0-accton.bin", ACCTON, version="2.0")
+    # made elsewhere: no header we know, only ONIE's naming convention
+    (d / discovery.installer_file_name(ARM)).write_bytes(b"#!/bin/sh\necho foreign\n")
+    (d / "notes.txt").write_text("not an installer")
+    return d
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+
+def dhcp_client(
+    platform: str = KVM, mac: str = MAC, serial: str = "SN-KVM-1", circuit: bytes | None = None
+) -> Client:
+    ident = discovery.identity_from_dhcp(
+        discovery.request_options(OnieIdentity(platform=platform, serial=serial)), mac=mac
+    )
+    return Client(mac=mac, protocol=Protocol.DHCP, onie=ident, circuit_id=circuit)
+
+
+def http_client(platform: str | None = KVM, mac: str = MAC, serial: str = "SN-KVM-1", ip: str = IP) -> Client:
+    headers = {}
+    if platform:
+        headers = discovery.request_headers(
+            OnieIdentity(platform=platform, mac=mac.upper(), serial=serial, onie_version="2023.05")
+        )
+    return Client(mac="00:00:00:00:00:00", protocol=Protocol.HTTP, ip=ip, headers=headers)
+
+
+def policy(folder: Path, **kw) -> tuple[OniePolicy, Recorder]:
+    rec = Recorder()
+    settings = kw.pop("settings", None) or OnieSettings(installers=folder)
+    return OniePolicy(settings, events=rec, url_base=kw.pop("url_base", "http://198.18.0.1:8080"), **kw), rec
+
+
+# -- decide ----------------------------------------------------------------------------------------
+
+
+def test_decide_exact_url(folder):
+    pol, rec = policy(folder)
+    dec = pol.decide(dhcp_client())
+    assert dec.onie_installer_url == f"http://198.18.0.1:8080/onie-installer-{KVM}.bin"
+    assert (
+        discovery.OPT_WWW_SERVER not in dec.extra_options
+    )  # port 8080: ONIE's inexact HTTP would not reach it
+    assert rec.events[0].kind == "onie.discovered"
+    assert rec.events[0].detail == {
+        "serial": "SN-KVM-1",
+        "platform": KVM,
+        "onie_version": None,
+        "source": "dhcp",
+    }
+
+
+def test_decide_port_80_adds_option_72(folder):
+    pol, _ = policy(folder, url_base="http://198.18.0.1")
+    dec = pol.decide(dhcp_client())
+    assert dec.extra_options[72] == bytes([198, 18, 0, 1])
+
+
+def test_decide_not_onie_or_no_installer(folder):
+    pol, _ = policy(folder)
+    assert pol.decide(Client(mac=MAC, protocol=Protocol.DHCP)) is None
+    assert pol.decide(dhcp_client(platform="x86_64-nobody_n1-r0")) is None
+    unconfigured = OniePolicy(OnieSettings())
+    assert unconfigured.decide(dhcp_client()) is None
+
+
+@pytest.mark.parametrize(
+    "mode, bootfile, url",
+    [
+        (DiscoveryMode.INEXACT, f"onie-installer-{KVM}.bin", None),
+        (DiscoveryMode.TFTP, f"onie-installer-{KVM}.bin", None),
+        (DiscoveryMode.WATERFALL, None, None),
+    ],
+)
+def test_decide_inexact_modes(folder, mode, bootfile, url):
+    pol, _ = policy(
+        folder, settings=OnieSettings(installers=folder, discovery=mode), url_base="http://198.18.0.1"
+    )
+    dec = pol.decide(dhcp_client())
+    assert dec.bootfile == bootfile and dec.onie_installer_url == url
+    assert (72 in dec.extra_options) == (mode is DiscoveryMode.INEXACT)
+    if mode is DiscoveryMode.WATERFALL:  # a lease alone would leave siaddr empty
+        assert dec.next_server == "198.18.0.1"
+
+
+def test_decide_without_base_url_falls_back_to_bootfile(folder):
+    pol, _ = policy(folder, url_base=None)
+    dec = pol.decide(dhcp_client())
+    assert dec.onie_installer_url is None and dec.bootfile == f"onie-installer-{KVM}.bin"
+
+
+def test_discovered_event_deduplicated(folder):
+    now = [1000.0]
+    pol, rec = policy(folder, clock=lambda: now[0])
+    pol.decide(dhcp_client())  # DISCOVER
+    pol.decide(dhcp_client())  # REQUEST
+    assert rec.kinds().count("onie.discovered") == 1
+    now[0] += 61
+    pol.decide(dhcp_client())
+    assert rec.kinds().count("onie.discovered") == 2
+
+
+# -- render: HTTP with headers ---------------------------------------------------------------------
+
+
+def test_render_every_waterfall_name_by_headers(folder):
+    pol, rec = policy(folder)
+    ident = discovery.complete(OnieIdentity(platform=KVM, mac=MAC))
+    for entry in discovery.default_names(ident):
+        got = pol.render(http_client(), "/" + entry.name)
+        assert got is not None and got.found and got.path.name == f"onie-installer-{KVM}.bin", entry.name
+    fetched = [e for e in rec.events if e.kind == "installer.fetched"]
+    assert len(fetched) == len(discovery.default_names(ident))
+    assert fetched[0].mac == MAC and fetched[0].detail["file"] == f"onie-installer-{KVM}.bin"
+    assert fetched[0].detail["protocol"] == "http" and fetched[0].detail["version"] == "1.0"
+    assert rec.kinds().count("onie.discovered") == 1
+
+
+def test_render_other_platform_names_are_not_found(folder):
+    pol, rec = policy(folder)
+    for name in (f"onie-installer-{ACCTON}.bin", "onie-installer-arm64", "onie-installer-accton_as7712_32x"):
+        got = pol.render(http_client(), "/" + name)
+        assert got is not None and not got.found, name
+    assert "installer.fetched" not in rec.kinds()
+
+
+def test_render_updater_and_non_onie_paths(folder):
+    pol, _ = policy(folder)
+    assert not pol.render(http_client(), "/onie-updater-x86_64").found  # we serve no updaters
+    assert pol.render(http_client(), "/grub.cfg") is None  # not ours: the file tree answers
+    assert pol.render(http_client(), "/boot/x/onie-installer") is None
+
+
+def test_render_platform_with_foreign_installer_by_name(folder):
+    pol, _ = policy(folder)
+    got = pol.render(http_client(platform=ARM, mac="02:00:00:00:00:01"), "/onie-installer-arm64")
+    assert got.found and got.path.name == f"onie-installer-{ARM}.bin"
+
+
+def test_render_without_any_identity(folder):
+    pol, _ = policy(folder)
+    anonymous = Client(
+        mac="00:00:00:00:00:00", protocol=Protocol.HTTP, ip="198.18.0.99", headers={"User-Agent": "curl/8"}
+    )
+    # the exact URL names the platform: unambiguous
+    assert pol.render(anonymous, f"/onie-installer-{KVM}.bin").path.name == f"onie-installer-{KVM}.bin"
+    # a generic name could be anyone's: refuse rather than guess
+    assert not pol.render(anonymous, "/onie-installer.bin").found
+    assert not pol.render(anonymous, "/onie-installer-x86_64").found
+
+
+# -- render: TFTP, identity from DHCP by address ----------------------------------------------------
+
+
+def test_tftp_waterfall_by_address_learned_from_dhcp(folder):
+    pol, rec = policy(folder)
+    pol.decide(dhcp_client())
+    pol.observe(Event("dhcp.ack", mac=MAC, ip=IP))
+    tftp = Client(mac="00:00:00:00:00:00", protocol=Protocol.TFTP, ip=IP)
+    ident = discovery.complete(OnieIdentity(platform=KVM, mac=MAC.upper()))
+    for entry in discovery.tftp_waterfall(ident, IP):
+        got = pol.render(tftp, entry.path)
+        assert got.found and got.path.name == f"onie-installer-{KVM}.bin", entry.path
+    fetched = [e for e in rec.events if e.kind == "installer.fetched"]
+    assert fetched[0].mac == MAC and fetched[0].detail["protocol"] == "tftp"
+    # another switch's MAC directory, another address's hex directory
+    assert not pol.render(tftp, f"02-00-00-00-00-09/onie-installer-{KVM}").found
+    assert not pol.render(tftp, f"C6120033/onie-installer-{KVM}").found
+
+
+def test_tftp_mac_directory_alone_identifies(folder):
+    pol, _ = policy(folder)
+    pol.decide(dhcp_client(platform=ACCTON, mac="00:11:22:33:44:55"))
+    tftp = Client(mac="00:00:00:00:00:00", protocol=Protocol.TFTP, ip="198.18.0.77")  # address unknown
+    got = pol.render(tftp, f"00-11-22-33-44-55/onie-installer-{ACCTON}")
+    assert got.found and got.path.name == f"onie-installer-{ACCTON}.bin"
+
+
+def test_mac_of_ip_callback(folder):
+    pol, _ = policy(folder, mac_of_ip={IP: MAC}.get)
+    pol.decide(dhcp_client())
+    got = pol.render(Client(mac="00:00:00:00:00:00", protocol=Protocol.TFTP, ip=IP), "onie-installer")
+    assert got.found and got.path.name == f"onie-installer-{KVM}.bin"
+
+
+def test_asic_name_needs_asic(folder):
+    pol, _ = policy(folder, asic_of_platform={KVM: "qemu"}.get)
+    assert pol.render(http_client(), "/onie-installer-x86_64-qemu.bin").found
+    pol2, _ = policy(folder)
+    assert not pol2.render(http_client(), "/onie-installer-x86_64-qemu.bin").found
+
+
+# -- pins ------------------------------------------------------------------------------------------
+
+
+def test_inventory_pin_by_serial_and_switch_port(folder):
+    inv = Inventory(
+        [
+            Device(name="leaf-01", serial="AS-1", installer="demo-2.0-accton.bin"),
+            Device(name="leaf-02", switch_port="Eth1/2", installer="2.0", ip="198.18.0.22"),
+        ]
+    )
+    pol, rec = policy(folder, inventory=inv)
+    assert pol.choose(OnieIdentity(platform=ACCTON, serial="as-1")).entry.name == "demo-2.0-accton.bin"
+    got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:55", serial="AS-1"), "/onie-installer")
+    assert got.path.name == "demo-2.0-accton.bin"
+    assert rec.events[-1].detail["version"] == "2.0" and "leaf-01" in rec.events[-1].detail["reason"]
+    # leaf-02 is known by its switch port only: pinned by NOS version, and its reservation applies
+    dec = pol.decide(dhcp_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X", circuit=b"Eth1/2"))
+    assert dec.hostname == "leaf-02" and dec.ip == "198.18.0.22" and dec.note.startswith("leaf-02: ")
+    got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X"), "/onie-installer")
+    assert got.path.name == "demo-2.0-accton.bin"
+    # the unpinned switch of the same platform gets the platform default
+    got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:77", serial="Y"), "/onie-installer")
+    assert got.path.name == f"onie-installer-{ACCTON}.bin"
+
+
+def test_pin_for_another_platform_is_refused(folder):
+    inv = Inventory([Device(name="leaf-01", mac=MAC, installer="demo-2.0-accton.bin")])
+    pol, _ = policy(folder, inventory=inv)
+    choice = pol.choose(OnieIdentity(platform=KVM, mac=MAC))
+    assert choice.entry is None and "not x86_64-kvm_x86_64-r0" in choice.reason
+    assert pol.decide(dhcp_client()) is None
+    assert not pol.render(http_client(), "/onie-installer").found
+
+
+def test_settings_pins(folder):
+    settings = OnieSettings(
+        installers=folder,
+        platforms={ACCTON: "demo-2.0"},
+        devices={"SN-KVM-1": "missing.bin"},
+        switch_ports={},
+    )
+    pol, _ = policy(folder, settings=settings)
+    assert pol.choose(OnieIdentity(platform=ACCTON)).entry.name == "demo-2.0-accton.bin"
+    missing = pol.choose(OnieIdentity(platform=KVM, serial="SN-KVM-1"))
+    assert missing.entry is None and "not found" in missing.reason
+
+
+# -- lab.yml section --------------------------------------------------------------------------------
+
+
+def test_schema_loads(folder, tmp_path):
+    text = f"""
+installers: {folder}
+discovery: inexact
+url: http://198.18.0.1
+platforms:
+  {ACCTON}: demo-2.0-accton.bin
+devices:
+  52-54-00-12-34-56: onie-installer-{KVM}.bin
+switch_ports:
+  "Eth1/1": "2.0"
+report: false
+"""
+    settings = settings_from_section(load_text(text, ONIE, tmp_path / "lab.yml"))
+    assert settings.installers == folder and settings.discovery is DiscoveryMode.INEXACT
+    assert settings.devices == {MAC: f"onie-installer-{KVM}.bin"} and settings.report is False
+    assert settings_from_section(None) == OnieSettings()
+
+
+def test_schema_errors_name_the_line(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        load_text("installers: x\ndiscovry: exact\n", ONIE, tmp_path / "lab.yml")
+    assert "lab.yml:2:1" in str(exc.value) and "discovery" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        load_text("url: tftp://x/\n", ONIE, tmp_path / "lab.yml")
+    assert "lab.yml:1:6" in str(exc.value)
+
+
+# -- from lab.yml, as `provision serve` builds it ---------------------------------------------------
+
+
+def test_from_lab_reads_section_with_lab_line_numbers(folder, tmp_path):
+    from provision.config.lab import load_lab
+    from provision.onie.policy import from_lab
+
+    lab = tmp_path / "lab.yml"
+    lab.write_text(
+        f"interfaces: [lo]\nmode: proxy\nhttp_port: 8080\nonie:\n  installers: {folder}\n  discovery: exact\n"
+        "devices:\n  - {name: leaf-01, serial: AS-1, installer: demo-2.0-accton.bin}\n"
+    )
+    pol = from_lab(load_lab(lab))
+    assert pol.settings.installers == folder
+    assert pol.choose(OnieIdentity(platform=ACCTON, serial="AS-1")).entry.name == "demo-2.0-accton.bin"
+    assert pol.installer_url(KVM, dhcp_client()) == f"http://127.0.0.1:8080/onie-installer-{KVM}.bin"
+    lab.write_text(f"interfaces: [lo]\nmode: proxy\nonie:\n  installers: {folder}\n  platfroms: {{}}\n")
+    with pytest.raises(ConfigError) as exc:
+        from_lab(load_lab(lab))
+    assert "lab.yml:5:3" in str(exc.value) and "platforms" in str(exc.value)
+
+
+def test_identity_recorder_writes_the_devices_table(folder, tmp_path):
+    from provision.onie.wiring import identity_recorder
+    from provision.store.sqlite import Store
+
+    with Store(tmp_path / "p.db") as store:
+        pol = OniePolicy(
+            OnieSettings(installers=folder), events=identity_recorder(store), url_base="http://198.18.0.1"
+        )
+        pol.decide(dhcp_client())
+        pol.render(http_client(), "/onie-installer")  # adds onie_version from the headers
+        (rec,) = store.devices()
+    assert rec.mac == MAC and rec.serial == "SN-KVM-1" and rec.platform == KVM
+    assert rec.identity["onie_version"] == "2023.05" and rec.identity["source"] == "http"

@@ -1,0 +1,135 @@
+"""provision.store.sqlite on a real SQLite file: migrations, durability across reopen, event queries."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from provision.store.sqlite import MIGRATIONS, Store, StoreError
+from pxe.dhcp.config import Subnet
+from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState
+from pxe.policy import Event
+
+MAC1, MAC2 = "52:54:00:00:00:01", "52:54:00:00:00:02"
+
+
+def lease(ip: str, mac: str, state=LeaseState.BOUND) -> Lease:
+    return Lease(
+        ip=ip,
+        mac=mac,
+        state=state,
+        expires=2e9,
+        subnet="198.18.0.0/24",
+        hostname="h",
+        client_id=b"\x01x",
+        updated=5.0,
+    )
+
+
+def test_migrates_from_empty_and_is_wal(tmp_path):
+    db = tmp_path / "p.db"
+    with Store(db) as s:
+        assert s.schema_version == len(MIGRATIONS)
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"leases", "devices", "events"} <= tables
+    con.close()
+    with Store(db) as s:  # reopening applies nothing twice
+        assert s.schema_version == len(MIGRATIONS)
+
+
+def test_refuses_newer_schema_and_non_database(tmp_path):
+    db = tmp_path / "p.db"
+    Store(db).close()
+    con = sqlite3.connect(db)
+    con.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    con.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(db)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError):
+        Store(junk)
+
+
+def test_lease_survives_reopen_and_delete(tmp_path):
+    db = tmp_path / "p.db"
+    s = Store(db)
+    s.save_lease(lease("198.18.0.10", MAC1))
+    s.save_lease(lease("198.18.0.11", MAC2))
+    s.commit()
+    # a second connection (another process would see the same) sees committed rows at once
+    other = sqlite3.connect(db)
+    assert other.execute("SELECT count(*) FROM leases").fetchone()[0] == 2
+    other.close()
+    s.delete_lease("198.18.0.11")
+    s.save_lease(lease("198.18.0.10", MAC1, LeaseState.RELEASED))
+    s.close()
+    with Store(db) as s:
+        (only,) = s.leases()
+        assert only == lease("198.18.0.10", MAC1, LeaseState.RELEASED)
+        # and the engine reloads it as the client's binding
+        eng = LeaseEngine([Subnet("198.18.0.0/24", pools=(("198.18.0.10", "198.18.0.20"),))], (), s)
+        assert eng.offer(eng.pools["198.18.0.0/24"].subnet, MAC1) == "198.18.0.10"
+
+
+def test_events_queries_and_devices(tmp_path):
+    with Store(tmp_path / "p.db") as s:
+        s.add_event(Event("dhcp.discover", MAC1, None, {"xid": "1", "circuit": b"\x01"}, ts=100))
+        s.add_event(Event("dhcp.ack", MAC1, "198.18.0.10", {"xid": "1"}, ts=101))
+        s.add_event(Event("dhcp.discover", MAC2, None, {}, ts=102))
+        s.add_event(Event("tftp.sent", MAC2, "198.18.0.11", {"bytes": 10}, ts=103))
+        s.add_event(Event("power.on", None, None, {}, ts=104))
+        assert [e.kind for e in s.events()] == [
+            "dhcp.discover",
+            "dhcp.ack",
+            "dhcp.discover",
+            "tftp.sent",
+            "power.on",
+        ]
+        assert [e.kind for e in s.events(mac=MAC1)] == ["dhcp.discover", "dhcp.ack"]
+        assert [e.mac for e in s.events(kinds=["dhcp.discover"])] == [MAC1, MAC2]
+        assert [e.ts for e in s.events(since=102)] == [102, 103, 104]
+        assert [e.ts for e in s.events(limit=2)] == [103, 104]
+        assert s.events(mac=MAC1)[0].detail == {"xid": "1", "circuit": "01"}
+        last = s.last_event_per_device()
+        assert set(last) == {MAC1, MAC2}
+        assert last[MAC1].kind == "dhcp.ack" and last[MAC2].kind == "tftp.sent"
+        devices = {d.mac: d for d in s.devices()}
+        assert devices[MAC1].first_seen == 100 and devices[MAC1].last_seen == 101
+        s.upsert_device(MAC1, serial="SN1", platform="x86_64-kvm_x86_64-r0", identity={"vendor": "kvm"})
+        s.upsert_device(MAC1, hostname="sw1")
+        d = {d.mac: d for d in s.devices()}[MAC1]
+        assert (d.serial, d.platform, d.hostname, d.identity) == (
+            "SN1",
+            "x86_64-kvm_x86_64-r0",
+            "sw1",
+            {"vendor": "kvm"},
+        )
+
+
+def test_store_is_an_event_sink_batched_by_interval_and_leases_per_loop_turn(tmp_path):
+    s = Store(tmp_path / "p.db", event_flush_interval=0.2)
+
+    def rows(table: str) -> int:
+        other = sqlite3.connect(tmp_path / "p.db")
+        try:
+            return other.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        finally:
+            other.close()
+
+    async def burst() -> tuple[int, int, int]:
+        for i in range(500):
+            s(Event("http.sent", MAC1, None, {"i": i}))
+        s.save_lease(lease("198.18.0.10", MAC1))
+        await asyncio.sleep(0)  # one loop turn: the lease is written, the events wait
+        early = (rows("leases"), rows("events"))
+        await asyncio.sleep(0.3)  # the event interval has passed
+        return (*early, rows("events"))
+
+    assert asyncio.run(burst()) == (1, 0, 500)
+    assert len(s._events) == 0
+    s.close()

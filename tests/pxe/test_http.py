@@ -1,0 +1,288 @@
+"""pxe.http against curl: static files, HEAD, Range, rendered per-device files, confinement, and
+the JSON API (installer report, events, status). The server runs on 127.0.0.1 at a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pxe.http import HttpConfig, start_http
+from pxe.policy import Client, Event, Protocol, RenderedFile
+from tests.support.loop import LoopThread
+from tests.support.tools import require_tool
+
+
+class TestPolicy:
+    __test__ = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.asked: list[Client] = []
+
+    def decide(self, client):  # pragma: no cover - HTTP never asks
+        return None
+
+    def render(self, client: Client, path: str) -> RenderedFile | None:
+        self.asked.append(client)
+        if path == "/boot.ipxe":
+            return RenderedFile(content=f"#!ipxe\necho {client.ip}\n".encode(), content_type="text/plain")
+        if path == "/onie-installer":
+            if client.headers.get("ONIE-PLATFORM") == "x86_64-kvm_x86_64-r0":
+                return RenderedFile(path=self.root / "nos.bin")
+            return RenderedFile.not_found()
+        if path == "/boom":
+            raise RuntimeError("policy bug")
+        return None
+
+
+class Provider:
+    """The application's side of the API (here: fixed answers), recording the queries."""
+
+    def __init__(self) -> None:
+        self.queries: list[tuple] = []
+
+    def status(self):
+        return {"devices": 2, "leases": 1}
+
+    def events(self, mac, since, limit):
+        self.queries.append((mac, since, limit))
+        return [{"kind": "dhcp.ack", "mac": mac, "ts": 1.0}]
+
+
+@pytest.fixture
+def http(tmp_path):
+    root = tmp_path / "root"
+    (root / "efi").mkdir(parents=True)
+    files = {
+        "big.bin": os.urandom(3_000_000),
+        "efi/ipxe.efi": b"MZ" + os.urandom(5000),
+        "nos.bin": os.urandom(70_000),
+        "empty": b"",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (tmp_path / "secret").write_text("TOPSECRET\n")
+    os.symlink(tmp_path / "secret", root / "leak")
+    loop = LoopThread()
+    events: list[Event] = []
+    policy = TestPolicy(root)
+    provider = Provider()
+    srv = loop.run(
+        start_http(HttpConfig(root=root, bind_addr="127.0.0.1", port=0), policy, events.append, provider)
+    )
+    srv.files, srv.seen, srv.test_policy, srv.provider, srv.tmp = files, events, policy, provider, tmp_path
+    yield srv
+    loop.run(srv.close())
+    loop.stop()
+
+
+def curl(*args: str, out: Path | None = None) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) from the curl binary."""
+    binary = require_tool("curl")
+    body_file = out or Path(f"/tmp/pv-http-{os.getpid()}-{threading.get_ident()}")
+    argv = [binary, "-sS", "-D", "-", "-o", str(body_file), *args]
+    r = subprocess.run(argv, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    blocks = [b for b in r.stdout.decode("latin-1").split("\r\n\r\n") if b.strip()]
+    lines = blocks[-1].split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {
+        k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)
+    }
+    body = body_file.read_bytes() if body_file.exists() else b""
+    if out is None and body_file.exists():
+        body_file.unlink()
+    return status, headers, body
+
+
+def last_sent(http, wait: float = 5) -> dict:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        sent = [e for e in list(http.seen) if e.kind == "http.sent"]
+        if sent:
+            return dict(sent[-1].detail)
+        time.sleep(0.01)
+    raise AssertionError("no http.sent event")
+
+
+def test_get_is_byte_identical_and_reported(http):
+    status, headers, body = curl(f"{http.url}/big.bin")
+    assert status == 200 and body == http.files["big.bin"]
+    assert headers["content-length"] == str(len(body))
+    sent = last_sent(http)
+    assert sent["path"] == "/big.bin" and sent["bytes"] == len(body) and sent["status"] == 200
+    assert sent["range"] is None and sent["seconds"] >= 0
+
+
+def test_head_has_content_length_and_efi_type(http):
+    # UEFI HTTP boot: HEAD first, and it needs Content-Length; application/efi is honoured.
+    status, headers, _ = curl("-I", f"{http.url}/efi/ipxe.efi")
+    assert status == 200
+    assert headers["content-length"] == str(len(http.files["efi/ipxe.efi"]))
+    assert headers["content-type"] == "application/efi"
+    assert last_sent(http)["method"] == "HEAD"
+
+
+def test_ranges(http):
+    data = http.files["big.bin"]
+    status, headers, body = curl("-r", "0-99", f"{http.url}/big.bin")
+    assert status == 206 and body == data[:100] and headers["content-range"] == f"bytes 0-99/{len(data)}"
+    assert last_sent(http)["range"] == "bytes=0-99" and last_sent(http)["bytes"] == 100
+    status, _, body = curl("-r", "-100", f"{http.url}/big.bin")
+    assert status == 206 and body == data[-100:]
+    status, _, body = curl("-r", "1000-", f"{http.url}/big.bin")
+    assert status == 206 and body == data[1000:]
+    status, headers, _ = curl("-r", f"{len(data)}-{len(data) + 10}", f"{http.url}/big.bin")
+    assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
+    assert last_sent(http)["status"] == 416
+
+
+def test_resume_with_continue_at(http):
+    out = http.tmp / "partial"
+    out.write_bytes(http.files["big.bin"][:123_456])
+    status, _, body = curl("-C", "-", f"{http.url}/big.bin", out=out)
+    assert status == 206 and body == http.files["big.bin"]
+
+
+def test_missing_directory_empty(http):
+    assert curl(f"{http.url}/nope")[0] == 404
+    assert curl(f"{http.url}/efi")[0] == 404
+    assert curl(f"{http.url}/")[0] == 404
+    status, headers, body = curl(f"{http.url}/empty")
+    assert status == 200 and body == b"" and headers["content-length"] == "0"
+
+
+def test_traversal_refused(http):
+    for path in ("/../secret", "/efi/../../secret", "/%2e%2e/secret", "/..%5csecret", "/leak", "/x%00y"):
+        status, _, body = curl("--path-as-is", f"{http.url}{path}")
+        assert status in (400, 403, 404), path
+        assert b"TOPSECRET" not in body, path
+    assert curl("--path-as-is", f"{http.url}/../secret")[0] == 403
+    assert curl(f"{http.url}/leak")[0] == 403
+    # An absolute-looking path is under the root, never the host's /etc.
+    assert curl("--path-as-is", f"{http.url}//etc/passwd")[0] == 404
+
+
+def test_rendered_content_and_files(http):
+    status, headers, body = curl(f"{http.url}/boot.ipxe")
+    assert (
+        status == 200
+        and body == b"#!ipxe\necho 127.0.0.1\n"
+        and headers["content-type"].startswith("text/plain")
+    )
+    assert last_sent(http)["rendered"] is True and last_sent(http)["bytes"] == len(body)
+    status, headers, _ = curl("-I", f"{http.url}/boot.ipxe")  # HEAD of a rendered file: its length
+    assert status == 200 and headers["content-length"] == str(len(body))
+    asked = [c for c in http.test_policy.asked if c.path == "/boot.ipxe"][-1]
+    assert asked.protocol is Protocol.HTTP and asked.ip == "127.0.0.1"
+    # ONIE's headers reach the policy; its answer picks a file or says "not here" (404).
+    onie = ["-H", "ONIE-PLATFORM: x86_64-kvm_x86_64-r0", "-H", "ONIE-ETH-ADDR: 52:54:00:12:34:56"]
+    status, headers, body = curl(*onie, f"{http.url}/onie-installer")
+    assert status == 200 and body == http.files["nos.bin"]
+    asked = [c for c in http.test_policy.asked if c.path == "/onie-installer"][-1]
+    assert asked.headers["ONIE-PLATFORM"] == "x86_64-kvm_x86_64-r0" and asked.mac == "52:54:00:12:34:56"
+    status, _, body = curl("-r", "0-9", *onie, f"{http.url}/onie-installer")
+    assert status == 206 and body == http.files["nos.bin"][:10]
+    assert curl(f"{http.url}/onie-installer")[0] == 404
+    assert curl(f"{http.url}/boom")[0] == 500
+    assert curl(f"{http.url}/big.bin")[0] == 200  # the server carries on after a policy bug
+
+
+def test_installer_report_get_and_post(http):
+    query = "stage=install&status=ok&nos=demo&version=1.2&platform=x86_64-kvm_x86_64-r0&serial=S1&mac=52-54-00-12-34-56&message=done%20now"
+    status, _, body = curl(f"{http.url}/api/v1/report?{query}")
+    assert status == 200 and json.loads(body) == {"ok": True}
+    reports = [e for e in http.seen if e.kind == "installer.report"]
+    assert reports[-1].mac == "52:54:00:12:34:56" and reports[-1].ip == "127.0.0.1"
+    assert reports[-1].detail == {
+        "stage": "install",
+        "status": "ok",
+        "nos": "demo",
+        "version": "1.2",
+        "platform": "x86_64-kvm_x86_64-r0",
+        "serial": "S1",
+        "mac": "52:54:00:12:34:56",
+        "message": "done now",
+    }
+    payload = json.dumps({"stage": "reboot", "status": "ok", "mac": "52:54:00:12:34:57"})
+    status, _, body = curl(
+        "-H", "Content-Type: application/json", "--data", payload, f"{http.url}/api/v1/report"
+    )
+    assert status == 200 and json.loads(body) == {"ok": True}
+    assert [e for e in http.seen if e.kind == "installer.report"][-1].detail["stage"] == "reboot"
+    assert curl(f"{http.url}/api/v1/report?stage=x&mac=nonsense")[0] == 400
+    assert curl(f"{http.url}/api/v1/report?nos=x")[0] == 400
+    assert curl("--data", "not json", f"{http.url}/api/v1/report")[0] == 400
+
+
+def test_report_with_busybox_wget(http, tmp_path):
+    """The installer's real client: busybox wget, GET with a query string."""
+    busybox = require_tool("busybox")
+    r = subprocess.run(
+        [busybox, "wget", "-q", "-O", str(tmp_path / "r"), f"{http.url}/api/v1/report?stage=done&status=ok"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "r").read_bytes()) == {"ok": True}
+    assert [e for e in http.seen if e.kind == "installer.report"][-1].detail == {
+        "stage": "done",
+        "status": "ok",
+    }
+
+
+def test_events_and_status_api(http):
+    status, _, body = curl(f"{http.url}/api/v1/status")
+    assert status == 200 and json.loads(body) == {"devices": 2, "leases": 1}
+    status, _, body = curl(f"{http.url}/api/v1/events?mac=AA:BB:CC:DD:EE:FF&since=10.5&limit=5")
+    assert status == 200 and json.loads(body)["events"][0]["mac"] == "aa:bb:cc:dd:ee:ff"
+    assert http.provider.queries[-1] == ("aa:bb:cc:dd:ee:ff", 10.5, 5)
+    curl(f"{http.url}/api/v1/events")
+    assert http.provider.queries[-1] == (None, None, 100)
+    assert curl(f"{http.url}/api/v1/events?since=yesterday")[0] == 400
+    assert curl(f"{http.url}/api/v1/events?mac=zz")[0] == 400
+
+
+def test_no_provider_means_404_but_report_works(tmp_path):
+    loop = LoopThread()
+    events: list[Event] = []
+    srv = loop.run(start_http(HttpConfig(root=tmp_path, bind_addr="127.0.0.1", port=0), None, events.append))
+    try:
+        assert curl(f"{srv.url}/api/v1/status")[0] == 404
+        assert curl(f"{srv.url}/api/v1/report?stage=x")[0] == 200
+        assert [e.kind for e in events] == ["installer.report"]
+    finally:
+        loop.run(srv.close())
+        loop.stop()
+
+
+def test_reports_switched_off_answer_404_and_record_nothing(tmp_path):
+    loop = LoopThread()
+    events: list[Event] = []
+    cfg = HttpConfig(root=tmp_path, bind_addr="127.0.0.1", port=0, accept_reports=False)
+    srv = loop.run(start_http(cfg, None, events.append))
+    try:
+        status, _, body = curl(f"{srv.url}/api/v1/report?stage=x&status=ok")
+        assert status == 404 and json.loads(body)["ok"] is False
+        assert curl("--data", '{"stage": "x"}', f"{srv.url}/api/v1/report")[0] == 404
+        assert events == []
+    finally:
+        loop.run(srv.close())
+        loop.stop()
+
+
+def test_concurrent_downloads(http):
+    binary = require_tool("curl")
+    procs = [
+        subprocess.Popen([binary, "-sS", "-o", str(http.tmp / f"d{i}"), f"{http.url}/big.bin"])
+        for i in range(16)
+    ]
+    assert [p.wait(60) for p in procs] == [0] * 16
+    for i in range(16):
+        assert (http.tmp / f"d{i}").read_bytes() == http.files["big.bin"]
