@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from provision.errors import ProvisionError
+
 
 class PowerState(enum.Enum):
     ON = "on"
@@ -98,8 +100,8 @@ class BootResult:
 # --- errors ------------------------------------------------------------------------------------
 
 
-class BmcError(Exception):
-    """The BMC refused or failed. Carries the BMC's own MessageId and Message when it sent them."""
+class BmcError(ProvisionError):
+    """The BMC refused or failed (exit 1). Carries the BMC's own MessageId and Message when it sent them."""
 
     def __init__(
         self,
@@ -110,12 +112,10 @@ class BmcError(Exception):
         status: int | None = None,
         fix: str | None = None,
     ):
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, fix)
         self.message_id = message_id
         self.bmc_message = bmc_message
         self.status = status
-        self.fix = fix
 
     def __str__(self) -> str:
         text = self.message

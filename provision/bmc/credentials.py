@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provision.bmc.base import BmcError
+from provision.errors import EXIT_INPUT
 
 
 class CredentialError(BmcError):
-    """The credentials named in the inventory or on the command line cannot be read."""
+    """The credentials named in the inventory or on the command line cannot be read (exit 2)."""
+
+    exit_code = EXIT_INPUT
 
 
 class Secret:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from provision.bmc.base import BmcError, Driver
 from provision.bmc.credentials import Credentials, resolve_credentials
 from provision.bmc.redfish.tls import TlsPolicy, normalize_fingerprint
+from provision.errors import EXIT_INPUT
 
 # URL scheme -> (protocol, HTTP scheme). redfish:// is HTTPS: BMCs serve Redfish over TLS.
 SCHEMES = {
@@ -22,6 +23,8 @@ SCHEMES = {
 
 class TargetError(BmcError):
     """A BMC address or option that cannot work (bad input, exit 2)."""
+
+    exit_code = EXIT_INPUT
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 import jinja2
 
 from provision import resources
+from provision.errors import EXIT_ENV, ProvisionError
 
 # Names clients ask for (DHCP bootfile / HTTP boot URL path). Stable: they appear in logs and events.
 UNDIONLY = "undionly.kpxe"  # BIOS PXE → iPXE, using the NIC ROM's UNDI driver
@@ -49,11 +50,10 @@ GRUB_MODULES = [
 ]
 
 
-class BootFileError(Exception):
-    def __init__(self, message: str, fix: str):
-        super().__init__(message)
-        self.message = message
-        self.fix = fix
+class BootFileError(ProvisionError):
+    """A boot loader that cannot be found or built here (exit 3: a missing tool or file)."""
+
+    exit_code = EXIT_ENV
 
 
 @dataclass(frozen=True)

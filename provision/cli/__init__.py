@@ -4,19 +4,18 @@ Exit codes (scripts rely on them):
   0 success · 1 the operation ran and failed (bad checksum, BMC refused, install failed)
   2 bad input (usage, config file errors) · 3 environment (not root, port in use, tool missing)
   4 partial: some of many targets failed
+(provision.errors holds them. Every error a command raises for the operator is a
+provision.errors.ProvisionError: click prints it, `error: ...` and `  fix: ...`, and exits with its code.)
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import sys
 
 import click
 
 from provision import __version__
-from provision.cli.common import EXIT_INPUT, CLIError
-from provision.config import ConfigError
 
 # One module per area, so that areas grow without editing each other.
 _COMMAND_MODULES = (
@@ -28,21 +27,7 @@ _COMMAND_MODULES = (
 )
 
 
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(EXIT_INPUT)
-        except CLIError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
-            if exc.fix:
-                click.echo(f"  fix: {exc.fix}", err=True)
-            sys.exit(exc.exit_code)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="provision")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def cli(verbose: int) -> None:

@@ -13,12 +13,10 @@ from typing import Any
 import click
 
 from provision.bmc import (
-    BmcError,
     BmcTarget,
     BootDevice,
     BootMode,
     PowerAction,
-    TargetError,
     make_target,
 )
 from provision.bmc.base import SETTLED_STATE, Driver
@@ -105,75 +103,73 @@ def resolve_targets(
     timeout: float | None,
     connect_timeout: float | None,
 ) -> list[BmcTarget]:
-    """Inventory names and --bmc URLs to targets; every input problem is a CLIError (exit 2)."""
+    """Inventory names and --bmc URLs to targets; every input problem is a ProvisionError with exit 2
+    (CLIError here, TargetError/CredentialError from make_target, ConfigError from the inventory)."""
     if not targets and not bmc_urls:
         raise CLIError(
             "no targets given", "name devices from the inventory, or give --bmc redfish://host", EXIT_INPUT
         )
     out: list[BmcTarget] = []
-    try:
-        if targets:
-            if not inventory:
-                raise CLIError(
-                    f"{targets[0]!r} is an inventory name but no inventory was given",
-                    f"pass -i lab.yml or export {INVENTORY_ENV}=lab.yml, or use --bmc URL",
-                    EXIT_INPUT,
-                )
-            if insecure:
-                raise CLIError(
-                    "--insecure applies to --bmc targets only, not to inventory devices",
-                    "set `insecure: true` in that device's bmc: block (a per-BMC choice), or pass --ca-cert/--fingerprint",
-                    EXIT_INPUT,
-                )
-            from provision.config.inventory import load_inventory
+    if targets:
+        if not inventory:
+            raise CLIError(
+                f"{targets[0]!r} is an inventory name but no inventory was given",
+                f"pass -i lab.yml or export {INVENTORY_ENV}=lab.yml, or use --bmc URL",
+                EXIT_INPUT,
+            )
+        if insecure:
+            raise CLIError(
+                "--insecure applies to --bmc targets only, not to inventory devices",
+                "set `insecure: true` in that device's bmc: block (a per-BMC choice), or pass --ca-cert/--fingerprint",
+                EXIT_INPUT,
+            )
+        from provision.config.inventory import load_inventory
 
-            inv = load_inventory(inventory)
-            for name in dict.fromkeys(targets):
-                try:
-                    device = inv.get(name)
-                except KeyError as exc:
-                    raise CLIError(
-                        str(exc.args[0]), "check the name in the inventory's `devices:`", EXIT_INPUT
-                    ) from None
-                if device.bmc is None:
-                    raise CLIError(
-                        f"{name}: no `bmc:` in the inventory", "add bmc: {url: redfish://...}", EXIT_INPUT
-                    )
-                b = device.bmc
-                out.append(
-                    make_target(
-                        name,
-                        b.url,
-                        username=b.username,
-                        username_env=b.username_env,
-                        password_env=b.password_env,
-                        password_file=b.password_file,
-                        # The command line may tighten or pick a trust anchor, never loosen one
-                        # silently: --insecure applies to --bmc targets only.
-                        insecure=b.insecure,
-                        ca_cert=ca_cert or b.ca_cert,
-                        fingerprint=fingerprint or b.fingerprint,
-                        timeout=timeout or b.timeout,
-                        connect_timeout=connect_timeout or b.connect_timeout,
-                    )
+        inv = load_inventory(inventory)
+        for name in dict.fromkeys(targets):
+            try:
+                device = inv.get(name)
+            except KeyError as exc:
+                raise CLIError(
+                    str(exc.args[0]), "check the name in the inventory's `devices:`", EXIT_INPUT
+                ) from None
+            if device.bmc is None:
+                raise CLIError(
+                    f"{name}: no `bmc:` in the inventory", "add bmc: {url: redfish://...}", EXIT_INPUT
                 )
-        for url in bmc_urls:
+            b = device.bmc
             out.append(
                 make_target(
-                    url.split("://", 1)[-1].rstrip("/"),
-                    url,
-                    username=username,
-                    password_env=password_env,
-                    password_file=password_file,
-                    insecure=insecure,
-                    ca_cert=ca_cert,
-                    fingerprint=fingerprint,
-                    timeout=timeout or 60,
-                    connect_timeout=connect_timeout or 10,
+                    name,
+                    b.url,
+                    username=b.username,
+                    username_env=b.username_env,
+                    password_env=b.password_env,
+                    password_file=b.password_file,
+                    # The command line may tighten or pick a trust anchor, never loosen one
+                    # silently: --insecure applies to --bmc targets only.
+                    insecure=b.insecure,
+                    ca_cert=ca_cert or b.ca_cert,
+                    fingerprint=fingerprint or b.fingerprint,
+                    timeout=timeout or b.timeout,
+                    connect_timeout=connect_timeout or b.connect_timeout,
                 )
             )
-    except (TargetError, BmcError) as exc:
-        raise CLIError(exc.message, exc.fix, EXIT_INPUT) from None
+    for url in bmc_urls:
+        out.append(
+            make_target(
+                url.split("://", 1)[-1].rstrip("/"),
+                url,
+                username=username,
+                password_env=password_env,
+                password_file=password_file,
+                insecure=insecure,
+                ca_cert=ca_cert,
+                fingerprint=fingerprint,
+                timeout=timeout or 60,
+                connect_timeout=connect_timeout or 10,
+            )
+        )
     return out
 
 

@@ -7,22 +7,15 @@ from typing import Any
 
 import click
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INPUT = 2
-EXIT_ENV = 3
-EXIT_PARTIAL = 4
+from provision.errors import EXIT_ENV, EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, ProvisionError
 
 
-class CLIError(Exception):
-    """An error for the operator: what went wrong, how to fix it, which exit code."""
-
-    def __init__(self, message: str, fix: str | None = None, exit_code: int = EXIT_FAILED):
-        super().__init__(message)
-        self.message = message
-        self.fix = fix
-        self.exit_code = exit_code
+class CLIError(ProvisionError):
+    """A check the CLI itself makes (arguments, files, root); pass the exit code it documents."""
 
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+__all__ = ["EXIT_ENV", "EXIT_FAILED", "EXIT_INPUT", "EXIT_OK", "EXIT_PARTIAL", "CLIError", "echo_json"]

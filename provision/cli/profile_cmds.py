@@ -15,7 +15,6 @@ from provision.config import ConfigError
 from provision.config.profiles import (
     ENV_PROFILES_DIR,
     HardwareProfile,
-    ProfileNotFound,
     ProfileRegistry,
     env_folders,
     load_profile,
@@ -87,10 +86,7 @@ def list_cmd(as_json: bool, profiles_dirs: tuple[Path, ...]) -> None:
 @_profiles_dir_option
 def show_cmd(profile_id: str, as_json: bool, profiles_dirs: tuple[Path, ...]) -> None:
     """Show one profile in full, with the kernel arguments it implies."""
-    try:
-        profile = _registry(profiles_dirs).get(profile_id)
-    except ProfileNotFound as exc:
-        raise CLIError(str(exc), exit_code=EXIT_INPUT) from None
+    profile = _registry(profiles_dirs).get(profile_id)  # ProfileNotFound: exit 2
     if as_json:
         echo_json(profile.as_dict())
         return
@@ -151,8 +147,8 @@ def validate_cmd(paths: tuple[Path, ...], as_json: bool, profiles_dirs: tuple[Pa
     if as_json:
         echo_json({"valid": valid, "invalid": len(errors), "errors": [_error_dict(e) for e in errors]})
     else:
-        for exc in errors:
-            click.secho(f"error: {exc}", fg="red", err=True)
+        for error in errors:
+            error.show()
         message = f"{valid} of {len(files)} profile(s) valid"
         click.echo(message, err=bool(errors))
     if errors:

@@ -3,6 +3,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from provision.errors import EXIT_INPUT, ProvisionError
+
 
 @dataclass(frozen=True)
 class Mark:
@@ -16,18 +18,21 @@ class Mark:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-class ConfigError(Exception):
-    """A config problem an operator can fix: where, what is wrong, what to write instead."""
+class ConfigError(ProvisionError):
+    """A config problem an operator can fix: where, what is wrong, what to write instead (exit 2)."""
+
+    exit_code = EXIT_INPUT
 
     def __init__(self, mark: Mark | None, message: str, fix: str | None = None):
         self.mark = mark
-        self.message = message
-        self.fix = fix
-        super().__init__(str(self))
+        super().__init__(message, fix)
+
+    def format_message(self) -> str:
+        """`file:line:col: message`, as compilers and editors show a place."""
+        return f"{self.mark}: {self.message}" if self.mark else self.message
 
     def __str__(self) -> str:
-        where = f"{self.mark}: " if self.mark else ""
-        text = f"{where}{self.message}"
+        text = self.format_message()
         if self.fix:
             text += f"\n  fix: {self.fix}"
         return text

@@ -32,6 +32,7 @@ from provision.config import (
     Str,
     load_file,
 )
+from provision.errors import EXIT_INPUT, ProvisionError
 
 ARCHES = ("x86_64", "arm64")
 FIRMWARES = ("uefi", "bios", "uboot")
@@ -307,8 +308,11 @@ def env_folders() -> list[Path]:
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
 
 
-class ProfileNotFound(LookupError):
-    pass
+class ProfileNotFound(ProvisionError, LookupError):
+    """No profile by that id (exit 2). A LookupError too: callers that only ask "is there one?"
+    catch that (provision.boot.policy.profile_console)."""
+
+    exit_code = EXIT_INPUT
 
 
 class ProfileRegistry:

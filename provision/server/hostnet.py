@@ -12,12 +12,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from provision.errors import EXIT_ENV, ProvisionError
 
-class NetInfoError(Exception):
-    def __init__(self, message: str, fix: str):
-        super().__init__(message)
-        self.message = message
-        self.fix = fix
+
+class NetInfoError(ProvisionError):
+    """An interface or port this host cannot give us (exit 3: the environment, not the input)."""
+
+    exit_code = EXIT_ENV
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provision.errors import EXIT_ENV, ProvisionError
 from pxe.dhcp.leases import Lease, LeaseState
 from pxe.policy import Event
 
@@ -64,8 +65,13 @@ MIGRATIONS: tuple[str, ...] = (
 _FLUSH_AT = 2000  # buffered rows that force a commit even inside a burst
 
 
-class StoreError(RuntimeError):
-    """The database is unusable (newer schema than this provision knows, not a database...)."""
+class StoreError(ProvisionError, RuntimeError):
+    """The database is unusable (newer schema than this provision knows, not a database...).
+
+    Exit 3: the state file is part of the environment. Still a RuntimeError, as it always was.
+    """
+
+    exit_code = EXIT_ENV
 
 
 @dataclass(frozen=True)
