@@ -9,6 +9,8 @@ import socket
 import time
 from collections.abc import Callable
 
+from pyghmi import exceptions as pyghmi_exc
+
 from provision.bmc.base import (
     AuthError,
     BmcError,
@@ -99,7 +101,9 @@ class IpmiDriver:
         self._cmd = None
 
     def __enter__(self) -> IpmiDriver:
-        from pyghmi import exceptions as pyghmi_exc
+        # pyghmi.ipmi.command costs ~80 ms at import, a quarter of `provision --help`, for a protocol
+        # most runs never speak; pyghmi.exceptions (module level) is light.
+        # optional heavy dependency: pyghmi (IPMI only)
         from pyghmi.ipmi import command
 
         try:
@@ -131,8 +135,6 @@ class IpmiDriver:
                 log.debug("%s: IPMI logout: %s", self.name, exc)
 
     def _call(self, what: str, fn: Callable, *args, **kw):
-        from pyghmi import exceptions as pyghmi_exc
-
         if self._cmd is None:
             raise BmcError(f"{self.name}: not connected (use the driver as a context manager)")
         try:

@@ -8,7 +8,10 @@ from urllib.parse import urlsplit
 
 from provision.bmc.base import BmcError, Driver
 from provision.bmc.credentials import Credentials, resolve_credentials
+from provision.bmc.ipmi import IpmiDriver
+from provision.bmc.redfish.driver import RedfishDriver
 from provision.bmc.redfish.tls import TlsPolicy, normalize_fingerprint
+from provision.bmc.redfish.transport import RedfishHttp
 from provision.errors import EXIT_INPUT
 
 # URL scheme -> (protocol, HTTP scheme). redfish:// is HTTPS: BMCs serve Redfish over TLS.
@@ -106,14 +109,9 @@ def make_target(
 def open_driver(target: BmcTarget, *, power_timeout: float = 300.0) -> Driver:
     """A driver for the target, not yet connected: use it as a context manager."""
     if target.protocol == "ipmi":
-        from provision.bmc.ipmi import IpmiDriver
-
         return IpmiDriver(
             target.name, target.host, target.port or 623, target.credentials, power_timeout=power_timeout
         )
-    from provision.bmc.redfish.driver import RedfishDriver
-    from provision.bmc.redfish.transport import RedfishHttp
-
     http = RedfishHttp(
         target.base_url or "",
         target.credentials,
