@@ -22,6 +22,7 @@ import yaml
 
 from onie.eeprom import EepromError, Tlv, TlvCode, TlvInfo, VendorExtension
 from provision.config import ConfigError, Field, Int, List, MacAddr, Mark, Obj, Section, Str, load_file
+from provision.config.profiles import ProfileNotFound, ProfileRegistry
 from provision.config.schema import Context
 
 _TEXT = Str(allow_empty=False)
@@ -131,8 +132,6 @@ def load_eeprom_spec(path: Path | str, profiles=None, overrides: Iterable[str] =
     apply_overrides(data, overrides)
     platform = None
     if data["profile"]:
-        from provision.config.profiles import ProfileNotFound, ProfileRegistry
-
         registry = profiles or ProfileRegistry()
         try:
             profile = registry.get(data["profile"])

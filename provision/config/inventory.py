@@ -6,6 +6,7 @@ It lives under `devices:` in lab.yml (or in any YAML file with a top-level `devi
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,8 +135,6 @@ class Inventory:
 
     def get(self, name: str) -> Device:
         if name not in self._by_name:
-            import difflib
-
             close = difflib.get_close_matches(name, list(self._by_name), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             where = f" in {self.source}" if self.source else ""

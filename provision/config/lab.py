@@ -7,6 +7,7 @@ read by provision.config.inventory, the same list the BMC commands use). Every e
 
 from __future__ import annotations
 
+import difflib
 import enum
 import ipaddress
 from dataclasses import dataclass, field
@@ -264,8 +265,6 @@ def _entry(name: str, data: Section) -> BootEntry:
 def _check_entry_ref(section: Section, key: str, entries: dict[str, BootEntry]) -> None:
     name = section.get(key)
     if name and name not in entries:
-        import difflib
-
         close = difflib.get_close_matches(name, list(entries), n=1)
         fix = f"did you mean {close[0]!r}?" if close else "known entries: " + (", ".join(entries) or "none")
         raise section.error(key, f"no boot entry {name!r}", fix)

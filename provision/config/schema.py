@@ -9,6 +9,7 @@ later semantic checks (an unknown profile id, a missing file) can point at the r
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -203,8 +204,6 @@ class IPv4Addr(Schema):
     describe = "an IPv4 address such as 198.18.0.10"
 
     def check(self, node: yaml.Node, ctx: Context) -> str:
-        import ipaddress
-
         raw = self._scalar(node, ctx)
         try:
             return str(ipaddress.IPv4Address(raw))
@@ -216,8 +215,6 @@ class IPv4Net(Schema):
     describe = "an IPv4 network such as 198.18.0.0/24"
 
     def check(self, node: yaml.Node, ctx: Context) -> str:
-        import ipaddress
-
         raw = self._scalar(node, ctx)
         try:
             return str(ipaddress.IPv4Network(raw, strict=True))

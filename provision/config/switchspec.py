@@ -35,7 +35,7 @@ from provision.config import (
     Str,
     load_file,
 )
-from provision.config.profiles import HardwareProfile, ProfileRegistry
+from provision.config.profiles import HardwareProfile, ProfileNotFound, ProfileRegistry
 
 NAME = Str(r"[a-z0-9][a-z0-9_-]{0,31}", "a NOS name of lower-case letters, digits, _ or - (max 32)")
 VERSION = Str(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}", "a version such as 1.2.0 (letters, digits, . _ + ~ -)")
@@ -228,8 +228,6 @@ def resolve_platforms(
     spec: SwitchSpec, registry: ProfileRegistry, only: str | None = None
 ) -> list[tuple[HardwareProfile, PlatformInfo]]:
     """The spec's platforms as (profile, PlatformInfo); `only` picks one of them by id."""
-    from provision.config.profiles import ProfileNotFound
-
     ids = list(spec.platforms)
     if only is not None:
         if only not in ids:
