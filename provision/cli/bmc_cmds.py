@@ -11,6 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from provision.bmc import (
     BmcTarget,
@@ -22,6 +25,7 @@ from provision.bmc import (
 from provision.bmc.base import SETTLED_STATE, Driver
 from provision.bmc.runner import Operation, TargetResult, run_all
 from provision.cli.common import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, CLIError, echo_json
+from provision.config.inventory import load_inventory
 
 INVENTORY_ENV = "PROVISION_INVENTORY"
 
@@ -123,8 +127,6 @@ def resolve_targets(
                 "set `insecure: true` in that device's bmc: block (a per-BMC choice), or pass --ca-cert/--fingerprint",
                 EXIT_INPUT,
             )
-        from provision.config.inventory import load_inventory
-
         inv = load_inventory(inventory)
         for name in dict.fromkeys(targets):
             try:
@@ -196,9 +198,6 @@ def execute(
 def _run_with_progress(targets, op, title, parallel, as_json, power_timeout) -> list[TargetResult]:
     if not sys.stderr.isatty() or as_json:
         return run_all(targets, op, parallel=parallel, power_timeout=power_timeout)
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     with Progress(
         SpinnerColumn(),
         TextColumn(f"{title}"),
@@ -218,9 +217,6 @@ def _run_with_progress(targets, op, title, parallel, as_json, power_timeout) -> 
 
 
 def _render_table(results: list[TargetResult], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
     table = Table(title=title, title_justify="left")
     table.add_column("target")

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, TransferSpeedColumn
+from rich.progress import Progress as Bar
+from rich.table import Table
 
 from onie.installer import BuildError, InstallerFormat, NotAnInstaller, Progress, build, inspect
 from onie.layout import Firmware, human_size, onie_partitions
@@ -73,9 +77,6 @@ def onie_installer(
         path = out_dir / platform.installer_name
         try:
             if show_bar:
-                from rich.progress import BarColumn, DownloadColumn, TransferSpeedColumn
-                from rich.progress import Progress as Bar
-
                 with Bar(
                     "[progress.description]{task.description}",
                     BarColumn(),
@@ -150,9 +151,6 @@ def inspect_cmd(file: Path, as_json: bool) -> None:
             }
         )
     else:
-        from rich.console import Console
-        from rich.table import Table
-
         console = Console() if sys.stdout.isatty() else Console(width=170)
         fmt = "provision" if info.format is InstallerFormat.PROVISION else "ONIE demo (sharch)"
         console.print(f"[bold]{info.path}[/]  format: {fmt}")
@@ -231,9 +229,6 @@ def layout_cmd(spec: Path, only: str | None, as_json: bool, profile_dirs: tuple[
     if as_json:
         echo_json(plans)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     # Not a terminal (a pipe, a log): rich would wrap at 80 columns and hide the GUIDs.
     console = Console() if sys.stdout.isatty() else Console(width=170)
     for plan in plans:

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from onie import discovery
 from provision.cli.common import EXIT_ENV, EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, CLIError, echo_json
+from provision.onie import simulator
 
 DEFAULT_PLATFORM = "x86_64-kvm_x86_64-r0"
 
@@ -108,8 +111,6 @@ def onie_sim(
     Exit 0 when every switch found an installer, 1 when none did, 4 when some did, 3 when the
     interface cannot be used (not root, no such interface).
     """
-    from provision.onie import simulator as onie_sim
-
     if os.geteuid() != 0:
         raise CLIError(
             "onie-sim needs root (port 68, SO_BINDTODEVICE, addresses)", "run it with sudo", EXIT_ENV
@@ -118,8 +119,8 @@ def onie_sim(
         raise CLIError(f"no interface {interface!r}", "pick one from `ip link`", EXIT_ENV)
     if save_dir and save_dir.exists() and not save_dir.is_dir():
         raise CLIError(f"{save_dir} is not a folder", "give --save a folder", EXIT_INPUT)
-    idents = onie_sim.switches(platforms, count, mac, serial, onie_version, switch_asic)
-    options = onie_sim.SimOptions(
+    idents = simulator.switches(platforms, count, mac, serial, onie_version, switch_asic)
+    options = simulator.SimOptions(
         interface=interface,
         verify=verify,
         configure=not no_configure,
@@ -130,7 +131,7 @@ def onie_sim(
     say = None if as_json or count > 1 else (lambda m: click.echo(f"  {m}", err=True))
     try:
         with _progress(count) as on_done:
-            results = asyncio.run(onie_sim.simulate(options, idents, say, on_done))
+            results = asyncio.run(simulator.simulate(options, idents, say, on_done))
     except OSError as exc:
         raise CLIError(
             f"cannot use {interface}: {exc.strerror or exc}", "is another DHCP client on port 68?", EXIT_ENV
@@ -154,9 +155,6 @@ def _progress(count: int) -> Iterator[Callable[[Any], None] | None]:
     if count < 2 or not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     with Progress(
         TextColumn("onie-sim"),
         BarColumn(),

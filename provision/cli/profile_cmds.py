@@ -12,6 +12,7 @@ from rich.table import Table
 from onie.eeprom import EepromError, TlvInfo, VendorExtension, decode
 from provision.cli.common import EXIT_FAILED, EXIT_INPUT, CLIError, echo_json
 from provision.config import ConfigError
+from provision.config.eeprom_spec import load_eeprom_spec
 from provision.config.profiles import (
     ENV_PROFILES_DIR,
     HardwareProfile,
@@ -291,8 +292,6 @@ def encode_cmd(
     and profile: <hardware profile id> to take platform_name from a profile.
     The CRC-32 record is added at the end. Errors name file:line:col.
     """
-    from provision.config.eeprom_spec import load_eeprom_spec
-
     registry = _registry(profiles_dirs)
     info = load_eeprom_spec(spec, registry, overrides)
     image = info.encode()
