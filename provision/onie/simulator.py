@@ -39,10 +39,10 @@ from dhcp4.options import (
 )
 from onie import discovery as disco
 from onie.identity import OnieIdentity
+from onie.installer import UPDATER_COOKIE, NotAnInstaller, inspect
 from provision.onie import simulator_net as net
 from provision.onie.simulator_net import Fetch, Outcome
 
-UPDATER_COOKIE = b"ONIE-UPDATER-COOKIE"  # lib/onie/functions `get_image_type`
 HTTP_PORT = 80
 DHCP_TIMEOUT_S = 2.0  # udhcpc -T 2
 DHCP_TRIES = 3  # udhcpc -t 2, plus one for a busy server under --count
@@ -331,8 +331,6 @@ class Simulator:
             await ctx.go()
 
     def _verify(self, identity: OnieIdentity, path: Path) -> tuple[bool, dict[str, Any]]:
-        from onie.installer import NotAnInstaller, inspect
-
         try:
             info = inspect(path)
         except (NotAnInstaller, OSError) as exc:
@@ -441,7 +439,9 @@ class _Run:
             self.record(step, url, fetch)
             dest.unlink(missing_ok=True)
             return False
-        if UPDATER_COOKIE in net.read_head_lines(dest):
+        # ONIE's lib/onie/functions `get_image_type` treats a file with the cookie in its first
+        # 100 lines as an updater (onie-self-update), not a NOS installer.
+        if UPDATER_COOKIE.encode() in net.read_head_lines(dest):
             self.record(
                 step,
                 url,
