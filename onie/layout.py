@@ -2,7 +2,7 @@
 
 The install script template renders a checked plan into sgdisk/mkfs commands; `provision layout`
 shows it as a table. Facts about ONIE's own partitions come from ONIE's installer
-(installer/grub-arch/install-arch, onie-blkdev-common) as summarised in ONIE.md.
+(installer/grub-arch/install-arch, onie-blkdev-common), summed up in docs/onie.md.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class LayoutError(ValueError):
 
 
 def onie_partitions(firmware: Firmware) -> tuple[KeptPartition, ...]:
-    """ONIE's x86 GPT layout (ONIE.md table): what `provision layout` shows as kept."""
+    """ONIE's x86 GPT layout (docs/onie.md "Partition layout ONIE leaves on x86"): shown as kept."""
     onie_boot = KeptPartition(
         2, ONIE_BOOT, 128 * MIB, GUID_ONIE_BOOT, ATTR_ONIE, "ext4", "ONIE kernel, initrd, grub.cfg"
     )

@@ -77,7 +77,7 @@ class PlatformInfo:
 
     @property
     def installer_name(self) -> str:
-        """ONIE's most specific default name (ONIE.md: discovery tries it first)."""
+        """ONIE's most specific default name (docs/onie.md "The installer-name waterfall": tried first)."""
         return f"onie-installer-{self.onie_platform}.bin"
 
 

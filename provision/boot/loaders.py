@@ -1,7 +1,7 @@
 """The firmware-stage binaries: iPXE from Debian's `ipxe` package, GRUB arm64 network images.
 
 Nothing is downloaded at run time. iPXE comes from /usr/lib/ipxe (or a configured folder). Debian
-ships no ARM64 iPXE (NETBOOT.md), so ARM64 UEFI machines get GRUB: an image built once per start
+ships no ARM64 iPXE (docs/netboot.md), so ARM64 UEFI machines get GRUB: an image built once per start
 with `grub-mkimage -O arm64-efi` from grub-efi-arm64-bin's module folder (or a configured prebuilt
 image). The TFTP image relies on the firmware's PXE: GRUB's efinet sets root to (tftp,siaddr). The
 UEFI HTTP boot image must run `net_bootp` itself and name its (http,server) root, so one is built

@@ -90,7 +90,7 @@ DEFAULT_RESET_TYPES = ("On", "ForceOff", "GracefulShutdown", "GracefulRestart", 
 RESET_NOT_IMPLEMENTED_STATUS = frozenset({400, 501})
 
 
-# Lenovo XCC: ForceRestart can leave some models hung in POST (REDFISH.md, seen by Ironic and
+# Lenovo XCC: ForceRestart can leave some models hung in POST (docs/bmc.md, seen by Ironic and
 # Metal3 users); ForceOff, wait for Off, then On is slower but always completes.
 VENDORS_RESET_AS_OFF_ON = ("lenovo",)
 

@@ -1,7 +1,7 @@
 """TLS towards a BMC: verified by default, against the system store, a CA file, or a pinned
 certificate fingerprint. Unverified TLS only when asked for, per BMC.
 
-BMCs ship self-signed certificates (REDFISH.md). Pinning the SHA-256 of the certificate the
+BMCs ship self-signed certificates (docs/bmc.md "TLS"). Pinning the SHA-256 of the certificate the
 operator saw once is the cheapest safe choice: urllib3 checks `assert_fingerprint` after the
 handshake, before any request (so before any credential) is sent.
 """

@@ -126,7 +126,7 @@ class RedfishHttp:
         self._sleep = sleep
         self.session = requests.Session()
         # Some BMCs choke on keep-alive and iLO answers a reused connection with a TCP RST
-        # (REDFISH.md); compression makes some BMCs turn ETags weak (sushy does the same).
+        # (docs/bmc.md); compression makes some BMCs turn ETags weak (sushy does the same).
         self.session.headers.update(
             {
                 "Connection": "close",
@@ -188,7 +188,7 @@ class RedfishHttp:
         raise AssertionError("unreachable")
 
     def _send(self, method: str, url: str, json: Any, headers: dict | None) -> requests.Response:
-        # A reset connection is retried once: iLO 5 resets reused connections (REDFISH.md).
+        # A reset connection is retried once: iLO 5 resets reused connections (docs/bmc.md).
         # Never for POST: an action (reset, insert media) may have run before the reset.
         for attempt in (1, 2) if method != "POST" else (2,):
             try:
@@ -253,7 +253,7 @@ class RedfishHttp:
         """PATCH with If-Match: as sent, then weak stripped to strong, then none (sushy's order).
 
         Lenovo XCC answers 428 without If-Match and 412 with a wrong one; iLO hands out weak
-        ETags that some firmware then refuses to match (REDFISH.md)."""
+        ETags that some firmware then refuses to match (docs/bmc.md "Redfish quirks and why")."""
         if etag is None:
             _, etag = self.get_with_etag(path)
         candidates: list[str | None] = []
