@@ -423,10 +423,10 @@ def decode(data: bytes, verify_crc: bool = True) -> TlvInfo:
 
 
 __all__ = [
-    "CrcMismatch",
-    "EepromError",
     "MAX_SIZE",
     "SIGNATURE",
+    "CrcMismatch",
+    "EepromError",
     "Tlv",
     "TlvCode",
     "TlvInfo",

@@ -90,8 +90,9 @@ def build(
         text = "#!/bin/sh\n# hook " + point.value + " (from the switch spec)\n" + snippet.rstrip("\n") + "\n"
         small[f"installer/hooks/{point.value}.sh"] = (text.encode(), 0o755)
     big = payload_plan(spec)
-    members = {name: ("small", data) for name, data in small.items()}
-    members.update({name: ("file", (src, mode)) for name, src, mode in big})
+    # name -> (rendered bytes, or the file to stream, mode)
+    members: dict[str, tuple[bytes | Path, int]] = dict(small)
+    members.update({name: (src, mode) for name, src, mode in big})
     dirs = sorted({str(Path(n).parent) + "/" for n in members} | {"installer/", "nos/"})
     # Every parent folder, sorted, then every file, sorted: one fixed order for the same inputs.
     all_dirs = sorted({"/".join(d.split("/")[: i + 1]) + "/" for d in dirs for i in range(d.count("/"))})
@@ -117,13 +118,11 @@ def build(
             for d in all_dirs:
                 tarstream.write_dir(w, d, mtime)
             for name in sorted(members):
-                kind, value = members[name]
-                if kind == "small":
-                    data, mode = value
-                    tarstream.write_bytes(w, name, data, mode, mtime)
-                    listing.append(Member(name, len(data)))
+                src, mode = members[name]
+                if isinstance(src, bytes):
+                    tarstream.write_bytes(w, name, src, mode, mtime)
+                    listing.append(Member(name, len(src)))
                     continue
-                src, mode = value
 
                 def tick(n: int, name: str = name) -> None:
                     nonlocal done
@@ -155,4 +154,4 @@ def build(
     )
 
 
-__all__ = ["build", "BuildError", "payload_plan", "PAYLOAD_MARKER", "UPDATER_COOKIE"]
+__all__ = ["PAYLOAD_MARKER", "UPDATER_COOKIE", "BuildError", "build", "payload_plan"]
