@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # Opcodes [RFC 1350 §5; OACK RFC 2347]
@@ -154,7 +155,9 @@ def build_oack(options: dict[str, str]) -> bytes:
     return OP_OACK.to_bytes(2, "big") + body
 
 
-def build_request(opcode: int, filename: str, mode: str = "octet", options: dict | None = None) -> bytes:
+def build_request(
+    opcode: int, filename: str, mode: str = "octet", options: Mapping[str, object] | None = None
+) -> bytes:
     """For tests and tools: an RRQ/WRQ as a client would send it."""
     body = filename.encode("latin-1") + b"\x00" + mode.encode() + b"\x00"
     for k, v in (options or {}).items():

@@ -212,6 +212,12 @@ class ReadTransfer:
     def cancel(self) -> None:
         self._finish(Outcome.CANCELLED)
 
+    @property
+    def done(self) -> bool:
+        """True once `_finish` ran. A method call can get there (`_send` on ICMP port
+        unreachable), so read this after one rather than a `self.state` narrowed before it."""
+        return self.state is State.DONE
+
     def _finish(self, outcome: Outcome, code: int | None = None, message: str = "") -> None:
         if self.state is State.DONE:
             return
@@ -401,5 +407,5 @@ class ReadTransfer:
         else:
             self.retransmits += 1
             self._send_window()
-        if self.state is not State.DONE:
+        if not self.done:
             self._timer = self.loop.call_later(self.timeout, self._on_timer)
