@@ -23,10 +23,10 @@ from provision.config.schema import (
 )
 
 __all__ = [
-    "ConfigError",
-    "Mark",
+    "URL",
     "Any",
     "Bool",
+    "ConfigError",
     "Enum",
     "Field",
     "FilePath",
@@ -36,11 +36,11 @@ __all__ = [
     "List",
     "MacAddr",
     "Map",
+    "Mark",
     "Obj",
     "Section",
     "Size",
     "Str",
-    "URL",
     "load_file",
     "load_text",
 ]

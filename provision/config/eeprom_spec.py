@@ -114,7 +114,7 @@ def apply_overrides(data: Section, overrides: Iterable[str]) -> None:
                 f"--set {item!r}: expected KEY=VALUE with KEY one of the spec's scalar keys",
                 f"did you mean {close[0]}?" if close else "e.g. --set serial_number=ABC123",
             )
-        where = yaml.Mark("--set", 0, 0, 0, None, None)
+        where = yaml.Mark("--set", 0, 0, 0, None, 0)
         node = yaml.ScalarNode("tag:yaml.org,2002:str", value, where, where)
         try:
             data[key] = FIELDS[key].schema.check(node, Context("--set"))

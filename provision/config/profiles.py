@@ -362,11 +362,11 @@ class ProfileRegistry:
 
 
 __all__ = [
+    "KNOWN_ASIC_VENDORS",
+    "PROFILE",
     "ConfigError",
     "Console",
     "HardwareProfile",
-    "KNOWN_ASIC_VENDORS",
-    "PROFILE",
     "ProfileNotFound",
     "ProfileRegistry",
     "load_profile",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any as _Any
@@ -296,7 +296,7 @@ class Field:
 class Obj(Schema):
     """A mapping with known keys; unknown keys are errors (a typo must not be silently ignored)."""
 
-    def __init__(self, fields: dict[str, Field | Schema], name: str = "section"):
+    def __init__(self, fields: Mapping[str, Field | Schema], name: str = "section"):
         self.fields = {k: v if isinstance(v, Field) else Field(v) for k, v in fields.items()}
         self.name = name
         self.describe = f"a {name} (mapping)"
@@ -355,7 +355,7 @@ def load_text(text: str, schema: Schema, file: Path | str = "<string>") -> _Any:
     ctx = Context(file)
     node = _compose(text, file)
     if node is None:
-        node = yaml.ScalarNode("tag:yaml.org,2002:null", "", yaml.Mark(str(file), 0, 0, 0, None, None))
+        node = yaml.ScalarNode("tag:yaml.org,2002:null", "", yaml.Mark(str(file), 0, 0, 0, None, 0))
     return schema.check(node, ctx)
 
 
