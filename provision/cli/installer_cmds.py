@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -181,11 +182,12 @@ def layout_cmd(spec: Path, only: str | None, as_json: bool, profile_dirs: tuple[
     switch = load_switch_spec(spec)
     targets = resolve_platforms(switch, ProfileRegistry(folders=list(profile_dirs)), only)
     layout = switch.spec.layout
-    plans = []
+    # JSON-shaped (--json prints them as they are); the table below reads the same dicts.
+    plans: list[dict[str, Any]] = []
     for profile, _ in targets:
         firmware = Firmware.BIOS if profile.firmware == "bios" else Firmware.UEFI
         kept = onie_partitions(firmware)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "number": k.number,
                 "label": k.name,

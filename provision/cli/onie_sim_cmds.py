@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from onie import discovery
 from provision.cli.common import EXIT_ENV, EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, CLIError, echo_json
 from provision.onie import simulator
+
+if TYPE_CHECKING:
+    from provision.onie.simulator import SimResult
 
 DEFAULT_PLATFORM = "x86_64-kvm_x86_64-r0"
 
@@ -166,7 +169,7 @@ def _progress(count: int) -> Iterator[Callable[[Any], None] | None]:
         yield lambda _result: bar.advance(task)
 
 
-def _print_result(n: int, total: int, r) -> None:  # noqa: ANN001 - provision.onie.simulator.SimResult
+def _print_result(n: int, total: int, r: SimResult) -> None:
     i = r.identity
     click.echo(f"switch {n}/{total}: mac {i.mac}  serial {i.serial}  platform {i.platform}")
     if r.lease:

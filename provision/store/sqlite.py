@@ -292,7 +292,7 @@ class Store:
                 hostname=host,
                 client_id=cid,
                 updated=upd,
-            )  # fmt: skip
+            )
             for ip, mac, state, exp, host, cid, sub, upd in rows
         ]
 
@@ -312,7 +312,8 @@ class Store:
     ) -> list[Event]:
         """Events oldest first; with `limit`, the most recent `limit` of them."""
         self.flush()
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if mac is not None:
             where.append("mac=?")
             args.append(mac)

@@ -81,7 +81,7 @@ class RedfishDriver:
             if not systems:
                 raise Unsupported(f"{self.name}: the Redfish service root links no Systems collection")
             members = self.http.get(systems, "list Systems").get("Members") or []
-            paths = [m.get("@odata.id") for m in members if isinstance(m, dict) and m.get("@odata.id")]
+            paths = [m["@odata.id"] for m in members if isinstance(m, dict) and m.get("@odata.id")]
             if not paths:
                 raise BmcError(f"{self.name}: the Systems collection {systems} is empty")
             if len(paths) > 1:

@@ -13,7 +13,8 @@ from provision.bmc.base import BootDevice, BootMode, PowerAction
 def extended_info(body: dict) -> tuple[str | None, str | None]:
     """First MessageId/Message of a Redfish error (DSP0266 §9.6 'Error responses'); falls back
     to error.code/error.message, which some BMCs fill and leave ExtendedInfo empty."""
-    err = body.get("error") if isinstance(body.get("error"), dict) else body
+    error = body.get("error")
+    err = error if isinstance(error, dict) else body
     infos = err.get("@Message.ExtendedInfo") or []
     if isinstance(infos, list):
         for info in infos:
@@ -96,7 +97,7 @@ VENDORS_RESET_AS_OFF_ON = ("lenovo",)
 
 
 def reset_as_off_on(manufacturer: str | None) -> bool:
-    return bool(manufacturer) and any(v in manufacturer.lower() for v in VENDORS_RESET_AS_OFF_ON)
+    return any(v in (manufacturer or "").lower() for v in VENDORS_RESET_AS_OFF_ON)
 
 
 def allowed_reset_types(system: dict, action_info: dict | None) -> tuple[str, ...]:
@@ -131,7 +132,7 @@ SETTINGS_FALLBACK_MESSAGES = ("PropertyNotWritable", "PropertyValueNotInList", "
 
 
 def needs_settings_fallback(message_id: str | None) -> bool:
-    return bool(message_id) and any(m in message_id for m in SETTINGS_FALLBACK_MESSAGES)
+    return any(m in (message_id or "") for m in SETTINGS_FALLBACK_MESSAGES)
 
 
 # Supermicro X11/X12 reset the override unless the whole request (Target, Enabled and Mode) is
@@ -145,7 +146,7 @@ MODE_REFUSED_MESSAGES = ("SYS444",)
 
 
 def requires_full_boot_request(manufacturer: str | None) -> bool:
-    return bool(manufacturer) and any(v in manufacturer.lower() for v in VENDORS_REQUIRING_FULL_BOOT_REQUEST)
+    return any(v in (manufacturer or "").lower() for v in VENDORS_REQUIRING_FULL_BOOT_REQUEST)
 
 
 def mode_refused(message_id: str | None, bmc_message: str | None) -> bool:
