@@ -1,6 +1,6 @@
 """`provision onie-sim`: play an ONIE switch's discovery against a boot server, step by step.
 
-Follows ONIE.md's discovery section (and ONIE's bin/discover + bin/exec_installer, install mode):
+Follows docs/onie.md's "Discovery" sections (and ONIE's bin/discover + bin/exec_installer, install mode):
 1. DHCPv4 with ONIE's options: 60 `onie_vendor:<platform>`, 77, 61 (0x00 + serial), 125
    (enterprise 42623: 3 machine, 4 arch, 5 revision), 55 as ONIE asks.
 2. Exact URLs: option 125 sub-option 1, then option 114.

@@ -1,4 +1,4 @@
-"""A non-editable install must carry templates/ and hardware-profiles/ (ARCHITECTURE.md)."""
+"""A non-editable install must carry templates/ and hardware-profiles/ (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loop-device disks laid out like ONIE leaves them (ONIE.md table), for installer tests.
+"""Loop-device disks laid out like ONIE leaves them (docs/onie.md table), for installer tests.
 
 The image is partitioned with sgdisk using ONIE's GUIDs and attributes, attached with
 `losetup -P`, and partition nodes are made from sysfs when the container has no udev (partx adds

@@ -1,8 +1,8 @@
 """An ONIE-like QEMU guest for end-to-end tests: it discovers a server, runs a NOS installer the
 way ONIE does, reboots, and boots what the installer left on the disk.
 
-No prebuilt ONIE image is reachable here (ONIE.md), so the guest plays ONIE's part with Debian
-pieces (LAB.md "An ONIE machine in the lab"), built and cached by onie_guest_image.py: the
+No prebuilt ONIE image is reachable here (docs/lab.md), so the guest plays ONIE's part with Debian
+pieces (docs/lab.md "An ONIE-like guest"), built and cached by onie_guest_image.py: the
 host's Debian kernel, an initramfs with busybox and the installer's tools, the scripts in
 onie_guest/ (init, onie-discover + lib/onie/functions, onie-sysinfo, machine.conf for
 kvm_x86_64), and a disk with ONIE's partitions. This module runs it (QEMU q35, TCG, virtio disk
@@ -154,7 +154,7 @@ class OnieGuest:
         self.disk = fresh_disk(self.firmware, self.workdir / f"disk-{self.firmware.value}.raw")
         self.vars = self.workdir / "OVMF_VARS.fd"
         if self.firmware is Firmware.UEFI:
-            # One vars file for the machine's life: efibootmgr's BootOrder persists in it (LAB.md).
+            # One vars file for the machine's life: efibootmgr's BootOrder persists in it (docs/lab.md).
             # It starts with ONIE's own boot entry, as on a switch fresh from the factory.
             shutil.copy2(base_vars(build_base_disk(self.firmware)), self.vars)
 

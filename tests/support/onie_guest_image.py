@@ -36,7 +36,7 @@ MiB = 1024 * 1024
 SECTOR = 512
 DISK_SIZE = 2048 * MiB
 
-# GPT type GUIDs and attributes ONIE uses on x86 (ONIE.md; installer/grub-arch/install-arch).
+# GPT type GUIDs and attributes ONIE uses on x86 (docs/onie.md; installer/grub-arch/install-arch).
 GUID_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 GUID_ONIE_BOOT = "7412F7D5-A156-4B13-81DC-867174929325"
 GUID_GRUB_BOOT = "21686148-6449-6E6F-744E-656564454649"
@@ -62,7 +62,8 @@ GUEST_MODULES = [
     "efivarfs",
 ]
 
-# Tools a NOS installer calls in ONIE (ONIE.md: busybox plus sgdisk, mkfs, blkid, grub, efibootmgr).
+# Tools a NOS installer calls in ONIE (docs/onie.md "The installer contract": busybox, sgdisk, mkfs,
+# blkid, grub, efibootmgr).
 GUEST_TOOLS = (
     "/usr/sbin/sgdisk",
     "/usr/sbin/mke2fs",
@@ -254,7 +255,7 @@ def _populate_initramfs(root: Path, kver: str) -> None:
         shutil.copytree(grub_dir, root / grub_dir.lstrip("/"), ignore=shutil.ignore_patterns("monolithic"))
     if Path("/usr/share/grub/grub-mkconfig_lib").exists():
         _copy_into(root, "/usr/share/grub/grub-mkconfig_lib")
-    # grub-install refuses to run without /usr/share/locale (LAB.md).
+    # grub-install refuses to run without /usr/share/locale (docs/lab.md "An ONIE-like guest").
     (root / "usr/share/locale").mkdir(parents=True)
     if Path("/etc/mke2fs.conf").exists():
         _copy_into(root, "/etc/mke2fs.conf")
@@ -270,7 +271,7 @@ def _populate_initramfs(root: Path, kver: str) -> None:
     for ko in _module_files(kver):
         _copy_into(root, ko)
     _run(["depmod", "-b", str(root), kver])
-    # Debian's kernel does not create /dev/console in an initramfs (LAB.md pitfall).
+    # Debian's kernel does not create /dev/console in an initramfs (docs/lab.md).
     _run(["mknod", "-m", "600", str(root / "dev/console"), "c", "5", "1"])
     _run(["mknod", "-m", "666", str(root / "dev/null"), "c", "1", "3"])
     shutil.copy2(GUEST_FILES / "init", root / "init")
@@ -332,7 +333,7 @@ def onie_boot_grub_cfg() -> str:
 
 
 def build_base_disk(firmware: Firmware, kver: str | None = None) -> Path:
-    """A 2 GiB sparse raw disk with the partitions ONIE lays out (ONIE.md table), cached."""
+    """A 2 GiB sparse raw disk with the partitions ONIE lays out (docs/onie.md table), cached."""
     kver = kver or kernel_version()
     initrd = build_initramfs(kver)
     kernel = Path(f"/boot/vmlinuz-{kver}")

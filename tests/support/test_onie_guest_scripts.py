@@ -116,7 +116,7 @@ def header_server(body: bytes) -> Iterator[tuple[str, list[dict[str, str]]]]:
 
 
 def test_fetch_sends_onies_headers_with_busybox_wget(tmp_path):
-    """The guest's wget sends the ONIE-* headers and User-Agent ONIE sends (ONIE.md)."""
+    """The guest's wget sends the ONIE-* headers and User-Agent ONIE sends (docs/onie.md)."""
     require_tool("timeout")
     with header_server(b"#!/bin/sh\nexit 0\n") as (base, seen):
         busybox_sh(
@@ -215,7 +215,7 @@ def test_initramfs_tools_run_in_a_chroot(tmp_path):
 @pytest.mark.vm  # an uncached base disk takes one QEMU boot to lay ONIE's bootloader on it
 @pytest.mark.parametrize("firmware", list(og.Firmware), ids=lambda f: f.value)
 def test_base_disk_has_onies_partitions(firmware):
-    """ONIE.md's x86 table: types, names, attributes; ONIE-BOOT is ext4 labelled ONIE-BOOT."""
+    """docs/onie.md's x86 layout table: types, names, attributes; ONIE-BOOT is ext4 labelled ONIE-BOOT."""
     require_root()
     for tool in ("qemu-system-x86_64", "sgdisk", "mke2fs", "mkfs.vfat", "mcopy", "grub-mkimage", "blkid"):
         require_tool(tool)

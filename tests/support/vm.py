@@ -1,4 +1,4 @@
-"""QEMU guests and the tiny initramfs they netboot, for tests/vm (LAB.md: what works here).
+"""QEMU guests and the tiny initramfs they netboot, for tests/vm (docs/lab.md "QEMU firmware recipes").
 
 The initramfs is static busybox plus an /init that prints `PROVISION-NETBOOT-OK arch=<uname -m>`
 and the kernel command line on the console, then powers off. x86-64 pieces come from the host
@@ -58,7 +58,7 @@ def _cpio_newc(entries: list[tuple[str, int, bytes, int]]) -> bytes:
 
 
 def build_initramfs(busybox: Path, out: Path) -> Path:
-    """Static busybox + /init + /dev/console (Debian's kernel does not mount devtmpfs; LAB.md)."""
+    """Static busybox + /init + /dev/console (Debian's kernel does not mount devtmpfs; docs/lab.md)."""
     S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK, stat.S_IFCHR
     entries = [
         ("bin", S_IFDIR | 0o755, b"", 0),
@@ -139,7 +139,7 @@ def x86_guest(kind: str, tap: str, mac: str, workdir: Path) -> Guest:
             argv += ["-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile="]
         # Pin IPv4 PXE: skip the PXEv6 attempt EDK2 would otherwise make too.
         argv += ["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"]
-        if kind == "uefi-http":  # no PXE at all: EDK2 moves on to HTTP boot (LAB.md)
+        if kind == "uefi-http":  # no PXE at all: EDK2 moves on to HTTP boot (docs/lab.md)
             argv += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no"]
     return Guest(f"x86-{kind}", argv)
 
@@ -149,7 +149,7 @@ def arm64_guest(kind: str, tap: str, mac: str) -> Guest:
     argv = [
         "qemu-system-aarch64", "-M", "virt", "-accel", "tcg", "-cpu", "cortex-a57", "-smp", "1",
         "-m", "1024", "-nographic", "-no-reboot", "-bios", str(AAVMF),
-        # AAVMF waits ~5 s for a key without this (LAB.md).
+        # AAVMF waits ~5 s for a key without this (docs/lab.md "QEMU firmware recipes").
         "-boot", "menu=on,splash-time=0",
         "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
         "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile=",

@@ -1,4 +1,4 @@
-"""Real firmware network-boots from `provision serve` (LAB.md's dnsmasq probes, our server instead).
+"""Real firmware network-boots from `provision serve` (docs/lab.md "QEMU firmware recipes").
 
 Each test: its own namespace with a tap on 198.18.3x.1/24, `provision serve lab.yml` in it, QEMU
 (-accel tcg) attached to the tap, and a busybox initramfs served by us that prints

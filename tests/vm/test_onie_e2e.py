@@ -229,7 +229,7 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
         assert re.search(r'BdsDxe: starting Boot\d+ "ONIE: Open Network Install Environment"', fresh.text)
 
         first = install(guest, lab, phases, "install 1 (ONIE boot)")
-        # The URL came from our DHCP answer (option 125 sub-option 1 is tried first, ONIE.md).
+        # The URL came from our DHCP answer (option 125 sub-option 1 is tried first, docs/onie.md).
         assert "ONIE-GUEST-PHASE url-source" in first.text and "opt125" in first.text
         assert "provision: payload verified" in first.text
         # The installer found ONIE's layout as it expects it (e.g. /EFI/onie/grubx64.efi on the ESP).
@@ -265,7 +265,7 @@ def test_uefi_install_reboot_into_nos_then_reinstall(installers, tmp_path):
 
 def test_uefi_fallback_loader_then_grub_reboot_onie(installers, tmp_path):
     """After an install, a machine whose NVRAM was reset still boots the NOS through the ESP's
-    fallback \\EFI\\BOOT\\BOOTX64.EFI (OVMF with fresh vars; LAB.md). Then `grub-reboot ONIE`
+    fallback \\EFI\\BOOT\\BOOTX64.EFI (OVMF with fresh vars; docs/lab.md). Then `grub-reboot ONIE`
     (next_entry=ONIE in the NOS's grubenv, rewritten in place) chainloads ONIE's own loader
     /EFI/onie/grubx64.efi back into ONIE once; the boot after that is the NOS again."""
     phases = Phases("UEFI fresh NVRAM + grub-reboot ONIE, provision serve + provision onie-installer")
@@ -360,7 +360,7 @@ def test_guest_alone_with_dnsmasq(tmp_path):
     net = "198.18.48"
     with namespaces(1, prefix="od") as (ns,):
         tap(ns, "tap0", f"{net}.1/24")
-        # dnsmasq sends quotes literally in --dhcp-option-force=114,"url": pass it bare (LAB.md).
+        # dnsmasq sends quotes literally in --dhcp-option-force=114,"url": pass it bare (docs/lab.md).
         ns.popen(["dnsmasq", "--no-daemon", "--port=0", "--interface=tap0", "--bind-interfaces",
                   f"--dhcp-range={net}.100,{net}.200,1h", f"--dhcp-leasefile={tmp_path}/leases",
                   f"--dhcp-option-force=114,http://{net}.1:8080/{INSTALLER_NAME}"],

@@ -1,4 +1,4 @@
-"""The Redfish driver against small fixture BMCs, one quirk path each (REDFISH.md)."""
+"""The Redfish driver against small fixture BMCs, one quirk path each (docs/bmc.md quirks table)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def test_example_spec_builds_inspects_and_lays_out(tmp_path: Path) -> None:
     assert (info["nos"], info["version"], info["platform"]) == ("demo", "1.0.0", "x86_64-kvm_x86_64-r0")
     assert {m["name"] for m in info["members"]} >= {"nos/kernel", "nos/initrd", "nos/rootfs.squashfs"}
 
-    # The initramfs carries /dev/console (LAB.md: Debian's kernel does not mount devtmpfs) and
+    # The initramfs carries /dev/console (docs/lab.md: Debian's kernel does not mount devtmpfs) and
     # an /init that prints the marker.
     initrd = subprocess.run(
         ["sh", "-c", f"zcat {tmp_path}/nos/build/demo-initrd.img | cpio -itv"],

@@ -1,4 +1,4 @@
-"""`provision onie-sim` against a real peer: dnsmasq configured as ONIE.md says
+"""`provision onie-sim` against a real peer: dnsmasq configured as docs/onie.md says
 (`--dhcp-vendorclass=set:onie,onie_vendor:`, `vi-encap:42623,1,<url>` / option 114) plus
 `python3 -m http.server` and tftp-hpa serving installer names. Namespaces joined by a veth,
 198.18.30.0/24."""

@@ -1,7 +1,8 @@
 #!/bin/sh
 # A minimal NOS installer used only to prove the ONIE-like guest itself (with dnsmasq and a plain
 # HTTP server), independent of `provision onie-installer`. It does what ONIE's demo installer does
-# (ONIE.md): find the disk holding ONIE-BOOT, add a partition with sgdisk, mkfs.ext4, install GRUB
+# (demo/installer/grub-arch/install.sh in ONIE's tree): find the disk holding ONIE-BOOT, add a
+# partition with sgdisk, mkfs.ext4, install GRUB
 # (UEFI: ESP /EFI/<nos>/ + efibootmgr; BIOS: i386-pc MBR). It fetches the NOS kernel and initrd
 # from the directory its own URL came from ($onie_exec_url).
 set -e
@@ -19,7 +20,7 @@ fi
 last=$(sgdisk -p "$disk" | awk '/^ +[0-9]/ {n=$1} END {print n}')
 part=$((last + 1))
 sgdisk -n "$part:0:+256M" -t "$part:8300" -c "$part:REFNOS" "$disk"
-# A full re-read fails while ONIE-BOOT is mounted: add just the new partition (LAB.md).
+# A full re-read fails while ONIE-BOOT is mounted: add just the new partition (docs/onie.md).
 partx -a -n "$part" "$disk" 2>/dev/null || partx -u -n "$part" "$disk"
 mkfs.ext4 -q -F -L REFNOS "$disk$part"
 mkdir -p /mnt/nos
