@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
-from dhcp4.codec import DecodeError, Packet, decode, encode  # noqa: E402
-from dhcp4.options import (  # noqa: E402
+from dhcp4.codec import DecodeError, Packet, decode, encode
+from dhcp4.options import (
     BOOTREQUEST,
     OPT_MESSAGE_TYPE,
     OPT_PARAM_REQUEST,
@@ -48,7 +48,7 @@ from dhcp4.options import (  # noqa: E402
     OPT_SERVER_ID,
     MessageType,
 )
-from tests.support.netns import namespaces, veth  # noqa: E402
+from tests.support.netns import namespaces, veth
 
 RELAY_IP = "198.19.0.1"
 NETWORK = "198.19.0.0/18"

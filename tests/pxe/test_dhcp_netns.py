@@ -439,7 +439,7 @@ def test_renewing_unicast_and_rebinding_broadcast(tmp_path):
             cli.run(["ip", "addr", "add", f"{ip}/24", "dev", "c0"])
             # RENEWING: unicast from ciaddr to the server; the ACK comes back to ciaddr:68
             sock.sendto(crafted("request", mac, 3, [], ciaddr=ip, flags=0), ("198.18.0.1", 67))
-            ((data, src),) = recv_all(sock, 3, want=1)
+            ((data, _src),) = recv_all(sock, 3, want=1)
             assert decode(data).message_type is MessageType.ACK and decode(data).yiaddr == ip
             # REBINDING: the same request broadcast
             sock.sendto(crafted("request", mac, 4, [], ciaddr=ip, flags=0), ("255.255.255.255", 67))
@@ -458,7 +458,7 @@ def test_start_errors_name_interface_and_cause(tmp_path):
     async def start(cfg):
         return await start_dhcp(cfg, None, None, lambda e: None)
 
-    with pytest.raises(DhcpStartError, match="no-such-if0.*no such interface"):
+    with pytest.raises(DhcpStartError, match=r"no-such-if0.*no such interface"):
         asyncio.run(start(DhcpServerConfig(interfaces=("no-such-if0",))))
     # port taken: another server (here a plain socket) already bound to port 67 on that device
     with namespaces(2) as (srv, cli):

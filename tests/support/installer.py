@@ -8,6 +8,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 from onie.installer import PlatformInfo
 from provision import resources
@@ -85,9 +86,9 @@ def templates() -> Path:
 class _Recorder(http.server.BaseHTTPRequestHandler):
     """The server side of the report contract: GET /api/v1/report?stage=&status=&..."""
 
-    seen: list[dict[str, str]] = []
+    seen: ClassVar[list[dict[str, str]]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/api/v1/report":
             self.seen.append({k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()})

@@ -95,7 +95,7 @@ def header_server(body: bytes) -> Iterator[tuple[str, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))

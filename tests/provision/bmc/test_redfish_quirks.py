@@ -38,7 +38,7 @@ def serve(**quirks) -> tuple[FixtureBmc, FixtureServer]:
 
 
 def test_system_found_through_collection_at_self(pw_env):
-    bmc, srv = serve(system_id="Self")
+    _bmc, srv = serve(system_id="Self")
     with srv, driver(srv.url) as d:
         assert d.system_path == "/redfish/v1/Systems/Self"
         assert d.power_state() is PowerState.OFF
@@ -117,7 +117,7 @@ def test_503_forever_gives_up_with_bmc_message(pw_env):
 
 
 def test_patch_not_applied_without_settings_is_a_clear_error(pw_env):
-    bmc, srv = serve(patch_ignored=True)
+    _bmc, srv = serve(patch_ignored=True)
     with (
         srv,
         driver(srv.url) as d,
@@ -171,7 +171,7 @@ def test_session_logged_out_even_when_the_operation_fails(pw_env):
 
 def test_session_wrong_password_is_auth_error(monkeypatch):
     monkeypatch.setenv(PW_ENV, "not-the-password")
-    bmc, srv = serve(sessions=True)
+    _bmc, srv = serve(sessions=True)
     with srv, pytest.raises(AuthError) as err, driver(srv.url):
         pass
     assert err.value.message_id == "Base.1.8.NoValidSession"
@@ -180,7 +180,7 @@ def test_session_wrong_password_is_auth_error(monkeypatch):
 
 def test_basic_wrong_password_is_auth_error(monkeypatch):
     monkeypatch.setenv(PW_ENV, "not-the-password")
-    bmc, srv = serve()
+    _bmc, srv = serve()
     with srv, pytest.raises(AuthError), driver(srv.url) as d:
         d.power_state()
 
@@ -194,7 +194,7 @@ def test_task_monitor_flow(pw_env):
 
 
 def test_task_failure_carries_message(pw_env):
-    bmc, srv = serve(reset_as_task=True, task_polls=1, task_fails=True)
+    _bmc, srv = serve(reset_as_task=True, task_polls=1, task_fails=True)
     with srv, driver(srv.url) as d, pytest.raises(BmcError) as err:
         d.set_power(PowerAction.ON)
     assert err.value.message_id == "Fixture.1.0.ResetFailed" and "Exception" in err.value.message
@@ -249,7 +249,7 @@ def test_mode_refused_sys444_retries_without_mode(pw_env):
 
 
 def test_if_match_required_but_no_etag_offered_is_a_clear_error(pw_env):
-    bmc, srv = serve(require_if_match=True, no_etag=True)
+    _bmc, srv = serve(require_if_match=True, no_etag=True)
     with srv, driver(srv.url) as d, pytest.raises(BmcError, match="demands If-Match") as err:
         d.boot_once(BootDevice.PXE)
     assert err.value.status == 428 and err.value.message_id == "Base.1.8.PreconditionRequired"

@@ -150,7 +150,7 @@ def test_profiles_from_an_extra_folder(tmp_path: Path) -> None:
     )
     spec = load_switch_spec(write_spec(tmp_path, platforms="kvm_x86_64, acme_s1"))
     targets = resolve_platforms(spec, ProfileRegistry(folders=[folder]), only="acme_s1")
-    (profile, info) = targets[0]
+    (_profile, info) = targets[0]
     assert info.installer_name == "onie-installer-x86_64-acme_s1-r2.bin"
     assert info.serial_unit == 1 and kernel_cmdline(spec.spec, info).endswith("console=ttyS1,9600n8")
 
