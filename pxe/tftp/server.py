@@ -82,6 +82,7 @@ class TftpServer:
         self.address: tuple[str, int] = self.sock.getsockname()
         self.transfers: dict[tuple[str, int], ReadTransfer] = {}
         self._meta: dict[ReadTransfer, tuple[str, str, str | None]] = {}
+        self._requests: dict[ReadTransfer, P.Request] = {}  # what started each transfer
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
 
     @property
@@ -159,13 +160,17 @@ class TftpServer:
             self._error(peer, P.ErrorCode.ILLEGAL_OPERATION, "mail mode not supported", packet.filename, mac)
             return
         existing = self.transfers.get(peer)
-        if (
-            existing is not None
-            and existing.at_first_packet
-            and self._meta.get(existing, ("", ""))[1] == packet.filename
-        ):
+        if existing is not None:
+            # The event loop gives no order between datagrams on two sockets: what the client
+            # sent to the transfer's port before this RRQ (EDK2's ERROR 8 ending its tsize probe)
+            # may still be unread there. Handle it first, or a finished transfer looks alive.
+            existing.drain()
+            existing = self.transfers.get(peer)
+        if existing is not None and existing.at_first_packet and self._requests.get(existing) == packet:
             # The client repeated its RRQ: our first packet was lost (or is slow). Resend it from
             # the same transfer; a second transfer from another port would only earn an ERROR 5.
+            # Only the same request is a repeat: another one (other file, mode or options) from
+            # the same port supersedes the old transfer, which `_start` cancels.
             existing.resend_first()
             return
         if len(self.transfers) >= self.config.max_transfers:
@@ -246,10 +251,12 @@ class TftpServer:
             old.cancel()
         self.transfers[peer] = transfer
         self._meta[transfer] = (peer[0], packet.filename, mac)
+        self._requests[transfer] = packet
         transfer.start()
 
     def _on_done(self, transfer: ReadTransfer, result: Result) -> None:
         ip, path, mac = self._meta.pop(transfer, ("", "", None))
+        self._requests.pop(transfer, None)
         for key, value in list(self.transfers.items()):
             if value is transfer:
                 del self.transfers[key]

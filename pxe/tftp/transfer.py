@@ -209,6 +209,22 @@ class ReadTransfer:
             self.retransmits += 1
             self._send_window()
 
+    def drain(self) -> None:
+        """Handle every datagram already waiting on this transfer's port, now.
+
+        The listener calls this before it reads an RRQ from our client as a repeat of the one
+        that started us: an ERROR the client sent here first must end the transfer before that
+        decision (the loop may run port 69's reader before ours). Rare, so peeking costs
+        nothing that matters; the per-ACK path is untouched."""
+        while self.state is not State.DONE:
+            try:
+                self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                pass  # a pending ICMP error: `_on_readable` reads and handles it
+            self._on_readable()
+
     def cancel(self) -> None:
         self._finish(Outcome.CANCELLED)
 

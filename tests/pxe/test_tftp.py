@@ -78,6 +78,7 @@ def server(tmp_path):
     config = TftpConfig(root=tree.root, bind_addr="127.0.0.1", port=0, limits=Limits(timeout=0.5, retries=4))
     srv = loop.run(start_tftp(config, policy, events.append))
     srv.tree, srv.seen, srv.policy, srv.out = tree, events, policy, tmp_path / "out"
+    srv.loop_thread = loop
     srv.out.mkdir()
     yield srv
     loop.call(srv.close)
@@ -284,7 +285,9 @@ def test_write_requests_refused(server, raw):
 
 
 def test_edk2_tsize_probe_then_fresh_request(server, raw):
-    """AAVMF/OVMF: RRQ with tsize -> OACK -> ERROR 8 -> a fresh RRQ that must be served clean."""
+    """AAVMF/OVMF: RRQ with tsize -> OACK -> ERROR 8 -> a fresh RRQ that must be served clean.
+    The fresh RRQ comes from the same port here, the harder case for the server (see the next
+    test); a client that takes a new port (a new TID, RFC 1350 §4) never meets the old transfer."""
     data = server.tree.files["multiple.bin"]
     raw.rrq("multiple.bin", tsize=0, blksize=1468)
     oack, tid, _ = raw.recv()
@@ -310,6 +313,37 @@ def test_edk2_tsize_probe_then_fresh_request(server, raw):
     probe = [e for e in kinds(server.seen, "tftp.error") if e.detail.get("size_probe")]
     assert len(probe) == 1 and probe[0].detail["code"] == 8 and probe[0].detail["by"] == "client"
     assert settle(server.seen, "tftp.sent")[-1].detail["bytes"] == len(data)
+
+
+def test_error_then_same_request_when_port_69_is_read_first(server, raw):
+    """The client sends ERROR 8 to the transfer's port, then the same RRQ again to port 69. The
+    loop gives no order between the two sockets; under load it read port 69 first and took the
+    RRQ for a repeat, resending the dead transfer's OACK (the flake in the EDK2 test above).
+    Here that order is forced: both datagrams are queued, then port 69's reader runs first."""
+    raw.rrq("multiple.bin", tsize=0, blksize=1468)
+    _, tid, _ = raw.recv()
+
+    def error_then_rrq_then_read_port_69() -> None:
+        raw.send(P.build_error(P.ErrorCode.OPTION_REFUSED, "User aborted the transfer"), tid)
+        raw.rrq("multiple.bin", tsize=0, blksize=1468)
+        server._on_readable()
+
+    server.loop_thread.call(error_then_rrq_then_read_port_69)
+    oack, tid2, _ = raw.recv()
+    assert oack == {"tsize": str(2 * LCM), "blksize": "1468"} and tid2 != tid
+    probe = settle(server.seen, "tftp.error")
+    assert probe[0].detail["code"] == 8 and probe[0].detail["size_probe"]
+
+
+def test_other_request_from_same_port_is_not_a_repeat(server, raw):
+    """Only the same RRQ is a repeat [RFC 1350 §2: the side that times out resends its last
+    packet, for a client its request]. Another request from that port gets its own answer,
+    never the old transfer's OACK."""
+    raw.rrq("multiple.bin", tsize=0, blksize=1468)
+    _, tid, _ = raw.recv()
+    raw.rrq("multiple.bin", blksize=1468, windowsize=4)
+    oack, tid2, _ = raw.recv()
+    assert oack == {"blksize": "1468", "windowsize": "4"} and tid2 != tid
 
 
 def test_duplicate_ack_is_not_answered(server, raw):
