@@ -369,12 +369,12 @@ def device_entry(cfg: LabConfig, device: Device | None) -> BootEntry | None:
 
 
 __all__ = [
+    "LAB",
     "Arch",
     "BootConfig",
     "BootEntry",
     "KernelSet",
     "LabConfig",
-    "LAB",
     "Mode",
     "Paths",
     "Pool",

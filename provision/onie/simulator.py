@@ -206,7 +206,10 @@ def switches(
 ) -> list[OnieIdentity]:
     """`count` switches: MACs counting up from `mac` (default 02:4f:4e:..., locally administered),
     serials `<serial>` (one switch) or `<serial>-<n>`, platforms taken in turn."""
-    base = int((disco.normalise_mac(mac) if mac else "02:4f:4e:00:00:00").replace(":", ""), 16)
+    start = disco.normalise_mac(mac) if mac else "02:4f:4e:00:00:00"
+    if start is None:  # the CLI checks --mac first (onie_sim_cmds._check_mac)
+        raise ValueError(f"{mac!r} is not a MAC address")
+    base = int(start.replace(":", ""), 16)
     if not mac:
         base += random.randrange(0, 0xFFFF) << 8
     out = []
@@ -406,7 +409,8 @@ class _Run:
 
     async def waterfall(self) -> bool:
         lease = self.lease
-        entries = disco.tftp_waterfall(replace(self.identity, mac=self.identity.mac.upper()), lease.ip)
+        mac = (self.identity.mac or "").upper()
+        entries = disco.tftp_waterfall(replace(self.identity, mac=mac), lease.ip)
         for server in dict.fromkeys(s for s in (lease.siaddr, lease.tftp_name, *lease.tftp_ips) if s):
             for entry in entries:
                 if await self.url_run(Step.TFTP_WATERFALL, f"tftp://{server}/{entry.path}"):
@@ -460,7 +464,8 @@ class _Run:
         saved = None
         if self.sim.opt.save_dir:
             self.sim.opt.save_dir.mkdir(parents=True, exist_ok=True)
-            saved = self.sim.opt.save_dir / f"{self.identity.mac.replace(':', '-')}-{url.rsplit('/', 1)[-1]}"
+            mac = (self.identity.mac or "").replace(":", "-")
+            saved = self.sim.opt.save_dir / f"{mac}-{url.rsplit('/', 1)[-1]}"
             shutil.move(dest, saved)
         self.result.found = Found(url, step, fetch.size, fetch.sha256 or "", verify, saved)
         return True
