@@ -28,6 +28,7 @@ from provision.config import (
     Int,
     List,
     Obj,
+    Section,
     Size,
     Str,
     load_file,
@@ -46,7 +47,27 @@ KNOWN_ASIC_VENDORS = ("bcm", "bft", "cavium", "centec", "mlnx", "mvl", "nephos",
 CONSOLE_SPEEDS = (9600, 19200, 38400, 57600, 115200)
 ENV_PROFILES_DIR = "PROVISION_PROFILES_DIR"
 
-_MODULE = Str(r"[A-Za-z0-9_-]+", "a kernel module name such as i2c_i801")
+MODULE = Str(r"[A-Za-z0-9_-]+", "a kernel module name such as i2c_i801")
+# `modules:` in a hardware profile and in a switch spec (switchspec imports it from here): kernel
+# modules to load at boot and to keep away (module_blacklist=, onie.kernel_cmdline).
+MODULES = Field(
+    Obj(
+        {
+            "load": Field(List(MODULE, unique=True), default_factory=list),
+            "blacklist": Field(List(MODULE, unique=True), default_factory=list),
+        },
+        name="modules",
+    ),
+    default=None,
+)
+
+
+def module_lists(modules: Section | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(load, blacklist) of a checked `modules:` block; both empty when the block is absent."""
+    if modules is None:
+        return (), ()
+    return tuple(modules["load"]), tuple(modules["blacklist"])
+
 
 CONSOLE = Obj(
     {
@@ -95,16 +116,7 @@ PROFILE = Obj(
         "console": Field(CONSOLE, required=True),
         "disk": Field(DISK, default=None),
         "switch_asic": Field(Enum(*KNOWN_ASIC_VENDORS), default=None),
-        "modules": Field(
-            Obj(
-                {
-                    "load": Field(List(_MODULE, unique=True), default_factory=list),
-                    "blacklist": Field(List(_MODULE, unique=True), default_factory=list),
-                },
-                name="modules",
-            ),
-            default=None,
-        ),
+        "modules": MODULES,
         "cmdline": Field(Str(allow_empty=True), default=""),
         "bmc": Field(Enum(*BMC_KINDS), default="none"),
         "description": Field(Str(allow_empty=True), default=""),
@@ -203,7 +215,7 @@ class HardwareProfile:
 def load_profile(path: Path | str) -> HardwareProfile:
     """Read and check one profile file; every error is a ConfigError with file:line:col."""
     data = load_file(path, PROFILE)
-    modules = data["modules"] or {"load": [], "blacklist": []}
+    modules_load, modules_blacklist = module_lists(data["modules"])
     disk = data["disk"] or {}
     profile = HardwareProfile(
         id=data["id"],
@@ -216,8 +228,8 @@ def load_profile(path: Path | str) -> HardwareProfile:
         revision=data["revision"],
         onie_platform=data["onie_platform"],
         switch_asic=data["switch_asic"],
-        modules_load=tuple(modules["load"]),
-        modules_blacklist=tuple(modules["blacklist"]),
+        modules_load=modules_load,
+        modules_blacklist=modules_blacklist,
         cmdline=data["cmdline"],
         disk_device_hint=disk.get("device_hint"),
         bmc=data["bmc"],

@@ -35,11 +35,10 @@ from provision.config import (
     Str,
     load_file,
 )
-from provision.config.profiles import HardwareProfile, ProfileNotFound, ProfileRegistry
+from provision.config.profiles import MODULES, HardwareProfile, ProfileNotFound, ProfileRegistry, module_lists
 
 NAME = Str(r"[a-z0-9][a-z0-9_-]{0,31}", "a NOS name of lower-case letters, digits, _ or - (max 32)")
 VERSION = Str(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}", "a version such as 1.2.0 (letters, digits, . _ + ~ -)")
-MODULE = Str(r"[A-Za-z0-9_-]+", "a kernel module name")
 # GRUB parses the command line: $ would expand variables, ; { } ' " \ would end or quote words.
 CMDLINE = Str(r"[^$;{}'\"\\\n]*", "kernel arguments without $ ; { } quotes or backslashes", allow_empty=True)
 GUID = Str(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", "a GPT type GUID")
@@ -91,16 +90,7 @@ SPEC = Obj(
             required=True,
         ),
         "cmdline": Field(CMDLINE, default=""),
-        "modules": Field(
-            Obj(
-                {
-                    "load": Field(List(MODULE, unique=True), default_factory=list),
-                    "blacklist": Field(List(MODULE, unique=True), default_factory=list),
-                },
-                name="modules",
-            ),
-            default=None,
-        ),
+        "modules": MODULES,
         "partitions": Field(List(PARTITION, min_len=1), default=None),
         "grub": Field(
             Obj(
@@ -190,7 +180,7 @@ def load_switch_spec(path: Path | str) -> SwitchSpec:
     layout = _partitions(data, data["nos"]["name"], rootfs)
     if rootfs is None and layout.rootfs is not None:
         raise data.error("partitions", "a rootfs partition is planned but payload has no rootfs:")
-    modules = data["modules"] or {"load": [], "blacklist": []}
+    modules_load, modules_blacklist = module_lists(data["modules"])
     grub = data["grub"] or {"title": None, "timeout": 5}
     hooks = data["hooks"] or {}
     spec = InstallerSpec(
@@ -202,8 +192,8 @@ def load_switch_spec(path: Path | str) -> SwitchSpec:
         rootfs=rootfs,
         files=tuple(PayloadFile(f["source"], f["dest"]) for f in payload["files"]),
         cmdline=" ".join(x for x in (lk_cmdline, data["cmdline"]) if x),
-        modules_load=tuple(modules["load"]),
-        modules_blacklist=tuple(modules["blacklist"]),
+        modules_load=modules_load,
+        modules_blacklist=modules_blacklist,
         grub_title=grub["title"] or "",
         grub_timeout=grub["timeout"],
         hooks=tuple((p, hooks[p.value]) for p in HookPoint if hooks.get(p.value)),
