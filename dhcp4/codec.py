@@ -40,7 +40,7 @@ _aton = socket.inet_aton
 _NEVER_WRITTEN = frozenset((OPT_PAD, OPT_END, OPT_OVERLOAD))
 
 
-class _CodeLen(dict):
+class _CodeLen(dict[int, list[bytes]]):
     """(code, length) header bytes, built on first use and then looked up: cheaper than bytes()."""
 
     def __missing__(self, code: int) -> list[bytes]:
@@ -75,7 +75,7 @@ class Packet:
     file: bytes = b""
     options: dict[int, bytes] = field(default_factory=dict)
     _mac: str = field(default="", init=False, repr=False, compare=False)
-    _mac_key: tuple = field(default=(), init=False, repr=False, compare=False)
+    _mac_key: tuple[bytes, int] | tuple[()] = field(default=(), init=False, repr=False, compare=False)
 
     @property
     def mac(self) -> str:

@@ -1,4 +1,5 @@
-"""DHCPv4 numbers with their sources, so that no bare number appears in the server code."""
+"""DHCPv4 numbers with their sources [RFC 2131, RFC 2132 and the RFCs named], so that no bare number
+appears in a codec, a server or a client."""
 
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ OPT_PAD = 0
 OPT_SUBNET_MASK = 1
 OPT_ROUTER = 3
 OPT_DNS = 6
+OPT_LOG_SERVER = 7
 OPT_HOSTNAME = 12
 OPT_DOMAIN = 15
 OPT_BROADCAST = 28
+OPT_NTP = 42
 OPT_VENDOR_SPECIFIC = 43  # PXE: sub-option 6 = discovery control [Intel PXE 2.1 §2.4]
 OPT_REQUESTED_IP = 50
 OPT_LEASE_TIME = 51
-OPT_OVERLOAD = 52  # we never send it: PXE ROMs mishandle it (NETBOOT.md)
+OPT_OVERLOAD = 52  # never sent: PXE ROMs mishandle it (docs/netboot.md)
 OPT_MESSAGE_TYPE = 53
 OPT_SERVER_ID = 54
 OPT_PARAM_REQUEST = 55
@@ -41,13 +44,14 @@ OPT_VENDOR_CLASS = 60
 OPT_CLIENT_ID = 61  # echoed in replies [RFC 6842]
 OPT_TFTP_SERVER = 66
 OPT_BOOTFILE = 67
+OPT_WWW_SERVER = 72  # an address list [RFC 2132 §8.9]
 OPT_USER_CLASS = 77  # [RFC 3004]
 OPT_TFTP_SERVER_ADDRESS = 150  # [RFC 5859]
 OPT_RELAY_AGENT = 82  # [RFC 3046]
 OPT_CLIENT_ARCH = 93  # [RFC 4578]
 OPT_CLIENT_NDI = 94  # [RFC 4578]
 OPT_CLIENT_UUID = 97  # [RFC 4578]
-OPT_DEFAULT_URL = 114  # ONIE reads it as the installer URL [RFC 3679 "default-url"; ONIE.md]
+OPT_DEFAULT_URL = 114  # "default-url" [RFC 3679]
 OPT_VIVSO = 125  # vendor-identifying vendor-specific information [RFC 3925 §4]
 OPT_IPXE_ENCAP = 175  # iPXE's encapsulated options: present means iPXE [ipxe.org/cfg]
 OPT_END = 255
@@ -62,10 +66,6 @@ RAI_SERVER_ID_OVERRIDE = 11  # RFC 5107
 # skip boot-server discovery (and therefore port 4011) [Intel PXE 2.1 table 2-1].
 PXE_DISCOVERY_CONTROL = 6
 PXE_DISCOVERY_USE_BOOTFILE = 0x08
-
-ONIE_ENTERPRISE = 42623  # IANA number of ONIE, in option 125 [ONIE.md]
-ONIE_SUBOPT_INSTALLER_URL = 1
-ONIE_SUBOPT_UPDATER_URL = 2
 
 
 class MessageType(enum.IntEnum):

@@ -2,7 +2,7 @@
 
 Pure functions over bytes, strings and `OnieIdentity`; no I/O. The name waterfall lives in
 `onie.waterfall` and platform strings in `onie.platform`; both are re-exported here, so callers
-need only `from onie import discovery`. Sources (ONIE.md and ONIE's tree):
+need only `from onie import discovery`. Sources (ONIE's tree; summed up in docs/onie.md):
 - the DHCP request: rootconf/default/lib/onie/functions `udhcpc_args` (option 60
   `onie_vendor:<platform>`, option 77, option 125 enterprise 42623 with sub-options 3/4/5) and
   bin/discover `sd_dhcp4`; ONIE's design spec lists the older `onie_vendor:VENDOR_MACHINE:arch`;
@@ -17,10 +17,40 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 
+from dhcp4.options import (
+    OPT_BOOTFILE,
+    OPT_BROADCAST,
+    OPT_CLIENT_ID,
+    OPT_DEFAULT_URL,
+    OPT_DNS,
+    OPT_DOMAIN,
+    OPT_HOSTNAME,
+    OPT_LOG_SERVER,
+    OPT_NTP,
+    OPT_PARAM_REQUEST,
+    OPT_ROUTER,
+    OPT_SERVER_ID,
+    OPT_SUBNET_MASK,
+    OPT_TFTP_SERVER,
+    OPT_TFTP_SERVER_ADDRESS,
+    OPT_USER_CLASS,
+    OPT_VENDOR_CLASS,
+    OPT_VENDOR_SPECIFIC,
+    OPT_VIVSO,
+    OPT_WWW_SERVER,
+)
+from dhcp4.tlv import (
+    MAX_ITEM_LEN,
+    encode_suboptions,
+    encode_user_classes,
+    encode_vivso,
+    parse_suboptions,
+    parse_user_classes,
+    parse_vivso,
+)
 from onie.identity import OnieIdentity
 from onie.platform import _merge, complete, merge, normalise_mac, platform_name, split_platform
 from onie.waterfall import (
@@ -40,29 +70,7 @@ from onie.waterfall import (
     tftp_waterfall,
 )
 
-# DHCPv4 option codes ONIE sends or reads [RFC 2132 unless said otherwise]
-OPT_SUBNET_MASK = 1
-OPT_ROUTER = 3
-OPT_DNS = 6
-OPT_LOG_SERVER = 7
-OPT_HOSTNAME = 12
-OPT_DOMAIN = 15
-OPT_BROADCAST = 28
-OPT_NTP = 42
-OPT_VENDOR_SPECIFIC = 43
-OPT_SERVER_ID = 54
-OPT_PARAM_REQUEST = 55
-OPT_VENDOR_CLASS = 60
-OPT_CLIENT_ID = 61  # ONIE: 0x00 + serial number (type 0 = not a hardware address) [RFC 2132 §9.14]
-OPT_TFTP_SERVER = 66
-OPT_BOOTFILE = 67
-OPT_WWW_SERVER = 72  # ONIE wants an IP address here, not a URL (ONIE.md pitfalls)
-OPT_USER_CLASS = 77  # [RFC 3004]
-OPT_DEFAULT_URL = 114  # "default-url" [RFC 3679]; ONIE reads it as an exact installer URL
-OPT_VIVSO = 125  # vendor-identifying vendor-specific information [RFC 3925 §4]
-OPT_TFTP_SERVER_IP = 150  # [RFC 5859]; ONIE reads it but does NOT ask for it (ONIE.md)
-
-# Option 55 as ONIE sends it (ONIE.md; udhcpc's defaults plus bin/discover's `-O` list). No 150.
+# Option 55 as ONIE sends it (docs/onie.md; udhcpc's defaults plus bin/discover's `-O` list). No 150.
 PARAMETER_REQUEST_LIST: tuple[int, ...] = (
     OPT_SUBNET_MASK,
     OPT_ROUTER,
@@ -86,7 +94,7 @@ VENDOR_CLASS_PREFIX = "onie_vendor:"
 USER_CLASS = "onie_dhcp_user_class"
 CLIENT_ID_TYPE_OTHER = 0  # RFC 2132 §9.14: type 0 = an identifier that is not a hardware address
 USER_AGENT_PREFIX = "onie/"
-MAX_SUBOPTION_LEN = 255  # 1-byte length in ONIE's sub-options and in RFC 3925's data-len
+MAX_SUBOPTION_LEN = MAX_ITEM_LEN  # 1-byte length in ONIE's sub-options and in RFC 3925's data-len
 
 
 class SubOption(enum.IntEnum):
@@ -131,27 +139,7 @@ def parse_vendor_class(text: str) -> OnieIdentity | None:
 
 def encode_user_class(text: str = USER_CLASS) -> bytes:
     """Option 77 as an RFC 3004 list of one item: length byte, then the text."""
-    raw = text.encode()
-    if not 0 < len(raw) <= MAX_SUBOPTION_LEN:
-        raise ValueError("a user class item is 1 to 255 bytes [RFC 3004 §4]")
-    return bytes((len(raw),)) + raw
-
-
-def parse_user_classes(raw: bytes) -> list[str]:
-    """Option 77 items [RFC 3004 §4]; one plain string when the length prefixes do not add up
-    (busybox `-x 77:` without a length byte, iPXE's `iPXE`). The one decoder: pxe.dhcp uses it too."""
-    items: list[bytes] = []
-    i = 0
-    while i < len(raw):
-        n = raw[i]
-        if n == 0 or i + 1 + n > len(raw):
-            items = []
-            break
-        items.append(raw[i + 1 : i + 1 + n])
-        i += 1 + n
-    if not items and raw:
-        items = [raw]
-    return [item.decode("utf-8", "replace") for item in items]
+    return encode_user_classes([text])
 
 
 def encode_client_id(serial: str) -> bytes:
@@ -168,51 +156,6 @@ def parse_client_id(raw: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     return text if text.isprintable() else None
-
-
-def encode_suboptions(items: Iterable[tuple[int, bytes]]) -> bytes:
-    """ONIE's sub-option framing: 1-byte code, 1-byte length, value (functions `make_str_opt`)."""
-    out = bytearray()
-    for code, value in items:
-        if len(value) > MAX_SUBOPTION_LEN:
-            raise ValueError(f"ONIE sub-option {code} is {len(value)} bytes; at most 255 fit")
-        out += bytes((code, len(value))) + value
-    return bytes(out)
-
-
-def parse_suboptions(raw: bytes) -> dict[int, bytes]:
-    """code/length/value items; a truncated tail is ignored (ONIE's shell parser does the same).
-
-    Generic: pxe.dhcp decodes option 82 sub-options [RFC 3046 §2.0] with it too (the one copy)."""
-    out: dict[int, bytes] = {}
-    i = 0
-    while i + 2 <= len(raw):
-        code, n = raw[i], raw[i + 1]
-        if i + 2 + n > len(raw):
-            break
-        out[code] = raw[i + 2 : i + 2 + n]
-        i += 2 + n
-    return out
-
-
-def encode_vivso(enterprise: int, data: bytes) -> bytes:
-    """One RFC 3925 §4 block: enterprise-number (4 bytes), data-len (1 byte), data."""
-    if len(data) > MAX_SUBOPTION_LEN:
-        raise ValueError(f"option 125 data for enterprise {enterprise} is {len(data)} bytes; at most 255")
-    return struct.pack("!IB", enterprise, len(data)) + data
-
-
-def parse_vivso(raw: bytes) -> dict[int, bytes]:
-    """Option 125 → {enterprise: data}; blocks of one enterprise are concatenated [RFC 3925 §4]."""
-    out: dict[int, bytes] = {}
-    i = 0
-    while i + 5 <= len(raw):
-        enterprise, n = struct.unpack_from("!IB", raw, i)
-        if i + 5 + n > len(raw):
-            break
-        out[enterprise] = out.get(enterprise, b"") + raw[i + 5 : i + 5 + n]
-        i += 5 + n
-    return out
 
 
 def encode_request_vivso(identity: OnieIdentity) -> bytes:
@@ -305,12 +248,20 @@ def encode_answer_vivso(installer_url: str | None, updater_url: str | None = Non
     return encode_vivso(ONIE_ENTERPRISE, data)
 
 
+# Option 125's data-len byte (255) minus the sub-option's code and length bytes.
+ANSWER_URL_MAX = MAX_ITEM_LEN - 2
+
+
 def answer_options(installer_url: str, updater_url: str | None = None) -> dict[int, bytes]:
-    """Options 114 and 125 for an exact installer URL (ONIE tries 125.1 first, then 114)."""
-    return {
-        OPT_DEFAULT_URL: installer_url.encode(),
-        OPT_VIVSO: encode_answer_vivso(installer_url, updater_url),
-    }
+    """Options 114 and 125 for an exact installer URL (ONIE tries 125.1 first, then 114).
+
+    A URL longer than `ANSWER_URL_MAX` bytes cannot ride in option 125 (RFC 3925 has no
+    continuation), so 114 alone carries it; option 114 itself is split by the codec [RFC 3396].
+    """
+    url = installer_url.encode()
+    if len(url) > ANSWER_URL_MAX or (updater_url and len(url) + len(updater_url.encode()) + 4 > MAX_ITEM_LEN):
+        return {OPT_DEFAULT_URL: url}
+    return {OPT_DEFAULT_URL: url, OPT_VIVSO: encode_answer_vivso(installer_url, updater_url)}
 
 
 def urls_from_vivso(raw: bytes) -> dict[SubOption, str]:
@@ -405,6 +356,7 @@ def identity_from_headers(headers: Mapping[str, str]) -> OnieIdentity | None:
 
 
 __all__ = [
+    "ANSWER_URL_MAX",
     "CLIENT_ID_TYPE_OTHER",
     "HEADER_ARCH",
     "HEADER_ETH_ADDR",
@@ -417,7 +369,6 @@ __all__ = [
     "HEADER_VERSION",
     "IMAGE_SUFFIXES",
     "MAX_SUBOPTION_LEN",
-    "NameKind",
     "ONIE_ENTERPRISE",
     "OPT_BOOTFILE",
     "OPT_BROADCAST",
@@ -433,19 +384,20 @@ __all__ = [
     "OPT_SERVER_ID",
     "OPT_SUBNET_MASK",
     "OPT_TFTP_SERVER",
-    "OPT_TFTP_SERVER_IP",
+    "OPT_TFTP_SERVER_ADDRESS",
     "OPT_USER_CLASS",
     "OPT_VENDOR_CLASS",
     "OPT_VENDOR_SPECIFIC",
     "OPT_VIVSO",
     "OPT_WWW_SERVER",
+    "USER_AGENT_PREFIX",
+    "USER_CLASS",
+    "VENDOR_CLASS_PREFIX",
+    "NameKind",
     "OnieIdentity",
     "Operation",
     "Place",
     "SubOption",
-    "USER_AGENT_PREFIX",
-    "USER_CLASS",
-    "VENDOR_CLASS_PREFIX",
     "WaterfallEntry",
     "addresses",
     "answer_options",

@@ -1,50 +1,41 @@
-"""HTTP boot server on aiohttp: static files, per-device rendered files, and a small JSON API.
+"""HTTP boot server on aiohttp: static files and per-device rendered files; the caller adds its routes.
 
     from pxe.http import HttpConfig, start_http
     server = await start_http(HttpConfig(root=Path("/srv/boot"), bind_addr="198.18.0.1", port=80),
-                              policy, events, api=provider)
+                              policy, events, routes=my_routes)
     server.url  # "http://198.18.0.1:80"
     await server.close()
 
-Files: `policy.render(Client(protocol=HTTP, ip=peer, headers=request headers, path=path), path)`
-first; RenderedFile content -> 200 with its content_type; path -> that file via aiohttp's
-FileResponse; not_found() -> 404; None -> the file under `root` (confined by `pxe.files.resolve`).
-FileResponse does HEAD, Content-Length, Range/If-Range/416 and sendfile [RFC 9110 §14]; UEFI HTTP
-boot sends HEAD then GET and needs Content-Length, which it always sets. `.efi` is served as
-`application/efi` (EDK2 HttpBootDxe honours it).
+Files: `policy.render(Client(service=HTTP, ip=peer, server_ip=our address, headers=request
+headers, path=path), path)` first; RenderedFile content -> 200 with its content_type; path -> that
+file via aiohttp's FileResponse; not_found() -> 404; None -> the file under `root` (confined by
+`pxe.files.resolve`). FileResponse does HEAD, Content-Length, Range/If-Range/416 and sendfile
+[RFC 9110 §14]; UEFI HTTP boot sends HEAD then GET and needs Content-Length, which it always
+sets. `.efi` is served as `application/efi` (EDK2 HttpBootDxe honours it).
 
-API:
-- GET /api/v1/status            -> api.status()
-- GET /api/v1/events?mac=&since=&limit= -> api.events(mac, since, limit)
-- GET|POST /api/v1/report?stage=&status=&nos=&version=&platform=&serial=&mac=&message=
-  The ONIE installer's progress callback (GET because busybox wget may lack --post-data; POST
-  with a JSON object of the same fields also accepted) -> Event("installer.report", mac, ip=peer,
-  detail={fields given}) and 200 {"ok": true}. With `HttpConfig(accept_reports=False)`: 404 and
-  no event (the installer's reports are best-effort, so it goes on installing).
+Routes: `routes` (aiohttp route definitions) are the caller's, registered before the catch-all
+file route, as pixiecore's caller owns its mux: an application's API lives in the application.
 Events: http.sent (path, bytes, status, seconds, range, method, rendered, aborted) when each file
-response has been sent (404/403 too), installer.report. The policy sees the URL path with its
-leading '/' ("/boot.ipxe"); Client.mac comes from `resolve_mac(ip)` if given, else the
-ONIE-ETH-ADDR header, else "".
+response has been sent (404/403 too). The policy sees the URL path with its leading '/'
+("/boot.ipxe"); Client.mac comes from `resolve_mac(ip, headers)` if given, else "".
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from pxe.files import PathRefused, Refusal, resolve
-from pxe.policy import Client, Event, EventSink, Policy, RenderedFile
-from pxe.policy import Protocol as ClientProtocol
+from pxe.policy import Client, Event, EventSink, Policy, RenderedFile, Service
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +48,6 @@ EXTRA_CONTENT_TYPES = {
     ".pxe": "application/octet-stream",
     ".0": "application/octet-stream",
 }
-REPORT_FIELDS = ("stage", "status", "nos", "version", "platform", "serial", "mac", "message")
-REPORT_MAX_VALUE = 2048
-EVENTS_MAX_LIMIT = 10000
-_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
-
-
-class StatusProvider(Protocol):
-    """What the application hands in for the JSON API. Return JSON-serialisable values."""
-
-    def status(self) -> Mapping[str, Any]: ...
-
-    def events(self, mac: str | None, since: float | None, limit: int) -> Sequence[Mapping[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -76,16 +55,10 @@ class HttpConfig:
     root: Path
     bind_addr: str = "0.0.0.0"
     port: int = 80  # 0 picks a free port: see `HttpServer.url`
-    accept_reports: bool = True  # False: /api/v1/report answers 404 and records nothing
 
 
-def normalise_mac(value: str) -> str | None:
-    """aa:bb:cc:dd:ee:ff from the common spellings (colons, dashes, none), or None."""
-    v = value.strip().lower()
-    if not _MAC_RE.match(v):
-        return None
-    digits = v.replace(":", "").replace("-", "")
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+# The caller's MAC for a request: (peer address, request headers) -> MAC or None.
+MacResolver = Callable[[str, Mapping[str, str]], str | None]
 
 
 def _content_type(path: str) -> str | None:
@@ -101,19 +74,15 @@ class HttpServer:
         config: HttpConfig,
         policy: Policy | None,
         events: EventSink | None,
-        api: StatusProvider | None,
-        resolve_mac: Callable[[str], str | None] | None = None,
+        routes: Sequence[web.AbstractRouteDef] = (),
+        resolve_mac: MacResolver | None = None,
     ) -> None:
         self.config = config
         self.policy = policy
         self.events = events
-        self.api = api
         self.resolve_mac = resolve_mac
         self.app = web.Application()
-        self.app.router.add_get("/api/v1/status", self._status)
-        self.app.router.add_get("/api/v1/events", self._events)
-        self.app.router.add_get("/api/v1/report", self._report)
-        self.app.router.add_post("/api/v1/report", self._report)
+        self.app.add_routes(routes)
         # add_get also answers HEAD with the same handler (aiohttp drops the body for HEAD).
         self.app.router.add_get("/{tail:.*}", self._file)
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
@@ -141,12 +110,18 @@ class HttpServer:
 
     def _peer_mac(self, request: web.Request) -> str | None:
         ip = request.remote
-        if self.resolve_mac and ip:
-            with contextlib.suppress(Exception):
-                if mac := self.resolve_mac(ip):
-                    return mac
-        # ONIE sends its own MAC in every request [ONIE.md: ONIE-ETH-ADDR].
-        return normalise_mac(request.headers.get("ONIE-ETH-ADDR", "")) or None
+        if self.resolve_mac is None or not ip:
+            return None
+        try:
+            return self.resolve_mac(ip, request.headers)
+        except Exception:
+            log.exception("http: resolve_mac failed for %s", ip)
+            return None
+
+    def _local_ip(self, request: web.Request) -> str | None:
+        """Our address this request came in on: the one the client reaches us at."""
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        return str(sockname[0]) if sockname else None
 
     # -- files -------------------------------------------------------------------------------
     async def _file(self, request: web.Request) -> web.StreamResponse:
@@ -158,8 +133,9 @@ class HttpServer:
         if self.policy is not None:
             client = Client(
                 mac=mac or "",
-                protocol=ClientProtocol.HTTP,
+                service=Service.HTTP,
                 ip=request.remote,
+                server_ip=self._local_ip(request),
                 path=path,
                 headers=dict(request.headers),
             )
@@ -216,7 +192,16 @@ class HttpServer:
         resp.on_end = lambda aborted: self._sent_event(request, resp, path, mac, started, rendered, aborted)
         return resp
 
-    def _sent_event(self, request, resp, path, mac, started, rendered, aborted) -> None:  # noqa: ANN001
+    def _sent_event(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        path: str,
+        mac: str | None,
+        started: float,
+        rendered: bool,
+        aborted: bool,
+    ) -> None:
         length = resp.content_length
         if request.method == "HEAD":
             length = 0
@@ -256,68 +241,6 @@ class HttpServer:
         )
         return web.Response(status=status, text=text + "\n")
 
-    # -- API ---------------------------------------------------------------------------------
-    async def _status(self, request: web.Request) -> web.Response:
-        if self.api is None:
-            return web.json_response({"error": "no status provider"}, status=404)
-        return web.json_response(self.api.status(), dumps=_dumps)
-
-    async def _events(self, request: web.Request) -> web.Response:
-        if self.api is None:
-            return web.json_response({"error": "no status provider"}, status=404)
-        q = request.query
-        mac = None
-        if q.get("mac"):
-            mac = normalise_mac(q["mac"])
-            if mac is None:
-                return web.json_response(
-                    {"error": f"bad mac {q['mac']!r}: use aa:bb:cc:dd:ee:ff"}, status=400
-                )
-        try:
-            since = float(q["since"]) if q.get("since") else None
-            limit = int(q.get("limit") or 100)
-        except ValueError:
-            return web.json_response(
-                {"error": "since must be a number (unix time), limit an integer"}, status=400
-            )
-        limit = max(1, min(limit, EVENTS_MAX_LIMIT))
-        return web.json_response({"events": list(self.api.events(mac, since, limit))}, dumps=_dumps)
-
-    async def _report(self, request: web.Request) -> web.Response:
-        if not self.config.accept_reports:
-            # 404, not 403: the endpoint is switched off, not forbidden to this caller. The
-            # installer's report() ignores any failure, so the install itself is unaffected.
-            return web.json_response(
-                {"ok": False, "error": "progress reports are switched off here"}, status=404
-            )
-        fields: dict[str, str] = {}
-        if request.method == "POST":
-            try:
-                body = await request.json()
-            except Exception:
-                return web.json_response({"ok": False, "error": "body must be a JSON object"}, status=400)
-            if not isinstance(body, dict):
-                return web.json_response({"ok": False, "error": "body must be a JSON object"}, status=400)
-            source: Mapping[str, Any] = body
-        else:
-            source = request.query
-        for key in REPORT_FIELDS:
-            value = source.get(key)
-            if value is not None:
-                fields[key] = str(value)[:REPORT_MAX_VALUE]
-        mac = None
-        if fields.get("mac"):
-            mac = normalise_mac(fields["mac"])
-            if mac is None:
-                return web.json_response(
-                    {"ok": False, "error": f"bad mac {fields['mac']!r}: use aa:bb:cc:dd:ee:ff"}, status=400
-                )
-            fields["mac"] = mac
-        if not fields.get("stage") and not fields.get("status"):
-            return web.json_response({"ok": False, "error": "give at least stage= or status="}, status=400)
-        self._emit("installer.report", mac, request.remote, fields)
-        return web.json_response({"ok": True})
-
 
 class _MeasuredFileResponse(web.FileResponse):
     """FileResponse that reports when its body has gone out (http.sent is measured at the end).
@@ -328,7 +251,7 @@ class _MeasuredFileResponse(web.FileResponse):
 
     on_end: Callable[[bool], None] | None = None
 
-    async def prepare(self, request):  # noqa: ANN001, ANN201
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
             return None
         aborted = True
@@ -357,19 +280,13 @@ class _MeasuredResponse(web.Response):
                 on_end(aborted)
 
 
-def _dumps(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, default=str)
-
-
 async def start_http(
     config: HttpConfig,
     policy: Policy | None = None,
     events: EventSink | None = None,
-    api: StatusProvider | None = None,
-    resolve_mac: Callable[[str], str | None] | None = None,
+    routes: Sequence[web.AbstractRouteDef] = (),
+    resolve_mac: MacResolver | None = None,
 ) -> HttpServer:
-    server = HttpServer(config, policy, events, api, resolve_mac)
+    server = HttpServer(config, policy, events, routes, resolve_mac)
     await server.start()
     return server

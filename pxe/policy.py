@@ -1,7 +1,10 @@
 """The one decision point: front ends build a `Client`, the policy answers a `BootDecision`.
 
 Shape taken from pixiecore's Booter: `decide(client) -> BootDecision | None`, where None means
-"not ours: stay silent" (another server on the link may own this machine).
+"not ours: stay silent" (another server on the link may own this machine), and
+`render(client, path) -> RenderedFile | None`, where None means "serve the plain file tree".
+`pxe` knows no application: what a vendor protocol (ONIE's options 114/125, say) needs rides in
+`Client.options` on the way in and in `BootDecision.extra_options` on the way out.
 """
 
 from __future__ import annotations
@@ -11,13 +14,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from typing import Protocol as _TypingProtocol
-
-from onie.identity import OnieIdentity
+from typing import Any, Protocol
 
 
-class Protocol(enum.Enum):
+class Service(enum.Enum):
+    """Which front end built the Client."""
+
     DHCP = "dhcp"
     PROXYDHCP = "proxydhcp"
     TFTP = "tftp"
@@ -26,11 +28,11 @@ class Protocol(enum.Enum):
 
 @dataclass(frozen=True)
 class Client:
-    """What we know of who is asking. Everything but mac and protocol may be unknown."""
+    """What the wire said about who is asking. Everything but mac and service may be unknown."""
 
-    mac: str  # lower-case, colon separated
-    protocol: Protocol
-    arch: int | None = None  # DHCP option 93 (NETBOOT.md table); None when not sent
+    mac: str  # lower-case, colon separated; "" when a TFTP/HTTP request cannot be tied to one
+    service: Service
+    arch: int | None = None  # DHCP option 93, first entry (docs/netboot.md table); None when not sent
     vendor_class: str | None = None  # option 60
     user_class: str | None = None  # option 77 (first RFC 3004 item, decoded)
     is_ipxe: bool = False  # option 77 == "iPXE" or option 175 present
@@ -40,13 +42,16 @@ class Client:
     remote_id: bytes | None = None  # option 82 sub-option 2
     relay: str | None = None  # giaddr when relayed
     ip: str | None = None  # source address (TFTP/HTTP) or ciaddr
-    onie: OnieIdentity | None = None  # set when the request looks like ONIE discovery
+    # Our address as this client reaches it: the DHCP server's choice for siaddr/option 54 (the
+    # subnet's server address, else the receiving link's), the address a TFTP or HTTP request came
+    # in on. URLs a policy builds for this client use it, so they always agree with siaddr.
+    server_ip: str | None = None
     # Our interface the request came in on (DHCP: the receiving socket's interface / IP_PKTINFO
-    # ifindex); None when the front end does not know. With several directly attached links it is
-    # the only thing that says which of our addresses an unknown, address-less client can reach.
+    # ifindex); None when the front end does not know.
     interface: str | None = None
     path: str | None = None  # requested file (TFTP/HTTP)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # HTTP request headers
+    options: Mapping[int, bytes] = field(default_factory=dict)  # every DHCP option, as received
 
     @property
     def is_http_boot(self) -> bool:
@@ -61,7 +66,7 @@ class BootDecision:
     ip: str | None = None  # a reserved address; None: take one from the pool
     bootfile: str | None = None  # DHCP option 67 / `file`: a TFTP path or, for HTTP boot, a URL
     next_server: str | None = None  # siaddr; None: this server's address on that link
-    onie_installer_url: str | None = None  # ONIE: option 114 and option 125 (42623) sub-option 1
+    # Further options for OFFER/ACK, written as given (after the boot options, so they win).
     extra_options: Mapping[int, bytes] = field(default_factory=dict)
     lease_time: int | None = None  # seconds; None: the subnet default
     note: str = ""  # why this decision was taken, for logs and events
@@ -72,9 +77,9 @@ class RenderedFile:
     """The policy's answer for one requested path, instead of the plain file tree.
 
     Either `content` (a per-device iPXE script or grub.cfg rendered in memory) or `path` (a file on
-    disk chosen per device, e.g. the ONIE installer for this switch's platform, sent with sendfile).
-    `found=False` is a deliberate "not here" (HTTP 404 / TFTP error 1): ONIE's name waterfall needs
-    it so that a switch moves on to the next name instead of taking another platform's installer.
+    disk chosen per device, e.g. an installer for this machine's platform, sent with sendfile).
+    `found=False` is a deliberate "not here" (HTTP 404 / TFTP error 1): a client walking a list of
+    names (ONIE's waterfall) then moves on instead of taking a file meant for another machine.
     """
 
     content: bytes | None = None
@@ -89,7 +94,7 @@ class RenderedFile:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # e.g. dhcp.offer, dhcp.ack, tftp.sent, http.sent, onie.discovered, installer.fetched
+    kind: str  # e.g. dhcp.offer, dhcp.ack, tftp.sent, http.sent (the application adds its own)
     mac: str | None = None
     ip: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
@@ -99,8 +104,10 @@ class Event:
 EventSink = Callable[[Event], None]
 
 
-class Policy(_TypingProtocol):
-    def decide(self, client: Client) -> BootDecision | None: ...
+class Policy(Protocol):
+    def decide(self, client: Client) -> BootDecision | None:
+        """What to give this client, or None: not ours, stay silent (an event still records it)."""
+        ...
 
     def render(self, client: Client, path: str) -> RenderedFile | None:
         """A per-device answer for `path`, or None to fall back to the server's file tree."""

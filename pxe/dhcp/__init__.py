@@ -15,8 +15,8 @@
   unless the REQUEST continues one of our offers (same xid: the offer's decision is reused, so the
   ACK carries what was offered). None means "not ours": silence plus a `dhcp.ignored` event.
   `BootDecision.ip` pins an address (like a `Reservation`); `lease_time`, `hostname` (option 12),
-  `bootfile` (67 + file), `next_server` (siaddr), `onie_installer_url` (114 and 125/42623/1),
-  `extra_options` {code: bytes} go into OFFER and ACK.
+  `bootfile` (67 + file), `next_server` (siaddr) and `extra_options` {code: bytes}, written as
+  given (a vendor answer such as ONIE's 114/125 rides there), go into OFFER and ACK.
 - `lease_store` implements `LeaseStore` (load_leases / save_lease / delete_lease / commit);
   `commit()` is called before any reply leaves. `MemoryLeaseStore` forgets on exit.
 - `events` receives `pxe.Event`s: dhcp.discover, dhcp.offer, dhcp.request, dhcp.ack, dhcp.nak,
@@ -24,7 +24,8 @@
 - `Mode.PROXY`: no addresses; answers PXE/HTTP boot clients on 67 and UEFI on 4011.
 - `start_dhcp` raises `DhcpStartError` (an OSError naming interface, port and a likely fix) when a
   socket cannot be opened: missing interface, port taken by another DHCP server, no privileges.
-- `client_from_packet(pkt, protocol)` builds the `pxe.Client`; `codec.decode/encode` the bytes.
+- `client_from_packet(pkt, service, ...)` builds the `pxe.Client` (once per packet, every option
+  in `Client.options`); `dhcp4.codec.decode/encode` the bytes.
 """
 
 from dhcp4.codec import DecodeError, Packet, decode, encode

@@ -1,14 +1,15 @@
 """What a DHCP packet says about who is asking, as a `pxe.Client` for the policy.
 
-Kept to one small function on purpose: ONIE identity parsing (options 60/77/125) hooks in at the
-marked line by calling `onie.discovery`, which also owns the generic code/length/value and RFC 3004
-user-class decoders used here.
+Built once per packet (the handler keeps it for the whole exchange). Only what the wire says:
+the raw options ride along in `Client.options`, so an application reads vendor identities (ONIE's
+60/77/125, say) without pxe knowing them.
 """
 
 from __future__ import annotations
 
 import struct
 import uuid as _uuid
+from collections.abc import Mapping
 
 from dhcp4.codec import ZERO_IP, Packet
 from dhcp4.options import (
@@ -16,14 +17,13 @@ from dhcp4.options import (
     OPT_CLIENT_ID,
     OPT_CLIENT_UUID,
     OPT_IPXE_ENCAP,
-    OPT_RELAY_AGENT,
     OPT_USER_CLASS,
     OPT_VENDOR_CLASS,
     RAI_CIRCUIT_ID,
     RAI_REMOTE_ID,
 )
-from onie.discovery import identity_from_dhcp, parse_suboptions, parse_user_classes
-from pxe.policy import Client, Protocol
+from dhcp4.tlv import parse_user_classes
+from pxe.policy import Client, Service
 
 ARCH_EFI_X64 = 7
 ARCH_EFI_BC_ERRATUM = 9  # RFC 4578 errata: 7 and 9 were swapped; firmware sends both for x64
@@ -33,7 +33,7 @@ def arch_of(raw: bytes | None) -> int | None:
     """Option 93: a list of 16-bit types [RFC 4578 §2.1]; we take the first."""
     if raw is None or len(raw) < 2:
         return None
-    arch = struct.unpack_from("!H", raw)[0]
+    arch: int = struct.unpack_from("!H", raw)[0]
     return ARCH_EFI_X64 if arch == ARCH_EFI_BC_ERRATUM else arch
 
 
@@ -45,20 +45,23 @@ def uuid_of(raw: bytes | None) -> str | None:
 
 
 def client_from_packet(
-    pkt: Packet, protocol: Protocol = Protocol.DHCP, interface: str | None = None
+    pkt: Packet,
+    service: Service = Service.DHCP,
+    interface: str | None = None,
+    server_ip: str | None = None,
+    relay_agent: Mapping[int, bytes] | None = None,
 ) -> Client:
+    """`relay_agent`: option 82's sub-options, parsed once by the caller (dhcp4.tlv)."""
     opts = pkt.options
-    rai = parse_suboptions(opts[OPT_RELAY_AGENT]) if OPT_RELAY_AGENT in opts else {}
+    rai = relay_agent or {}
     raw_uc = opts.get(OPT_USER_CLASS)
     classes = parse_user_classes(raw_uc) if raw_uc else []
-    user_class = classes[0] if classes else None
-    onie = identity_from_dhcp(opts, mac=pkt.mac)  # ONIE options 60/77/61/125 (onie.discovery)
     return Client(
         mac=pkt.mac,
-        protocol=protocol,
+        service=service,
         arch=arch_of(opts.get(OPT_CLIENT_ARCH)),
         vendor_class=pkt.text_option(OPT_VENDOR_CLASS),
-        user_class=user_class,
+        user_class=classes[0] if classes else None,
         is_ipxe="iPXE" in classes or OPT_IPXE_ENCAP in opts,
         client_id=opts.get(OPT_CLIENT_ID),
         uuid=uuid_of(opts.get(OPT_CLIENT_UUID)),
@@ -66,6 +69,7 @@ def client_from_packet(
         remote_id=rai.get(RAI_REMOTE_ID),
         relay=pkt.giaddr if pkt.giaddr != ZERO_IP else None,
         ip=pkt.ciaddr if pkt.ciaddr != ZERO_IP else None,
-        onie=onie,
+        server_ip=server_ip,
         interface=interface,
+        options=opts,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dhcp4.codec import ZERO_IP, Packet
@@ -29,16 +30,16 @@ from dhcp4.options import (
     RAI_SERVER_ID_OVERRIDE,
     MessageType,
 )
-from onie.discovery import parse_suboptions
+from dhcp4.tlv import parse_suboptions
 from pxe.dhcp import replies
 from pxe.dhcp.clientinfo import client_from_packet
 from pxe.dhcp.config import DhcpServerConfig, Mode, Subnet
 from pxe.dhcp.leases import LeaseEngine, Outcome
-from pxe.policy import BootDecision, Client, Event, EventSink, Policy, Protocol
+from pxe.policy import BootDecision, Client, Event, EventSink, Policy, Service
 
 log = logging.getLogger("pxe.dhcp")
 BROADCAST = "255.255.255.255"
-# Option 93 values whose firmware follows the EDK2 proxyDHCP path to port 4011 (NETBOOT.md).
+# Option 93 values whose firmware follows the EDK2 proxyDHCP path to port 4011 (docs/netboot.md).
 UEFI_PXE_ARCHES = frozenset({6, 7, 10, 11})
 _REMEMBER_MAX = 8192  # remembered OFFER decisions before expired ones are swept
 
@@ -75,18 +76,18 @@ class Handler:
         self.policy = policy
         self.engine = engine
         self.events = events
-        self.protocol = Protocol.PROXYDHCP if config.mode is Mode.PROXY else Protocol.DHCP
+        self.service = Service.PROXYDHCP if config.mode is Mode.PROXY else Service.DHCP
         self._subnets = config.subnets
         self._offered: dict[tuple[str, int], tuple[Client, BootDecision, float]] = {}
         self._who_of: Packet | None = None
-        self._who_detail: dict = {}
+        self._who_detail: dict[str, object] = {}
 
     # --- helpers ---------------------------------------------------------------------------
-    def _who(self, pkt: Packet, client: Client | None) -> dict:
+    def _who(self, pkt: Packet, client: Client | None) -> dict[str, object]:
         """The event detail every event of this packet shares (computed once per packet)."""
         if self._who_of is pkt:
             return self._who_detail
-        who: dict = {"xid": f"{pkt.xid:08x}"}
+        who: dict[str, object] = {"xid": f"{pkt.xid:08x}"}
         if client is not None:
             who.update(arch=client.arch, vendor_class=client.vendor_class, user_class=client.user_class)
             if client.relay:
@@ -98,7 +99,9 @@ class Handler:
         self._who_of, self._who_detail = pkt, who
         return who
 
-    def emit(self, kind: str, pkt: Packet, client: Client | None, ip: str | None = None, **detail) -> None:
+    def emit(
+        self, kind: str, pkt: Packet, client: Client | None, ip: str | None = None, **detail: object
+    ) -> None:
         base = dict(self._who(pkt, client))
         for key, value in detail.items():
             if value is not None:
@@ -120,13 +123,17 @@ class Handler:
                 return subnet
         return None
 
-    def select_subnet(self, pkt: Packet, arrival: Arrival) -> Subnet | None:
+    @staticmethod
+    def relay_agent(pkt: Packet) -> dict[int, bytes]:
+        """Option 82's sub-options [RFC 3046 §2.0], parsed once per packet."""
+        raw = pkt.options.get(OPT_RELAY_AGENT)
+        return parse_suboptions(raw) if raw is not None else {}
+
+    def select_subnet(self, pkt: Packet, rai: Mapping[int, bytes], arrival: Arrival) -> Subnet | None:
         """RFC 3527 link-selection, then giaddr [RFC 2131 §4.3.1], then ciaddr, then the link."""
-        rai = pkt.options.get(OPT_RELAY_AGENT)
-        if rai is not None:
-            link = parse_suboptions(rai).get(RAI_LINK_SELECTION)
-            if link is not None and len(link) == 4:
-                return self._subnet_containing(socket.inet_ntoa(link))
+        link = rai.get(RAI_LINK_SELECTION)
+        if link is not None and len(link) == 4:
+            return self._subnet_containing(socket.inet_ntoa(link))
         if pkt.giaddr != ZERO_IP:
             return self._subnet_containing(pkt.giaddr)
         found = self._subnet_containing(pkt.ciaddr)
@@ -138,13 +145,12 @@ class Handler:
         return self._subnet_containing(arrival.local_ip)
 
     @staticmethod
-    def server_id(pkt: Packet, server_ip: str) -> str:
+    def server_id(rai: Mapping[int, bytes], server_ip: str) -> str:
         """Option 54 for this request: the relay's server-id override (RFC 5107: the relay then
         receives renewals and forwards them to us), else our address (also siaddr)."""
-        if OPT_RELAY_AGENT in pkt.options:
-            override = parse_suboptions(pkt.options[OPT_RELAY_AGENT]).get(RAI_SERVER_ID_OVERRIDE)
-            if override is not None and len(override) == 4:
-                return socket.inet_ntoa(override)
+        override = rai.get(RAI_SERVER_ID_OVERRIDE)
+        if override is not None and len(override) == 4:
+            return socket.inet_ntoa(override)
         return server_ip
 
     def server_ip(self, subnet: Subnet | None, arrival: Arrival) -> str | None:
@@ -205,22 +211,26 @@ class Handler:
     def _authoritative(self, pkt: Packet, mtype: MessageType, arrival: Arrival) -> Outgoing | None:
         engine = self.engine
         assert engine is not None
-        subnet = self.select_subnet(pkt, arrival)
+        rai = self.relay_agent(pkt)
+        subnet = self.select_subnet(pkt, rai, arrival)
+        server_ip = self.server_ip(subnet, arrival)
         cached = self._offered.pop((pkt.mac, pkt.xid), None) if mtype is MessageType.REQUEST else None
         if cached is not None and cached[2] < time.monotonic():
             cached = None
+        # The Client is built once per packet (and kept from OFFER to REQUEST of one exchange).
         client = (
-            cached[0] if cached is not None else client_from_packet(pkt, self.protocol, arrival.interface)
+            cached[0]
+            if cached is not None
+            else client_from_packet(pkt, self.service, arrival.interface, server_ip, rai)
         )
         if subnet is None or subnet.network not in engine.pools:
             self.emit("dhcp.ignored", pkt, client, reason="no subnet for this link or relay", type=mtype.name)
             return None
-        server_ip = self.server_ip(subnet, arrival)
         if server_ip is None:
             log.warning("no server address on %s for subnet %s", arrival.interface, subnet.network)
             return None
         requested = pkt.ip_option(OPT_REQUESTED_IP)
-        sid = self.server_id(pkt, server_ip)
+        sid = self.server_id(rai, server_ip)
         if mtype is MessageType.DISCOVER:
             self.emit("dhcp.discover", pkt, client, requested=requested)
             decision = self.decide(client, pkt)
@@ -241,7 +251,9 @@ class Handler:
             self._remember(pkt, client, decision)
             return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.OFFER)
         if mtype is MessageType.REQUEST:
-            return self._request(pkt, arrival, subnet, server_ip, client, requested, cached and cached[1])
+            return self._request(
+                pkt, arrival, subnet, server_ip, sid, client, requested, cached and cached[1]
+            )
         if mtype is MessageType.DECLINE:
             ok = requested is not None and engine.decline(subnet, pkt.mac, requested)
             self.emit("dhcp.decline", pkt, client, requested, quarantined=ok)
@@ -271,6 +283,7 @@ class Handler:
         arrival: Arrival,
         subnet: Subnet,
         server_ip: str,
+        sid: str,
         client: Client,
         requested: str | None,
         offered: BootDecision | None = None,
@@ -281,7 +294,7 @@ class Handler:
         selecting = server_id is not None
         if selecting:
             state = "selecting"
-            if server_id not in (server_ip, self.server_id(pkt, server_ip)):
+            if server_id not in (server_ip, sid):
                 engine.forget_offer(subnet, pkt.mac)
                 self.emit("dhcp.request", pkt, client, requested, state=state, other_server=server_id)
                 return None
@@ -315,9 +328,9 @@ class Handler:
             return None
         if answer.outcome is Outcome.NAK:
             self.emit("dhcp.nak", pkt, client, ip, reason=answer.reason)
-            nak = replies.nak(pkt, self.server_id(pkt, server_ip), answer.reason)
+            nak = replies.nak(pkt, sid, answer.reason)
             return self.destination(pkt, nak, arrival, MessageType.NAK)
-        reply = replies.base_reply(pkt, MessageType.ACK, self.server_id(pkt, server_ip))
+        reply = replies.base_reply(pkt, MessageType.ACK, sid)
         reply.ciaddr = pkt.ciaddr
         reply.yiaddr = answer.ip or ZERO_IP
         replies.add_lease_options(reply, subnet, answer.lease_time)
@@ -328,17 +341,18 @@ class Handler:
 
     # --- proxyDHCP ----------------------------------------------------------------------------
     def _proxy(self, pkt: Packet, mtype: MessageType, arrival: Arrival) -> Outgoing | None:
-        client = client_from_packet(pkt, self.protocol, arrival.interface)
-        vc = client.vendor_class or ""
         on_4011 = arrival.local_port == self.config.proxy_port
         wanted = MessageType.REQUEST if on_4011 else MessageType.DISCOVER
         if mtype is not wanted:
             return None
-        if not (vc.startswith("PXEClient") or vc.startswith("HTTPClient")):
+        rai = self.relay_agent(pkt)
+        subnet = self.select_subnet(pkt, rai, arrival)
+        server_ip = self.server_ip(subnet, arrival)
+        client = client_from_packet(pkt, self.service, arrival.interface, server_ip, rai)
+        vc = client.vendor_class or ""
+        if not vc.startswith(("PXEClient", "HTTPClient")):
             self.emit("dhcp.ignored", pkt, client, reason="proxyDHCP answers PXE/HTTP boot clients only")
             return None
-        subnet = self.select_subnet(pkt, arrival)
-        server_ip = self.server_ip(subnet, arrival)
         if server_ip is None:
             return None
         self.emit("dhcp.request" if on_4011 else "dhcp.discover", pkt, client, proxy=True)
@@ -359,7 +373,7 @@ class Handler:
                 reply.options.pop(OPT_VENDOR_SPECIFIC, None)
         if not client.is_http_boot:
             # ProxyDHCP offers are recognised by 60 = PXEClient [PXE 2.1 §2.2]; outside the BINL
-            # path it goes with 43 = {6: 8} (EDK2 rule, NETBOOT.md), iPXE included.
+            # path it goes with 43 = {6: 8} (docs/netboot.md "EDK2 quirks"), iPXE included.
             reply.options[OPT_VENDOR_CLASS] = replies.VC_PXE
             if not binl and not on_4011:
                 reply.options[OPT_VENDOR_SPECIFIC] = replies.PXE_SKIP_DISCOVERY

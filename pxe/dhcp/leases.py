@@ -1,11 +1,11 @@
 """The lease engine: which address a client gets, per RFC 2131 §4.3, with no I/O of its own.
 
 Bindings are keyed on (subnet, chaddr), not on option 61: ONIE sends its serial number as client-id
-and the NOS later sends another, which exhausted pools on servers keyed on client-id (ONIE.md).
+and the NOS later sends another, which exhausted pools on servers keyed on client-id (docs/onie.md).
 
 Allocation walks each pool with a cursor (Kea's "iterative" allocator) instead of hashing the MAC:
 consecutive MACs of one rack then get consecutive addresses without colliding, where dnsmasq's
-MAC hash made neighbours collide (NETBOOT.md). Offers are remembered in memory for
+MAC hash made neighbours collide (docs/netboot.md). Offers are remembered in memory for
 `offer_timeout` so concurrent clients never get the same address. Released and expired addresses
 are reused only once no never-used address is left, so a returning client gets its old address.
 
@@ -194,7 +194,7 @@ class LeaseEngine:
         if offered is not None and offered[0] != mac and offered[1] > now:
             return False
         lease = self.by_ip.get(ip)
-        if lease is None or lease.mac == mac and lease.state is not LeaseState.DECLINED:
+        if lease is None or (lease.mac == mac and lease.state is not LeaseState.DECLINED):
             return True
         if lease.state is LeaseState.DECLINED:
             return reclaim and lease.expires <= now
@@ -235,6 +235,7 @@ class LeaseEngine:
         pool = self.pools[subnet.network]
         key = (subnet.network, mac)
         fixed = fixed or (r.ip if (r := self.reserved_by_mac.get(mac)) else None)
+        ip: int | None
         if fixed is not None:
             ip = _int(fixed)
             if not subnet.contains(ip) or not self._free_for(ip, mac, now, reclaim=True):
@@ -254,6 +255,7 @@ class LeaseEngine:
                 ip = self._allocate(pool, mac, requested, now)
             if ip is None:
                 return None
+        assert ip is not None  # every branch above returned or chose one
         self._drop_offer(key)
         if len(self.offers) >= _PURGE_AT:
             self.purge_offers(now)

@@ -1,6 +1,6 @@
 """Reply packets: boot information from a BootDecision, firmware quirks, size limits, echoes.
 
-Firmware quirks live here (NETBOOT.md "EDK2 rules"):
+Firmware quirks live here (docs/netboot.md "EDK2 quirks"):
 - UEFI HTTP boot discards an offer unless it echoes option 60 starting with `HTTPClient` and
   carries the URL in option 67 or `file` [edk2 HttpBootDhcp4.c].
 - EDK2 treats option 60 `PXEClient` WITHOUT option 43 as a BINL offer and goes to port 4011; so
@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterable
 
 from dhcp4.codec import ZERO_IP, Packet, encoded_size, ip_bytes, ip_list
 from dhcp4.options import (
     BOOTREPLY,
     DEFAULT_MAX_SIZE,
     HEADER_LEN,
-    ONIE_ENTERPRISE,
-    ONIE_SUBOPT_INSTALLER_URL,
     OPT_BOOTFILE,
     OPT_BROADCAST,
     OPT_CLIENT_ID,
     OPT_CLIENT_UUID,
-    OPT_DEFAULT_URL,
     OPT_DNS,
     OPT_DOMAIN,
     OPT_HOSTNAME,
@@ -46,7 +42,6 @@ from dhcp4.options import (
     OPT_TFTP_SERVER_ADDRESS,
     OPT_VENDOR_CLASS,
     OPT_VENDOR_SPECIFIC,
-    OPT_VIVSO,
     PXE_DISCOVERY_CONTROL,
     PXE_DISCOVERY_USE_BOOTFILE,
     MessageType,
@@ -56,7 +51,6 @@ from pxe.policy import BootDecision, Client
 
 log = logging.getLogger("pxe.dhcp")
 VC_PXE = b"PXEClient"
-ONIE_URL_MAX = 253  # option 125: data length byte (255) - sub-option code and length
 VC_HTTP = b"HTTPClient"
 _IP_UDP_HEADERS = 28  # option 57 counts the whole IP datagram [RFC 2131 §2: 576 = 20+8+236+312]
 # Never dropped to fit the size limit: without them the reply is useless or wrong.
@@ -65,14 +59,6 @@ _ESSENTIAL = frozenset(
      OPT_VENDOR_CLASS, OPT_VENDOR_SPECIFIC, OPT_BOOTFILE, OPT_RENEWAL_T1, OPT_REBINDING_T2}
 )  # fmt: skip
 PXE_SKIP_DISCOVERY = bytes((PXE_DISCOVERY_CONTROL, 1, PXE_DISCOVERY_USE_BOOTFILE))
-
-
-def vivso(enterprise: int, subopts: Iterable[tuple[int, bytes]]) -> bytes:
-    """One RFC 3925 §4 block: enterprise (u32), data length (u8), then code/len/value items."""
-    data = b"".join(bytes((code, len(value))) + value for code, value in subopts)
-    if len(data) > 255:
-        raise ValueError("option 125 data for one enterprise is limited to 255 bytes")
-    return struct.pack("!IB", enterprise, len(data)) + data
 
 
 def max_reply_size(request: Packet) -> int:
@@ -167,13 +153,6 @@ def add_boot_options(
             reply.options[OPT_VENDOR_SPECIFIC] = PXE_SKIP_DISCOVERY
     elif decision.next_server:
         reply.siaddr = decision.next_server
-    if decision.onie_installer_url:
-        url = decision.onie_installer_url.encode()
-        reply.options[OPT_DEFAULT_URL] = url
-        if len(url) <= ONIE_URL_MAX:
-            reply.options[OPT_VIVSO] = vivso(ONIE_ENTERPRISE, [(ONIE_SUBOPT_INSTALLER_URL, url)])
-        else:  # a sub-option holds 255 bytes and RFC 3925 has no continuation: 114 alone carries it
-            log.warning("ONIE URL of %d bytes does not fit option 125; sending option 114 only", len(url))
     for code, value in decision.extra_options.items():
         reply.options[code] = bytes(value)
 
@@ -223,5 +202,4 @@ __all__ = [
     "finish",
     "max_reply_size",
     "nak",
-    "vivso",
 ]

@@ -16,15 +16,16 @@ import fcntl
 import logging
 import socket
 import struct
+from typing import ClassVar
 
 from dhcp4.codec import DecodeError, decode, encode
 from pxe.dhcp.config import DhcpServerConfig, Mode
 from pxe.dhcp.handler import BROADCAST, Arrival, Handler, Outgoing
 from pxe.dhcp.leases import LeaseEngine, LeaseStore, MemoryLeaseStore
+from pxe.netif import interface_ipv4
 from pxe.policy import EventSink, Policy
 
 log = logging.getLogger("pxe.dhcp")
-SIOCGIFADDR = 0x8915  # <linux/sockios.h>
 _SIOCSARP = 0x8955  # <linux/sockios.h>
 _ARPHRD_ETHER = 1  # <linux/if_arp.h>
 _ATF_COM = 0x02  # <linux/if_arp.h>: completed entry
@@ -34,22 +35,18 @@ _ANC_SIZE = socket.CMSG_SPACE(12)  # struct in_pktinfo
 _BROADCAST_BYTES = b"\xff\xff\xff\xff"
 
 
-def _to_broadcast(anc: list) -> bool:
+def _to_broadcast(anc: list[tuple[int, int, bytes]]) -> bool:
     """Was the datagram sent to 255.255.255.255? (in_pktinfo.ipi_addr, the header destination)"""
     for level, kind, data in anc:
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
-            return data[8:12] == _BROADCAST_BYTES
+            return bool(data[8:12] == _BROADCAST_BYTES)
     return True
 
 
-def interface_ipv4(ifname: str) -> str | None:
-    """The primary IPv4 address of `ifname`, or None if it has none (yet)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", ifname.encode()[:15]))
-        except OSError:
-            return None
-    return socket.inet_ntoa(res[20:24])
+def local_ipv4(ifname: str) -> str | None:
+    """The primary IPv4 address of `ifname` (pxe.netif), or None if it has none (yet)."""
+    found = interface_ipv4(ifname)
+    return str(found.address) if found is not None else None
 
 
 def _open_socket(ifname: str, port: int) -> socket.socket:
@@ -71,7 +68,7 @@ def _open_socket(ifname: str, port: int) -> socket.socket:
 class DhcpStartError(OSError):
     """A socket could not be opened; `str()` names the interface, the port and a likely fix."""
 
-    _HINTS = {
+    _HINTS: ClassVar[dict[int, str]] = {
         errno.ENODEV: "no such interface: check the name (ip -br link)",
         errno.EADDRINUSE: "another DHCP server (dnsmasq, isc-dhcp-server, kea) holds the port on it",
         errno.EACCES: "binding port 67 and SO_BINDTODEVICE need root or CAP_NET_BIND_SERVICE+CAP_NET_RAW",
@@ -148,7 +145,7 @@ class DhcpServer:
         if self.config.mode is Mode.PROXY:
             ports.append(self.config.proxy_port)
         for ifname in self.config.interfaces:
-            self._addr[ifname] = interface_ipv4(ifname)
+            self._addr[ifname] = local_ipv4(ifname)
             for port in ports:
                 try:
                     sock = _open_socket(ifname, port)
@@ -173,7 +170,7 @@ class DhcpServer:
     def _local_ip(self, ifname: str) -> str | None:
         ip = self._addr.get(ifname)
         if ip is None:  # the address may have been added after we started
-            ip = self._addr[ifname] = interface_ipv4(ifname)
+            ip = self._addr[ifname] = local_ipv4(ifname)
         return ip
 
     def _readable(self, sock: socket.socket, ifname: str, port: int) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pxe.files import PathRefused, Refusal, resolve
-from pxe.policy import Client, Event, EventSink, Policy, Protocol, RenderedFile
+from pxe.policy import Client, Event, EventSink, Policy, RenderedFile, Service
 from pxe.tftp import packets as P
 from pxe.tftp.transfer import Limits, Outcome, ReadTransfer, Result, Source, negotiate
 
@@ -27,10 +27,13 @@ NETASCII_MAX = 16 * 1024 * 1024  # netascii is converted in memory; boot files a
 SOCKET_BUFFER = 4 * 1024 * 1024  # room for a 64-block window at large blksize
 
 
+ANY_ADDRESS = "0.0.0.0"
+
+
 @dataclass(frozen=True)
 class TftpConfig:
     root: Path
-    bind_addr: str = "0.0.0.0"
+    bind_addr: str = ANY_ADDRESS
     port: int = TFTP_PORT
     interface: str | None = None  # SO_BINDTODEVICE: answer on this link only (needs root)
     limits: Limits = field(default_factory=Limits)
@@ -185,7 +188,14 @@ class TftpServer:
         path = packet.filename
         rendered: RenderedFile | None = None
         if self.policy is not None:
-            client = Client(mac=mac or "", protocol=Protocol.TFTP, ip=peer[0], path=path)
+            client = Client(
+                mac=mac or "",
+                service=Service.TFTP,
+                ip=peer[0],
+                path=path,
+                server_ip=self.config.bind_addr if self.config.bind_addr != ANY_ADDRESS else None,
+                interface=self.config.interface,
+            )
             try:
                 rendered = self.policy.render(client, path)
             except Exception:

@@ -160,4 +160,4 @@ def test_fuzz_valid_header_random_options(options, hlen, overload):
 def test_roundtrip_any_options(opts):
     pkt = Packet(xid=42, chaddr=mac_to_chaddr(MAC))
     pkt.options.update(opts)
-    assert decode(encode(pkt)).options == {k: v for k, v in opts.items()}
+    assert decode(encode(pkt)).options == dict(opts.items())

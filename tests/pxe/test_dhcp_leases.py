@@ -187,17 +187,20 @@ def test_http_boot_client_gets_httpclient_and_url():
     assert 43 not in out.packet.options
 
 
-def test_ipxe_client_and_onie_options():
+def test_ipxe_client_and_extra_options_as_given():
     url = "http://198.18.0.1/onie-installer-x86_64"
-    h, _ = make_handler(Policy(BootDecision(bootfile="boot.ipxe", onie_installer_url=url, hostname="sw7")))
+    # RFC 3925: enterprise 42623, data length, sub-option 1 = URL: what an ONIE policy would send
+    vivso = struct.pack("!IB", 42623, len(url) + 2) + bytes([1, len(url)]) + url.encode()
+    decision = BootDecision(
+        bootfile="boot.ipxe", extra_options={114: url.encode(), 125: vivso}, hostname="sw7"
+    )
+    h, _ = make_handler(Policy(decision))
     out = h.handle(
         request_packet(MessageType.DISCOVER, o77=b"iPXE", o60=b"PXEClient:Arch:00000:UNDI:002001"), ARR
     )
     opts = out.packet.options
     assert 60 not in opts  # iPXE needs no PXE dance
-    assert opts[114] == url.encode()
-    # RFC 3925: enterprise 42623, data length, sub-option 1 = URL (ONIE.md)
-    assert opts[125] == struct.pack("!IB", 42623, len(url) + 2) + bytes([1, len(url)]) + url.encode()
+    assert opts[114] == url.encode() and opts[125] == vivso
     assert opts[12] == b"sw7"
 
 
@@ -299,12 +302,13 @@ def test_client_fields_from_packet():
     assert c.uuid == "00010203-0405-0607-0809-0a0b0c0d0e0f"
     h.handle(request_packet(MessageType.DISCOVER, mac(2), o175=b"\x01\x01\x01"), ARR)
     assert p.seen[-1].is_ipxe
-    # option 77 without RFC 3004 length bytes (iPXE, busybox `-x 77:`): one plain item, decoded by
-    # the same onie.discovery.parse_user_classes that recognises ONIE's user class
+    # option 77 without RFC 3004 length bytes (iPXE, busybox `-x 77:`): one plain item (dhcp4.tlv)
     h.handle(request_packet(MessageType.DISCOVER, mac(3), o77=b"iPXE"), ARR)
     assert p.seen[-1].is_ipxe and p.seen[-1].user_class == "iPXE"
     h.handle(request_packet(MessageType.DISCOVER, mac(4), o77=b"onie_dhcp_user_class"), ARR)
-    assert p.seen[-1].user_class == "onie_dhcp_user_class" and p.seen[-1].onie is not None
+    assert p.seen[-1].user_class == "onie_dhcp_user_class"
+    # every option rides along as received, for the application to read (ONIE's 60/77/125, say)
+    assert p.seen[-1].options[77] == b"onie_dhcp_user_class"
 
 
 def test_proxy_mode_bios_gets_bootfile_uefi_goes_to_4011():
@@ -336,7 +340,7 @@ def test_proxy_mode_bios_gets_bootfile_uefi_goes_to_4011():
 
 
 def test_server_id_override_and_tftp_server_options_when_asked():
-    h, events = make_handler()
+    h, _events = make_handler()
     rai = bytes([1, 2]) + b"p1" + bytes([11, 4, 198, 19, 0, 1])  # RFC 5107 server-id override
     pkt = request_packet(MessageType.DISCOVER, o82=rai, o55=bytes([1, 3, 66, 67, 150]))
     pkt.giaddr = "198.19.0.1"
@@ -414,7 +418,7 @@ def test_handler_never_raises_on_odd_requests(
     mtype, op, hlen, flags, ciaddr, giaddr, options, mode, port, mac_index
 ):
     h, _ = make_handler(
-        Policy(BootDecision(bootfile="undionly.kpxe", onie_installer_url="http://x/y")), mode=mode
+        Policy(BootDecision(bootfile="undionly.kpxe", extra_options={114: b"http://x/y"})), mode=mode
     )
     pkt = Packet(
         op=op,

@@ -1,5 +1,6 @@
 """pxe.http against curl: static files, HEAD, Range, rendered per-device files, confinement, and
-the JSON API (installer report, events, status). The server runs on 127.0.0.1 at a free port."""
+routes the caller adds. The server runs on 127.0.0.1 at a free port. (provision's /api/v1 routes
+are tested in tests/provision/server/test_api.py.)"""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from pxe.http import HttpConfig, start_http
-from pxe.policy import Client, Event, Protocol, RenderedFile
+from pxe.policy import Client, Event, RenderedFile, Service
 from tests.support.loop import LoopThread
 from tests.support.tools import require_tool
 
@@ -41,18 +43,14 @@ class TestPolicy:
         return None
 
 
-class Provider:
-    """The application's side of the API (here: fixed answers), recording the queries."""
+async def hello(request: web.Request) -> web.Response:
+    """A caller-owned route, as an application adds its API."""
+    return web.json_response({"hello": request.query.get("name", "")})
 
-    def __init__(self) -> None:
-        self.queries: list[tuple] = []
 
-    def status(self):
-        return {"devices": 2, "leases": 1}
-
-    def events(self, mac, since, limit):
-        self.queries.append((mac, since, limit))
-        return [{"kind": "dhcp.ack", "mac": mac, "ts": 1.0}]
+def mac_from_header(ip: str, headers) -> str | None:
+    """The caller's MAC resolver (provision's also asks its lease book): here, one header."""
+    return headers.get("X-Test-Mac")
 
 
 @pytest.fixture
@@ -72,11 +70,10 @@ def http(tmp_path):
     loop = LoopThread()
     events: list[Event] = []
     policy = TestPolicy(root)
-    provider = Provider()
-    srv = loop.run(
-        start_http(HttpConfig(root=root, bind_addr="127.0.0.1", port=0), policy, events.append, provider)
-    )
-    srv.files, srv.seen, srv.test_policy, srv.provider, srv.tmp = files, events, policy, provider, tmp_path
+    cfg = HttpConfig(root=root, bind_addr="127.0.0.1", port=0)
+    routes = [web.get("/api/hello", hello)]
+    srv = loop.run(start_http(cfg, policy, events.append, routes, mac_from_header))
+    srv.files, srv.seen, srv.test_policy, srv.tmp = files, events, policy, tmp_path
     yield srv
     loop.run(srv.close())
     loop.stop()
@@ -180,9 +177,10 @@ def test_rendered_content_and_files(http):
     status, headers, _ = curl("-I", f"{http.url}/boot.ipxe")  # HEAD of a rendered file: its length
     assert status == 200 and headers["content-length"] == str(len(body))
     asked = [c for c in http.test_policy.asked if c.path == "/boot.ipxe"][-1]
-    assert asked.protocol is Protocol.HTTP and asked.ip == "127.0.0.1"
-    # ONIE's headers reach the policy; its answer picks a file or says "not here" (404).
-    onie = ["-H", "ONIE-PLATFORM: x86_64-kvm_x86_64-r0", "-H", "ONIE-ETH-ADDR: 52:54:00:12:34:56"]
+    assert asked.service is Service.HTTP and asked.ip == "127.0.0.1" and asked.server_ip == "127.0.0.1"
+    assert asked.mac == ""  # the resolver knew nobody
+    # Request headers reach the policy; its answer picks a file or says "not here" (404).
+    onie = ["-H", "ONIE-PLATFORM: x86_64-kvm_x86_64-r0", "-H", "X-Test-Mac: 52:54:00:12:34:56"]
     status, headers, body = curl(*onie, f"{http.url}/onie-installer")
     assert status == 200 and body == http.files["nos.bin"]
     asked = [c for c in http.test_policy.asked if c.path == "/onie-installer"][-1]
@@ -194,87 +192,11 @@ def test_rendered_content_and_files(http):
     assert curl(f"{http.url}/big.bin")[0] == 200  # the server carries on after a policy bug
 
 
-def test_installer_report_get_and_post(http):
-    query = "stage=install&status=ok&nos=demo&version=1.2&platform=x86_64-kvm_x86_64-r0&serial=S1&mac=52-54-00-12-34-56&message=done%20now"
-    status, _, body = curl(f"{http.url}/api/v1/report?{query}")
-    assert status == 200 and json.loads(body) == {"ok": True}
-    reports = [e for e in http.seen if e.kind == "installer.report"]
-    assert reports[-1].mac == "52:54:00:12:34:56" and reports[-1].ip == "127.0.0.1"
-    assert reports[-1].detail == {
-        "stage": "install",
-        "status": "ok",
-        "nos": "demo",
-        "version": "1.2",
-        "platform": "x86_64-kvm_x86_64-r0",
-        "serial": "S1",
-        "mac": "52:54:00:12:34:56",
-        "message": "done now",
-    }
-    payload = json.dumps({"stage": "reboot", "status": "ok", "mac": "52:54:00:12:34:57"})
-    status, _, body = curl(
-        "-H", "Content-Type: application/json", "--data", payload, f"{http.url}/api/v1/report"
-    )
-    assert status == 200 and json.loads(body) == {"ok": True}
-    assert [e for e in http.seen if e.kind == "installer.report"][-1].detail["stage"] == "reboot"
-    assert curl(f"{http.url}/api/v1/report?stage=x&mac=nonsense")[0] == 400
-    assert curl(f"{http.url}/api/v1/report?nos=x")[0] == 400
-    assert curl("--data", "not json", f"{http.url}/api/v1/report")[0] == 400
-
-
-def test_report_with_busybox_wget(http, tmp_path):
-    """The installer's real client: busybox wget, GET with a query string."""
-    busybox = require_tool("busybox")
-    r = subprocess.run(
-        [busybox, "wget", "-q", "-O", str(tmp_path / "r"), f"{http.url}/api/v1/report?stage=done&status=ok"],
-        capture_output=True,
-        timeout=30,
-    )
-    assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "r").read_bytes()) == {"ok": True}
-    assert [e for e in http.seen if e.kind == "installer.report"][-1].detail == {
-        "stage": "done",
-        "status": "ok",
-    }
-
-
-def test_events_and_status_api(http):
-    status, _, body = curl(f"{http.url}/api/v1/status")
-    assert status == 200 and json.loads(body) == {"devices": 2, "leases": 1}
-    status, _, body = curl(f"{http.url}/api/v1/events?mac=AA:BB:CC:DD:EE:FF&since=10.5&limit=5")
-    assert status == 200 and json.loads(body)["events"][0]["mac"] == "aa:bb:cc:dd:ee:ff"
-    assert http.provider.queries[-1] == ("aa:bb:cc:dd:ee:ff", 10.5, 5)
-    curl(f"{http.url}/api/v1/events")
-    assert http.provider.queries[-1] == (None, None, 100)
-    assert curl(f"{http.url}/api/v1/events?since=yesterday")[0] == 400
-    assert curl(f"{http.url}/api/v1/events?mac=zz")[0] == 400
-
-
-def test_no_provider_means_404_but_report_works(tmp_path):
-    loop = LoopThread()
-    events: list[Event] = []
-    srv = loop.run(start_http(HttpConfig(root=tmp_path, bind_addr="127.0.0.1", port=0), None, events.append))
-    try:
-        assert curl(f"{srv.url}/api/v1/status")[0] == 404
-        assert curl(f"{srv.url}/api/v1/report?stage=x")[0] == 200
-        assert [e.kind for e in events] == ["installer.report"]
-    finally:
-        loop.run(srv.close())
-        loop.stop()
-
-
-def test_reports_switched_off_answer_404_and_record_nothing(tmp_path):
-    loop = LoopThread()
-    events: list[Event] = []
-    cfg = HttpConfig(root=tmp_path, bind_addr="127.0.0.1", port=0, accept_reports=False)
-    srv = loop.run(start_http(cfg, None, events.append))
-    try:
-        status, _, body = curl(f"{srv.url}/api/v1/report?stage=x&status=ok")
-        assert status == 404 and json.loads(body)["ok"] is False
-        assert curl("--data", '{"stage": "x"}', f"{srv.url}/api/v1/report")[0] == 404
-        assert events == []
-    finally:
-        loop.run(srv.close())
-        loop.stop()
+def test_caller_routes_come_before_the_file_tree(http):
+    status, _, body = curl(f"{http.url}/api/hello?name=sw1")
+    assert status == 200 and json.loads(body) == {"hello": "sw1"}
+    assert "/api/hello" not in [c.path for c in http.test_policy.asked]
+    assert curl(f"{http.url}/api/v1/status")[0] == 404  # pxe has no API of its own
 
 
 def test_concurrent_downloads(http):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pxe.policy import Client, Event, Protocol, RenderedFile
+from pxe.policy import Client, Event, RenderedFile, Service
 from pxe.tftp import Limits, TftpConfig, start_tftp
 from pxe.tftp import packets as P
 from tests.support.loop import LoopThread
@@ -420,8 +420,8 @@ def test_policy_rendering(server):
     out = server.out / "r"
     fetch_tftpy(server.port, "rendered.ipxe", out)
     assert out.read_bytes() == b"#!ipxe\necho hello 127.0.0.1\n"
-    asked = [c for c in server.policy.asked if c.path == "rendered.ipxe"][0]
-    assert asked.protocol is Protocol.TFTP and asked.ip == "127.0.0.1" and asked.mac == ""
+    asked = next(c for c in server.policy.asked if c.path == "rendered.ipxe")
+    assert asked.service is Service.TFTP and asked.ip == "127.0.0.1" and asked.mac == ""
     fetch_curl(server.port, "chosen.bin", out)
     assert out.read_bytes() == server.tree.files["small.bin"]
     r = Raw(server.port)

@@ -16,6 +16,7 @@ import json
 import signal
 import sys
 
+from onie.discovery import answer_options
 from pxe.dhcp import DhcpServerConfig, Mode, Reservation, Subnet, start_dhcp
 from pxe.policy import BootDecision, Client, Event
 
@@ -38,7 +39,7 @@ class StaticPolicy:
             hostname=f"{prefix}{client.mac.replace(':', '')}" if prefix else None,
             bootfile=bootfile,
             next_server=self.cfg.get("next_server"),
-            onie_installer_url=self.cfg.get("onie_url"),
+            extra_options=answer_options(self.cfg["onie_url"]) if self.cfg.get("onie_url") else {},
             note="static test policy",
         )
 
