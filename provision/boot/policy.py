@@ -1,13 +1,12 @@
 """The boot policy: the one place that decides what a network-booting machine gets (pxe.Policy).
 
-Stages, by what the client says of itself (NETBOOT.md table, captured from QEMU's firmware):
+Stages, by what the client says of itself (docs/netboot.md "Option 93" table, captured from QEMU's firmware):
   BIOS PXE (arch 0)              → undionly.kpxe over TFTP
   UEFI x64 PXE (arch 7; 9 too)   → ipxe.efi (or snponly.efi) over TFTP
   UEFI x64 HTTP boot (arch 16)   → http://server/ipxe.efi
   iPXE (user class iPXE / 175)   → http://server/ipxe/<mac>.ipxe: kernel + initrd over HTTP
   ARM64 UEFI PXE (arch 11)       → grubaa64.efi over TFTP → grub/by-mac/<mac>.cfg → Image + initrd
   ARM64 UEFI HTTP boot (arch 19) → http://server/grubaa64-http-<server>.efi → same grub.cfg over HTTP
-  ONIE discovery (client.onie)   → delegated to provision.onie.policy.OniePolicy when present
   no arch (a plain DHCP client)  → an address only, if the machine is ours
 Unknown MACs: None (silent) with `unknown: ignore`, the `discover` entry with `unknown: discover`.
 
@@ -48,7 +47,6 @@ BOOT_DIR = "boot"  # boot/<entry>/<arch>/<file name>: kernels and initrds, over 
 _MAC_IN_PATH = re.compile(r"([0-9a-f]{2}(?:[:-][0-9a-f]{2}){5})", re.IGNORECASE)
 
 
-
 class Stage:
     """Names for what a request is, used in notes and events (strings kept stable for logs)."""
 
@@ -85,7 +83,6 @@ class BootPolicy(Policy):
         cfg: LabConfig,
         servers: Sequence[ServerAddress],
         files: bootfiles.BootFiles,
-        onie: Policy | None = None,
         console_of: Callable[[Device], str | None] | None = None,
     ):
         if not servers:
@@ -93,17 +90,20 @@ class BootPolicy(Policy):
         self.cfg = cfg
         self.servers = list(servers)
         self.files = files
-        self.onie = onie
         self.console_of = console_of or (lambda _d: None)
         self.env = resources.template_env()
 
     # -- who is asking ---------------------------------------------------------------------------
     def server_for(self, client: Client) -> str:
-        """Our address on the client's network: by relay (giaddr), then the interface the request
-        came in on (pxe.Client.interface, set by the DHCP server), then the client's IP or the
-        device's reserved IP, else the first. The interface comes before the IPs because an
-        unknown client on a second directly attached link has no IP yet, and a relayed request
-        arrives on the interface towards the relay, so giaddr must be asked first."""
+        """Our address on the client's network. The front end says it (`Client.server_ip`: the
+        address siaddr and option 54 carry, or the one a TFTP/HTTP request came in on), so URLs
+        always agree with the DHCP answer. Without it (a Client built by hand): by relay (giaddr),
+        then the interface the request came in on, then the client's IP or the device's reserved
+        IP, else the first. The interface comes before the IPs because an unknown client on a
+        second directly attached link has no IP yet, and a relayed request arrives on the
+        interface towards the relay, so giaddr must be asked first."""
+        if client.server_ip:
+            return client.server_ip
         device = self.device(client.mac)
         if client.relay is None and client.interface is not None:
             for s in self.servers:
@@ -132,10 +132,6 @@ class BootPolicy(Policy):
 
     # -- DHCP: what to give ----------------------------------------------------------------------
     def decide(self, client: Client) -> BootDecision | None:
-        if client.onie is not None:
-            if self.onie is None:
-                return None  # ONIE serving is not configured: another server may own switches
-            return self.onie.decide(client)
         device = self.device(client.mac)
         if not self._ours(device):
             return None
@@ -185,8 +181,6 @@ class BootPolicy(Policy):
         if binary is not None:
             ctype = "application/efi" if binary.suffix == ".efi" else "application/octet-stream"
             return RenderedFile(path=binary, content_type=ctype)
-        if self.onie is not None:
-            return self.onie.render(client, path)
         return None
 
     def _resolve(self, client: Client, path: str) -> tuple[str, Device | None]:

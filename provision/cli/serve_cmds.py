@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
-from provision.onie.wiring import policy_from_lab
-
-DEFAULT_STATE_DIR = Path("/var/lib/provision")
-
-
-def _onie_policy(cfg):  # noqa: ANN001, ANN202
-    """OniePolicy when lab.yml has an `onie:` section."""
-    return None if cfg.onie is None else policy_from_lab(cfg)
+from provision.config import lab as labconfig
+from provision.config.inventory import Inventory
+from provision.config.lab import DEFAULT_STATE_DIR
+from provision.devices.status import snapshot
+from provision.server import hostnet
+from provision.server.quick import quick_config
+from provision.server.root import BootServer
+from provision.store.sqlite import Store, StoreError
 
 
 @click.command("serve")
@@ -67,7 +70,7 @@ def serve(
       provision serve -i eth1 --kernel vmlinuz --initrd initrd.gz --proxy   # keep your DHCP server
 
     \b
-    What each machine gets (the one policy, provision/policy.py):
+    What each machine gets (the one policy: provision.server.router, docs/architecture.md):
       BIOS PXE → undionly.kpxe · UEFI x64 PXE → ipxe.efi · UEFI HTTP boot → http://…/ipxe.efi
       iPXE → http://…/ipxe/<mac>.ipxe (kernel + initrd over HTTP)
       ARM64 UEFI PXE → GRUB (grubaa64.efi) → grub/grub.cfg rendered per device → Image + initrd
@@ -75,10 +78,6 @@ def serve(
     Every DHCP/TFTP/HTTP step is recorded: see `provision status`. Stop with Ctrl-C (or SIGTERM).
     Exit codes: 2 bad lab.yml/arguments, 3 environment (not root, interface, port in use).
     """
-    from provision.config import lab as labconfig
-    from provision.server import hostnet
-    from provision.server.root import Serve, ServeError, quick_config
-
     if lab and interface:
         raise CLIError("give either a lab file or --interface, not both", "drop one of them", EXIT_INPUT)
     if lab:
@@ -95,8 +94,6 @@ def serve(
                 f"{lab}: cannot read: {exc.strerror}", "check the path to lab.yml", EXIT_INPUT
             ) from None
         cfg = labconfig.load_lab(lab, check_files=True)
-        import dataclasses
-
         if state_dir:
             cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, state_dir=state_dir))
         if http_port:
@@ -104,25 +101,19 @@ def serve(
     elif interface:
         if not kernel:
             raise CLIError("quick mode needs --kernel", "add --kernel PATH [--initrd PATH]", EXIT_INPUT)
-        try:
-            iface = hostnet.interface_ipv4(interface)
-        except hostnet.NetInfoError as exc:
-            raise CLIError(exc.message, exc.fix, EXIT_ENV) from None
-        try:
-            cfg = quick_config(
-                iface,
-                kernel.resolve(),
-                initrd.resolve() if initrd else None,
-                cmdline,
-                kernel_arm64.resolve() if kernel_arm64 else None,
-                initrd_arm64.resolve() if initrd_arm64 else None,
-                cmdline_arm64,
-                proxy=proxy,
-                state_dir=state_dir,
-                http_port=http_port or 80,
-            )
-        except ServeError as exc:
-            raise CLIError(exc.message, exc.fix, EXIT_INPUT) from None
+        iface = hostnet.interface_ipv4(interface)  # NetInfoError: exit 3 with its fix
+        cfg = quick_config(
+            iface,
+            kernel.resolve(),
+            initrd.resolve() if initrd else None,
+            cmdline,
+            kernel_arm64.resolve() if kernel_arm64 else None,
+            initrd_arm64.resolve() if initrd_arm64 else None,
+            cmdline_arm64,
+            proxy=proxy,
+            state_dir=state_dir,
+            http_port=http_port or 80,
+        )
     else:
         raise CLIError(
             "nothing to serve", "give a lab.yml, or --interface IF --kernel K (see --help)", EXIT_INPUT
@@ -132,14 +123,10 @@ def serve(
     logging.getLogger("pxe").setLevel(min(logging.getLogger().level, logging.INFO))
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = Serve(
-        cfg, onie=_onie_policy(cfg), on_ready=lambda: click.echo("provision serve: ready", err=True)
-    )
+    server = BootServer(cfg, on_ready=lambda: click.echo("provision serve: ready", err=True))
     try:
-        server.prepare()
+        server.prepare()  # ServeError (exit 3) or ConfigError (exit 2), each with its fix
         asyncio.run(server.run())
-    except ServeError as exc:
-        raise CLIError(exc.message, exc.fix, EXIT_ENV) from None
     except KeyboardInterrupt:
         pass
 
@@ -178,13 +165,8 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
       provision status --state-dir /tmp/lab --json
       provision status --lab examples/lab.yml  # names and state dir from the lab file
     """
-    from provision.config.inventory import Inventory
-    from provision.devices.status import snapshot
-
     inventory = Inventory([])
     if lab:
-        from provision.config import lab as labconfig
-
         cfg = labconfig.load_lab(lab, check_files=False)
         inventory = cfg.inventory
         state_dir = state_dir or cfg.paths.state_dir
@@ -198,8 +180,6 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
             "start `provision serve` first, or point --state-dir/--db at where it keeps its state",
             EXIT_ENV,
         )
-    from provision.store.sqlite import Store, StoreError
-
     try:
         with Store(path) as store:
             snap = snapshot(store, inventory)
@@ -211,9 +191,6 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
     if as_json:
         echo_json(snap)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     now = snap["generated"]
     table = Table(title=f"provision status ({path})")
     for col in ("MAC", "name", "IP", "lease", "last event", "last fetched", "when", "stage"):

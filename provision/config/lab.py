@@ -30,7 +30,7 @@ from provision.config import (
     load_file,
 )
 from provision.config.inventory import DEVICE, Device, Inventory, devices_from_list
-from provision.onie.policy import ONIE
+from provision.config.onie import ONIE, OnieSettings, settings_from_section
 
 DEFAULT_STATE_DIR = Path("/var/lib/provision")
 DEFAULT_LEASE_TIME = 3600
@@ -130,8 +130,7 @@ LAB = Obj(
         "tftp_port": Field(Int(1, 65535), default=69),
         "boot": Field(BOOT, default=None),
         "paths": Field(PATHS, default=None),
-        # Owned by provision.onie.policy, validated here with the rest of the file (file:line errors).
-        "onie": Field(ONIE, default=None, doc="ONIE installer serving (see provision/onie_policy.py)"),
+        "onie": Field(ONIE, default=None, doc="ONIE installer serving (provision.config.onie)"),
         "devices": Field(List(DEVICE), default_factory=list),
     },
     name="lab",
@@ -206,7 +205,7 @@ class LabConfig:
     inventory: Inventory = field(default_factory=lambda: Inventory([]))
     http_port: int = 80
     tftp_port: int = 69
-    onie: Section | None = None  # the validated `onie:` section, for OniePolicy
+    onie: OnieSettings | None = None  # the `onie:` section; None: switches are not served
     source: Path | None = None
 
 
@@ -343,7 +342,7 @@ def from_section(data: Section, source: Path | None = None, check: bool = True) 
         inventory=Inventory(devices, source),
         http_port=data["http_port"],
         tftp_port=data["tftp_port"],
-        onie=data["onie"],
+        onie=settings_from_section(data["onie"]) if data["onie"] is not None else None,
         source=source,
     )
     if check:

@@ -1,6 +1,6 @@
 """What `provision status` shows: per device, its lease and what it last fetched, from the store.
 
-A device's state is derived from its events (ARCHITECTURE.md), never stored twice. Used by the
+A device's state is derived from its events (docs/architecture.md "Events"), never stored twice. Used by the
 CLI (rich table or --json) and by the HTTP API's /api/v1/status while serving.
 """
 
@@ -31,7 +31,7 @@ def snapshot(store: Any, inventory: Inventory | None = None, now: float | None =
         macs.update(dev.all_macs)
     rows = []
     for mac in sorted(macs):
-        dev = inventory.by_mac(mac)
+        known = inventory.by_mac(mac)
         lease = leases.get(mac)
         rec = records.get(mac)
         fetched = store.events(mac=mac, kinds=list(FETCH_KINDS), limit=1)
@@ -39,11 +39,11 @@ def snapshot(store: Any, inventory: Inventory | None = None, now: float | None =
         ev = last.get(mac)
         row: dict[str, Any] = {
             "mac": mac,
-            "name": dev.name if dev else None,
+            "name": known.name if known else None,
             "hostname": (lease.hostname if lease else None)
             or (rec.hostname if rec else None)
-            or (dev and dev.hostname),
-            "ip": lease.ip if lease else (dev.ip if dev else None),
+            or (known and known.hostname),
+            "ip": lease.ip if lease else (known.ip if known else None),
             "lease": None
             if lease is None
             else {
@@ -61,7 +61,7 @@ def snapshot(store: Any, inventory: Inventory | None = None, now: float | None =
                 "bytes": fetch.detail.get("bytes"),
                 "ts": fetch.ts,
             },
-            "known": dev is not None,
+            "known": known is not None,
         }
         try:
             # OnieStage's str() is its label ("installer fetched"), made for this column.

@@ -4,13 +4,17 @@ A file fits a platform when its header says so (`target_platform=`, written by `
 onie-installer`; see onie/installer) or, for installers made elsewhere (SONiC, ONIE's demo), when its
 name follows ONIE's convention `onie-installer-<platform>.bin`. Only the first 256 KiB are read (the
 header); checksums are `provision inspect`'s job, not the serving path's. Entries are cached by
-(size, mtime), so a rebuilt installer is picked up on the next request.
+(size, mtime), so a rebuilt installer is picked up on the next request; the folder is listed again
+only when its own mtime changes (a file added, removed or renamed over: `provision onie-installer`
+writes a temporary file and renames it), and the file chosen for a switch is stat'ed once more, so
+one copied over in place is seen too. A DISCOVER costs two stat calls, not a folder scan.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,11 +75,23 @@ class Catalog:
     def __init__(self, folder: Path | None):
         self.folder = folder
         self._cache: dict[str, tuple[tuple[int, float], CatalogEntry]] = {}
+        self._listing: tuple[tuple[int, int], list[CatalogEntry]] | None = None
+        self.scans = 0  # folder listings so far (the tests count them)
 
     def entries(self) -> list[CatalogEntry]:
         """Every installer-looking regular file in the folder (not recursive), sorted by name."""
-        if self.folder is None or not self.folder.is_dir():
+        if self.folder is None:
             return []
+        try:
+            st = os.stat(self.folder)
+        except OSError:
+            return []
+        if not stat.S_ISDIR(st.st_mode):
+            return []
+        key = (st.st_mtime_ns, st.st_ino)
+        if self._listing is not None and self._listing[0] == key:
+            return self._listing[1]
+        self.scans += 1
         out: list[CatalogEntry] = []
         with os.scandir(self.folder) as it:
             for de in it:
@@ -84,7 +100,21 @@ class Catalog:
                 entry = self._entry(Path(de.path), de.stat())
                 if entry is not None:
                     out.append(entry)
-        return sorted(out, key=lambda e: e.name)
+        out.sort(key=lambda e: e.name)
+        self._listing = (key, out)
+        return out
+
+    def _fresh(self, entry: CatalogEntry) -> CatalogEntry | None:
+        """The entry as the file is now: re-read when it was copied over in place since listing."""
+        try:
+            st = entry.path.stat()
+        except OSError:
+            self._listing = None
+            return None
+        if (st.st_size, st.st_mtime) == (entry.size, entry.mtime):
+            return entry
+        self._listing = None
+        return self._entry(entry.path, st)
 
     def _entry(self, path: Path, st: os.stat_result) -> CatalogEntry | None:
         key = (st.st_size, st.st_mtime)
@@ -117,10 +147,8 @@ class Catalog:
         if not fits:
             return None
         canonical = f"onie-installer-{platform}.bin"
-        for e in fits:
-            if e.name == canonical:
-                return e
-        return max(fits, key=lambda e: (e.mtime, e.name))
+        chosen = next((e for e in fits if e.name == canonical), None)
+        return self._fresh(chosen or max(fits, key=lambda e: (e.mtime, e.name)))
 
     def resolve_pin(self, pin: str, platform: str | None) -> Choice:
         """A pin is a file name in the folder (or an absolute path), a NOS version, or `name-version`.
@@ -145,6 +173,8 @@ class Catalog:
                 ]
                 if matches:
                     entry = max(matches, key=lambda e: (e.mtime, e.name))
+        if entry is not None:
+            entry = self._fresh(entry)
         if entry is None:
             where = f" in {self.folder}" if self.folder else ""
             return Choice(None, f"pinned installer {pin!r} not found{where}")

@@ -1,11 +1,11 @@
 """The ONIE half of the one decision point: which installer a switch gets, by URL and by every name.
 
-`provision.boot.policy` hands a `Client` here when `client.onie` is set (DHCP) and for HTTP/TFTP paths
-that look like ONIE's names. Two doors, as for every policy:
+The router (provision.server.router) hands a `Client` here when its DHCP options say ONIE
+(provision.onie.identity), and every HTTP/TFTP path the server boot policy does not own. Two doors:
 
-- `decide(client)`: the exact installer URL (DHCP option 125 sub-option 1 and option 114, which the
-  DHCP front end encodes from `BootDecision.onie_installer_url`) or, in the inexact modes, option 72
-  / siaddr / a bootfile name, as ONIE.md's discovery order reads them;
+- `decide(client, identity)`: the exact installer URL (options 114 and 125 enterprise 42623
+  sub-option 1, in `BootDecision.extra_options`) or, in the inexact modes, option 72 / siaddr / a
+  bootfile name, as ONIE's discovery order reads them (docs/onie.md "Discovery");
 - `render(client, path)`: the installer file for this switch under EVERY name of ONIE's waterfall
   (HTTP and TFTP, root, MAC directory and hex-IP directories), chosen by the ONIE-* request
   headers, else by what the switch said over DHCP from the same address; `RenderedFile.not_found()`
@@ -26,107 +26,26 @@ knows that the file was an installer and why it was chosen).
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from onie import discovery
 from onie.identity import OnieIdentity
-from provision.config import URL, Bool, Enum, Field, FilePath, Map, Obj, Section, Str
 from provision.config.inventory import Device, Inventory
+from provision.config.onie import DiscoveryMode, OnieSettings
 from provision.onie.catalog import Catalog, CatalogEntry, Choice
+from provision.onie.identity import identity_of
 from provision.onie.progress import KIND_DISCOVERED, KIND_FETCHED
-from pxe.policy import BootDecision, Client, Event, EventSink, Protocol, RenderedFile
+from pxe.policy import BootDecision, Client, Event, EventSink, RenderedFile, Service
 
 log = logging.getLogger(__name__)
 
 HTTP_DEFAULT_PORT = 80  # ONIE's inexact HTTP probes only port 80 (exec_installer `nc -w 10 $server 80`)
 DISCOVERED_REPEAT_S = 60.0  # re-emit an unchanged onie.discovered at most once a minute
-
-
-class DiscoveryMode(enum.Enum):
-    """How much of ONIE's discovery order the DHCP answer uses (ONIE.md "Source order")."""
-
-    EXACT = "exact"  # option 125.1 + 114 = the URL; plus 72 when the HTTP server is on port 80
-    INEXACT = "inexact"  # option 72 (port 80 only) and bootfile = the default name: HTTP names, then TFTP
-    TFTP = "tftp"  # siaddr + bootfile name only: ONIE's tftp_download
-    WATERFALL = "waterfall"  # a lease only: ONIE walks the TFTP waterfall on siaddr
-
-
-ONIE = Obj(
-    {
-        "installers": Field(
-            FilePath(must_exist=False, kind="folder"),
-            required=True,
-            doc="folder of installers (what `provision onie-installer` writes: onie-installer-<platform>.bin)",
-        ),
-        "discovery": Field(
-            Enum(*(m.value for m in DiscoveryMode)),
-            default=DiscoveryMode.EXACT.value,
-            doc="exact: URL in options 125/114; inexact: option 72 + names; tftp: bootfile; waterfall: lease only",
-        ),
-        "url": Field(
-            URL(("http",)),
-            default=None,
-            doc="base URL switches reach our HTTP server at (default: the HTTP address `serve` listens on)",
-        ),
-        "platforms": Field(
-            Map(Str()),
-            default_factory=dict,
-            doc="ONIE platform -> installer file or NOS version (default per platform)",
-        ),
-        "devices": Field(
-            Map(Str()), default_factory=dict, doc="serial number or MAC -> installer file or NOS version"
-        ),
-        "switch_ports": Field(
-            Map(Str()),
-            default_factory=dict,
-            doc="option 82 circuit-id (switch port) -> installer file or NOS version",
-        ),
-        "report": Field(
-            Bool(),
-            default=True,
-            doc="accept installers' progress reports at /api/v1/report (false: that endpoint answers "
-            "404 and records nothing; installers ignore it and install anyway)",
-        ),
-    },
-    name="onie",
-)
-
-
-@dataclass(frozen=True)
-class OnieSettings:
-    installers: Path | None = None
-    discovery: DiscoveryMode = DiscoveryMode.EXACT
-    url: str | None = None
-    platforms: Mapping[str, str] = field(default_factory=dict)
-    devices: Mapping[str, str] = field(default_factory=dict)
-    switch_ports: Mapping[str, str] = field(default_factory=dict)
-    report: bool = True
-
-
-def settings_from_section(section: Section | None) -> OnieSettings:
-    """The validated `onie:` section (or None when lab.yml has none) as settings."""
-    if not section:
-        return OnieSettings()
-    devices = {}
-    for key, value in section["devices"].items():
-        mac = discovery.normalise_mac(key)
-        devices[mac or key] = value
-    return OnieSettings(
-        installers=section["installers"],
-        discovery=DiscoveryMode(section["discovery"]),
-        url=section["url"],
-        platforms=dict(section["platforms"]),
-        devices=devices,
-        switch_ports=dict(section["switch_ports"]),
-        report=section["report"],
-    )
 
 
 @dataclass
@@ -144,7 +63,8 @@ class OniePolicy:
 
     `url_base` is where switches reach our HTTP server: a fixed `http://host[:port]`, or a function
     of the client (a multi-homed server answers each link with its own address). `onie.url` in
-    lab.yml wins over both.
+    lab.yml wins over both. `events` receives onie.discovered and installer.fetched; `mac_of_ip`
+    ties a headerless TFTP/HTTP request to the switch that leased that address.
     """
 
     def __init__(
@@ -168,26 +88,6 @@ class OniePolicy:
         self._seen: dict[str, _Seen] = {}  # by mac
         self._ip_to_mac: dict[str, str] = {}
 
-    @property
-    def report_enabled(self) -> bool:
-        """lab.yml `onie.report`: `provision serve` gives it to pxe.http as `accept_reports`."""
-        return self.settings.report
-
-    def attach(
-        self,
-        events: EventSink | None = None,
-        mac_of_ip: Callable[[str], str | None] | None = None,
-        url_base: str | Callable[[Client], str | None] | None = None,
-    ) -> None:
-        """For a server built after the policy (`provision serve`): its event sink, its IP → MAC
-        book and its HTTP address, where lab.yml's `onie.url` does not set one."""
-        if events is not None:
-            self.events = events
-        if mac_of_ip is not None:
-            self._mac_of_ip = mac_of_ip
-        if url_base is not None and not self.settings.url:
-            self._url_base = url_base
-
     def url_base(self, client: Client | None = None) -> str | None:
         base = self._url_base
         if callable(base):
@@ -195,14 +95,6 @@ class OniePolicy:
         return base.rstrip("/") if base else None
 
     # -- learning --------------------------------------------------------------------------------
-
-    def observe(self, event: Event) -> None:
-        """Feed the server's events here to learn address → MAC (dhcp.ack) for headerless requests."""
-        if event.kind == "dhcp.ack" and event.mac and event.ip:
-            mac = discovery.normalise_mac(event.mac) or event.mac
-            self._ip_to_mac[event.ip] = mac
-            if mac in self._seen:
-                self._seen[mac].ip = event.ip
 
     def _remember(
         self, mac: str, identity: OnieIdentity, source: str, circuit_id: str | None = None
@@ -260,19 +152,23 @@ class OniePolicy:
                 if dev.serial and dev.serial.casefold() == identity.serial.casefold():
                     return dev
         if identity.mac:
-            dev = self.inventory.by_mac(identity.mac)
-            if dev is not None:
-                return dev
+            found = self.inventory.by_mac(identity.mac)
+            if found is not None:
+                return found
         if circuit_id:
             for dev in self.inventory.devices:
                 if dev.switch_port and dev.switch_port == circuit_id:
                     return dev
         return None
 
-    def choose(self, identity: OnieIdentity, circuit_id: str | None = None) -> Choice:
-        """The installer for this switch, and why (first pin that applies, else the platform's)."""
+    def choose(
+        self, identity: OnieIdentity, circuit_id: str | None = None, dev: Device | None = None
+    ) -> Choice:
+        """The installer for this switch, and why (first pin that applies, else the platform's).
+        `dev`: the inventory device when the caller has looked it up already."""
         platform = identity.platform
-        dev = self._device(identity, circuit_id)
+        if dev is None:
+            dev = self._device(identity, circuit_id)
         pins: list[tuple[str | None, str]] = []
         if dev is not None:
             pins.append((dev.installer, f"inventory device {dev.name}"))
@@ -299,23 +195,28 @@ class OniePolicy:
 
     # -- DHCP --------------------------------------------------------------------------------------
 
-    def decide(self, client: Client) -> BootDecision | None:
-        """None when the client is not ONIE or no installer fits it (then serve decides on a lease)."""
-        if client.onie is None or self.settings.installers is None:
+    def decide(self, client: Client, identity: OnieIdentity | None = None) -> BootDecision | None:
+        """None when the client is not ONIE or no installer fits it.
+
+        `identity`: what the router already read from the request (provision.onie.identity); read
+        here when a caller has not."""
+        if identity is None:
+            identity = identity_of(client)
+        if identity is None or self.settings.installers is None:
             return None
         mac = discovery.normalise_mac(client.mac) or client.mac
-        identity = discovery.merge(replace(client.onie, mac=client.onie.mac or mac), OnieIdentity())
+        identity = discovery.merge(replace(identity, mac=identity.mac or mac), OnieIdentity())
         circuit = _circuit_text(client.circuit_id)
         seen = self._remember(mac, identity, "dhcp", circuit)
         if client.ip:
             seen.ip = client.ip
             self._ip_to_mac[client.ip] = mac
-        choice = self.choose(identity, circuit)
+        dev = self._device(identity, circuit)
+        choice = self.choose(identity, circuit, dev)
         if choice.entry is None or not identity.platform:
             log.info("onie %s (%s): no installer: %s", mac, identity.platform, choice.reason)
             return None
         decision = self._decision(identity.platform, choice, client)
-        dev = self._device(identity, circuit)
         if dev is not None:
             # The inventory's reservation for this switch (found by serial, MAC or switch port: the
             # port is how a not-yet-seen switch is known before its MAC is).
@@ -334,7 +235,10 @@ class OniePolicy:
             extra[discovery.OPT_WWW_SERVER] = ipaddress.IPv4Address(www).packed
         note = f"onie {platform}: {choice.entry.label if choice.entry else '-'} ({choice.reason})"
         if mode is DiscoveryMode.EXACT and url:
-            return BootDecision(onie_installer_url=url, extra_options=extra, note=note)
+            answer = discovery.answer_options(url)
+            if discovery.OPT_VIVSO not in answer:
+                log.warning("onie URL of %d bytes does not fit option 125; sending option 114 only", len(url))
+            return BootDecision(extra_options={**extra, **answer}, note=note)
         if mode in (DiscoveryMode.EXACT, DiscoveryMode.INEXACT, DiscoveryMode.TFTP):
             # No base URL (or not exact): siaddr + bootfile name reach our TFTP; ONIE tries 67 as a URL
             # first (fails quietly on a bare name), then tftp://siaddr/<name>.
@@ -351,7 +255,7 @@ class OniePolicy:
             return None
 
     def _www_server(self, client: Client) -> str | None:
-        """Option 72 must be an IP and ONIE only tries port 80 there (ONIE.md pitfalls)."""
+        """Option 72 must be an IP and ONIE only tries port 80 there (docs/onie.md "Pitfalls")."""
         base = self.url_base(client)
         if not base:
             return None
@@ -395,7 +299,7 @@ class OniePolicy:
         self, client: Client, directory: str
     ) -> tuple[OnieIdentity | None, str | None, str | None]:
         """Headers first (ONIE's wget sends them all), then the DHCP identity of this address/MAC."""
-        identity = client.onie or discovery.identity_from_headers(client.headers)
+        identity = identity_of(client)
         mac = identity.mac if identity else None
         if mac is None and directory and len(directory) == 17:
             mac = discovery.normalise_mac(directory)  # the TFTP waterfall's MAC directory
@@ -404,7 +308,7 @@ class OniePolicy:
         seen = self._seen.get(mac) if mac else None
         if identity is not None and mac:
             identity = replace(identity, mac=mac)
-            source = "http" if client.protocol is Protocol.HTTP else "tftp"
+            source = "http" if client.service is Service.HTTP else "tftp"
             if identity != OnieIdentity(mac=mac):
                 seen = self._remember(mac, identity, source)
         if seen is not None:
@@ -432,7 +336,7 @@ class OniePolicy:
                     "file": entry.name,
                     "platform": identity.platform,
                     "serial": identity.serial,
-                    "protocol": client.protocol.value,
+                    "protocol": client.service.value,
                     "nos": entry.nos_name,
                     "version": entry.nos_version,
                     "reason": reason,
@@ -446,10 +350,3 @@ def _circuit_text(raw: bytes | None) -> str | None:
         return None
     text = raw.decode("utf-8", "replace").strip("\0 ")
     return text or None
-
-
-def from_lab(cfg) -> OniePolicy:  # noqa: ANN001 - provision.config.lab.LabConfig
-    """The policy `provision serve` hands ONIE clients to (see provision.onie.wiring)."""
-    from provision.onie.wiring import policy_from_lab
-
-    return policy_from_lab(cfg)

@@ -9,8 +9,8 @@ Events read (all `pxe.policy.Event`):
   {stage, status, nos, version, platform, serial, mac, message}; status is progress | ok | failed
   (templates/installer/*.sh.j2), stage `complete` with status `ok` ends the install.
 
-Derived as well, so the column works even where the policy's own events are not recorded (a
-server that did not `attach` its sink to OniePolicy): any `dhcp.*` event whose vendor_class is
+Derived as well, so the column works even where the policy's own events are not recorded (an
+ONIE policy built without the server's event sink, or events from an older state file): any `dhcp.*` event whose vendor_class is
 `onie_vendor:…` (or user_class `onie_dhcp_user_class`) counts as discovered; an `http.sent` with
 status 200 (GET, not aborted) or a `tftp.sent` of an `onie-installer…` path counts as fetched.
 
@@ -21,17 +21,18 @@ again, which is what it is doing. Pure functions; `provision status` renders the
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
+from onie.discovery import USER_CLASS as ONIE_USER_CLASS
+from onie.discovery import VENDOR_CLASS_PREFIX as ONIE_VENDOR_CLASS_PREFIX
 from pxe.policy import Event
 
 KIND_DISCOVERED = "onie.discovered"
 KIND_FETCHED = "installer.fetched"
 KIND_REPORT = "installer.report"
 
-ONIE_VENDOR_CLASS_PREFIX = "onie_vendor:"  # onie.discovery.VENDOR_CLASS_PREFIX
-ONIE_USER_CLASS = "onie_dhcp_user_class"
 INSTALLER_PREFIX = "onie-installer"
 HTTP_OK = 200
 
@@ -166,3 +167,27 @@ def progress_of(events: Iterable[Event]) -> OnieProgress:
             facts["report_stage"] = str(detail.get("stage") or "") or None
             facts["message"] = str(detail.get("message") or "") or None
     return OnieProgress(stage=stage, updated=updated, **facts)
+
+
+class DeviceIndex(Protocol):
+    """The part of the store `record_identity` writes to (provision.store)."""
+
+    def upsert_device(
+        self, mac: str, *, serial: str | None, platform: str | None, identity: dict[str, object]
+    ) -> None: ...
+
+
+def record_identity(store: DeviceIndex) -> Callable[[Event], None]:
+    """An event subscriber: `onie.discovered` -> the devices table's serial and platform, so that
+    `provision status` names each switch. The identity stays derivable from events: this is an
+    index kept up to date by the same events."""
+
+    def record(event: Event) -> None:
+        if event.kind != KIND_DISCOVERED or not event.mac:
+            return
+        detail = dict(event.detail)
+        store.upsert_device(
+            event.mac, serial=detail.get("serial"), platform=detail.get("platform"), identity=detail
+        )
+
+    return record

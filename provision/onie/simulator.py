@@ -125,7 +125,7 @@ class Lease:
 
     @property
     def tftp_ips(self) -> list[str]:
-        return disco.addresses(self.options.get(disco.OPT_TFTP_SERVER_IP, b""))
+        return disco.addresses(self.options.get(disco.OPT_TFTP_SERVER_ADDRESS, b""))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -358,7 +358,7 @@ class Simulator:
 class _Run:
     """One switch's walk through ONIE's URL sources; stops at the first installer ONIE would run."""
 
-    def __init__(self, sim: Simulator, identity, result, session, headers, local_ip, workdir):  # noqa: ANN001
+    def __init__(self, sim: Simulator, identity, result, session, headers, local_ip, workdir):
         self.sim = sim
         self.identity: OnieIdentity = identity
         self.result: SimResult = result

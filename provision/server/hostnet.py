@@ -1,18 +1,20 @@
 """What the host knows about its links: an interface's IPv4 address and subnet, who holds a port.
 
-Interface facts come from the kernel over netlink (pyroute2), in the caller's network namespace.
+Interface facts come from the kernel by ioctl (pxe.netif, shared with the DHCP server), in the caller's
+network namespace.
 Port holders come from /proc/net/{udp,tcp} (socket inode) matched against /proc/*/fd links: the
 same walk `ss -p` and `fuser` do, so "port 67 in use" can say "by dnsmasq (pid 812)".
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from provision.errors import EXIT_ENV, ProvisionError
+from pxe import netif
+from pxe.netif import InterfaceAddress
 
 
 class NetInfoError(ProvisionError):
@@ -21,43 +23,21 @@ class NetInfoError(ProvisionError):
     exit_code = EXIT_ENV
 
 
-@dataclass(frozen=True)
-class InterfaceAddress:
-    ifname: str
-    index: int
-    address: ipaddress.IPv4Address
-    network: ipaddress.IPv4Network
-    mac: str | None = None
-    up: bool = True
-
-
 def interface_names() -> list[str]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+    return netif.interface_names()
 
 
 def interface_ipv4(ifname: str) -> InterfaceAddress:
     """The first IPv4 address on `ifname`, or a NetInfoError that says what to do."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        if not idx:
-            names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
-            raise NetInfoError(
-                f"interface {ifname!r} not found (have: {', '.join(names)})",
-                "name an existing interface (`ip -br link`), or create it first",
-            )
-        link = ipr.get_links(idx[0])[0]
-        mac = link.get_attr("IFLA_ADDRESS")
-        up = bool(link["flags"] & 1)  # IFF_UP
-        for msg in ipr.get_addr(index=idx[0], family=2):  # AF_INET
-            addr = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-            if addr:
-                iface = ipaddress.IPv4Interface(f"{addr}/{msg['prefixlen']}")
-                return InterfaceAddress(ifname, idx[0], iface.ip, iface.network, mac, up)
+    found = netif.interface_ipv4(ifname)
+    if found is not None:
+        return found
+    names = interface_names()
+    if ifname not in names:
+        raise NetInfoError(
+            f"interface {ifname!r} not found (have: {', '.join(names)})",
+            "name an existing interface (`ip -br link`), or create it first",
+        )
     raise NetInfoError(
         f"interface {ifname!r} has no IPv4 address",
         f"give it one, e.g. `ip addr add 198.18.10.1/24 dev {ifname}`",

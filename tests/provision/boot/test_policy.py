@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from onie import discovery
 from onie.identity import OnieIdentity
 from provision.boot.loaders import BootFiles
 from provision.boot.policy import BootPolicy, ServerAddress, Stage, mac_from_path, profile_console
 from provision.config.lab import load_lab
 from provision.config.profiles import ProfileRegistry
-from pxe.policy import BootDecision, Client, Protocol, RenderedFile
+from provision.server.router import Router
+from pxe.policy import BootDecision, Client, RenderedFile, Service
 
 LAB = """\
 interfaces: [eth1]
@@ -48,7 +50,7 @@ def make_policy(tmp_path):
     grub = tmp_path / "grubaa64.efi"
     grub.write_bytes(b"grub")
 
-    def make(unknown="ignore", loader="ipxe.efi", onie=None, port=None):
+    def make(unknown="ignore", loader="ipxe.efi", port=None):
         text = LAB.format(unknown=unknown, loader=loader)
         if port:
             text += f"http_port: {port}\n"
@@ -56,13 +58,13 @@ def make_policy(tmp_path):
         cfg = load_lab(tmp_path / "lab.yml")
         files = BootFiles(Path("/usr/lib/ipxe"), grub, {S: tmp_path / "http.efi"})
         servers = [ServerAddress(ipaddress.IPv4Network("198.18.10.0/24"), S)]
-        return BootPolicy(cfg, servers, files, onie=onie, console_of=profile_console(ProfileRegistry()))
+        return BootPolicy(cfg, servers, files, console_of=profile_console(ProfileRegistry()))
 
     return make
 
 
 def dhcp(mac=KNOWN, arch=None, vc=None, ipxe=False, **kw) -> Client:
-    return Client(mac=mac, protocol=Protocol.DHCP, arch=arch, vendor_class=vc, is_ipxe=ipxe, **kw)
+    return Client(mac=mac, service=Service.DHCP, arch=arch, vendor_class=vc, is_ipxe=ipxe, **kw)
 
 
 @pytest.mark.parametrize(
@@ -119,13 +121,13 @@ def test_unknown_ignored_or_discovered(make_policy):
 
 def test_ipxe_script_has_initrd_name_on_kernel_line(make_policy):
     r = make_policy().render(
-        Client(mac="", protocol=Protocol.HTTP, ip="198.18.10.11"), "/ipxe/52-54-00-00-00-01.ipxe"
+        Client(mac="", service=Service.HTTP, ip="198.18.10.11"), "/ipxe/52-54-00-00-00-01.ipxe"
     )
     text = r.content.decode()
     assert text.startswith("#!ipxe\n")
     lines = text.splitlines()
     kernel = next(line for line in lines if line.startswith("kernel "))
-    # Debian's 2019 iPXE EFI needs initrd=NAME on the kernel line (NETBOOT.md).
+    # Debian's 2019 iPXE EFI needs initrd=NAME on the kernel line (docs/netboot.md "iPXE: chain-loading").
     assert kernel == f"kernel http://{S}/boot/live/x86_64/vmlinuz initrd=initrd.gz quiet console=ttyS0,115200"
     assert f"initrd http://{S}/boot/live/x86_64/initrd.gz" in lines
     assert lines[-1] == "boot"
@@ -133,14 +135,14 @@ def test_ipxe_script_has_initrd_name_on_kernel_line(make_policy):
 
 def test_ipxe_script_for_unknown(make_policy):
     path = "/ipxe/52-54-00-99-99-99.ipxe"
-    client = Client(mac="", protocol=Protocol.HTTP)
+    client = Client(mac="", service=Service.HTTP)
     assert make_policy(unknown="ignore").render(client, path).found is False
     text = make_policy(unknown="discover").render(client, path).content.decode()
     assert "unknown" in text and "initrd=initrd.gz quiet" in text
 
 
 def test_ipxe_script_when_entry_lacks_arch(make_policy, tmp_path):
-    r = make_policy().render(Client(mac="", protocol=Protocol.HTTP), "ipxe/52-54-00-00-00-02.ipxe")
+    r = make_policy().render(Client(mac="", service=Service.HTTP), "ipxe/52-54-00-00-00-02.ipxe")
     assert r.found  # a script that explains, rather than a 404 iPXE shows as a bare error
     # arm1's entry x86only has a kernel for x86_64, so it gets one:
     assert "boot/x86only/x86_64/vmlinuz" in r.content.decode()
@@ -148,7 +150,7 @@ def test_ipxe_script_when_entry_lacks_arch(make_policy, tmp_path):
 
 def test_grub_cfg_per_mac(make_policy):
     policy = make_policy()
-    client = Client(mac="", protocol=Protocol.TFTP, ip="198.18.10.11")
+    client = Client(mac="", service=Service.TFTP, ip="198.18.10.11")
     text = policy.render(client, "grub/by-mac/52:54:00:00:00:01.cfg").content.decode()
     assert "linux /boot/live/arm64/Image console=ttyAMA0" in text
     assert "initrd /boot/live/arm64/initrd.gz" in text
@@ -160,13 +162,13 @@ def test_grub_cfg_per_mac(make_policy):
 
 def test_grub_generic_cfg_uses_client_mac(make_policy):
     policy = make_policy(unknown="discover")
-    text = policy.render(Client(mac=STRANGER, protocol=Protocol.HTTP), "/grub/grub.cfg").content.decode()
+    text = policy.render(Client(mac=STRANGER, service=Service.HTTP), "/grub/grub.cfg").content.decode()
     assert "linux /boot/live/arm64/Image" in text
 
 
 def test_boot_files_and_binaries(make_policy, tmp_path):
     policy = make_policy()
-    c = Client(mac="", protocol=Protocol.HTTP)
+    c = Client(mac="", service=Service.HTTP)
     assert policy.render(c, "/boot/live/x86_64/vmlinuz").path == tmp_path / "x/vmlinuz"
     assert policy.render(c, "boot/live/arm64/initrd.gz").path == tmp_path / "a/initrd.gz"
     assert policy.render(c, "boot/live/arm64/passwd").found is False
@@ -185,23 +187,36 @@ def test_server_chosen_by_relay(make_policy):
     assert d.bootfile == "http://198.19.0.1/ipxe.efi"
 
 
-class FakeOnie:
-    """Stands in for provision.onie.policy.OniePolicy (branch onie) to show the hook delegates."""
+class StandInOnie:
+    """Stands in for OniePolicy (a mock: only which door the router opens is under test here; the
+    real OniePolicy behind the router is tested in tests/provision/onie/test_policy.py)."""
 
-    def decide(self, client):
-        return BootDecision(onie_installer_url="http://x/onie-installer", note="onie")
+    def __init__(self) -> None:
+        self.identities: list[OnieIdentity] = []
+
+    def decide(self, client, identity):
+        self.identities.append(identity)
+        return BootDecision(bootfile="onie-installer", note="onie")
 
     def render(self, client, path):
         return RenderedFile(content=b"onie") if path.startswith("onie") else None
 
 
-def test_onie_clients_delegate(make_policy):
-    onie = OnieIdentity(platform="x86_64-kvm_x86_64-r0")
-    client = dhcp(mac=STRANGER, arch=7, onie=onie)
-    assert make_policy().decide(client) is None  # no ONIE policy: stay silent
-    policy = make_policy(onie=FakeOnie())
-    assert policy.decide(client).onie_installer_url == "http://x/onie-installer"
-    assert policy.render(client, "onie-installer-x86_64").content == b"onie"
+def test_router_sends_onie_to_the_onie_policy(make_policy):
+    options = discovery.request_options(OnieIdentity(platform="x86_64-kvm_x86_64-r0", serial="S1"))
+    client = dhcp(mac=STRANGER, arch=7, options=options)
+    assert Router(make_policy(unknown="discover")).decide(client) is None  # no ONIE policy: silent
+    onie = StandInOnie()
+    router = Router(make_policy(), onie)
+    assert router.decide(client).note == "onie"
+    assert onie.identities[0].platform == "x86_64-kvm_x86_64-r0" and onie.identities[0].serial == "S1"
+    assert router.render(client, "onie-installer-x86_64").content == b"onie"
+    # everything else is the server boot policy's: its files first, then nothing
+    assert b"configfile" in router.render(Client(mac="", service=Service.TFTP), "/grub/grub.cfg").content
+    assert (
+        Router(make_policy(unknown="discover"), onie).decide(dhcp(mac=STRANGER, arch=0)).bootfile
+        == "undionly.kpxe"
+    )
 
 
 def test_mac_from_path():
@@ -211,7 +226,7 @@ def test_mac_from_path():
 
 
 def test_grub_cfg_without_known_mac_redirects_by_grubs_own(make_policy):
-    text = make_policy().render(Client(mac="", protocol=Protocol.TFTP), "/grub/grub.cfg").content.decode()
+    text = make_policy().render(Client(mac="", service=Service.TFTP), "/grub/grub.cfg").content.decode()
     assert "configfile $prefix/by-mac/$net_default_mac.cfg" in text
 
 

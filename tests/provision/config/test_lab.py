@@ -114,7 +114,7 @@ def test_discover_needs_entry(tmp_path):
 def test_onie_section_is_accepted(tmp_path):
     text = MINIMAL.replace("boot: other", "boot: live") + "onie:\n  installers: /srv/onie\n"
     cfg = load_lab(_write(tmp_path, text))
-    assert cfg.onie["installers"] == Path("/srv/onie")  # provision.onie.policy's ONIE schema
+    assert cfg.onie is not None and cfg.onie.installers == Path("/srv/onie")  # provision.config.onie
 
 
 def test_onie_section_errors_name_the_line(tmp_path):

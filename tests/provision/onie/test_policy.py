@@ -3,16 +3,27 @@ with a temporary installers folder of small installers named and headed by conve
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from onie import discovery
 from onie.identity import OnieIdentity
+from provision.boot.loaders import BootFiles
+from provision.boot.policy import ServerAddress
 from provision.config import ConfigError, load_text
 from provision.config.inventory import Device, Inventory
-from provision.onie.policy import ONIE, DiscoveryMode, OniePolicy, OnieSettings, settings_from_section
-from pxe.policy import Client, Event, Protocol
+from provision.config.lab import load_lab
+from provision.config.onie import ONIE, DiscoveryMode, OnieSettings, settings_from_section
+from provision.config.profiles import ProfileRegistry
+from provision.onie.policy import OniePolicy
+from provision.onie.progress import record_identity
+from provision.server.events import AddressBook, EventBus
+from provision.server.root import build_router
+from provision.store.sqlite import Store
+from pxe.policy import BootDecision, Client, Event, Service
 
 KVM = "x86_64-kvm_x86_64-r0"
 ACCTON = "x86_64-accton_as7712_32x-r0"
@@ -58,10 +69,19 @@ class Recorder:
 def dhcp_client(
     platform: str = KVM, mac: str = MAC, serial: str = "SN-KVM-1", circuit: bytes | None = None
 ) -> Client:
-    ident = discovery.identity_from_dhcp(
-        discovery.request_options(OnieIdentity(platform=platform, serial=serial)), mac=mac
-    )
-    return Client(mac=mac, protocol=Protocol.DHCP, onie=ident, circuit_id=circuit)
+    options = discovery.request_options(OnieIdentity(platform=platform, serial=serial))
+    return Client(mac=mac, service=Service.DHCP, options=options, circuit_id=circuit)
+
+
+def url_of(decision: BootDecision) -> str | None:
+    """The exact installer URL of a decision: option 114, and the same in 125 sub-option 1."""
+    raw = decision.extra_options.get(discovery.OPT_DEFAULT_URL)
+    if raw is None:
+        assert discovery.OPT_VIVSO not in decision.extra_options
+        return None
+    vivso = discovery.urls_from_vivso(decision.extra_options[discovery.OPT_VIVSO])
+    assert vivso[discovery.SubOption.INSTALLER_URL] == raw.decode()
+    return raw.decode()
 
 
 def http_client(platform: str | None = KVM, mac: str = MAC, serial: str = "SN-KVM-1", ip: str = IP) -> Client:
@@ -70,7 +90,7 @@ def http_client(platform: str | None = KVM, mac: str = MAC, serial: str = "SN-KV
         headers = discovery.request_headers(
             OnieIdentity(platform=platform, mac=mac.upper(), serial=serial, onie_version="2023.05")
         )
-    return Client(mac="00:00:00:00:00:00", protocol=Protocol.HTTP, ip=ip, headers=headers)
+    return Client(mac="00:00:00:00:00:00", service=Service.HTTP, ip=ip, headers=headers)
 
 
 def policy(folder: Path, **kw) -> tuple[OniePolicy, Recorder]:
@@ -85,7 +105,7 @@ def policy(folder: Path, **kw) -> tuple[OniePolicy, Recorder]:
 def test_decide_exact_url(folder):
     pol, rec = policy(folder)
     dec = pol.decide(dhcp_client())
-    assert dec.onie_installer_url == f"http://198.18.0.1:8080/onie-installer-{KVM}.bin"
+    assert url_of(dec) == f"http://198.18.0.1:8080/onie-installer-{KVM}.bin"
     assert (
         discovery.OPT_WWW_SERVER not in dec.extra_options
     )  # port 8080: ONIE's inexact HTTP would not reach it
@@ -106,7 +126,7 @@ def test_decide_port_80_adds_option_72(folder):
 
 def test_decide_not_onie_or_no_installer(folder):
     pol, _ = policy(folder)
-    assert pol.decide(Client(mac=MAC, protocol=Protocol.DHCP)) is None
+    assert pol.decide(Client(mac=MAC, service=Service.DHCP)) is None
     assert pol.decide(dhcp_client(platform="x86_64-nobody_n1-r0")) is None
     unconfigured = OniePolicy(OnieSettings())
     assert unconfigured.decide(dhcp_client()) is None
@@ -125,7 +145,7 @@ def test_decide_inexact_modes(folder, mode, bootfile, url):
         folder, settings=OnieSettings(installers=folder, discovery=mode), url_base="http://198.18.0.1"
     )
     dec = pol.decide(dhcp_client())
-    assert dec.bootfile == bootfile and dec.onie_installer_url == url
+    assert dec.bootfile == bootfile and url_of(dec) == url
     assert (72 in dec.extra_options) == (mode is DiscoveryMode.INEXACT)
     if mode is DiscoveryMode.WATERFALL:  # a lease alone would leave siaddr empty
         assert dec.next_server == "198.18.0.1"
@@ -134,7 +154,7 @@ def test_decide_inexact_modes(folder, mode, bootfile, url):
 def test_decide_without_base_url_falls_back_to_bootfile(folder):
     pol, _ = policy(folder, url_base=None)
     dec = pol.decide(dhcp_client())
-    assert dec.onie_installer_url is None and dec.bootfile == f"onie-installer-{KVM}.bin"
+    assert url_of(dec) is None and dec.bootfile == f"onie-installer-{KVM}.bin"
 
 
 def test_discovered_event_deduplicated(folder):
@@ -188,7 +208,7 @@ def test_render_platform_with_foreign_installer_by_name(folder):
 def test_render_without_any_identity(folder):
     pol, _ = policy(folder)
     anonymous = Client(
-        mac="00:00:00:00:00:00", protocol=Protocol.HTTP, ip="198.18.0.99", headers={"User-Agent": "curl/8"}
+        mac="00:00:00:00:00:00", service=Service.HTTP, ip="198.18.0.99", headers={"User-Agent": "curl/8"}
     )
     # the exact URL names the platform: unambiguous
     assert pol.render(anonymous, f"/onie-installer-{KVM}.bin").path.name == f"onie-installer-{KVM}.bin"
@@ -200,11 +220,19 @@ def test_render_without_any_identity(folder):
 # -- render: TFTP, identity from DHCP by address ----------------------------------------------------
 
 
+def test_long_url_rides_in_option_114_only(folder):
+    pol, _ = policy(folder, url_base="http://198.18.0.1/" + "x" * 240)
+    dec = pol.decide(dhcp_client())
+    assert discovery.OPT_VIVSO not in dec.extra_options
+    assert len(dec.extra_options[discovery.OPT_DEFAULT_URL]) > discovery.ANSWER_URL_MAX
+
+
 def test_tftp_waterfall_by_address_learned_from_dhcp(folder):
-    pol, rec = policy(folder)
+    book = AddressBook()  # the server's IP -> MAC book, which learns from its DHCP events
+    pol, rec = policy(folder, mac_of_ip=book)
     pol.decide(dhcp_client())
-    pol.observe(Event("dhcp.ack", mac=MAC, ip=IP))
-    tftp = Client(mac="00:00:00:00:00:00", protocol=Protocol.TFTP, ip=IP)
+    book.learn(Event("dhcp.ack", mac=MAC, ip=IP))
+    tftp = Client(mac="00:00:00:00:00:00", service=Service.TFTP, ip=IP)
     ident = discovery.complete(OnieIdentity(platform=KVM, mac=MAC.upper()))
     for entry in discovery.tftp_waterfall(ident, IP):
         got = pol.render(tftp, entry.path)
@@ -219,7 +247,7 @@ def test_tftp_waterfall_by_address_learned_from_dhcp(folder):
 def test_tftp_mac_directory_alone_identifies(folder):
     pol, _ = policy(folder)
     pol.decide(dhcp_client(platform=ACCTON, mac="00:11:22:33:44:55"))
-    tftp = Client(mac="00:00:00:00:00:00", protocol=Protocol.TFTP, ip="198.18.0.77")  # address unknown
+    tftp = Client(mac="00:00:00:00:00:00", service=Service.TFTP, ip="198.18.0.77")  # address unknown
     got = pol.render(tftp, f"00-11-22-33-44-55/onie-installer-{ACCTON}")
     assert got.found and got.path.name == f"onie-installer-{ACCTON}.bin"
 
@@ -227,7 +255,7 @@ def test_tftp_mac_directory_alone_identifies(folder):
 def test_mac_of_ip_callback(folder):
     pol, _ = policy(folder, mac_of_ip={IP: MAC}.get)
     pol.decide(dhcp_client())
-    got = pol.render(Client(mac="00:00:00:00:00:00", protocol=Protocol.TFTP, ip=IP), "onie-installer")
+    got = pol.render(Client(mac="00:00:00:00:00:00", service=Service.TFTP, ip=IP), "onie-installer")
     assert got.found and got.path.name == f"onie-installer-{KVM}.bin"
 
 
@@ -319,35 +347,56 @@ def test_schema_errors_name_the_line(tmp_path):
 # -- from lab.yml, as `provision serve` builds it ---------------------------------------------------
 
 
-def test_from_lab_reads_section_with_lab_line_numbers(folder, tmp_path):
-    from provision.config.lab import load_lab
-    from provision.onie.policy import from_lab
-
+def test_router_built_from_lab_as_serve_builds_it(folder, tmp_path):
     lab = tmp_path / "lab.yml"
     lab.write_text(
         f"interfaces: [lo]\nmode: proxy\nhttp_port: 8080\nonie:\n  installers: {folder}\n  discovery: exact\n"
         "devices:\n  - {name: leaf-01, serial: AS-1, installer: demo-2.0-accton.bin}\n"
     )
-    pol = from_lab(load_lab(lab))
-    assert pol.settings.installers == folder
+    cfg = load_lab(lab)
+    servers = [ServerAddress(ipaddress.IPv4Network("127.0.0.0/8"), "127.0.0.1", "lo")]
+    files = BootFiles(tmp_path)
+    router = build_router(cfg, servers, files, EventBus(), AddressBook(), ProfileRegistry())
+    pol = router.onie
+    assert pol is not None and pol.settings.installers == folder
     assert pol.choose(OnieIdentity(platform=ACCTON, serial="AS-1")).entry.name == "demo-2.0-accton.bin"
     assert pol.installer_url(KVM, dhcp_client()) == f"http://127.0.0.1:8080/onie-installer-{KVM}.bin"
+    # the router sends ONIE's DHCP to the ONIE policy; the URL names the address the DHCP server
+    # put in siaddr (Client.server_ip), so the two always agree
+    answer = router.decide(replace(dhcp_client(platform=ACCTON, serial="AS-1"), server_ip="127.0.0.9"))
+    assert url_of(answer) == "http://127.0.0.9:8080/onie-installer-x86_64-accton_as7712_32x-r0.bin"
+    assert answer.hostname == "leaf-01"
     lab.write_text(f"interfaces: [lo]\nmode: proxy\nonie:\n  installers: {folder}\n  platfroms: {{}}\n")
     with pytest.raises(ConfigError) as exc:
-        from_lab(load_lab(lab))
+        load_lab(lab)
     assert "lab.yml:5:3" in str(exc.value) and "platforms" in str(exc.value)
 
 
 def test_identity_recorder_writes_the_devices_table(folder, tmp_path):
-    from provision.onie.wiring import identity_recorder
-    from provision.store.sqlite import Store
-
     with Store(tmp_path / "p.db") as store:
         pol = OniePolicy(
-            OnieSettings(installers=folder), events=identity_recorder(store), url_base="http://198.18.0.1"
+            OnieSettings(installers=folder), events=record_identity(store), url_base="http://198.18.0.1"
         )
         pol.decide(dhcp_client())
         pol.render(http_client(), "/onie-installer")  # adds onie_version from the headers
         (rec,) = store.devices()
     assert rec.mac == MAC and rec.serial == "SN-KVM-1" and rec.platform == KVM
     assert rec.identity["onie_version"] == "2023.05" and rec.identity["source"] == "http"
+
+
+def test_catalog_lists_the_folder_only_when_it_changes(folder):
+    pol, _ = policy(folder)
+    for _ in range(5):
+        assert pol.decide(dhcp_client()) is not None
+    assert pol.catalog.scans == 1  # five DISCOVERs, one listing
+    # a new installer renamed into place (as `provision onie-installer` writes): listed again
+    write_installer(folder, ".partial", ACCTON, version="3.0").rename(folder / "demo-3.0-accton.bin")
+    assert pol.choose(OnieIdentity(platform=ACCTON), dev=Device("x", installer="3.0")).entry is not None
+    assert pol.catalog.scans == 2
+    # the chosen file copied over in place (the folder's mtime does not change): re-read, not stale
+    path = folder / discovery.installer_file_name(KVM)
+    write_installer(folder, path.name, KVM, version="1.1-longer")
+    fetched = []
+    pol.events = fetched.append
+    assert pol.render(http_client(), "/onie-installer").path == path
+    assert [e.detail["version"] for e in fetched if e.kind == "installer.fetched"] == ["1.1-longer"]

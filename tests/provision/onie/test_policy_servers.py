@@ -10,10 +10,12 @@ from pathlib import Path
 
 from onie import discovery
 from onie.identity import OnieIdentity
+from provision.config.onie import OnieSettings
 from provision.onie import simulator_net as net
-from provision.onie.policy import OniePolicy, OnieSettings
+from provision.onie.policy import OniePolicy
+from provision.server.events import AddressBook
 from pxe.http import HttpConfig, start_http
-from pxe.policy import Client, Event, Protocol
+from pxe.policy import Client, Event, Service
 from pxe.tftp.server import TftpConfig, start_tftp
 
 KVM = "x86_64-kvm_x86_64-r0"
@@ -94,11 +96,14 @@ def test_tftp_front_end_waterfall(tmp_path):
     sums = make_installers(folder)
     (tmp_path / "tftp").mkdir()
     events: list[Event] = []
-    policy = OniePolicy(OnieSettings(installers=folder), events=events.append, url_base="http://127.0.0.1")
+    book = AddressBook()
+    policy = OniePolicy(
+        OnieSettings(installers=folder), events=events.append, url_base="http://127.0.0.1", mac_of_ip=book
+    )
     # the switch said who it is over DHCP, then got 127.0.0.1 (so its hex directory is 7F000001)
     opts = discovery.request_options(OnieIdentity(platform=KVM, serial="KVM-9"))
-    policy.decide(Client(mac=MAC, protocol=Protocol.DHCP, onie=discovery.identity_from_dhcp(opts, mac=MAC)))
-    policy.observe(Event("dhcp.ack", mac=MAC, ip="127.0.0.1"))
+    policy.decide(Client(mac=MAC, service=Service.DHCP, options=opts))
+    book.learn(Event("dhcp.ack", mac=MAC, ip="127.0.0.1"))
     ident = discovery.complete(OnieIdentity(platform=KVM, mac=MAC.upper()))
     paths = [e.path for e in discovery.tftp_waterfall(ident, "127.0.0.1")]
     assert paths[1] == f"7F000001/onie-installer-{KVM}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import socket
@@ -10,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from provision.config.inventory import Device, Inventory
-from provision.config.lab import Arch, Mode, Unknown
+from provision.config.lab import Arch, Mode, Subnet, Unknown
 from provision.devices.status import snapshot
+from provision.errors import ProvisionError
 from provision.server import hostnet
-from provision.server.root import MacBook, ServeError, quick_config, quick_pool, server_addresses
+from provision.server.events import AddressBook
+from provision.server.preflight import server_addresses
+from provision.server.quick import quick_config, quick_pool
 from provision.store.sqlite import Store
 from pxe.dhcp import Lease, LeaseState
 from pxe.policy import Event
@@ -30,8 +34,9 @@ def test_quick_pool_takes_the_half_without_us():
     assert (str(p.first), str(p.last)) == ("198.18.20.128", "198.18.20.254")
     p = quick_pool(iface("198.18.20.200/24"))
     assert (str(p.first), str(p.last)) == ("198.18.20.1", "198.18.20.127")
-    with pytest.raises(ServeError):
+    with pytest.raises(ProvisionError) as exc:
         quick_pool(iface("198.18.20.1/30"))
+    assert exc.value.exit_code == 2 and "/29" in (exc.value.fix or "")
 
 
 def test_quick_config_boots_everyone(tmp_path):
@@ -47,12 +52,8 @@ def test_quick_config_boots_everyone(tmp_path):
 
 
 def test_server_addresses_cover_relayed_subnets(tmp_path):
-    from provision.config.lab import Subnet
-
     cfg = quick_config(iface("198.18.20.1/24"), tmp_path / "k", None)
     relayed = Subnet(ipaddress.IPv4Network("198.19.5.0/24"))
-    import dataclasses
-
     cfg = dataclasses.replace(cfg, subnets=(*cfg.subnets, relayed))
     servers = server_addresses(cfg, [iface("198.18.20.1/24")])
     assert [(str(s.network), s.address) for s in servers] == [
@@ -61,12 +62,16 @@ def test_server_addresses_cover_relayed_subnets(tmp_path):
     ]
 
 
-def test_macbook_learns_from_acks():
-    book = MacBook()
+def test_address_book_learns_from_acks():
+    book = AddressBook()
     book.learn(Event("dhcp.ack", mac="52:54:00:00:00:01", ip="198.18.20.5"))
     book.learn(Event("tftp.sent", mac="52:54:00:00:00:09", ip="198.18.20.9"))
     assert book("198.18.20.5") == "52:54:00:00:00:01"
     assert book("198.18.20.9") is None
+    # pxe.http's resolver: our lease first, else the MAC ONIE names itself by
+    assert book.for_request("198.18.20.5", {"ONIE-ETH-ADDR": "52:54:00:00:00:02"}) == "52:54:00:00:00:01"
+    assert book.for_request("198.18.20.7", {"ONIE-ETH-ADDR": "52-54-00-00-00-02"}) == "52:54:00:00:00:02"
+    assert book.for_request("198.18.20.7", {}) is None
 
 
 def test_port_holder_is_named():
