@@ -5,12 +5,12 @@ Addresses: 198.18.0.0/15 only; everything lives in namespaces these tests create
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
 import socket
 import sqlite3
-import struct
 import sys
 import time
 
@@ -19,12 +19,15 @@ from scapy.layers.dhcp import BOOTP, DHCP
 
 from dhcp4.codec import decode, mac_to_chaddr
 from dhcp4.options import MessageType
+from pxe.dhcp import DhcpServerConfig, DhcpStartError, start_dhcp
 from tests.support.dhcp_netns import (
     ROOT,
+    SUBNET,
     dhclient_lease,
     dhclient_release,
     last_report,
     recv_all,
+    server_config,
     socket_in,
     start_server,
     udhcpc_lease,
@@ -33,20 +36,6 @@ from tests.support.netns import namespaces, veth
 from tests.support.tools import require_root, require_tool
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]
-
-SUBNET = {"network": "198.18.0.0/24", "pools": [["198.18.0.100", "198.18.0.199"]], "router": "198.18.0.1",
-          "interface": "s0", "dns": ["198.18.0.1"], "domain": "lab.test"}  # fmt: skip
-
-
-def config(tmp_path, **extra) -> dict:
-    cfg = {
-        "interfaces": ["s0"],
-        "subnets": [SUBNET],
-        "db": str(tmp_path / "provision.db"),
-        "bootfile": "undionly.kpxe",
-    }
-    cfg.update(extra)
-    return cfg
 
 
 def leases_in(db) -> dict[str, tuple[str, str]]:
@@ -82,89 +71,81 @@ def crafted(mtype: str, mac: str, xid: int, options: list, **bootp) -> bytes:
     )
 
 
-def test_dhclient_and_udhcpc_get_leases_kept_across_kill9(tmp_path):
-    require_root()
+def test_dhclient_and_udhcpc_get_leases_kept_across_kill9(dhcp_net, tmp_path):
     require_tool("dhclient")
     require_tool("busybox")
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
-        cfg = config(tmp_path)
-        proc = start_server(srv, cfg, tmp_path / "server.log")
-        ip1 = dhclient_lease(cli, "c0", tmp_path)
-        assert ip1.startswith("198.18.0.1") and 100 <= int(ip1.split(".")[-1]) <= 199
-        mac = mac_of(cli, "c0")
-        assert leases_in(cfg["db"])[mac] == (ip1, "bound")
-        seen = last_report(tmp_path, "dhclient")
-        assert seen == {"router": "198.18.0.1", "mask": "255.255.255.0", "dns": "198.18.0.1",
-                        "domain": "lab.test", "lease": "3600"}  # fmt: skip
-        # udhcpc from the same interface (same MAC) gets the same address
-        assert udhcpc_lease(cli, "c0", tmp_path) == ip1
-        assert last_report(tmp_path, "udhcpc") == seen
-        # kill -9: no chance to flush anything; the lease must already be on disk
-        srv.stop(proc, sig=signal.SIGKILL)
-        assert leases_in(cfg["db"])[mac] == (ip1, "bound")
-        start_server(srv, cfg, tmp_path / "server.log")
-        assert udhcpc_lease(cli, "c0", tmp_path) == ip1
-        (tmp_path / "dhclient.leases").unlink()  # forget client-side state: the server remembers
-        assert dhclient_lease(cli, "c0", tmp_path) == ip1
-        kinds = [k for k, *_ in events_in(cfg["db"])]
-        assert {"dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.ack"} <= set(kinds)
+    cli = dhcp_net.client
+    proc = dhcp_net.start()
+    ip1 = dhclient_lease(cli, "c0", tmp_path)
+    assert ip1.startswith("198.18.0.1") and 100 <= int(ip1.split(".")[-1]) <= 199
+    mac = mac_of(cli, "c0")
+    assert leases_in(dhcp_net.db)[mac] == (ip1, "bound")
+    seen = last_report(tmp_path, "dhclient")
+    assert seen == {"router": "198.18.0.1", "mask": "255.255.255.0", "dns": "198.18.0.1",
+                    "domain": "lab.test", "lease": "3600"}  # fmt: skip
+    # udhcpc from the same interface (same MAC) gets the same address
+    assert udhcpc_lease(cli, "c0", tmp_path) == ip1
+    assert last_report(tmp_path, "udhcpc") == seen
+    # kill -9: no chance to flush anything; the lease must already be on disk
+    dhcp_net.server.stop(proc, sig=signal.SIGKILL)
+    assert leases_in(dhcp_net.db)[mac] == (ip1, "bound")
+    dhcp_net.start(dhcp_net.cfg)
+    assert udhcpc_lease(cli, "c0", tmp_path) == ip1
+    (tmp_path / "dhclient.leases").unlink()  # forget client-side state: the server remembers
+    assert dhclient_lease(cli, "c0", tmp_path) == ip1
+    kinds = [k for k, *_ in events_in(dhcp_net.db)]
+    assert {"dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.ack"} <= set(kinds)
 
 
-def test_release_frees_and_the_same_client_gets_the_same_ip(tmp_path):
-    require_root()
+def test_release_frees_and_the_same_client_gets_the_same_ip(dhcp_net, tmp_path):
     require_tool("dhclient")
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
-        cfg = config(tmp_path)
-        start_server(srv, cfg, tmp_path / "server.log")
-        ip = dhclient_lease(cli, "c0", tmp_path)
-        # dhclient -r sends its RELEASE from the leased address, so the interface must hold it
-        cli.run(["ip", "addr", "add", f"{ip}/24", "dev", "c0"])
-        dhclient_release(cli, "c0", tmp_path)
-        for _ in range(50):
-            if leases_in(cfg["db"]).get(mac_of(cli, "c0"), ("", ""))[1] == "released":
-                break
-            time.sleep(0.1)
-        assert leases_in(cfg["db"])[mac_of(cli, "c0")] == (ip, "released")
-        assert events_in(cfg["db"], "dhcp.release")
-        cli.run(["ip", "addr", "flush", "dev", "c0"])
-        (tmp_path / "dhclient.leases").unlink(missing_ok=True)
-        assert dhclient_lease(cli, "c0", tmp_path) == ip
+    cli = dhcp_net.client
+    dhcp_net.start()
+    ip = dhclient_lease(cli, "c0", tmp_path)
+    # dhclient -r sends its RELEASE from the leased address, so the interface must hold it
+    cli.run(["ip", "addr", "add", f"{ip}/24", "dev", "c0"])
+    dhclient_release(cli, "c0", tmp_path)
+    for _ in range(50):
+        if leases_in(dhcp_net.db).get(mac_of(cli, "c0"), ("", ""))[1] == "released":
+            break
+        time.sleep(0.1)
+    assert leases_in(dhcp_net.db)[mac_of(cli, "c0")] == (ip, "released")
+    assert events_in(dhcp_net.db, "dhcp.release")
+    cli.run(["ip", "addr", "flush", "dev", "c0"])
+    (tmp_path / "dhclient.leases").unlink(missing_ok=True)
+    assert dhclient_lease(cli, "c0", tmp_path) == ip
 
 
-def test_decline_quarantines_the_address(tmp_path):
-    require_root()
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", "198.18.0.2/24")
-        cfg = config(tmp_path, subnets=[{**SUBNET, "pools": [["198.18.0.100", "198.18.0.101"]]}])
-        start_server(srv, cfg, tmp_path / "server.log")
-        with socket_in(cli, "c0") as sock:
-            mac = "52:54:00:de:c1:01"
-            sock.sendto(crafted("discover", mac, 1, []), ("255.255.255.255", 67))
-            offer = decode(recv_all(sock, 3, want=1)[0][0])
-            bad = offer.yiaddr
-            sock.sendto(
-                crafted("request", mac, 1, [("requested_addr", bad), ("server_id", "198.18.0.1")]),
-                ("255.255.255.255", 67),
-            )
-            assert decode(recv_all(sock, 3, want=1)[0][0]).message_type is MessageType.ACK
-            sock.sendto(
-                crafted("decline", mac, 2, [("requested_addr", bad), ("server_id", "198.18.0.1")]),
-                ("255.255.255.255", 67),
-            )
-            # two other clients: only the other address is left for them, then none
-            offers = []
-            for i, other in enumerate(("52:54:00:de:c1:02", "52:54:00:de:c1:03")):
-                sock.sendto(crafted("discover", other, 10 + i, []), ("255.255.255.255", 67))
-                got = [decode(d) for d, _ in recv_all(sock, 2)]
-                offers += [p.yiaddr for p in got if p.xid == 10 + i]
-            assert bad not in offers and len(offers) == 1
-            assert leases_in(cfg["db"])[mac] == (bad, "declined")
-            # and the decliner itself gets the other address, never the declined one again
-            sock.sendto(crafted("discover", mac, 20, []), ("255.255.255.255", 67))
-            again = [decode(d).yiaddr for d, _ in recv_all(sock, 2) if decode(d).xid == 20]
-            assert bad not in again
+def test_decline_quarantines_the_address(dhcp_net, tmp_path):
+    cli = dhcp_net.client
+    cli.run(["ip", "addr", "add", "198.18.0.2/24", "dev", "c0"])
+    dhcp_net.start(subnets=[{**SUBNET, "pools": [["198.18.0.100", "198.18.0.101"]]}])
+    with socket_in(cli, "c0") as sock:
+        mac = "52:54:00:de:c1:01"
+        sock.sendto(crafted("discover", mac, 1, []), ("255.255.255.255", 67))
+        offer = decode(recv_all(sock, 3, want=1)[0][0])
+        bad = offer.yiaddr
+        sock.sendto(
+            crafted("request", mac, 1, [("requested_addr", bad), ("server_id", "198.18.0.1")]),
+            ("255.255.255.255", 67),
+        )
+        assert decode(recv_all(sock, 3, want=1)[0][0]).message_type is MessageType.ACK
+        sock.sendto(
+            crafted("decline", mac, 2, [("requested_addr", bad), ("server_id", "198.18.0.1")]),
+            ("255.255.255.255", 67),
+        )
+        # two other clients: only the other address is left for them, then none
+        offers = []
+        for i, other in enumerate(("52:54:00:de:c1:02", "52:54:00:de:c1:03")):
+            sock.sendto(crafted("discover", other, 10 + i, []), ("255.255.255.255", 67))
+            got = [decode(d) for d, _ in recv_all(sock, 2)]
+            offers += [p.yiaddr for p in got if p.xid == 10 + i]
+        assert bad not in offers and len(offers) == 1
+        assert leases_in(dhcp_net.db)[mac] == (bad, "declined")
+        # and the decliner itself gets the other address, never the declined one again
+        sock.sendto(crafted("discover", mac, 20, []), ("255.255.255.255", 67))
+        again = [decode(d).yiaddr for d, _ in recv_all(sock, 2) if decode(d).xid == 20]
+        assert bad not in again
 
 
 def test_relay_with_dhcrelay_and_option82_echoed_last(tmp_path):
@@ -181,7 +162,7 @@ def test_relay_with_dhcrelay_and_option82_echoed_last(tmp_path):
             "pools": [["198.18.1.50", "198.18.1.60"]],
             "router": "198.18.1.1",
         }
-        cfg = config(tmp_path, subnets=[SUBNET, relayed])
+        cfg = server_config(tmp_path, subnets=[SUBNET, relayed])
         start_server(srv, cfg, tmp_path / "server.log")
         # -a: add option 82 (circuit-id = the interface name); dhcrelay strips it from replies
         relay.popen([dhcrelay, "-d", "-4", "-a", "-id", "r0", "-iu", "r1", "198.18.0.1"], text=True)
@@ -196,7 +177,7 @@ def test_relay_with_dhcrelay_and_option82_echoed_last(tmp_path):
         veth(srv, "s0", relay, "r1", "198.18.0.1/24", "198.18.0.2/24")
         relay.run(["ip", "addr", "add", "198.18.1.1/32", "dev", "r1"])
         srv.run(["ip", "route", "add", "198.18.1.0/24", "via", "198.18.0.2"])
-        cfg = config(tmp_path, subnets=[SUBNET, relayed], db=str(tmp_path / "second.db"))
+        cfg = server_config(tmp_path, subnets=[SUBNET, relayed], db=str(tmp_path / "second.db"))
         start_server(srv, cfg, tmp_path / "server2.log")
         with socket_in(relay, None, port=67) as sock:
             rai = bytes([1, 6]) + b"Eth1/7" + bytes([2, 4]) + b"rk42"
@@ -318,180 +299,149 @@ def _garbage(rng: random.Random) -> list[bytes]:
     return cases
 
 
-def test_garbage_never_stops_the_server(tmp_path):
-    require_root()
+def test_garbage_never_stops_the_server(dhcp_net, tmp_path):
     require_tool("busybox")
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
-        cfg = config(tmp_path)
-        proc = start_server(srv, cfg, tmp_path / "server.log")
-        with socket_in(cli, "c0") as sock:
-            for data in _garbage(random.Random(1)):
-                sock.sendto(data, ("255.255.255.255", 67))
-        assert proc.poll() is None
-        ip = udhcpc_lease(cli, "c0", tmp_path)
-        assert ip.startswith("198.18.0.")
-        assert proc.poll() is None
-        srv.stop(proc)
-        stats = [line for line in proc.stdout.read().splitlines() if '"stats"' in line]
-        assert stats and '"errors": 0' in stats[0], stats
-        assert "Traceback" not in (tmp_path / "server.log").read_text()
+    srv, cli = dhcp_net.server, dhcp_net.client
+    proc = dhcp_net.start()
+    with socket_in(cli, "c0") as sock:
+        for data in _garbage(random.Random(1)):
+            sock.sendto(data, ("255.255.255.255", 67))
+    assert proc.poll() is None
+    ip = udhcpc_lease(cli, "c0", tmp_path)
+    assert ip.startswith("198.18.0.")
+    assert proc.poll() is None
+    srv.stop(proc)
+    stats = [line for line in proc.stdout.read().splitlines() if '"stats"' in line]
+    assert stats and '"errors": 0' in stats[0], stats
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
-def test_unknown_machine_is_ignored_but_recorded(tmp_path):
-    require_root()
+def test_unknown_machine_is_ignored_but_recorded(dhcp_net, tmp_path):
     require_tool("busybox")
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
-        mac = mac_of(cli, "c0")
-        cfg = config(tmp_path, ignore_macs=[mac])
-        start_server(srv, cfg, tmp_path / "server.log")
-        r = cli.run(
-            ["busybox", "udhcpc", "-f", "-q", "-n", "-t", "2", "-T", "1", "-i", "c0", "-s", "/bin/true"],
-            check=False,
-        )
-        assert r.returncode != 0  # no lease: not ours
-        ignored = events_in(cfg["db"], "dhcp.ignored")
-        assert ignored and ignored[0][1] == mac
+    cli = dhcp_net.client
+    mac = mac_of(cli, "c0")
+    dhcp_net.start(ignore_macs=[mac])
+    r = cli.run(
+        ["busybox", "udhcpc", "-f", "-q", "-n", "-t", "2", "-T", "1", "-i", "c0", "-s", "/bin/true"],
+        check=False,
+    )
+    assert r.returncode != 0  # no lease: not ours
+    ignored = events_in(dhcp_net.db, "dhcp.ignored")
+    assert ignored and ignored[0][1] == mac
 
 
-def test_unicast_reply_to_client_without_broadcast_flag(tmp_path):
+def test_unicast_reply_to_client_without_broadcast_flag(dhcp_net, tmp_path):
     """iPXE leaves the broadcast flag clear: the reply goes unicast to yiaddr at chaddr."""
-    require_root()
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
-        mac = mac_of(cli, "c0")
-        cfg = config(tmp_path)
-        start_server(srv, cfg, tmp_path / "server.log")
-        # The client side owns the offered address range so the kernel accepts a unicast to it.
-        cli.run(["ip", "addr", "add", "198.18.0.100/24", "dev", "c0"])
-        with socket_in(cli, "c0") as sock:
-            opts = [("user_class", b"iPXE"), ("vendor_class_id", b"PXEClient:Arch:00000:UNDI:002001"),
-                    ("requested_addr", "198.18.0.100")]  # fmt: skip
-            sock.sendto(crafted("discover", mac, 0x4242, opts, flags=0), ("255.255.255.255", 67))
-            ((data, _),) = recv_all(sock, 3, want=1)
-            offer = decode(data)
-            assert offer.yiaddr == "198.18.0.100" and offer.flags == 0
-            neigh = srv.run(["ip", "neigh", "show", "198.18.0.100", "dev", "s0"]).stdout
-            assert mac in neigh
+    srv, cli = dhcp_net.server, dhcp_net.client
+    mac = mac_of(cli, "c0")
+    dhcp_net.start()
+    # The client side owns the offered address range so the kernel accepts a unicast to it.
+    cli.run(["ip", "addr", "add", "198.18.0.100/24", "dev", "c0"])
+    with socket_in(cli, "c0") as sock:
+        opts = [("user_class", b"iPXE"), ("vendor_class_id", b"PXEClient:Arch:00000:UNDI:002001"),
+                ("requested_addr", "198.18.0.100")]  # fmt: skip
+        sock.sendto(crafted("discover", mac, 0x4242, opts, flags=0), ("255.255.255.255", 67))
+        ((data, _),) = recv_all(sock, 3, want=1)
+        offer = decode(data)
+        assert offer.yiaddr == "198.18.0.100" and offer.flags == 0
+        neigh = srv.run(["ip", "neigh", "show", "198.18.0.100", "dev", "s0"]).stdout
+        assert mac in neigh
 
 
-def test_max_size_and_pxe_quirks_on_the_wire(tmp_path):
-    require_root()
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", "198.18.0.2/24")
-        url = "http://198.18.0.1/onie/" + "n" * 300
-        cfg = config(tmp_path, onie_url=url, bootfile_http="http://198.18.0.1/ipxe.efi")
-        start_server(srv, cfg, tmp_path / "server.log")
-        with socket_in(cli, "c0") as sock:
-            http = [("vendor_class_id", b"HTTPClient:Arch:00016:UNDI:003000"), (93, b"\x00\x10"),
-                    ("max_dhcp_size", 1472)]  # fmt: skip
-            sock.sendto(crafted("discover", "52:54:00:77:00:01", 9, http), ("255.255.255.255", 67))
-            ((data, _),) = recv_all(sock, 3, want=1)
-            p = decode(data)
-            assert p.options[60] == b"HTTPClient" and p.options[67] == b"http://198.18.0.1/ipxe.efi"
-            assert p.options[114] == url.encode()  # > 255 bytes: split on the wire, joined here
-            assert 125 not in p.options  # a 125 sub-option cannot hold it (logged)
-            assert len(data) <= 1472
-            # without option 57 the same reply must fit 576 - 28: the long optional 114 goes
-            sock.sendto(crafted("discover", "52:54:00:77:00:02", 10, http[:2]), ("255.255.255.255", 67))
-            ((data, _),) = recv_all(sock, 3, want=1)
-            assert len(data) <= 548 and decode(data).options[67] == b"http://198.18.0.1/ipxe.efi"
+def test_max_size_and_pxe_quirks_on_the_wire(dhcp_net, tmp_path):
+    cli = dhcp_net.client
+    cli.run(["ip", "addr", "add", "198.18.0.2/24", "dev", "c0"])
+    url = "http://198.18.0.1/onie/" + "n" * 300
+    dhcp_net.start(onie_url=url, bootfile_http="http://198.18.0.1/ipxe.efi")
+    with socket_in(cli, "c0") as sock:
+        http = [("vendor_class_id", b"HTTPClient:Arch:00016:UNDI:003000"), (93, b"\x00\x10"),
+                ("max_dhcp_size", 1472)]  # fmt: skip
+        sock.sendto(crafted("discover", "52:54:00:77:00:01", 9, http), ("255.255.255.255", 67))
+        ((data, _),) = recv_all(sock, 3, want=1)
+        p = decode(data)
+        assert p.options[60] == b"HTTPClient" and p.options[67] == b"http://198.18.0.1/ipxe.efi"
+        assert p.options[114] == url.encode()  # > 255 bytes: split on the wire, joined here
+        assert 125 not in p.options  # a 125 sub-option cannot hold it (logged)
+        assert len(data) <= 1472
+        # without option 57 the same reply must fit 576 - 28: the long optional 114 goes
+        sock.sendto(crafted("discover", "52:54:00:77:00:02", 10, http[:2]), ("255.255.255.255", 67))
+        ((data, _),) = recv_all(sock, 3, want=1)
+        assert len(data) <= 548 and decode(data).options[67] == b"http://198.18.0.1/ipxe.efi"
 
 
-def test_bind_is_per_interface(tmp_path):
+def test_bind_is_per_interface(dhcp_net, tmp_path):
     """A request arriving on an interface we were not given is not answered."""
-    require_root()
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", "198.18.0.2/24")
-        veth(srv, "s9", cli, "c9", "198.18.9.1/24", "198.18.9.2/24")
-        cfg = config(
-            tmp_path,
-            subnets=[
-                SUBNET,
-                {"network": "198.18.9.0/24", "pools": [["198.18.9.10", "198.18.9.20"]], "interface": "s9"},
-            ],
+    srv, cli = dhcp_net.server, dhcp_net.client
+    cli.run(["ip", "addr", "add", "198.18.0.2/24", "dev", "c0"])
+    veth(srv, "s9", cli, "c9", "198.18.9.1/24", "198.18.9.2/24")
+    other = {"network": "198.18.9.0/24", "pools": [["198.18.9.10", "198.18.9.20"]], "interface": "s9"}
+    dhcp_net.start(subnets=[SUBNET, other])
+    with socket_in(cli, "c9") as sock:
+        sock.sendto(crafted("discover", "52:54:00:99:00:01", 1, []), ("255.255.255.255", 67))
+        assert recv_all(sock, 1.5) == []
+    assert os.path.exists(dhcp_net.db)
+    assert not events_in(dhcp_net.db, "dhcp.discover")
+
+
+def test_renewing_unicast_and_rebinding_broadcast(dhcp_net, tmp_path):
+    cli = dhcp_net.client
+    dhcp_net.start()
+    mac = "52:54:00:4e:4e:01"
+    with socket_in(cli, "c0") as sock:
+        sock.sendto(crafted("discover", mac, 1, []), ("255.255.255.255", 67))
+        ip = decode(recv_all(sock, 3, want=1)[0][0]).yiaddr
+        sock.sendto(
+            crafted("request", mac, 2, [("requested_addr", ip), ("server_id", "198.18.0.1")]),
+            ("255.255.255.255", 67),
         )
-        start_server(srv, cfg, tmp_path / "server.log")
-        with socket_in(cli, "c9") as sock:
-            sock.sendto(crafted("discover", "52:54:00:99:00:01", 1, []), ("255.255.255.255", 67))
-            assert recv_all(sock, 1.5) == []
-        assert os.path.exists(cfg["db"])
-        assert not events_in(cfg["db"], "dhcp.discover")
-        _ = struct, socket  # keep imports used by helpers above explicit
+        assert decode(recv_all(sock, 3, want=1)[0][0]).message_type is MessageType.ACK
+        cli.run(["ip", "addr", "add", f"{ip}/24", "dev", "c0"])
+        # RENEWING: unicast from ciaddr to the server; the ACK comes back to ciaddr:68
+        sock.sendto(crafted("request", mac, 3, [], ciaddr=ip, flags=0), ("198.18.0.1", 67))
+        ((data, _src),) = recv_all(sock, 3, want=1)
+        assert decode(data).message_type is MessageType.ACK and decode(data).yiaddr == ip
+        # REBINDING: the same request broadcast
+        sock.sendto(crafted("request", mac, 4, [], ciaddr=ip, flags=0), ("255.255.255.255", 67))
+        assert decode(recv_all(sock, 3, want=1)[0][0]).message_type is MessageType.ACK
+    states = [d for k, m, i, d in events_in(dhcp_net.db, "dhcp.ack") if m == mac]
+    assert '"state":"selecting"' in states[0]
+    assert '"state":"renewing"' in states[1] and '"state":"rebinding"' in states[2]
 
 
-def test_renewing_unicast_and_rebinding_broadcast(tmp_path):
-    require_root()
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
-        cfg = config(tmp_path)
-        start_server(srv, cfg, tmp_path / "server.log")
-        mac = "52:54:00:4e:4e:01"
-        with socket_in(cli, "c0") as sock:
-            sock.sendto(crafted("discover", mac, 1, []), ("255.255.255.255", 67))
-            ip = decode(recv_all(sock, 3, want=1)[0][0]).yiaddr
-            sock.sendto(
-                crafted("request", mac, 2, [("requested_addr", ip), ("server_id", "198.18.0.1")]),
-                ("255.255.255.255", 67),
-            )
-            assert decode(recv_all(sock, 3, want=1)[0][0]).message_type is MessageType.ACK
-            cli.run(["ip", "addr", "add", f"{ip}/24", "dev", "c0"])
-            # RENEWING: unicast from ciaddr to the server; the ACK comes back to ciaddr:68
-            sock.sendto(crafted("request", mac, 3, [], ciaddr=ip, flags=0), ("198.18.0.1", 67))
-            ((data, _src),) = recv_all(sock, 3, want=1)
-            assert decode(data).message_type is MessageType.ACK and decode(data).yiaddr == ip
-            # REBINDING: the same request broadcast
-            sock.sendto(crafted("request", mac, 4, [], ciaddr=ip, flags=0), ("255.255.255.255", 67))
-            assert decode(recv_all(sock, 3, want=1)[0][0]).message_type is MessageType.ACK
-        states = [d for k, m, i, d in events_in(cfg["db"], "dhcp.ack") if m == mac]
-        assert '"state":"selecting"' in states[0]
-        assert '"state":"renewing"' in states[1] and '"state":"rebinding"' in states[2]
-
-
-def test_start_errors_name_interface_and_cause(tmp_path):
-    require_root()
-    import asyncio
-
-    from pxe.dhcp import DhcpServerConfig, DhcpStartError, start_dhcp
-
+def test_start_errors_name_interface_and_cause(dhcp_net):
     async def start(cfg):
         return await start_dhcp(cfg, None, None, lambda e: None)
 
     with pytest.raises(DhcpStartError, match=r"no-such-if0.*no such interface"):
         asyncio.run(start(DhcpServerConfig(interfaces=("no-such-if0",))))
     # port taken: another server (here a plain socket) already bound to port 67 on that device
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
-        holder = socket_in(srv, None, port=67)
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
-        try:
-            result = srv.run([sys.executable, "-c", (
-                "import asyncio\n"
-                "from pxe.dhcp import DhcpServerConfig, DhcpStartError, start_dhcp\n"
-                "async def m():\n"
-                "    await start_dhcp(DhcpServerConfig(interfaces=('s0',)), None, None, print)\n"
-                "try:\n    asyncio.run(m())\nexcept DhcpStartError as e:\n    print('ERR', e)\n"
-            )], cwd=str(ROOT), check=False)  # fmt: skip
-        finally:
-            holder.close()
-        assert "ERR cannot listen on s0 UDP port 67" in result.stdout, result.stdout + result.stderr
+    srv = dhcp_net.server
+    holder = socket_in(srv, None, port=67)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+    try:
+        result = srv.run([sys.executable, "-c", (
+            "import asyncio\n"
+            "from pxe.dhcp import DhcpServerConfig, DhcpStartError, start_dhcp\n"
+            "async def m():\n"
+            "    await start_dhcp(DhcpServerConfig(interfaces=('s0',)), None, None, print)\n"
+            "try:\n    asyncio.run(m())\nexcept DhcpStartError as e:\n    print('ERR', e)\n"
+        )], cwd=str(ROOT), check=False)  # fmt: skip
+    finally:
+        holder.close()
+    assert "ERR cannot listen on s0 UDP port 67" in result.stdout, result.stdout + result.stderr
 
 
-def test_init_reboot_on_the_wrong_subnet_gets_a_nak_then_a_new_lease(tmp_path):
+def test_init_reboot_on_the_wrong_subnet_gets_a_nak_then_a_new_lease(dhcp_net, tmp_path):
     """dhclient remembers an address from elsewhere: INIT-REBOOT, our NAK, then a fresh DORA."""
-    require_root()
     require_tool("dhclient")
-    with namespaces(2) as (srv, cli):
-        veth(srv, "s0", cli, "c0", "198.18.0.1/24", None)
-        cfg = config(tmp_path)
-        start_server(srv, cfg, tmp_path / "server.log")
-        (tmp_path / "dhclient.leases").write_text(
-            'lease {\n  interface "c0";\n  fixed-address 198.18.5.5;\n  option subnet-mask 255.255.255.0;\n'
-            "  option dhcp-lease-time 86400;\n  option dhcp-server-identifier 198.18.5.1;\n"
-            "  renew 4 2037/01/01 00:00:00;\n  rebind 4 2037/01/01 00:00:00;\n  expire 4 2037/01/01 00:00:00;\n}\n"
-        )
-        ip = dhclient_lease(cli, "c0", tmp_path)
-        assert ip.startswith("198.18.0.") and 100 <= int(ip.split(".")[-1]) <= 199
-        naks = events_in(cfg["db"], "dhcp.nak")
-        assert naks and naks[0][2] == "198.18.5.5" and "not on subnet" in naks[0][3]
+    cli = dhcp_net.client
+    dhcp_net.start()
+    (tmp_path / "dhclient.leases").write_text(
+        'lease {\n  interface "c0";\n  fixed-address 198.18.5.5;\n  option subnet-mask 255.255.255.0;\n'
+        "  option dhcp-lease-time 86400;\n  option dhcp-server-identifier 198.18.5.1;\n"
+        "  renew 4 2037/01/01 00:00:00;\n  rebind 4 2037/01/01 00:00:00;\n  expire 4 2037/01/01 00:00:00;\n}\n"
+    )
+    ip = dhclient_lease(cli, "c0", tmp_path)
+    assert ip.startswith("198.18.0.") and 100 <= int(ip.split(".")[-1]) <= 199
+    naks = events_in(dhcp_net.db, "dhcp.nak")
+    assert naks and naks[0][2] == "198.18.5.5" and "not on subnet" in naks[0][3]

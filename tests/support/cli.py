@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,3 +29,15 @@ def run_cli(
     return subprocess.run(
         cli_argv(*args), env=cli_env(env), capture_output=True, text=True, timeout=timeout, **kw
     )
+
+
+def onie_sim(
+    ns: Any, *args: str, ifname: str = "oc0", timeout: float = 300
+) -> tuple[int, dict[str, Any], subprocess.CompletedProcess]:
+    """`provision onie-sim -i IFNAME --json ARGS` in namespace `ns` (a tests.support.netns.NetNS):
+    exit code, the JSON report, and the process (for its stderr)."""
+    out = ns.run(
+        cli_argv("onie-sim", "-i", ifname, "--json", *args), check=False, timeout=timeout, env=cli_env()
+    )
+    assert out.stdout, out.stderr
+    return out.returncode, json.loads(out.stdout), out

@@ -6,12 +6,15 @@ import ctypes
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.support.netns import NetNS
+from tests.support.netns import Link, NetNS
 
 ROOT = Path(__file__).resolve().parents[2]
 _CLONE_NEWNET = 0x40000000
@@ -76,6 +79,42 @@ def start_server(ns: NetNS, cfg: dict, log: Path):
     if "READY" not in line:
         raise RuntimeError(f"server did not start: {line} {log.read_text()}")
     return proc
+
+
+# The server side of `dhcp_net` (tests/pxe/conftest.py): s0 = 198.18.0.1/24, a pool of 100.
+SUBNET = {"network": "198.18.0.0/24", "pools": [["198.18.0.100", "198.18.0.199"]], "router": "198.18.0.1",
+          "interface": "s0", "dns": ["198.18.0.1"], "domain": "lab.test"}  # fmt: skip
+
+
+def server_config(workdir: Path, **extra: Any) -> dict[str, Any]:
+    """tests/support/dhcp_server.py's configuration: SUBNET on s0, the store in `workdir`."""
+    cfg: dict[str, Any] = {
+        "interfaces": ["s0"],
+        "subnets": [SUBNET],
+        "db": str(workdir / "provision.db"),
+        "bootfile": "undionly.kpxe",
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@dataclass
+class DhcpNet(Link):
+    """A `Link` (server s0 = 198.18.0.1/24, client c0 without an address) and our DHCP server,
+    started in the server namespace by `start`; stopped by PID with the namespaces."""
+
+    workdir: Path
+    cfg: dict[str, Any] | None = None
+
+    def start(self, cfg: dict[str, Any] | None = None, **extra: Any) -> subprocess.Popen:
+        """Start the server with `cfg`, or `server_config(workdir, **extra)`; kept in `self.cfg`."""
+        self.cfg = cfg if cfg is not None else server_config(self.workdir, **extra)
+        return start_server(self.server, self.cfg, self.workdir / "server.log")
+
+    @property
+    def db(self) -> str:
+        assert self.cfg is not None, "start() the server first"
+        return str(self.cfg["db"])
 
 
 def write_script(path: Path) -> Path:

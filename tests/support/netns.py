@@ -8,6 +8,7 @@ the test fails: processes by PID first, then the namespaces (which removes their
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import os
 import signal
@@ -16,7 +17,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from tests.support import marks
+
 _counter = itertools.count()
+TEST_NET = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544: the only addresses tests may use
 
 
 def _ip(*args: str) -> None:
@@ -81,6 +85,7 @@ class NetNS:
 
 @contextlib.contextmanager
 def namespaces(count: int, prefix: str = "pv") -> Iterator[list[NetNS]]:
+    marks.require("network namespaces", "netns")
     made: list[NetNS] = []
     try:
         for _ in range(count):
@@ -94,10 +99,17 @@ def namespaces(count: int, prefix: str = "pv") -> Iterator[list[NetNS]]:
             ns.cleanup()
 
 
+def _check_address(addr: str | None) -> None:
+    if addr and ipaddress.ip_interface(addr).ip not in TEST_NET:
+        raise ValueError(f"{addr}: test addresses come from {TEST_NET} only")
+
+
 def veth(
     a: NetNS, a_if: str, b: NetNS, b_if: str, a_addr: str | None = None, b_addr: str | None = None
 ) -> None:
     """A veth pair from a to b, created directly inside the namespaces (nothing in the host's)."""
+    _check_address(a_addr)
+    _check_address(b_addr)
     tmp = unique_name("vt")[:15]
     _ip("link", "add", tmp, "netns", a.name, "type", "veth", "peer", "name", b_if, "netns", b.name)
     _ip("-n", a.name, "link", "set", tmp, "name", a_if)
@@ -109,7 +121,38 @@ def veth(
 
 def tap(ns: NetNS, ifname: str, addr: str | None = None) -> None:
     """A tap device inside `ns` for a QEMU guest (`-netdev tap,ifname=...` run inside ns)."""
+    _check_address(addr)
     _ip("-n", ns.name, "tuntap", "add", "dev", ifname, "mode", "tap")
     if addr:
         _ip("-n", ns.name, "addr", "add", addr, "dev", ifname)
     _ip("-n", ns.name, "link", "set", ifname, "up")
+
+
+@dataclass
+class Link:
+    """Two namespaces joined by one veth: `server_if` in `server` holds `server_ip`; `client_if`
+    in `client` is up, with an address only when one was asked for."""
+
+    server: NetNS
+    client: NetNS
+    server_if: str
+    client_if: str
+    server_ip: str
+
+
+@contextlib.contextmanager
+def linked_pair(
+    server_if: str,
+    client_if: str,
+    server_addr: str,
+    client_addr: str | None = None,
+    client_mac: str | None = None,
+    prefix: str = "pv",
+) -> Iterator[Link]:
+    """A server and a client namespace joined by a veth (`server_addr` like "198.18.20.1/24");
+    removed on exit, also when the test fails."""
+    with namespaces(2, prefix) as (server, client):
+        veth(server, server_if, client, client_if, server_addr, client_addr)
+        if client_mac:
+            _ip("-n", client.name, "link", "set", client_if, "address", client_mac)
+        yield Link(server, client, server_if, client_if, server_addr.split("/")[0])

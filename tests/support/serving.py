@@ -1,4 +1,5 @@
-"""Run `provision serve` as a subprocess inside a test namespace, and wait until it is ready."""
+"""Run `provision serve` as a subprocess inside a test namespace, and wait until it is ready;
+`serve_link`: the same in a namespace pair joined by a veth, everything stopped by PID on exit."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.cli import cli_argv, cli_env
+from tests.support.netns import Link, linked_pair
 
 READY = "provision serve: ready"
 
@@ -50,6 +53,12 @@ class ServeProc:
         self._t.join(5)
         return rc
 
+    def stop(self) -> int:
+        """SIGTERM by PID (SIGKILL after 5 s), then its exit code; the output is complete after."""
+        self.ns.stop(self.proc)
+        self._t.join(5)
+        return self.proc.returncode
+
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
@@ -69,8 +78,44 @@ def serving(ns, *args: str, timeout: float = 60) -> Iterator[ServeProc]:
         sp.wait_ready(timeout)
         yield sp
     finally:
-        ns.stop(sp.proc)
-        sp._t.join(5)
+        sp.stop()
+
+
+@dataclass
+class ServeLink(Link):
+    """`provision serve` in the server namespace of a `Link`; what it started is stopped on exit
+    of `serve_link` (the `serve_netns` fixture in tests/conftest.py)."""
+
+    started: list[ServeProc] = field(default_factory=list)
+
+    def start(self, *args: str) -> ServeProc:
+        """`provision -v serve ARGS` in the server namespace, not waited for (to see it fail)."""
+        sp = start_serve(self.server, *args)
+        self.started.append(sp)
+        return sp
+
+    def serve(self, *args: str, timeout: float = 60) -> ServeProc:
+        """`provision -v serve ARGS`, once it says it is ready."""
+        sp = self.start(*args)
+        sp.wait_ready(timeout)
+        return sp
+
+
+@contextlib.contextmanager
+def serve_link(
+    server_if: str = "sv0",
+    client_if: str = "cl0",
+    server_addr: str = "198.18.20.1/24",
+    client_mac: str | None = None,
+    prefix: str = "sv",
+) -> Iterator[ServeLink]:
+    with linked_pair(server_if, client_if, server_addr, client_mac=client_mac, prefix=prefix) as pair:
+        link = ServeLink(**vars(pair))
+        try:
+            yield link
+        finally:
+            for sp in link.started:
+                sp.stop()
 
 
 def write_lab(path: Path, text: str) -> Path:

@@ -8,6 +8,8 @@ import shutil
 
 import pytest
 
+from tests.support import marks
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -24,6 +26,8 @@ def require_tool(*names: str) -> str:
 
 
 def require_root() -> None:
+    """Skip unless root (fail in CI). The test must be marked root or netns: see `marks`."""
+    marks.require("require_root()", "root", "netns")
     if os.geteuid() != 0:
         if IN_CI:
             pytest.fail("CI runs as root; this test needs root")

@@ -5,14 +5,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import cli_argv, cli_env
-from tests.support.netns import namespaces, veth
+from tests.support.cli import onie_sim
+from tests.support.netns import linked_pair
 from tests.support.tools import require_root, require_tool
 
 pytestmark = pytest.mark.netns
@@ -29,11 +28,10 @@ def fake_installer(folder: Path, name: str, body: str = "demo") -> bytes:
 
 
 @pytest.fixture
-def link(tmp_path):
+def link():
     require_root()
-    with namespaces(2, prefix="os") as (server, client):
-        veth(server, "os0", client, "oc0", a_addr=f"{SERVER_IP}/24")
-        yield server, client
+    with linked_pair("os0", "oc0", f"{SERVER_IP}/24", prefix="os") as pair:
+        yield pair.server, pair.client
 
 
 def start_dnsmasq(server, tmp_path: Path, *options: str):
@@ -69,14 +67,6 @@ def wait_port(ns, port: int) -> None:
             f"for i in $(seq 100); do ss -ltn | grep -q ':{port} ' && exit 0; sleep 0.1; done; exit 1",
         ]
     )
-
-
-def onie_sim(client, *args: str, timeout: float = 240):
-    out = client.run(
-        cli_argv("onie-sim", "-i", "oc0", "--json", *args), check=False, timeout=timeout, env=cli_env()
-    )
-    assert out.stdout, out.stderr
-    return out.returncode, json.loads(out.stdout), out
 
 
 def test_exact_url_from_vivso(link, tmp_path):

@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 
 from onie import discovery
-from tests.support.cli import cli_argv, cli_env
-from tests.support.netns import namespaces, veth
-from tests.support.serving import serving
-from tests.support.tools import require_root, require_tool
+from tests.support.cli import cli_argv, cli_env, onie_sim
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.netns
 
@@ -63,11 +61,8 @@ def installers(tmp_path) -> dict[str, str]:
 
 
 @pytest.fixture
-def link():
-    require_root()
-    with namespaces(2, prefix="ov") as (server, client):
-        veth(server, "ov0", client, "oc0", a_addr=f"{SERVER_IP}/24")
-        yield server, client
+def link(serve_netns):
+    return serve_netns(server_if="ov0", client_if="oc0", server_addr=f"{SERVER_IP}/24", prefix="ov")
 
 
 def lab(tmp_path: Path, mode: str = "exact", http_port: int = 8080) -> Path:
@@ -80,123 +75,115 @@ def lab(tmp_path: Path, mode: str = "exact", http_port: int = 8080) -> Path:
     return path
 
 
-def onie_sim(client, *args: str, timeout: float = 300):
-    out = client.run(
-        cli_argv("onie-sim", "-i", "oc0", "--json", *args), check=False, timeout=timeout, env=cli_env()
-    )
-    assert out.stdout, out.stderr
-    return out.returncode, json.loads(out.stdout)
-
-
 def test_exact_url_and_pin(link, tmp_path, installers):
-    server, client = link
-    with serving(server, str(lab(tmp_path))) as sp:
-        rc, doc = onie_sim(client, "--serial", "S-1", "--platform", ACCTON)
-        sw = doc["switches"][0]
-        url = f"http://{SERVER_IP}:8080/onie-installer-{ACCTON}.bin"
-        assert rc == 0, sp.output
-        assert sw["lease"]["onie_url"] == url and sw["lease"]["default_url"] == url
-        assert [a["url"] for a in sw["attempts"]] == [url]
-        assert sw["installer"]["sha256"] == installers[ACCTON]
-        # the inventory pins serial PINNED-1 to demo 2.0: same URL, the pinned file
-        rc, doc = onie_sim(client, "--serial", "PINNED-1", "--platform", KVM)
-        sw = doc["switches"][0]
-        assert rc == 0 and sw["installer"]["url"] == f"http://{SERVER_IP}:8080/onie-installer-{KVM}.bin"
-        assert sw["installer"]["sha256"] == installers["pinned"]
-        assert sw["lease"]["ip"] == "198.18.31.50"  # the inventory's reservation, found by serial
+    client = link.client
+    sp = link.serve(str(lab(tmp_path)))
+    rc, doc, _ = onie_sim(client, "--serial", "S-1", "--platform", ACCTON)
+    sw = doc["switches"][0]
+    url = f"http://{SERVER_IP}:8080/onie-installer-{ACCTON}.bin"
+    assert rc == 0, sp.output
+    assert sw["lease"]["onie_url"] == url and sw["lease"]["default_url"] == url
+    assert [a["url"] for a in sw["attempts"]] == [url]
+    assert sw["installer"]["sha256"] == installers[ACCTON]
+    # the inventory pins serial PINNED-1 to demo 2.0: same URL, the pinned file
+    rc, doc, _ = onie_sim(client, "--serial", "PINNED-1", "--platform", KVM)
+    sw = doc["switches"][0]
+    assert rc == 0 and sw["installer"]["url"] == f"http://{SERVER_IP}:8080/onie-installer-{KVM}.bin"
+    assert sw["installer"]["sha256"] == installers["pinned"]
+    assert sw["lease"]["ip"] == "198.18.31.50"  # the inventory's reservation, found by serial
 
 
 def test_http_waterfall_by_headers_404_for_others(link, tmp_path, installers):
     """A switch walking the HTTP names gets its own platform's file under each; other platforms' names
     (and names that do not fit) are 404, so a real ONIE would move on instead of installing them."""
-    server, client = link
+    client = link.client
     curl = require_tool("curl")
-    with serving(server, str(lab(tmp_path, mode="inexact", http_port=80))):
-        rc, doc = onie_sim(client, "--platform", ARM, "--serial", "ARM-1")
-        sw = doc["switches"][0]
-        assert rc == 0
-        assert sw["lease"]["www_servers"] == [SERVER_IP] and sw["lease"]["onie_url"] is None
-        first = sw["attempts"][0]
-        assert first["step"] == "inexact HTTP" and first["url"] == f"http://{SERVER_IP}/onie-installer-{ARM}"
-        assert sw["installer"]["sha256"] == installers[ARM]
-        headers = discovery.request_headers(
-            discovery.complete(discovery.OnieIdentity(platform=ARM, serial="ARM-1", mac="02:00:00:00:00:01"))
+    link.serve(str(lab(tmp_path, mode="inexact", http_port=80)))
+    rc, doc, _ = onie_sim(client, "--platform", ARM, "--serial", "ARM-1")
+    sw = doc["switches"][0]
+    assert rc == 0
+    assert sw["lease"]["www_servers"] == [SERVER_IP] and sw["lease"]["onie_url"] is None
+    first = sw["attempts"][0]
+    assert first["step"] == "inexact HTTP" and first["url"] == f"http://{SERVER_IP}/onie-installer-{ARM}"
+    assert sw["installer"]["sha256"] == installers[ARM]
+    headers = discovery.request_headers(
+        discovery.complete(discovery.OnieIdentity(platform=ARM, serial="ARM-1", mac="02:00:00:00:00:01"))
+    )
+    hargs = [x for k, v in headers.items() for x in ("-H", f"{k}: {v}")]
+    client.run(["ip", "addr", "add", "198.18.31.2/24", "dev", "oc0"])  # onie-sim removed its lease
+
+    def status(name: str) -> str:
+        out = client.run(
+            [curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", *hargs, f"http://{SERVER_IP}/{name}"]
         )
-        hargs = [x for k, v in headers.items() for x in ("-H", f"{k}: {v}")]
-        client.run(["ip", "addr", "add", "198.18.31.2/24", "dev", "oc0"])  # onie-sim removed its lease
+        return out.stdout
 
-        def status(name: str) -> str:
-            out = client.run(
-                [curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", *hargs, f"http://{SERVER_IP}/{name}"]
-            )
-            return out.stdout
-
-        for entry in discovery.default_names(discovery.complete(discovery.OnieIdentity(platform=ARM))):
-            assert status(entry.name) == "200", entry.name
-        assert status(f"onie-installer-{KVM}.bin") == "404"
-        assert status("onie-installer-x86_64") == "404"
-        assert status("onie-updater-arm64") == "404"
+    for entry in discovery.default_names(discovery.complete(discovery.OnieIdentity(platform=ARM))):
+        assert status(entry.name) == "200", entry.name
+    assert status(f"onie-installer-{KVM}.bin") == "404"
+    assert status("onie-installer-x86_64") == "404"
+    assert status("onie-updater-arm64") == "404"
 
 
 def test_tftp_waterfall(link, tmp_path, installers):
-    server, client = link
-    with serving(server, str(lab(tmp_path, mode="waterfall"))):
-        rc, doc = onie_sim(client, "--platform", KVM, "--mac", "52:54:00:31:00:05", "--serial", "W-1")
-        sw = doc["switches"][0]
-        assert rc == 0, sw
-        ok = sw["attempts"][-1]
-        assert ok["step"] == "TFTP waterfall" and ok["outcome"] == "ok"
-        # the MAC directory, upper-case as EEPROMs write it, is the first waterfall path
-        assert ok["url"] == f"tftp://{SERVER_IP}/52-54-00-31-00-05/onie-installer-{KVM}"
-        assert sw["installer"]["sha256"] == installers[KVM]
+    client = link.client
+    link.serve(str(lab(tmp_path, mode="waterfall")))
+    rc, doc, _ = onie_sim(client, "--platform", KVM, "--mac", "52:54:00:31:00:05", "--serial", "W-1")
+    sw = doc["switches"][0]
+    assert rc == 0, sw
+    ok = sw["attempts"][-1]
+    assert ok["step"] == "TFTP waterfall" and ok["outcome"] == "ok"
+    # the MAC directory, upper-case as EEPROMs write it, is the first waterfall path
+    assert ok["url"] == f"tftp://{SERVER_IP}/52-54-00-31-00-05/onie-installer-{KVM}"
+    assert sw["installer"]["sha256"] == installers[KVM]
 
 
 def test_tftp_bootfile(link, tmp_path, installers):
-    server, client = link
-    with serving(server, str(lab(tmp_path, mode="tftp"))):
-        rc, doc = onie_sim(client, "--platform", ACCTON)
-        sw = doc["switches"][0]
-        assert rc == 0
-        assert sw["lease"]["bootfile"] == f"onie-installer-{ACCTON}.bin"
-        assert sw["installer"]["url"] == f"tftp://{SERVER_IP}/onie-installer-{ACCTON}.bin"
-        assert sw["installer"]["sha256"] == installers[ACCTON]
+    client = link.client
+    link.serve(str(lab(tmp_path, mode="tftp")))
+    rc, doc, _ = onie_sim(client, "--platform", ACCTON)
+    sw = doc["switches"][0]
+    assert rc == 0
+    assert sw["lease"]["bootfile"] == f"onie-installer-{ACCTON}.bin"
+    assert sw["installer"]["url"] == f"tftp://{SERVER_IP}/onie-installer-{ACCTON}.bin"
+    assert sw["installer"]["sha256"] == installers[ACCTON]
 
 
 def test_count_20_mixed_platforms(link, tmp_path, installers):
-    server, client = link
-    with serving(server, str(lab(tmp_path))) as sp:
-        rc, doc = onie_sim(
-            client,
-            "--count",
-            "20",
-            "--mac",
-            "52:54:00:31:10:00",
-            "-p",
-            KVM,
-            "-p",
-            ACCTON,
-            "-p",
-            ARM,
-            timeout=600,
-        )
-        assert rc == 0, sp.output
-        assert doc["found"] == 20
-        switches = doc["switches"]
-        assert len({s["mac"] for s in switches}) == 20 and len({s["lease"]["ip"] for s in switches}) == 20
-        for s in switches:
-            assert s["installer"]["url"].endswith(f"/onie-installer-{s['platform']}.bin")
-            assert s["installer"]["sha256"] == installers[s["platform"]], s["mac"]
-        status = subprocess.run(
-            cli_argv("status", "--json", "--state-dir", str(tmp_path / "state")),
-            capture_output=True,
-            text=True,
-            env=cli_env(),
-            timeout=60,
-        )
-        assert status.returncode == 0, status.stderr
-        rows = {r["mac"]: r for r in json.loads(status.stdout)["devices"]}
-        for s in switches:
-            assert rows[s["mac"]]["stage"] == "installer fetched", rows[s["mac"]]
+    client = link.client
+    sp = link.serve(str(lab(tmp_path)))
+    rc, doc, _ = onie_sim(
+        client,
+        "--count",
+        "20",
+        "--mac",
+        "52:54:00:31:10:00",
+        "-p",
+        KVM,
+        "-p",
+        ACCTON,
+        "-p",
+        ARM,
+        timeout=600,
+    )
+    assert rc == 0, sp.output
+    assert doc["found"] == 20
+    switches = doc["switches"]
+    assert len({s["mac"] for s in switches}) == 20 and len({s["lease"]["ip"] for s in switches}) == 20
+    for s in switches:
+        assert s["installer"]["url"].endswith(f"/onie-installer-{s['platform']}.bin")
+        assert s["installer"]["sha256"] == installers[s["platform"]], s["mac"]
+    status = subprocess.run(
+        cli_argv("status", "--json", "--state-dir", str(tmp_path / "state")),
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    rows = {r["mac"]: r for r in json.loads(status.stdout)["devices"]}
+    for s in switches:
+        assert rows[s["mac"]]["stage"] == "installer fetched", rows[s["mac"]]
 
 
 UDHCPC_SCRIPT = '#!/bin/sh\n[ "$1" = bound ] || exit 0\nenv | grep -E "^(ip|opt[0-9]+|serverid)=" > "$OUT"\n'
@@ -206,7 +193,7 @@ def test_busybox_udhcpc_with_onies_arguments(link, tmp_path, installers):
     """busybox udhcpc run with the arguments ONIE's `udhcpc_args` and `sd_dhcp4` build (lib/onie/
     functions, bin/discover): -V onie_vendor:<platform>, -x 77:<hex>, -x 125:<enterprise,len,3/4/5>,
     -O 7 43 54 66 67 72 114 125. The server must know it for ONIE and answer 114 and 125.1."""
-    server, client = link
+    client = link.client
     busybox = require_tool("busybox")
 
     def str_opt(code: int, text: str) -> str:  # `make_str_opt`: code, length, hex string
@@ -223,8 +210,9 @@ def test_busybox_udhcpc_with_onies_arguments(link, tmp_path, installers):
     argv += ["-V", f"onie_vendor:{ACCTON}", "-x", f"77:{b'onie_dhcp_user_class'.hex()}", "-x", f"125:{vivso}"]
     for code in (7, 43, 54, 66, 67, 72, 114, 125):
         argv += ["-O", str(code)]
-    with serving(server, str(lab(tmp_path))) as sp:
-        client.run(argv, env={"OUT": str(out), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    sp = link.serve(str(lab(tmp_path)))
+    client.run(argv, env={"OUT": str(out), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    sp.stop()
     env = dict(line.split("=", 1) for line in out.read_text().split())
     url = f"http://{SERVER_IP}:8080/onie-installer-{ACCTON}.bin"
     assert bytes.fromhex(env["opt114"]).decode() == url
@@ -235,7 +223,7 @@ def test_busybox_udhcpc_with_onies_arguments(link, tmp_path, installers):
 def test_onie_report_false_switches_the_report_endpoint_off(link, tmp_path, installers):
     """lab.yml `onie.report` reaches pxe.http: true (the default) records installer.report events;
     false answers 404 and records nothing (the installer's report() ignores failures)."""
-    server, client = link
+    client = link.client
     curl = require_tool("curl")
     client.run(["ip", "addr", "add", "198.18.31.2/24", "dev", "oc0"])
     url = f"http://{SERVER_IP}:8080/api/v1/report?stage=install&status=ok&mac=52:54:00:31:00:09"
@@ -244,11 +232,13 @@ def test_onie_report_false_switches_the_report_endpoint_off(link, tmp_path, inst
         return client.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", url]).stdout
 
     path = lab(tmp_path)
-    with serving(server, str(path)) as sp:
-        assert post_report() == "200"
+    sp = link.serve(str(path))
+    assert post_report() == "200"
+    sp.stop()
     assert "installer.report" in sp.output
     path.write_text(path.read_text().replace("  discovery: exact\n", "  discovery: exact\n  report: false\n"))
     assert "report: false" in path.read_text()
-    with serving(server, str(path)) as sp:
-        assert post_report() == "404"
+    sp = link.serve(str(path))
+    assert post_report() == "404"
+    sp.stop()
     assert "installer.report" not in sp.output

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import cli_argv, cli_env, run_cli
-from tests.support.netns import namespaces, tap, veth
-from tests.support.serving import serving, start_serve
+from tests.support.netns import namespaces, tap
 from tests.support.tools import require_root, require_tool
 
 pytestmark = pytest.mark.netns
@@ -64,12 +63,8 @@ def lab(tmp_path):
 
 
 @pytest.fixture
-def link():
-    require_root()
-    with namespaces(2, prefix="sv") as (server, client):
-        veth(server, "sv0", client, "cl0", a_addr=f"{SERVER_IP}/24")
-        client.run(["ip", "link", "set", "cl0", "address", CLIENT_MAC])
-        yield server, client
+def link(serve_netns):
+    return serve_netns(server_if="sv0", client_if="cl0", server_addr=f"{SERVER_IP}/24", client_mac=CLIENT_MAC)
 
 
 def udhcpc(client, tmp_path: Path, name: str, *extra: str) -> dict[str, str]:
@@ -87,85 +82,84 @@ def udhcpc(client, tmp_path: Path, name: str, *extra: str) -> dict[str, str]:
 
 
 def test_serve_end_to_end_with_real_clients(link, lab, tmp_path):
-    server, client = link
+    client = link.client
     require_tool("curl")
     tftp = require_tool("tftp")
-    with serving(server, str(lab)) as sp:
-        # 1. A BIOS PXE ROM's DISCOVER: option 60 PXEClient, option 93 = 0.
-        got = udhcpc(client, tmp_path, "pxe", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000")
-        assert got["ip"] == RESERVED_IP
-        assert got["boot_file"] == "undionly.kpxe"
-        assert got["siaddr"] == SERVER_IP
-        # 2. The same machine once iPXE runs (option 77 "iPXE"): the per-device script URL.
-        got = udhcpc(client, tmp_path, "ipxe", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000",
-                     "-x", "0x4d:69505845")  # fmt: skip
-        script_url = f"http://{SERVER_IP}/ipxe/52-54-00-20-00-01.ipxe"
-        assert got["boot_file"] == script_url
-        client.run(["ip", "addr", "add", f"{RESERVED_IP}/24", "dev", "cl0"])
-        # 3. curl: the rendered script (initrd=NAME on the kernel line) and the kernel it names.
-        script = client.run(["curl", "-sSf", script_url]).stdout
-        assert script.startswith("#!ipxe")
-        assert f"kernel http://{SERVER_IP}/boot/live/x86_64/vmlinuz initrd=initrd.gz console=ttyS0" in script
-        kernel = client.run(
-            ["curl", "-sSf", "-o", str(tmp_path / "k"), f"http://{SERVER_IP}/boot/live/x86_64/vmlinuz"]
-        )
-        assert kernel.returncode == 0 and (tmp_path / "k").read_bytes() == b"K" * 300_000
-        # 4. tftp-hpa: the BIOS iPXE loader, byte for byte from Debian's ipxe package.
-        dest = tmp_path / "undionly.kpxe"
-        client.run([tftp, SERVER_IP, "-m", "binary", "-c", "get", "undionly.kpxe", str(dest)])
-        assert dest.read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
-        # 5. status while serving (WAL: readers do not block the server).
-        st = run_cli("status", "--state-dir", str(tmp_path / "state"), "--json")
-        assert st.returncode == 0, st.stderr
-        snap = json.loads(st.stdout)
-        row = next(r for r in snap["devices"] if r["mac"] == CLIENT_MAC)
-        assert row["ip"] == RESERVED_IP
-        assert row["lease"]["state"] == "bound"
-        assert row["last_fetch"]["path"].endswith("undionly.kpxe")
-        assert row["last_fetch"]["protocol"] == "tftp"
-        # the same view over the HTTP API, and the device's events
-        api = json.loads(client.run(["curl", "-sSf", f"http://{SERVER_IP}/api/v1/status"]).stdout)
-        assert any(r["mac"] == CLIENT_MAC and r["name"] == "box-01" for r in api["devices"])
-        evs = json.loads(
-            client.run(["curl", "-sSf", f"http://{SERVER_IP}/api/v1/events?mac={CLIENT_MAC}"]).stdout
-        )
-        kinds = [e["kind"] for e in (evs["events"] if isinstance(evs, dict) else evs)]
-        assert "dhcp.ack" in kinds and "tftp.sent" in kinds
-        human = run_cli("status", "--lab", str(lab))
-        assert human.returncode == 0 and "box-01" in human.stdout
+    sp = link.serve(str(lab))
+    # 1. A BIOS PXE ROM's DISCOVER: option 60 PXEClient, option 93 = 0.
+    got = udhcpc(client, tmp_path, "pxe", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000")
+    assert got["ip"] == RESERVED_IP
+    assert got["boot_file"] == "undionly.kpxe"
+    assert got["siaddr"] == SERVER_IP
+    # 2. The same machine once iPXE runs (option 77 "iPXE"): the per-device script URL.
+    got = udhcpc(client, tmp_path, "ipxe", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000",
+                 "-x", "0x4d:69505845")  # fmt: skip
+    script_url = f"http://{SERVER_IP}/ipxe/52-54-00-20-00-01.ipxe"
+    assert got["boot_file"] == script_url
+    client.run(["ip", "addr", "add", f"{RESERVED_IP}/24", "dev", "cl0"])
+    # 3. curl: the rendered script (initrd=NAME on the kernel line) and the kernel it names.
+    script = client.run(["curl", "-sSf", script_url]).stdout
+    assert script.startswith("#!ipxe")
+    assert f"kernel http://{SERVER_IP}/boot/live/x86_64/vmlinuz initrd=initrd.gz console=ttyS0" in script
+    kernel = client.run(
+        ["curl", "-sSf", "-o", str(tmp_path / "k"), f"http://{SERVER_IP}/boot/live/x86_64/vmlinuz"]
+    )
+    assert kernel.returncode == 0 and (tmp_path / "k").read_bytes() == b"K" * 300_000
+    # 4. tftp-hpa: the BIOS iPXE loader, byte for byte from Debian's ipxe package.
+    dest = tmp_path / "undionly.kpxe"
+    client.run([tftp, SERVER_IP, "-m", "binary", "-c", "get", "undionly.kpxe", str(dest)])
+    assert dest.read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
+    # 5. status while serving (WAL: readers do not block the server).
+    st = run_cli("status", "--state-dir", str(tmp_path / "state"), "--json")
+    assert st.returncode == 0, st.stderr
+    snap = json.loads(st.stdout)
+    row = next(r for r in snap["devices"] if r["mac"] == CLIENT_MAC)
+    assert row["ip"] == RESERVED_IP
+    assert row["lease"]["state"] == "bound"
+    assert row["last_fetch"]["path"].endswith("undionly.kpxe")
+    assert row["last_fetch"]["protocol"] == "tftp"
+    # the same view over the HTTP API, and the device's events
+    api = json.loads(client.run(["curl", "-sSf", f"http://{SERVER_IP}/api/v1/status"]).stdout)
+    assert any(r["mac"] == CLIENT_MAC and r["name"] == "box-01" for r in api["devices"])
+    evs = json.loads(
+        client.run(["curl", "-sSf", f"http://{SERVER_IP}/api/v1/events?mac={CLIENT_MAC}"]).stdout
+    )
+    kinds = [e["kind"] for e in (evs["events"] if isinstance(evs, dict) else evs)]
+    assert "dhcp.ack" in kinds and "tftp.sent" in kinds
+    human = run_cli("status", "--lab", str(lab))
+    assert human.returncode == 0 and "box-01" in human.stdout
     # SIGTERM: a clean stop, with its event recorded.
-    assert sp.proc.returncode == 0, sp.output
+    assert sp.stop() == 0, sp.output
     assert "mac=52:54:00:20:00:01" in sp.output  # logs are keyed on MAC
     events = json.loads(run_cli("status", "--state-dir", str(tmp_path / "state"), "--json").stdout)
     assert events["devices"]
 
 
 def test_dhclient_gets_reserved_lease(link, lab, tmp_path):
-    server, client = link
     dhclient = require_tool("dhclient")
-    with serving(server, str(lab)):
-        leases = tmp_path / "dhclient.leases"
-        client.run(
-            [dhclient, "-4", "-1", "-v", "-lf", str(leases), "-pf", str(tmp_path / "dh.pid"),
-             "-sf", "/bin/true", "cl0"],
-            timeout=60,
-        )  # fmt: skip
-        text = leases.read_text()
-        assert f"fixed-address {RESERVED_IP};" in text
-        assert f"option dhcp-server-identifier {SERVER_IP};" in text
+    link.serve(str(lab))
+    leases = tmp_path / "dhclient.leases"
+    link.client.run(
+        [dhclient, "-4", "-1", "-v", "-lf", str(leases), "-pf", str(tmp_path / "dh.pid"),
+         "-sf", "/bin/true", "cl0"],
+        timeout=60,
+    )  # fmt: skip
+    text = leases.read_text()
+    assert f"fixed-address {RESERVED_IP};" in text
+    assert f"option dhcp-server-identifier {SERVER_IP};" in text
 
 
 def test_unknown_mac_is_ignored_but_recorded(link, lab, tmp_path):
-    server, client = link
+    client = link.client
     client.run(["ip", "link", "set", "cl0", "address", "52:54:00:20:99:99"])
-    with serving(server, str(lab)):
-        busybox = require_tool("busybox")
-        r = client.run([busybox, "udhcpc", "-i", "cl0", "-n", "-q", "-f", "-t", "2", "-T", "1", "-s", "/bin/true"],
-                       check=False)  # fmt: skip
-        assert r.returncode != 0  # no lease: `unknown: ignore`
-        snap = json.loads(run_cli("status", "--state-dir", str(tmp_path / "state"), "--json").stdout)
-        row = next(r for r in snap["devices"] if r["mac"] == "52:54:00:20:99:99")
-        assert row["last_event"]["kind"] == "dhcp.ignored"
+    link.serve(str(lab))
+    busybox = require_tool("busybox")
+    r = client.run([busybox, "udhcpc", "-i", "cl0", "-n", "-q", "-f", "-t", "2", "-T", "1", "-s", "/bin/true"],
+                   check=False)  # fmt: skip
+    assert r.returncode != 0  # no lease: `unknown: ignore`
+    snap = json.loads(run_cli("status", "--state-dir", str(tmp_path / "state"), "--json").stdout)
+    row = next(r for r in snap["devices"] if r["mac"] == "52:54:00:20:99:99")
+    assert row["last_event"]["kind"] == "dhcp.ignored"
 
 
 def hold_port(ns, kind: str, addr: str, port: int) -> subprocess.Popen:
@@ -182,10 +176,9 @@ def hold_port(ns, kind: str, addr: str, port: int) -> subprocess.Popen:
 
 
 def test_port_in_use_names_the_holder(link, lab):
-    server, _ = link
     # Hold TCP 80 on the server's address from another process in the same namespace.
-    holder = hold_port(server, "SOCK_STREAM", SERVER_IP, 80)
-    sp = start_serve(server, str(lab))
+    holder = hold_port(link.server, "SOCK_STREAM", SERVER_IP, 80)
+    sp = link.start(str(lab))
     rc = sp.wait_exit(60)
     assert rc == 3, sp.output
     assert "TCP port 198.18.20.1:80 is in use by python3" in sp.output
@@ -194,9 +187,8 @@ def test_port_in_use_names_the_holder(link, lab):
 
 
 def test_dhcp_port_in_use_names_the_holder(link, lab):
-    server, _ = link
-    holder = hold_port(server, "SOCK_DGRAM", "0.0.0.0", 67)
-    sp = start_serve(server, str(lab))
+    holder = hold_port(link.server, "SOCK_DGRAM", "0.0.0.0", 67)
+    sp = link.start(str(lab))
     rc = sp.wait_exit(60)
     assert rc == 3, sp.output
     assert "UDP port 67 is in use by python3" in sp.output and "DHCP on sv0" in sp.output, sp.output
@@ -233,22 +225,22 @@ def test_missing_boot_file_points_at_lab_line(lab, tmp_path):
     assert f"{lab}:12:" in proc.stderr and "initrd.gz" in proc.stderr
 
 
-def test_quick_mode_serves_any_machine(tmp_path):
-    require_root()
+def test_quick_mode_serves_any_machine(serve_netns, tmp_path):
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"K" * 1000)
-    with namespaces(2, prefix="sv") as (server, client):
-        veth(server, "sv0", client, "cl0", a_addr=f"{SERVER_IP}/24")
-        with serving(server, "-i", "sv0", "--kernel", str(kernel), "--cmdline", "quiet",
-                     "--state-dir", str(tmp_path / "state")):  # fmt: skip
-            got = udhcpc(client, tmp_path, "q", "-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007")
-            ip = got["ip"]
-            assert ip.startswith("198.18.20.") and 128 <= int(ip.rsplit(".", 1)[1]) <= 254
-            assert got["boot_file"] == "ipxe.efi"
-            client.run(["ip", "addr", "add", f"{ip}/24", "dev", "cl0"])
-            mac = client.run(["cat", "/sys/class/net/cl0/address"]).stdout.strip().replace(":", "-")
-            script = client.run(["curl", "-sSf", f"http://{SERVER_IP}/ipxe/{mac}.ipxe"]).stdout
-            assert "boot/quick/x86_64/vmlinuz quiet" in script
+    link = serve_netns(server_if="sv0", client_if="cl0", server_addr=f"{SERVER_IP}/24")
+    link.serve(
+        "-i", "sv0", "--kernel", str(kernel), "--cmdline", "quiet", "--state-dir", str(tmp_path / "state")
+    )
+    client = link.client
+    got = udhcpc(client, tmp_path, "q", "-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007")
+    ip = got["ip"]
+    assert ip.startswith("198.18.20.") and 128 <= int(ip.rsplit(".", 1)[1]) <= 254
+    assert got["boot_file"] == "ipxe.efi"
+    client.run(["ip", "addr", "add", f"{ip}/24", "dev", "cl0"])
+    mac = client.run(["cat", "/sys/class/net/cl0/address"]).stdout.strip().replace(":", "-")
+    script = client.run(["curl", "-sSf", f"http://{SERVER_IP}/ipxe/{mac}.ipxe"]).stdout
+    assert "boot/quick/x86_64/vmlinuz quiet" in script
 
 
 def test_not_root_is_a_clear_error(lab, tmp_path):
@@ -280,10 +272,9 @@ def _as_nobody(lab: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_examples_lab_yml_serves(tmp_path):
+def test_examples_lab_yml_serves(serve_netns, tmp_path):
     """examples/lab.yml as shipped (only the state folder moved): server-01 gets its reserved
     address and its iPXE script; the example's interface is a veth named like the example's tap0."""
-    require_root()
     from tests.support import vm
 
     example = Path(__file__).resolve().parents[3] / "examples" / "lab.yml"
@@ -294,26 +285,21 @@ def test_examples_lab_yml_serves(tmp_path):
         for name in ("Image", "initrd.gz"):
             (tmp_path / "netboot" / "arm64").mkdir(parents=True, exist_ok=True)
             (tmp_path / "netboot" / "arm64" / name).write_bytes(b"placeholder")
-    with namespaces(2, prefix="ex") as (server, client):
-        veth(server, "tap0", client, "cl0", a_addr="198.18.10.1/24")
-        client.run(["ip", "link", "set", "cl0", "address", "52:54:00:10:00:01"])
-        sp = start_serve(server, str(lab), "--state-dir", str(tmp_path / "state"))
-        try:
-            try:
-                sp.wait_ready(120)
-            except AssertionError:
-                if "GRUB arm64-efi modules not found" in sp.output and not vm.arm64_kernel():
-                    pytest.skip(
-                        "arm64 pieces missing (scripts/setup.sh): the example's arm64 entry needs GRUB"
-                    )
-                raise
-            got = udhcpc(client, tmp_path, "ex", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000",
-                         "-x", "0x4d:69505845")  # fmt: skip
-            assert got["ip"] == "198.18.10.11"
-            assert got["boot_file"] == "http://198.18.10.1/ipxe/52-54-00-10-00-01.ipxe"
-            client.run(["ip", "addr", "add", "198.18.10.11/24", "dev", "cl0"])
-            script = client.run(["curl", "-sSf", got["boot_file"]]).stdout
-            # the entry names a console already, so server-01's profile (kvm_x86_64) adds none
-            assert "initrd=initrd.gz console=ttyS0 panic=-1" in script
-        finally:
-            server.stop(sp.proc)
+    link = serve_netns(server_if="tap0", client_if="cl0", server_addr="198.18.10.1/24",
+                       client_mac="52:54:00:10:00:01", prefix="ex")  # fmt: skip
+    sp = link.start(str(lab), "--state-dir", str(tmp_path / "state"))
+    try:
+        sp.wait_ready(120)
+    except AssertionError:
+        if "GRUB arm64-efi modules not found" in sp.output and not vm.arm64_kernel():
+            pytest.skip("arm64 pieces missing (scripts/setup.sh): the example's arm64 entry needs GRUB")
+        raise
+    client = link.client
+    got = udhcpc(client, tmp_path, "ex", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000",
+                 "-x", "0x4d:69505845")  # fmt: skip
+    assert got["ip"] == "198.18.10.11"
+    assert got["boot_file"] == "http://198.18.10.1/ipxe/52-54-00-10-00-01.ipxe"
+    client.run(["ip", "addr", "add", "198.18.10.11/24", "dev", "cl0"])
+    script = client.run(["curl", "-sSf", got["boot_file"]]).stdout
+    # the entry names a console already, so server-01's profile (kvm_x86_64) adds none
+    assert "initrd=initrd.gz console=ttyS0 panic=-1" in script
