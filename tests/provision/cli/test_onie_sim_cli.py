@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from provision.onie.simulator import switches
 from tests.support.cli import cli_argv, cli_env, run_cli
 from tests.support.tools import require_root, require_tool
@@ -16,12 +18,14 @@ def test_bad_platform_and_mac_are_input_errors():
     assert out.returncode == 2 and "not a MAC address" in out.stderr
 
 
+@pytest.mark.root
 def test_missing_interface_is_an_environment_error():
     require_root()
     out = run_cli("onie-sim", "-i", "nosuchif0")
     assert out.returncode == 3 and "no interface 'nosuchif0'" in out.stderr and "fix:" in out.stderr
 
 
+@pytest.mark.root
 def test_not_root():
     require_root()
     require_tool("setpriv")
