@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from tests.support.bmc.emulator import free_port
 from tests.support.bmc.fixture_bmc import FixtureBmc, FixtureServer, Quirks, SilentServer
 from tests.support.cli import run_cli
+from tests.support.ports import free_port
 
 PASSWORD = "fixture-pass"
 ENV = {"LAB_BMC_PW": PASSWORD}

@@ -10,8 +10,9 @@ import pytest
 from provision.bmc import AuthError, BootDevice, BootMode, PowerAction, PowerState, Timeout, Unsupported
 from provision.bmc.credentials import Credentials, Secret
 from provision.bmc.ipmi import IpmiDriver
-from tests.support.bmc.ipmisim import free_udp_port, ipmi_sim
+from tests.support.bmc.ipmisim import ipmi_sim
 from tests.support.cli import run_cli
+from tests.support.ports import free_udp_port
 from tests.support.tools import require_tool
 
 PASSWORD = "ipmi-Secret-77"

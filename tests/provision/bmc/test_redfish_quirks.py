@@ -16,8 +16,8 @@ from provision.bmc import (
     make_target,
     open_driver,
 )
-from tests.support.bmc.emulator import free_port
 from tests.support.bmc.fixture_bmc import FixtureBmc, FixtureServer, Quirks, SilentServer
+from tests.support.ports import free_port
 
 PW_ENV = "FIXTURE_BMC_PW"
 

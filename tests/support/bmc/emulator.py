@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import bcrypt
 import requests
 
 from tests.support.netns import stop_process
+from tests.support.ports import free_port
 
 FAKE_SYSTEMS = [
     {
@@ -28,12 +28,6 @@ FAKE_SYSTEMS = [
         "nics": [{"mac": "00:5c:52:31:3a:9c", "ip": "198.18.0.100"}],
     }
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -3,7 +3,6 @@ script (written here) that keeps power and boot device in files; stop it by PID.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.netns import stop_process
+from tests.support.ports import free_udp_port
 
 CHASSIS_CONTROL = """#!/bin/sh
 # ipmi_sim calls: <script> <mc> get <param>... | <script> <mc> set <param> <value>...
@@ -40,12 +40,6 @@ EMU = """mc_setbmc 0x20
 mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr
 mc_enable 0x20
 """
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
