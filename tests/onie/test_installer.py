@@ -15,7 +15,7 @@ from onie.installer import UPDATER_COOKIE, InstallerFormat, build, inspect
 from provision.config.switchspec import load_switch_spec
 from tests.support.cli import run_cli
 from tests.support.disk import fake_onie_root
-from tests.support.installer import KVM, acme_profile_folder, report_recorder, templates, write_spec
+from tests.support.installer import KVM, acme_profile_folder, report_recorder, tamper, templates, write_spec
 from tests.support.tools import require_tool
 
 MARKER = b"\n__PROVISION_PAYLOAD_BELOW__\n"
@@ -104,12 +104,6 @@ def test_extract_mode_runs_under_busybox_and_unpacks_the_payload(tmp_path: Path)
     assert "serial --unit=0 --speed=115200" in grub and "terminal_output serial" in grub
     assert "module_blacklist=pcspkr,floppy" in grub and "modprobe.blacklist" not in grub
     assert "chainloader +1" in (out / "installer" / "grub-bios.cfg").read_text()
-
-
-def tamper(path: Path, at_end: int = 5000) -> None:
-    data = bytearray(path.read_bytes())
-    data[-at_end] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 def test_tampered_image_is_refused_by_header_and_inspect(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from onie.installer import build
 from onie.layout import GUID_BIOS_BOOT, GUID_ESP, GUID_LINUX_FS, GUID_ONIE_BOOT
 from provision.config.switchspec import SwitchSpec, load_switch_spec
 from tests.support.disk import LoopDisk, fake_onie_root, onie_disk, run
-from tests.support.installer import KVM, report_recorder, templates, write_spec
+from tests.support.installer import KVM, report_recorder, tamper, templates, write_spec
 from tests.support.tools import require_root, require_tool
 
 pytestmark = pytest.mark.root
@@ -179,12 +179,6 @@ def test_install_keeps_onie_and_is_idempotent(tmp_path: Path, firmware: str) -> 
         check_installed(disk, firmware, tmp_path)
 
 
-def tamper(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[-3000] ^= 0x01
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("case", ["tampered", "wrong-platform"])
 def test_refusals_happen_before_the_disk_is_touched(tmp_path: Path, case: str) -> None:
     path = make_installer(tmp_path)
@@ -192,7 +186,7 @@ def test_refusals_happen_before_the_disk_is_touched(tmp_path: Path, case: str) -
         before = disk.hash_disk()
         platform = "x86_64-kvm_x86_64-r0"
         if case == "tampered":
-            tamper(path)
+            tamper(path, at_end=3000)
         else:
             platform = "x86_64-acme_s9-r0"
         root = fake_onie_root(tmp_path, platform, "uefi")

@@ -51,6 +51,14 @@ hooks:
 KVM = PlatformInfo(onie_platform="x86_64-kvm_x86_64-r0", arch="x86_64")
 
 
+def tamper(path: Path, at_end: int = 5000) -> None:
+    """Flip the bits of one byte `at_end` bytes before the end of an installer (in its payload,
+    past the header), so that its SHA-256 no longer matches."""
+    data = bytearray(path.read_bytes())
+    data[-at_end] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def write_payload(folder: Path, kernel_size: int = 300_000) -> None:
     nos = folder / "nos"
     nos.mkdir(parents=True, exist_ok=True)
