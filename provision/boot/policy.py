@@ -1,6 +1,7 @@
-"""The boot policy: the one place that decides what a network-booting machine gets (pxe.Policy).
+"""The server boot policy: what a network-booting server gets. The router (provision.server.router)
+asks it for every client that is not an ONIE switch, and first for every file.
 
-Stages, by what the client says of itself (docs/netboot.md "Option 93" table, captured from QEMU's firmware):
+Stages, by what the client says of itself (docs/netboot.md "Option 93" table, from QEMU's firmware):
   BIOS PXE (arch 0)              → undionly.kpxe over TFTP
   UEFI x64 PXE (arch 7; 9 too)   → ipxe.efi (or snponly.efi) over TFTP
   UEFI x64 HTTP boot (arch 16)   → http://server/ipxe.efi

@@ -1,3 +1,5 @@
+"""Where a config error is (`Mark`: file, line, column) and the error itself, exit 2 with a fix."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
