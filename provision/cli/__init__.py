@@ -17,17 +17,44 @@ import click
 
 from provision import __version__
 
-# One module per area, so that areas grow without editing each other.
-_COMMAND_MODULES = (
-    "provision.cli.installer_cmds",  # onie-installer, inspect, layout
-    "provision.cli.profile_cmds",  # profiles list|show|validate, eeprom
-    "provision.cli.serve_cmds",  # serve, status
-    "provision.cli.onie_sim_cmds",  # onie-sim
-    "provision.cli.bmc_cmds",  # power, boot, bmc
+# Each command and the module that defines it (one module per area, so that areas grow without
+# editing each other). A module is imported only when one of its commands runs or help lists
+# them: `provision onie-installer` and `provision status` then start without aiohttp and the boot
+# servers, which only `serve` and `onie-sim` need.
+_COMMANDS = {
+    "onie-installer": "provision.cli.installer_cmds",
+    "inspect": "provision.cli.installer_cmds",
+    "layout": "provision.cli.installer_cmds",
+    "profiles": "provision.cli.profile_cmds",
+    "eeprom": "provision.cli.profile_cmds",
+    "serve": "provision.cli.serve_cmds",
+    "status": "provision.cli.status_cmds",
+    "onie-sim": "provision.cli.onie_sim_cmds",
+    "power": "provision.cli.bmc_cmds",
+    "boot": "provision.cli.bmc_cmds",
+    "bmc": "provision.cli.bmc_cmds",
+}
+
+
+class _CommandsByModule(click.Group):
+    """click's Group, with each subcommand loaded from its module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = _COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        for command in importlib.import_module(module).COMMANDS:
+            if command.name == cmd_name:
+                return command
+        raise LookupError(f"{module} does not define the command {cmd_name!r}")
+
+
+@click.group(
+    cls=_CommandsByModule, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
 )
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="provision")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def cli(verbose: int) -> None:
@@ -44,11 +71,6 @@ def cli(verbose: int) -> None:
     logging.basicConfig(
         level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-
-
-for _name in _COMMAND_MODULES:
-    for _command in importlib.import_module(_name).COMMANDS:
-        cli.add_command(_command)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from rich.console import Console
@@ -17,9 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from onie import discovery
 from provision.cli.common import EXIT_ENV, EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, CLIError, echo_json
 from provision.onie import simulator
-
-if TYPE_CHECKING:
-    from provision.onie.simulator import SimResult
+from provision.onie.simulator import SimResult
 
 DEFAULT_PLATFORM = "x86_64-kvm_x86_64-r0"
 
