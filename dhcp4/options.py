@@ -68,6 +68,18 @@ PXE_DISCOVERY_CONTROL = 6
 PXE_DISCOVERY_USE_BOOTFILE = 0x08
 
 
+# Option 93 client architecture types [RFC 4578 §2.1; IANA "Processor Architecture Types"].
+# RFC 4578 swapped 7 and 9 (erratum 4624): x64 UEFI firmware sends either.
+ARCH_BIOS = 0
+ARCH_EFI_IA32 = 6
+ARCH_EFI_X64 = 7
+ARCH_EFI_BC = 9
+ARCH_EFI_ARM32 = 10
+ARCH_EFI_ARM64 = 11
+ARCH_HTTP_X64 = 16
+ARCH_HTTP_ARM64 = 19
+
+
 class MessageType(enum.IntEnum):
     """Option 53 values [RFC 2132 §9.6]."""
 

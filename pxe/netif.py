@@ -43,6 +43,16 @@ def _ifreq(sock: socket.socket, request: int, ifname: str) -> bytes:
     return fcntl.ioctl(sock.fileno(), request, struct.pack("256s", ifname.encode()[: _IFNAMSIZ - 1]))
 
 
+def ipv4_address(ifname: str) -> str | None:
+    """Only the primary IPv4 address of `ifname` (one ioctl), or None: what the DHCP server
+    stamps as its identifier on that link, asked again while the link has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            return socket.inet_ntoa(_ifreq(s, SIOCGIFADDR, ifname)[20:24])
+        except OSError:
+            return None
+
+
 def interface_ipv4(ifname: str) -> InterfaceAddress | None:
     """The primary IPv4 address of `ifname` and its network; None if there is no such interface
     or it has no IPv4 address (yet)."""

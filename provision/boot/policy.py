@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from dhcp4.options import ARCH_BIOS, ARCH_EFI_ARM64, ARCH_EFI_BC, ARCH_EFI_X64, ARCH_HTTP_ARM64, ARCH_HTTP_X64
 from provision import resources
 from provision.boot import loaders as bootfiles
 from provision.config.inventory import Device
@@ -31,14 +32,6 @@ from pxe.policy import BootDecision, Client, Policy, RenderedFile
 
 log = logging.getLogger(__name__)
 
-# DHCP option 93 client architecture types (IANA "Processor Architecture Types", RFC 4578 §2.1
-# and its erratum: 7 and 9 were swapped in the RFC, firmware sends both for x64).
-ARCH_BIOS = 0
-ARCH_EFI_X64 = 7
-ARCH_EFI_BC = 9
-ARCH_EFI_ARM64 = 11
-ARCH_HTTP_X64 = 16
-ARCH_HTTP_ARM64 = 19
 X64_EFI_ARCHES = (ARCH_EFI_X64, ARCH_EFI_BC)
 
 IPXE_SCRIPT_DIR = "ipxe"

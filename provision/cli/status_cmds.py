@@ -73,10 +73,9 @@ def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: b
     try:
         with Store(path) as store:
             snap = snapshot(store, inventory)
-    except StoreError as exc:
-        raise CLIError(
-            str(exc), "point --db/--state-dir at the state of `provision serve`", EXIT_ENV
-        ) from None
+    except StoreError as exc:  # exit 3; the fix says where `status` looked
+        exc.fix = "point --db/--state-dir at the state of `provision serve`"
+        raise
     snap["db"] = str(path)
     if as_json:
         echo_json(snap)

@@ -4,10 +4,12 @@ A file fits a platform when its header says so (`target_platform=`, written by `
 onie-installer`; see onie/installer) or, for installers made elsewhere (SONiC, ONIE's demo), when its
 name follows ONIE's convention `onie-installer-<platform>.bin`. Only the first 256 KiB are read (the
 header); checksums are `provision inspect`'s job, not the serving path's. Entries are cached by
-(size, mtime), so a rebuilt installer is picked up on the next request; the folder is listed again
-only when its own mtime changes (a file added, removed or renamed over: `provision onie-installer`
-writes a temporary file and renames it), and the file chosen for a switch is stat'ed once more, so
-one copied over in place is seen too. A DISCOVER costs two stat calls, not a folder scan.
+(size, mtime), so a rebuilt installer is picked up on the next request. The folder is listed again
+when its own mtime changes (a file added, removed or renamed over: `provision onie-installer`
+writes a temporary file and renames it) and otherwise at most once per `RELIST_S` (a file copied
+over in place changes no folder mtime); the file chosen for a switch is stat'ed once more and
+re-read if it changed, and is refused if it no longer fits. A DHCP storm costs two stat calls per
+DISCOVER and one folder listing a second, not a listing per DISCOVER.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from onie.discovery import platform_from_name, split_platform
 
 HEAD_LIMIT = 256 * 1024
+RELIST_S = 1.0  # the longest a file copied over in place can go unseen (unless it is the one chosen)
 _VAR = re.compile(rb"^([a-z_0-9]+)=(.*?)\s*$", re.MULTILINE)
 _HEADER_KEYS = {b"target_platform", b"image_platform", b"nos_name", b"nos_version"}
 INSTALLER_SUFFIXES = (".bin", ".sh", ".run")
@@ -76,6 +80,8 @@ class Catalog:
         self.folder = folder
         self._cache: dict[str, tuple[tuple[int, float], CatalogEntry]] = {}
         self._listing: tuple[tuple[int, int], list[CatalogEntry]] | None = None
+        self._listed_at = 0.0
+        self.clock = time.monotonic
         self.scans = 0  # folder listings so far (the tests count them)
 
     def entries(self) -> list[CatalogEntry]:
@@ -89,9 +95,11 @@ class Catalog:
         if not stat.S_ISDIR(st.st_mode):
             return []
         key = (st.st_mtime_ns, st.st_ino)
-        if self._listing is not None and self._listing[0] == key:
+        now = self.clock()
+        if self._listing is not None and self._listing[0] == key and now - self._listed_at < RELIST_S:
             return self._listing[1]
         self.scans += 1
+        self._listed_at = now
         out: list[CatalogEntry] = []
         with os.scandir(self.folder) as it:
             for de in it:
@@ -148,7 +156,13 @@ class Catalog:
             return None
         canonical = f"onie-installer-{platform}.bin"
         chosen = next((e for e in fits if e.name == canonical), None)
-        return self._fresh(chosen or max(fits, key=lambda e: (e.mtime, e.name)))
+        fresh = self._fresh(chosen or max(fits, key=lambda e: (e.mtime, e.name)))
+        if fresh is not None and fresh.platform != platform:
+            # Copied over in place with another platform's installer since the listing: never
+            # hand it out; list the folder again and choose among what fits now.
+            fits = [e for e in self.entries() if e.platform == platform]
+            fresh = max(fits, key=lambda e: (e.name == canonical, e.mtime, e.name)) if fits else None
+        return fresh
 
     def resolve_pin(self, pin: str, platform: str | None) -> Choice:
         """A pin is a file name in the folder (or an absolute path), a NOS version, or `name-version`.

@@ -96,9 +96,25 @@ class OniePolicy:
 
     # -- learning --------------------------------------------------------------------------------
 
+    def learn(self, event: Event) -> None:
+        """An event subscriber (the composition root subscribes it): a `dhcp.ack` ties the leased
+        address to the switch, for its headerless TFTP/HTTP requests and its events' `ip`."""
+        if event.kind == "dhcp.ack" and event.mac and event.ip:
+            mac = discovery.normalise_mac(event.mac) or event.mac
+            self._ip_to_mac[event.ip] = mac
+            if mac in self._seen:
+                self._seen[mac].ip = event.ip
+
     def _remember(
-        self, mac: str, identity: OnieIdentity, source: str, circuit_id: str | None = None
+        self,
+        mac: str,
+        identity: OnieIdentity,
+        source: str,
+        circuit_id: str | None = None,
+        ip: str | None = None,
     ) -> _Seen:
+        """What this switch said, kept by MAC; `onie.discovered` when it says something new (or a
+        minute went by). `ip`: the address the request came from, when the switch has one."""
         seen = self._seen.get(mac)
         if seen is None:
             seen = self._seen[mac] = _Seen(identity)
@@ -106,6 +122,8 @@ class OniePolicy:
             seen.identity = discovery.merge(identity, seen.identity)
         if circuit_id:
             seen.circuit_id = circuit_id
+        if ip and not seen.ip:
+            seen.ip = ip
         now = self._clock()
         last = seen.emitted.get(source)
         if last is None or last[0] != identity or now - last[1] >= DISCOVERED_REPEAT_S:
@@ -207,7 +225,7 @@ class OniePolicy:
         mac = discovery.normalise_mac(client.mac) or client.mac
         identity = discovery.merge(replace(identity, mac=identity.mac or mac), OnieIdentity())
         circuit = _circuit_text(client.circuit_id)
-        seen = self._remember(mac, identity, "dhcp", circuit)
+        seen = self._remember(mac, identity, "dhcp", circuit, ip=client.ip)
         if client.ip:
             seen.ip = client.ip
             self._ip_to_mac[client.ip] = mac
@@ -238,7 +256,8 @@ class OniePolicy:
             answer = discovery.answer_options(url)
             if discovery.OPT_VIVSO not in answer:
                 log.warning("onie URL of %d bytes does not fit option 125; sending option 114 only", len(url))
-            return BootDecision(extra_options={**extra, **answer}, note=note)
+            # 114 and 125 first: if the reply outgrows the client's option 57, the last go first
+            return BootDecision(extra_options={**answer, **extra}, note=note)
         if mode in (DiscoveryMode.EXACT, DiscoveryMode.INEXACT, DiscoveryMode.TFTP):
             # No base URL (or not exact): siaddr + bootfile name reach our TFTP; ONIE tries 67 as a URL
             # first (fails quietly on a bare name), then tftp://siaddr/<name>.
@@ -310,7 +329,7 @@ class OniePolicy:
             identity = replace(identity, mac=mac)
             source = "http" if client.service is Service.HTTP else "tftp"
             if identity != OnieIdentity(mac=mac):
-                seen = self._remember(mac, identity, source)
+                seen = self._remember(mac, identity, source, ip=client.ip)
         if seen is not None:
             identity = discovery.merge(identity, seen.identity) if identity else seen.identity
             if client.ip and not seen.ip:

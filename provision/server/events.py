@@ -30,6 +30,9 @@ class EventBus:
     def subscribe(self, name: str, subscriber: Subscriber) -> None:
         self._subscribers.append((name, subscriber))
 
+    def unsubscribe(self, name: str) -> None:
+        self._subscribers = [(n, s) for n, s in self._subscribers if n != name]
+
     def __call__(self, event: Event) -> None:
         for name, subscriber in self._subscribers:
             try:

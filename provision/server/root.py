@@ -40,7 +40,7 @@ from provision.server.preflight import (
 )
 from provision.server.router import Router
 from provision.store.sqlite import Store, StoreError
-from pxe.dhcp import DhcpServerConfig, Reservation, start_dhcp
+from pxe.dhcp import DhcpServerConfig, DhcpStartError, Reservation, start_dhcp
 from pxe.dhcp import Mode as DhcpMode
 from pxe.dhcp import Subnet as DhcpSubnet
 from pxe.http import HttpConfig, start_http
@@ -48,8 +48,6 @@ from pxe.policy import Client, Event
 from pxe.tftp import TftpConfig, start_tftp
 
 log = logging.getLogger("provision.serve")
-
-DHCP_PORT = 67  # RFC 2131 §4.1
 
 
 def switch_asics(registry: ProfileRegistry) -> dict[str, str]:
@@ -82,6 +80,7 @@ def build_router(
             mac_of_ip=addresses,
             asic_of_platform=switch_asics(registry).get,
         )
+        events.subscribe("onie policy", onie.learn)
     return Router(boot, onie)
 
 
@@ -162,7 +161,7 @@ class BootServer:
                 dns=s.dns,
                 domain=s.domain,
                 lease_time=s.lease_time,
-                server_ip=addr.get(s.interface) if s.interface else str(self.ifaces[0].address),
+                server_ip=addr[s.interface] if s.interface else self._address_for(s.network),
                 interface=s.interface or self._iface_for(s.network),
             )
             for s in self.cfg.subnets
@@ -185,6 +184,22 @@ class BootServer:
                 return i.ifname
         return None
 
+    def _address_for(self, network: Any) -> str:
+        """Our address for a subnet named without its interface: the interface on that network if
+        one is (siaddr and every URL then name an address the link reaches), else the first one
+        (a relayed subnet, reached routed), as `preflight.server_addresses` says."""
+        for i in self.ifaces:
+            if i.address in network:
+                return str(i.address)
+        return str(self.ifaces[0].address)
+
+    def _close_store(self) -> None:
+        self.events.unsubscribe("store")
+        self.events.unsubscribe("onie identity")
+        if self.store is not None:
+            self.store.close()
+        self.store = None
+
     async def _bind(self, start: Awaitable[Any], proto: str, port: int, addr: str | None) -> Any:
         try:
             server = await start
@@ -198,7 +213,7 @@ class BootServer:
             self.prepare()
         assert self.policy is not None
         store = self.store = self._open_store()
-        self._closers.append(store.close)
+        self._closers.append(self._close_store)
         tftp_root, http_root = self._roots()
         report = self.cfg.onie.report if self.cfg.onie is not None else True
         api = Api(lambda: self.store, self.cfg.inventory, self.events, accept_reports=report)
@@ -223,12 +238,9 @@ class BootServer:
                 )
             try:
                 dhcp = await start_dhcp(self.dhcp_config(), self.policy, store, self.events)
-            except OSError as exc:  # pxe.dhcp.DhcpStartError names interface and port
-                err = port_error(exc, "udp", getattr(exc, "port", DHCP_PORT), None)
-                where = getattr(exc, "interface", None)
-                raise ServeError(
-                    f"{err.message} (DHCP on {where})" if where else err.message, err.fix
-                ) from None
+            except DhcpStartError as exc:  # names the interface and the port
+                err = port_error(exc, "udp", exc.port, None)
+                raise ServeError(f"{err.message} (DHCP on {exc.interface})", err.fix) from None
             self._closers.append(dhcp.close)
         except BaseException:
             await self.close()

@@ -10,9 +10,12 @@ from __future__ import annotations
 import struct
 import uuid as _uuid
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from dhcp4.codec import ZERO_IP, Packet
 from dhcp4.options import (
+    ARCH_EFI_BC,
+    ARCH_EFI_X64,
     OPT_CLIENT_ARCH,
     OPT_CLIENT_ID,
     OPT_CLIENT_UUID,
@@ -25,16 +28,13 @@ from dhcp4.options import (
 from dhcp4.tlv import parse_user_classes
 from pxe.policy import Client, Service
 
-ARCH_EFI_X64 = 7
-ARCH_EFI_BC_ERRATUM = 9  # RFC 4578 errata: 7 and 9 were swapped; firmware sends both for x64
-
 
 def arch_of(raw: bytes | None) -> int | None:
     """Option 93: a list of 16-bit types [RFC 4578 §2.1]; we take the first."""
     if raw is None or len(raw) < 2:
         return None
     arch: int = struct.unpack_from("!H", raw)[0]
-    return ARCH_EFI_X64 if arch == ARCH_EFI_BC_ERRATUM else arch
+    return ARCH_EFI_X64 if arch == ARCH_EFI_BC else arch
 
 
 def uuid_of(raw: bytes | None) -> str | None:
@@ -71,5 +71,5 @@ def client_from_packet(
         ip=pkt.ciaddr if pkt.ciaddr != ZERO_IP else None,
         server_ip=server_ip,
         interface=interface,
-        options=opts,
+        options=MappingProxyType(opts),  # the packet's own dict, read-only for the policy
     )

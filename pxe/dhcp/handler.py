@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 from dhcp4.codec import ZERO_IP, Packet
 from dhcp4.options import (
+    ARCH_EFI_ARM32,
+    ARCH_EFI_ARM64,
+    ARCH_EFI_IA32,
+    ARCH_EFI_X64,
     BOOTREQUEST,
     CLIENT_PORT,
     FLAG_BROADCAST,
@@ -40,7 +44,7 @@ from pxe.policy import BootDecision, Client, Event, EventSink, Policy, Service
 log = logging.getLogger("pxe.dhcp")
 BROADCAST = "255.255.255.255"
 # Option 93 values whose firmware follows the EDK2 proxyDHCP path to port 4011 (docs/netboot.md).
-UEFI_PXE_ARCHES = frozenset({6, 7, 10, 11})
+UEFI_PXE_ARCHES = frozenset({ARCH_EFI_IA32, ARCH_EFI_X64, ARCH_EFI_ARM32, ARCH_EFI_ARM64})
 _REMEMBER_MAX = 8192  # remembered OFFER decisions before expired ones are swept
 
 

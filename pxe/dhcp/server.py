@@ -22,7 +22,7 @@ from dhcp4.codec import DecodeError, decode, encode
 from pxe.dhcp.config import DhcpServerConfig, Mode
 from pxe.dhcp.handler import BROADCAST, Arrival, Handler, Outgoing
 from pxe.dhcp.leases import LeaseEngine, LeaseStore, MemoryLeaseStore
-from pxe.netif import interface_ipv4
+from pxe.netif import ipv4_address
 from pxe.policy import EventSink, Policy
 
 log = logging.getLogger("pxe.dhcp")
@@ -41,12 +41,6 @@ def _to_broadcast(anc: list[tuple[int, int, bytes]]) -> bool:
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
             return bool(data[8:12] == _BROADCAST_BYTES)
     return True
-
-
-def local_ipv4(ifname: str) -> str | None:
-    """The primary IPv4 address of `ifname` (pxe.netif), or None if it has none (yet)."""
-    found = interface_ipv4(ifname)
-    return str(found.address) if found is not None else None
 
 
 def _open_socket(ifname: str, port: int) -> socket.socket:
@@ -145,7 +139,7 @@ class DhcpServer:
         if self.config.mode is Mode.PROXY:
             ports.append(self.config.proxy_port)
         for ifname in self.config.interfaces:
-            self._addr[ifname] = local_ipv4(ifname)
+            self._addr[ifname] = ipv4_address(ifname)
             for port in ports:
                 try:
                     sock = _open_socket(ifname, port)
@@ -170,7 +164,7 @@ class DhcpServer:
     def _local_ip(self, ifname: str) -> str | None:
         ip = self._addr.get(ifname)
         if ip is None:  # the address may have been added after we started
-            ip = self._addr[ifname] = local_ipv4(ifname)
+            ip = self._addr[ifname] = ipv4_address(ifname)
         return ip
 
     def _readable(self, sock: socket.socket, ifname: str, port: int) -> None:

@@ -221,8 +221,10 @@ class ReadTransfer:
                 self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
-            except OSError:
-                pass  # a pending ICMP error: `_on_readable` reads and handles it
+            except ConnectionRefusedError:
+                # The peek consumed a pending ICMP port unreachable: the client is gone.
+                self._finish(Outcome.PEER_GONE)
+                return
             self._on_readable()
 
     def cancel(self) -> None:

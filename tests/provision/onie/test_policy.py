@@ -372,7 +372,7 @@ def test_router_built_from_lab_as_serve_builds_it(folder, tmp_path):
     assert "lab.yml:5:3" in str(exc.value) and "platforms" in str(exc.value)
 
 
-def test_identity_recorder_writes_the_devices_table(folder, tmp_path):
+def test_record_identity_writes_the_devices_table(folder, tmp_path):
     with Store(tmp_path / "p.db") as store:
         pol = OniePolicy(
             OnieSettings(installers=folder), events=record_identity(store), url_base="http://198.18.0.1"
@@ -386,6 +386,8 @@ def test_identity_recorder_writes_the_devices_table(folder, tmp_path):
 
 def test_catalog_lists_the_folder_only_when_it_changes(folder):
     pol, _ = policy(folder)
+    now = [100.0]
+    pol.catalog.clock = lambda: now[0]
     for _ in range(5):
         assert pol.decide(dhcp_client()) is not None
     assert pol.catalog.scans == 1  # five DISCOVERs, one listing
@@ -400,3 +402,40 @@ def test_catalog_lists_the_folder_only_when_it_changes(folder):
     pol.events = fetched.append
     assert pol.render(http_client(), "/onie-installer").path == path
     assert [e.detail["version"] for e in fetched if e.kind == "installer.fetched"] == ["1.1-longer"]
+
+
+def test_catalog_never_hands_out_a_file_copied_over_with_another_platform(folder):
+    pol, _ = policy(folder)
+    now = [100.0]
+    pol.catalog.clock = lambda: now[0]
+    assert pol.choose(OnieIdentity(platform=KVM)).entry.name == f"onie-installer-{KVM}.bin"
+    # copied over in place (no folder mtime change) by an installer for another platform
+    write_installer(folder, f"onie-installer-{KVM}.bin", ACCTON, version="9.9")
+    assert pol.choose(OnieIdentity(platform=KVM)).entry is None
+    assert pol.choose(OnieIdentity(platform=ACCTON)).entry is not None
+
+
+def test_catalog_sees_a_file_rebuilt_in_place_within_a_second(folder):
+    pol, _ = policy(folder)
+    now = [100.0]
+    pol.catalog.clock = lambda: now[0]
+    old = write_installer(folder, "demo-1.0-accton.bin", ACCTON, version="1.0")
+    assert pol.catalog.resolve_pin("2.0", ACCTON).entry.name == "demo-2.0-accton.bin"
+    write_installer(folder, old.name, ACCTON, version="3.0-rebuilt")  # in place: folder unchanged
+    assert pol.catalog.resolve_pin("3.0-rebuilt", ACCTON).entry is None  # listing still cached
+    now[0] += 1.5  # RELIST_S later
+    assert pol.catalog.resolve_pin("3.0-rebuilt", ACCTON).entry.name == old.name
+
+
+def test_onie_discovered_carries_the_leased_address(folder):
+    pol, rec = policy(folder)
+    pol.decide(dhcp_client())
+    pol.learn(Event("dhcp.ack", mac=MAC, ip=IP))  # the server's event bus feeds it
+    pol.render(http_client(ip=IP), "/onie-installer")  # headers add onie_version: a new event
+    http_seen = [e for e in rec.events if e.kind == "onie.discovered" and e.detail["source"] == "http"]
+    assert http_seen and http_seen[0].ip == IP
+
+
+def test_exact_answer_puts_114_and_125_before_72(folder):
+    pol, _ = policy(folder, url_base="http://198.18.0.1")
+    assert list(pol.decide(dhcp_client()).extra_options) == [114, 125, 72]
