@@ -335,6 +335,27 @@ def test_error_then_same_request_when_port_69_is_read_first(server, raw):
     assert probe[0].detail["code"] == 8 and probe[0].detail["size_probe"]
 
 
+def test_drain_ends_a_transfer_whose_client_is_gone(server, raw):
+    """drain() peeks the transfer's port; a pending ICMP port unreachable is consumed by that peek
+    (Linux reports a socket error once), so drain itself must end the transfer as peer-gone."""
+    raw.rrq("multiple.bin", tsize=0, blksize=1468)
+    raw.recv()  # the OACK: the transfer is waiting for ACK 0
+    client_port = raw.sock.getsockname()[1]
+    raw.close()  # the client is gone: its port now answers ICMP port unreachable
+    transfer = server.transfers[("127.0.0.1", client_port)]
+
+    def resend_then_drain() -> bool:
+        transfer.resend_first()  # -> ICMP port unreachable queued on the transfer's socket
+        time.sleep(0.1)  # on the loop thread: its reader cannot run before drain() does
+        transfer.drain()
+        return transfer.done  # ended by drain itself, not later by a timer's resend
+
+    assert server.loop_thread.call(resend_then_drain)
+    ended = settle(server.seen, "tftp.error")
+    assert ended and ended[0].detail["outcome"] == "peer-gone"
+    assert ("127.0.0.1", client_port) not in server.transfers
+
+
 def test_other_request_from_same_port_is_not_a_repeat(server, raw):
     """Only the same RRQ is a repeat [RFC 1350 §2: the side that times out resends its last
     packet, for a client its request]. Another request from that port gets its own answer,
