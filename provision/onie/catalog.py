@@ -151,18 +151,19 @@ class Catalog:
 
     def for_platform(self, platform: str) -> CatalogEntry | None:
         """The platform's default: the file named by convention, else the newest that says it fits."""
-        fits = [e for e in self.entries() if e.platform == platform]
-        if not fits:
-            return None
         canonical = f"onie-installer-{platform}.bin"
-        chosen = next((e for e in fits if e.name == canonical), None)
-        fresh = self._fresh(chosen or max(fits, key=lambda e: (e.mtime, e.name)))
-        if fresh is not None and fresh.platform != platform:
-            # Copied over in place with another platform's installer since the listing: never
-            # hand it out; list the folder again and choose among what fits now.
+        # Twice at most: when the chosen file changed in place since the listing (another
+        # platform's installer copied over it, or gone), `_fresh` drops the listing and the
+        # second pass chooses among what fits now. Never hand out a file that no longer fits.
+        for _ in range(2):
             fits = [e for e in self.entries() if e.platform == platform]
-            fresh = max(fits, key=lambda e: (e.name == canonical, e.mtime, e.name)) if fits else None
-        return fresh
+            if not fits:
+                return None
+            chosen = next((e for e in fits if e.name == canonical), None)
+            fresh = self._fresh(chosen or max(fits, key=lambda e: (e.mtime, e.name)))
+            if fresh is not None and fresh.platform == platform:
+                return fresh
+        return None
 
     def resolve_pin(self, pin: str, platform: str | None) -> Choice:
         """A pin is a file name in the folder (or an absolute path), a NOS version, or `name-version`.

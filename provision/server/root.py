@@ -24,7 +24,7 @@ from typing import Any
 
 from provision.boot import loaders
 from provision.boot.policy import BootPolicy, ServerAddress, profile_console
-from provision.config.lab import Arch, LabConfig, check_files
+from provision.config.lab import Arch, LabConfig, Subnet, check_files
 from provision.config.profiles import ProfileRegistry
 from provision.onie.policy import OniePolicy
 from provision.onie.progress import record_identity
@@ -152,20 +152,7 @@ class BootServer:
         return tftp, http
 
     def dhcp_config(self) -> DhcpServerConfig:
-        addr = {i.ifname: str(i.address) for i in self.ifaces}
-        subnets = tuple(
-            DhcpSubnet(
-                network=str(s.network),
-                pools=tuple((str(p.first), str(p.last)) for p in s.pools),
-                router=s.router,
-                dns=s.dns,
-                domain=s.domain,
-                lease_time=s.lease_time,
-                server_ip=addr[s.interface] if s.interface else self._address_for(s.network),
-                interface=s.interface or self._iface_for(s.network),
-            )
-            for s in self.cfg.subnets
-        )
+        subnets = tuple(self._dhcp_subnet(s) for s in self.cfg.subnets)
         reservations = tuple(
             Reservation(d.mac, d.ip, d.hostname or d.name)
             for d in self.cfg.inventory.devices
@@ -178,20 +165,27 @@ class BootServer:
             mode=DhcpMode(self.cfg.mode.value),
         )
 
-    def _iface_for(self, network: Any) -> str | None:
-        for i in self.ifaces:
-            if i.address in network:
-                return i.ifname
-        return None
-
-    def _address_for(self, network: Any) -> str:
-        """Our address for a subnet named without its interface: the interface on that network if
-        one is (siaddr and every URL then name an address the link reaches), else the first one
-        (a relayed subnet, reached routed), as `preflight.server_addresses` says."""
-        for i in self.ifaces:
-            if i.address in network:
-                return str(i.address)
-        return str(self.ifaces[0].address)
+    def _dhcp_subnet(self, s: Subnet) -> DhcpSubnet:
+        if s.interface:
+            ifname: str | None = s.interface
+            server_ip = next(str(i.address) for i in self.ifaces if i.ifname == s.interface)
+        else:
+            # Named without its interface: the interface on that network if there is one (siaddr
+            # and every URL then name an address the link reaches), else the first (a relayed
+            # subnet, reached routed), as `preflight.server_addresses` says.
+            local = next((i for i in self.ifaces if i.address in s.network), None)
+            ifname = local.ifname if local else None
+            server_ip = str((local or self.ifaces[0]).address)
+        return DhcpSubnet(
+            network=str(s.network),
+            pools=tuple((str(p.first), str(p.last)) for p in s.pools),
+            router=s.router,
+            dns=s.dns,
+            domain=s.domain,
+            lease_time=s.lease_time,
+            server_ip=server_ip,
+            interface=ifname,
+        )
 
     def _close_store(self) -> None:
         self.events.unsubscribe("store")
