@@ -2,7 +2,9 @@
 
 A file fits a platform when its header says so (`target_platform=`, written by `provision
 onie-installer`; see onie/installer) or, for installers made elsewhere (SONiC, ONIE's demo), when its
-name follows ONIE's convention `onie-installer-<platform>.bin`. Only the first 256 KiB are read (the
+name follows ONIE's convention `onie-installer-<platform>.bin`. Without either, a headerless file
+named as one of ONIE's generic default names fits every switch that asks that name
+(`for_identity`, docs/onie.md "Which file a switch gets"). Only the first 256 KiB are read (the
 header); checksums are `provision inspect`'s job, not the serving path's. Entries are cached by
 (size, mtime), so a rebuilt installer is picked up on the next request. The folder is listed again
 when its own mtime changes (a file added, removed or renamed over: `provision onie-installer`
@@ -21,7 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from onie.discovery import platform_from_name, split_platform
+from onie.discovery import (
+    OnieIdentity,
+    Operation,
+    complete,
+    default_names,
+    platform_from_name,
+    split_platform,
+)
 
 HEAD_LIMIT = 256 * 1024
 RELIST_S = 1.0  # the longest a file copied over in place can go unseen (unless it is the one chosen)
@@ -75,6 +84,18 @@ def read_header_vars(path: Path) -> dict[str, str]:
     return out
 
 
+def _looks_like_installer(name: str) -> bool:
+    """An installer suffix, or one of ONIE's bare default names (`onie-installer-x86_64`: ONIE asks
+    each name without a suffix first, so a plain file server holds such files)."""
+    if name.startswith("."):  # hidden, and `provision onie-installer`'s temporary files
+        return False
+    bare = name == _PREFIX or (name.startswith(_PREFIX + "-") and "." not in name)
+    return bare or name.endswith(INSTALLER_SUFFIXES)
+
+
+_PREFIX = Operation.INSTALL.prefix
+
+
 class Catalog:
     def __init__(self, folder: Path | None):
         self.folder = folder
@@ -103,7 +124,7 @@ class Catalog:
         out: list[CatalogEntry] = []
         with os.scandir(self.folder) as it:
             for de in it:
-                if not de.is_file() or not de.name.endswith(INSTALLER_SUFFIXES) or de.name.startswith("."):
+                if not de.is_file() or not _looks_like_installer(de.name):
                     continue
                 entry = self._entry(Path(de.path), de.stat())
                 if entry is not None:
@@ -162,6 +183,37 @@ class Catalog:
             chosen = next((e for e in fits if e.name == canonical), None)
             fresh = self._fresh(chosen or max(fits, key=lambda e: (e.mtime, e.name)))
             if fresh is not None and fresh.platform == platform:
+                return fresh
+        return None
+
+    def for_identity(
+        self, platform: str, arch: str | None = None, asic: str | None = None
+    ) -> CatalogEntry | None:
+        """The installer for a switch when nothing pins one, most specific first, as ONIE asks.
+
+        1. A file whose header names this platform, or named `onie-installer-<platform>[.bin]`
+           (`for_platform`: the conventional name first, else the newest).
+        2. A file whose header names no platform, named as one of the switch's generic default
+           names, in the order of ONIE's waterfall (docs/onie.md "The installer-name waterfall"):
+           `onie-installer-<arch>-<vendor>_<machine>`, `-<vendor>_<machine>`, `-<arch>-<asic>`,
+           `-<arch>`, `onie-installer`; each bare before `.bin`, as ONIE tries them.
+        A file whose header names another platform never fits by its name. `arch` defaults to the
+        platform's; `asic` (ONIE's `onie_switch_asic`, from the hardware profile) adds the
+        `<arch>-<asic>` name, which is skipped when unknown.
+        """
+        entry = self.for_platform(platform)
+        if entry is not None:
+            return entry
+        identity = complete(OnieIdentity(platform=platform, arch=arch, switch_asic=asic))
+        rank = {w.name: w.rank for w in default_names(identity, Operation.INSTALL)}
+        # Same two passes as for_platform: a file changed in place since the listing is re-read,
+        # and one that gained a header for another platform is not handed out.
+        for _ in range(2):
+            fits = [e for e in self.entries() if not e.platform_from_header and e.name in rank]
+            if not fits:
+                return None
+            fresh = self._fresh(min(fits, key=lambda e: rank[e.name]))
+            if fresh is not None and not fresh.platform_from_header:
                 return fresh
         return None
 
