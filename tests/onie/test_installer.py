@@ -7,11 +7,12 @@ import json
 import os
 import subprocess
 import tarfile
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from onie.installer import UPDATER_COOKIE, InstallerFormat, build, inspect
+from onie.installer import UPDATER_COOKIE, InstallerFormat, build, inspect, report
 from provision.config.switchspec import load_switch_spec
 from tests.support.cli import run_cli
 from tests.support.disk import fake_onie_root
@@ -170,6 +171,52 @@ def test_reports_reach_the_server_onie_downloaded_from(tmp_path: Path, report_se
     assert last["platform"] == "x86_64-kvm_x86_64-r0"
     assert last["serial"] == "SN 42/x" and last["mac"] == "52:54:00:aa:bb:cc"
     assert "no partition labelled ONIE-BOOT" in last["message"]
+
+
+def test_token_in_the_installer_url_goes_back_with_every_report(tmp_path: Path, report_server) -> None:
+    """A per-install `token=` in the URL ONIE fetched from rides on every report, from the header
+    and from install.sh; the simulator's URL builder (onie.installer.report) says the same."""
+    port, seen = report_server
+    path = built(tmp_path)
+    root = fake_onie_root(tmp_path, "x86_64-kvm_x86_64-r0", "uefi", serial="SN-7", mac="52:54:00:aa:bb:07")
+    (root / "bin" / "wget").symlink_to(busybox())
+    url = f"http://127.0.0.1:{port}/onie-installer.bin?x=1&token=ab%2Bc+d&token=second#frag"
+    env = {
+        "PROVISION_ONIE_ROOT": str(root),
+        "PROVISION_TARGET_DISK": "/dev/provision-no-such-disk",
+        "onie_exec_url": url,
+    }
+    assert run_sh(path, env=env).returncode == 1
+    assert [(r["stage"], r["status"]) for r in seen] == [
+        ("started", "progress"),
+        ("verified", "progress"),
+        ("started", "failed"),  # from install.sh, which gets the token from the header
+    ], seen
+    assert report.token_of(url) == "ab+c d"  # as a server reads that query
+    assert all(r["token"] == "ab+c d" for r in seen), seen
+    last = seen[-1]
+    same = report.report_url(
+        report.report_base(url) or "",
+        "started",
+        "failed",
+        nos="tnos",
+        version="2.1.0",
+        platform="x86_64-kvm_x86_64-r0",
+        serial="SN-7",
+        mac="52:54:00:aa:bb:07",
+        message=last["message"],
+        token=report.token_of(url),
+    )
+    query = urllib.parse.urlsplit(same).query
+    assert {k: v[0] for k, v in urllib.parse.parse_qs(query).items()} == last
+    assert same.startswith(f"http://127.0.0.1:{port}/api/v1/report?stage=started&status=failed&")
+    # PROVISION_TOKEN wins over the URL's; no token at all sends none
+    seen.clear()
+    assert run_sh(path, env={**env, "PROVISION_TOKEN": "t 1/2"}).returncode == 1
+    assert seen and all(r["token"] == "t 1/2" for r in seen), seen
+    seen.clear()
+    assert run_sh(path, env={**env, "onie_exec_url": f"http://127.0.0.1:{port}/x.bin"}).returncode == 1
+    assert seen and all("token" not in r for r in seen), seen
 
 
 def test_bad_checksum_reports_verified_failed(tmp_path: Path, report_server) -> None:
