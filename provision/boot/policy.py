@@ -28,6 +28,7 @@ from provision import resources
 from provision.boot import loaders as bootfiles
 from provision.config.inventory import Device
 from provision.config.lab import Arch, BootEntry, KernelSet, LabConfig, Unknown, device_entry
+from provision.devices.lifecycle import Gate, Lifecycle
 from pxe.policy import BootDecision, Client, Policy, RenderedFile
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,14 @@ class BootPolicy(Policy):
         servers: Sequence[ServerAddress],
         files: bootfiles.BootFiles,
         console_of: Callable[[Device], str | None] | None = None,
+        fleet: Lifecycle | None = None,
     ):
         if not servers:
             raise ValueError("BootPolicy needs at least one server address")
         self.cfg = cfg
+        # Whether a known server installs now (armed, once) or boots its disk; the inventory with
+        # the enrolled devices. Without one (a policy built alone), intent lives in memory.
+        self.fleet = fleet or Lifecycle(None, cfg.inventory)
         self.servers = list(servers)
         self.files = files
         self.console_of = console_of or (lambda _d: None)
@@ -119,7 +124,7 @@ class BootPolicy(Policy):
         return f"http://{server}" if port == 80 else f"http://{server}:{port}"
 
     def device(self, mac: str | None) -> Device | None:
-        return self.cfg.inventory.by_mac(mac) if mac else None
+        return self.fleet.inventory.by_mac(mac) if mac else None
 
     def _ours(self, device: Device | None) -> bool:
         return device is not None or self.cfg.boot.unknown is Unknown.DISCOVER
@@ -181,21 +186,45 @@ class BootPolicy(Policy):
         mac = mac_from_path(path) or (client.mac.lower() if client.mac else "")
         return mac, self.device(mac)
 
-    def _entry(self, device: Device | None) -> BootEntry | None:
+    def _entry(self, device: Device | None, gate: Gate | None = None) -> BootEntry | None:
+        """The device's boot entry; an arming `--with ENTRY` names another for this install."""
+        if gate is not None and gate.target and gate.target in self.cfg.boot.entries:
+            return self.cfg.boot.entries[gate.target]
         return device_entry(self.cfg, device)
 
-    def _cmdline(self, device: Device | None, ks: KernelSet) -> str:
+    def _cmdline(self, device: Device | None, ks: KernelSet, report_url: str | None = None) -> str:
         cmdline = ks.cmdline
         console = self.console_of(device) if device else None
         if console and "console=" not in cmdline:
             cmdline = f"{cmdline} console={console}".strip()
+        if report_url:
+            # Where the installer reports `stage=complete status=ok` (docs/lifecycle.md): the
+            # report ends the arming, and the next boot goes to the local disk.
+            cmdline = f"{cmdline} provision.report={report_url}".strip()
         return cmdline
+
+    def _gate(self, client: Client, mac: str, device: Device | None) -> Gate | None:
+        """None: boot the entry (an unknown machine in `discover`); else the lifecycle's answer."""
+        if device is None:
+            return None
+        return self.fleet.gate(device, key=mac)
+
+    def _report_url(self, client: Client, mac: str) -> str:
+        return f"{self.http_base(self.server_for(client))}/api/v1/report?mac={mac_dashes(mac)}"
+
+    def _local(self, template: str, device: Device, mac: str, gate: Gate) -> RenderedFile:
+        text = self.env.get_template(template).render(name=device.name, mac=mac, reason=gate.reason)
+        return RenderedFile(content=text.encode(), content_type="text/plain")
 
     def _ipxe_script(self, client: Client, path: str) -> RenderedFile:
         mac, device = self._resolve(client, path)
         if not self._ours(device):
             return RenderedFile.not_found()
-        entry = self._entry(device)
+        gate = self._gate(client, mac, device)
+        if gate is not None and not gate.allowed:
+            assert device is not None
+            return self._local("ipxe/local.ipxe.j2", device, mac, gate)
+        entry = self._entry(device, gate)
         ks = entry.for_arch(Arch.X86_64) if entry else None
         if entry is None or ks is None:
             reason = "no boot entry" if entry is None else f"entry {entry.name!r} has no x86_64 kernel"
@@ -210,8 +239,10 @@ class BootPolicy(Policy):
             kernel_url=f"{base}/{ks.kernel.name}",
             initrd_url=f"{base}/{ks.initrd.name}" if ks.initrd else None,
             initrd_name=ks.initrd.name if ks.initrd else None,
-            cmdline=self._cmdline(device, ks),
+            cmdline=self._cmdline(device, ks, self._report_url(client, mac) if gate else None),
         )
+        if gate is not None:
+            self.fleet.handed_out(device, gate, mac, client.ip, what=entry.name)
         return RenderedFile(content=text.encode(), content_type="text/plain")
 
     def _grub_cfg(self, client: Client, path: str) -> RenderedFile:
@@ -223,7 +254,11 @@ class BootPolicy(Policy):
             return RenderedFile(content=text.encode(), content_type="text/plain")
         if not self._ours(device):
             return RenderedFile.not_found()
-        entry = self._entry(device)
+        gate = self._gate(client, mac, device)
+        if gate is not None and not gate.allowed:
+            assert device is not None
+            return self._local("grub/local.cfg.j2", device, mac, gate)
+        entry = self._entry(device, gate)
         ks = entry.for_arch(Arch.ARM64) if entry else None
         if entry is None or ks is None:
             reason = "no boot entry" if entry is None else f"entry {entry.name!r} has no arm64 kernel"
@@ -239,8 +274,10 @@ class BootPolicy(Policy):
             arch=Arch.ARM64.value,
             kernel_path=f"{base}/{ks.kernel.name}",
             initrd_path=f"{base}/{ks.initrd.name}" if ks.initrd else None,
-            cmdline=self._cmdline(device, ks),
+            cmdline=self._cmdline(device, ks, self._report_url(client, mac) if gate else None),
         )
+        if gate is not None:
+            self.fleet.handed_out(device, gate, mac, client.ip, what=entry.name)
         return RenderedFile(content=text.encode(), content_type="text/plain")
 
     def _boot_file(self, entry_name: str, arch_name: str, file_name: str) -> RenderedFile:

@@ -7,7 +7,7 @@ It lives under `devices:` in lab.yml (or in any YAML file with a top-level `devi
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -29,6 +29,8 @@ from provision.config import (
     Str,
 )
 from provision.config.schema import Context, _compose
+
+INSTALL_MODES = ("armed", "always", "never")
 
 BMC = Obj(
     {
@@ -65,10 +67,35 @@ DEVICE = Obj(
         "boot": Field(Str(), default=None, doc="name of a boot entry in lab.yml"),
         "installer": Field(Str(), default=None, doc="pin an installer file or NOS version for this device"),
         "role": Field(Enum("switch", "server", "virtual"), default=None),
+        "platform": Field(Str(), default=None, doc="ONIE platform it must report (else its profile's)"),
+        "install": Field(
+            Enum(*INSTALL_MODES),
+            default=None,
+            doc="armed (default): install only when armed, once; always: on every boot; never",
+        ),
+        "group": Field(Str(), default=None, doc="a `groups:` entry whose settings it takes"),
+        "site": Field(Str(), default=None),
+        "rack": Field(Str(), default=None),
+        "position": Field(Str(), default=None),
+        "asset_tag": Field(Str(), default=None),
         "bmc": Field(BMC, default=None),
     },
     name="device",
 )
+
+
+GROUP = Obj(
+    {
+        "install": Field(Enum(*INSTALL_MODES), default=None, doc="install mode of the group's devices"),
+        "boot": Field(Str(), default=None, doc="boot entry of the group's servers"),
+        "installer": Field(Str(), default=None, doc="installer pin of the group's switches"),
+        "profile": Field(Str(), default=None),
+        "platform": Field(Str(), default=None),
+        "role": Field(Enum("switch", "server", "virtual"), default=None),
+    },
+    name="group",
+)
+GROUP_KEYS = ("install", "boot", "installer", "profile", "platform", "role")
 
 
 @dataclass(frozen=True)
@@ -98,7 +125,15 @@ class Device:
     boot: str | None = None
     installer: str | None = None
     role: str | None = None
+    platform: str | None = None
+    install: str | None = None  # None: the group's, else "armed"
+    group: str | None = None
+    site: str | None = None
+    rack: str | None = None
+    position: str | None = None
+    asset_tag: str | None = None
     bmc: BmcConfig | None = None
+    source: str = "lab"  # lab: lab.yml's devices; store: enrolled with `provision devices`
     mark: Mark | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -112,8 +147,21 @@ def device_from_section(data: Section) -> Device:
     return Device(**fields, macs=tuple(data["macs"]), bmc=bmc, mark=data.mark)
 
 
-def devices_from_list(items: list[Section]) -> list[Device]:
+def devices_from_list(items: list[Section], groups: Section | None = None) -> list[Device]:
+    """Devices of a `devices:` list; a device's unset fields come from its `group:` (lab.yml `groups:`)."""
     devices = [device_from_section(s) for s in items]
+    if groups is not None:
+        for i, (dev, section) in enumerate(zip(devices, items, strict=True)):
+            if dev.group is None:
+                continue
+            group = groups.get(dev.group)
+            if group is None:
+                close = difflib.get_close_matches(dev.group, list(groups), n=1)
+                fix = f"did you mean {close[0]!r}?" if close else "add it under `groups:`"
+                raise section.error("group", f"no group {dev.group!r}", fix)
+            inherited = {k: group[k] for k in GROUP_KEYS if getattr(dev, k) is None and group[k] is not None}
+            if inherited:
+                devices[i] = replace(dev, **inherited)
     seen: dict[str, Device] = {}
     for dev, section in zip(devices, items, strict=True):
         for key in (dev.name, *dev.all_macs):
@@ -141,12 +189,55 @@ class Inventory:
             raise KeyError(f"no device {name!r}{where}{hint}")
         return self._by_name[name]
 
+    def named(self, name: str) -> Device | None:
+        return self._by_name.get(name)
+
     def by_mac(self, mac: str) -> Device | None:
         mac = mac.lower()
         for d in self.devices:
             if mac in d.all_macs:
                 return d
         return None
+
+    def by_serial(self, serial: str | None) -> Device | None:
+        if not serial:
+            return None
+        folded = serial.casefold()
+        for d in self.devices:
+            if d.serial and d.serial.casefold() == folded:
+                return d
+        return None
+
+    def by_switch_port(self, circuit_id: str | None) -> Device | None:
+        if not circuit_id:
+            return None
+        for d in self.devices:
+            if d.switch_port and d.switch_port == circuit_id:
+                return d
+        return None
+
+    def find(
+        self, mac: str | None = None, serial: str | None = None, circuit_id: str | None = None
+    ) -> Device | None:
+        """The device by serial, else MAC, else the switch port it hangs off (option 82 circuit-id):
+        the serial first because a switch's management MAC can change with a replaced board."""
+        return (
+            self.by_serial(serial) or (self.by_mac(mac) if mac else None) or self.by_switch_port(circuit_id)
+        )
+
+    def merged(self, extra: list[Device]) -> Inventory:
+        """This inventory plus `extra` (enrolled devices); a name, MAC or serial already here wins."""
+        taken = {d.name for d in self.devices}
+        macs = {m for d in self.devices for m in d.all_macs}
+        serials = {d.serial.casefold() for d in self.devices if d.serial}
+        kept = [
+            d
+            for d in extra
+            if d.name not in taken
+            and not (set(d.all_macs) & macs)
+            and not (d.serial and d.serial.casefold() in serials)
+        ]
+        return Inventory([*self.devices, *kept], self.source)
 
 
 def load_inventory(path: Path | str) -> Inventory:

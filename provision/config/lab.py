@@ -29,7 +29,7 @@ from provision.config import (
     Str,
     load_file,
 )
-from provision.config.inventory import DEVICE, Device, Inventory, devices_from_list
+from provision.config.inventory import DEVICE, GROUP, Device, Inventory, devices_from_list
 from provision.config.onie import ONIE, OnieSettings, settings_from_section
 
 DEFAULT_STATE_DIR = Path("/var/lib/provision")
@@ -132,6 +132,7 @@ LAB = Obj(
         "paths": Field(PATHS, default=None),
         "onie": Field(ONIE, default=None, doc="ONIE installer serving (provision.config.onie)"),
         "devices": Field(List(DEVICE), default_factory=list),
+        "groups": Field(Map(GROUP), default_factory=dict, doc="settings shared by devices naming the group"),
     },
     name="lab",
 )
@@ -311,7 +312,7 @@ def from_section(data: Section, source: Path | None = None, check: bool = True) 
             discover=boot_s["discover"],
             uefi_x64_loader=X64Loader(boot_s["uefi_x64_loader"]),
         )
-    devices = devices_from_list(data["devices"])
+    devices = devices_from_list(data["devices"], data["groups"])
     for dev, dsec in zip(devices, data["devices"], strict=True):
         if dev.boot and dev.boot not in entries:
             _check_entry_ref(dsec, "boot", entries)

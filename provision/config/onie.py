@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onie.platform import normalise_mac
+from provision.config.inventory import Inventory
 from provision.config.schema import URL, Bool, Enum, Field, FilePath, Map, Obj, Section, Str
 
 
@@ -55,6 +56,12 @@ ONIE = Obj(
             default_factory=dict,
             doc="option 82 circuit-id (switch port) -> installer file or NOS version",
         ),
+        "unknown": Field(
+            Enum("ignore", "install"),
+            default=None,
+            doc="a switch in no inventory: ignore (a lease, no installer) or install (zero-touch). "
+            "Default: ignore when the lab lists devices, install when it lists none",
+        ),
         "report": Field(
             Bool(),
             default=True,
@@ -75,6 +82,14 @@ class OnieSettings:
     devices: Mapping[str, str] = field(default_factory=dict)  # serial or normalised MAC -> pin
     switch_ports: Mapping[str, str] = field(default_factory=dict)
     report: bool = True
+    unknown: str | None = None  # "ignore" | "install" | None: by whether the inventory lists devices
+
+    def unknown_install(self, inventory: Inventory | None) -> bool:
+        """Whether a switch in no inventory may install: zero-touch for a brand-new rack stays one
+        line away (`unknown: install`), and the safe default holds once the lab lists devices."""
+        if self.unknown is not None:
+            return self.unknown == "install"
+        return inventory is None or not inventory.devices
 
 
 def settings_from_section(section: Section | None) -> OnieSettings:
@@ -93,4 +108,5 @@ def settings_from_section(section: Section | None) -> OnieSettings:
         devices=devices,
         switch_ports=dict(section["switch_ports"]),
         report=section["report"],
+        unknown=section["unknown"],
     )

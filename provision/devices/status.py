@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from provision.config.inventory import Inventory
+from provision.devices.lifecycle import Lifecycle
 from provision.onie.progress import stage_of
 from pxe.policy import Event
 
@@ -20,7 +21,9 @@ def event_dict(e: Event) -> dict[str, Any]:
     return {"ts": e.ts, "kind": e.kind, "mac": e.mac, "ip": e.ip, "detail": dict(e.detail)}
 
 
-def snapshot(store: Any, inventory: Inventory | None = None, now: float | None = None) -> dict[str, Any]:
+def snapshot(
+    store: Any, inventory: Inventory | None = None, now: float | None = None, fleet: Lifecycle | None = None
+) -> dict[str, Any]:
     now = time.time() if now is None else now
     inventory = inventory or Inventory([])
     leases = {lease.mac: lease for lease in store.leases()}

@@ -37,6 +37,7 @@ from onie import discovery
 from onie.identity import OnieIdentity
 from provision.config.inventory import Device, Inventory
 from provision.config.onie import DiscoveryMode, OnieSettings
+from provision.devices.lifecycle import Gate, Lifecycle
 from provision.onie.catalog import Catalog, CatalogEntry, Choice
 from provision.onie.identity import identity_of
 from provision.onie.progress import KIND_DISCOVERED, KIND_FETCHED
@@ -76,10 +77,15 @@ class OniePolicy:
         mac_of_ip: Callable[[str], str | None] | None = None,
         asic_of_platform: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
+        fleet: Lifecycle | None = None,
     ):
         self.settings = settings
-        self.inventory = inventory
         self.events: EventSink = events or (lambda _e: None)
+        # The lifecycle answers "may it install now" and holds the inventory (lab.yml + enrolled).
+        # Without one (a policy built alone), intent lives in memory over `inventory`.
+        self.fleet = fleet or Lifecycle(
+            None, inventory or Inventory([]), self.events, unknown_install=settings.unknown_install(inventory)
+        )
         self._url_base = settings.url or url_base
         self.catalog = Catalog(settings.installers)
         self._mac_of_ip = mac_of_ip
@@ -162,32 +168,27 @@ class OniePolicy:
 
     # -- choosing --------------------------------------------------------------------------------
 
+    @property
+    def inventory(self) -> Inventory:
+        return self.fleet.inventory
+
     def _device(self, identity: OnieIdentity, circuit_id: str | None) -> Device | None:
-        if self.inventory is None:
-            return None
-        if identity.serial:
-            for dev in self.inventory.devices:
-                if dev.serial and dev.serial.casefold() == identity.serial.casefold():
-                    return dev
-        if identity.mac:
-            found = self.inventory.by_mac(identity.mac)
-            if found is not None:
-                return found
-        if circuit_id:
-            for dev in self.inventory.devices:
-                if dev.switch_port and dev.switch_port == circuit_id:
-                    return dev
-        return None
+        return self.fleet.inventory.find(mac=identity.mac, serial=identity.serial, circuit_id=circuit_id)
 
     def choose(
-        self, identity: OnieIdentity, circuit_id: str | None = None, dev: Device | None = None
+        self,
+        identity: OnieIdentity,
+        circuit_id: str | None = None,
+        dev: Device | None = None,
+        armed: str | None = None,
     ) -> Choice:
         """The installer for this switch, and why (first pin that applies, else the platform's).
-        `dev`: the inventory device when the caller has looked it up already."""
+        `dev`: the inventory device when the caller has looked it up already; `armed`: what it was
+        armed with (`provision devices arm NAME --with FILE|VERSION`), before every other pin."""
         platform = identity.platform
         if dev is None:
             dev = self._device(identity, circuit_id)
-        pins: list[tuple[str | None, str]] = []
+        pins: list[tuple[str | None, str]] = [(armed, "armed with it")]
         if dev is not None:
             pins.append((dev.installer, f"inventory device {dev.name}"))
         pins.append((self.settings.devices.get(identity.serial or ""), "onie.devices (serial)"))
@@ -230,10 +231,17 @@ class OniePolicy:
             seen.ip = client.ip
             self._ip_to_mac[client.ip] = mac
         dev = self._device(identity, circuit)
-        choice = self.choose(identity, circuit, dev)
+        gate = self.fleet.gate(dev, identity.platform, key=mac)
+        if not gate.allowed:
+            self.fleet.refused(dev, gate, mac, client.ip)
+            return self._lease_only(dev, f"onie {identity.platform}: not offered: {gate.reason}")
+        choice = self.choose(identity, circuit, dev, gate.target)
         if choice.entry is None or not identity.platform:
-            log.info("onie %s (%s): no installer: %s", mac, identity.platform, choice.reason)
-            return None
+            # Still a lease (reserved or from the pool): a switch without a management address
+            # falls back to link-local and loops through discovery, unreachable. Status says why.
+            reason = choice.reason if identity.platform else "the switch did not say its platform"
+            self.fleet.refused(dev, Gate(False, "no-installer", reason), mac, client.ip)
+            return self._lease_only(dev, f"onie {identity.platform}: no installer: {reason}")
         decision = self._decision(identity.platform, choice, client)
         if dev is not None:
             # The inventory's reservation for this switch (found by serial, MAC or switch port: the
@@ -243,13 +251,22 @@ class OniePolicy:
             )
         return decision
 
+    @staticmethod
+    def _lease_only(dev: Device | None, note: str) -> BootDecision:
+        if dev is None:
+            return BootDecision(note=note)
+        return BootDecision(hostname=dev.hostname or dev.name, ip=dev.ip, note=f"{dev.name}: {note}")
+
     def _decision(self, platform: str, choice: Choice, client: Client) -> BootDecision:
         mode = self.settings.discovery
         url = self.installer_url(platform, client)
         name = discovery.installer_file_name(platform)
         extra: dict[int, bytes] = {}
         www = self._www_server(client)
-        if www and mode in (DiscoveryMode.EXACT, DiscoveryMode.INEXACT):
+        # Option 72 only where it is the way in (inexact). With the exact URL it only multiplies
+        # tries: ONIE runs its HTTP waterfall on 72 after the URL, so a failing installer ran
+        # again for every name (docs/onie.md "One try per arming").
+        if www and mode is DiscoveryMode.INEXACT:
             extra[discovery.OPT_WWW_SERVER] = ipaddress.IPv4Address(www).packed
         note = f"onie {platform}: {choice.entry.label if choice.entry else '-'} ({choice.reason})"
         if mode is DiscoveryMode.EXACT and url:
@@ -307,11 +324,17 @@ class OniePolicy:
         match = discovery.match_request(rel, identity, ip=client.ip)
         if match is None or match.operation is not discovery.Operation.INSTALL:
             return RenderedFile.not_found()
-        choice = self.choose(identity, circuit)
+        dev = self._device(replace(identity, mac=identity.mac or mac), circuit)
+        gate = self.fleet.gate(dev, identity.platform, key=mac)
+        if not gate.allowed:
+            self.fleet.refused(dev, gate, mac, client.ip)
+            return RenderedFile.not_found()
+        choice = self.choose(identity, circuit, dev, gate.target)
         if choice.entry is None:
             log.info("onie %s asked %s: %s", mac, rel, choice.reason)
             return RenderedFile.not_found()
         self._fetched(client, mac, identity, rel, choice.entry, choice.reason)
+        self.fleet.handed_out(dev, gate, mac, client.ip, what=choice.entry.name)
         return RenderedFile(path=choice.entry.path)
 
     def _identity_for_request(

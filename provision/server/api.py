@@ -19,6 +19,7 @@ from aiohttp import web
 
 from onie.platform import normalise_mac
 from provision.config.inventory import Inventory
+from provision.devices.lifecycle import Lifecycle
 from provision.devices.status import event_dict, snapshot
 from provision.onie.progress import KIND_REPORT
 from pxe.policy import Event, EventSink
@@ -44,11 +45,18 @@ class Api:
         inventory: Inventory,
         events: EventSink,
         accept_reports: bool = True,
+        fleet: Lifecycle | None = None,
     ) -> None:
         self._store = store  # the open store (None while stopping)
-        self.inventory = inventory
+        self._inventory = inventory
+        self.fleet = fleet
         self.events = events
         self.accept_reports = accept_reports
+
+    @property
+    def inventory(self) -> Inventory:
+        """lab.yml's devices and the enrolled ones (the lifecycle's view when there is one)."""
+        return self.fleet.inventory if self.fleet is not None else self._inventory
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -62,7 +70,7 @@ class Api:
         store = self._store()
         if store is None:
             return _error(503, "the server is stopping")
-        return web.json_response(snapshot(store, self.inventory), dumps=_dumps)
+        return web.json_response(snapshot(store, self.inventory, fleet=self.fleet), dumps=_dumps)
 
     async def recent_events(self, request: web.Request) -> web.Response:
         store = self._store()

@@ -24,8 +24,10 @@ from typing import Any
 
 from provision.boot import loaders
 from provision.boot.policy import BootPolicy, ServerAddress, profile_console
+from provision.config.inventory import Device
 from provision.config.lab import Arch, LabConfig, Subnet, check_files
 from provision.config.profiles import ProfileRegistry
+from provision.devices.lifecycle import Lifecycle
 from provision.onie.policy import OniePolicy
 from provision.onie.progress import record_identity
 from provision.server import hostnet
@@ -55,6 +57,37 @@ def switch_asics(registry: ProfileRegistry) -> dict[str, str]:
     return {p.onie_platform: p.switch_asic for p in registry.all() if p.onie_platform and p.switch_asic}
 
 
+def expected_platform(registry: ProfileRegistry) -> Callable[[Device], str | None]:
+    """The ONIE platform a device must report: its own `platform:`, else its profile's."""
+
+    def platform_of(dev: Device) -> str | None:
+        if dev.platform:
+            return dev.platform
+        if not dev.profile:
+            return None
+        try:
+            return registry.get(dev.profile).onie_platform
+        except LookupError:
+            return None
+
+    return platform_of
+
+
+def build_fleet(cfg: LabConfig, events: EventBus, registry: ProfileRegistry) -> Lifecycle:
+    """The lifecycle (intent in the store once it is open: `attach`), subscribed to the events."""
+    onie = cfg.onie
+    fleet = Lifecycle(
+        None,
+        cfg.inventory,
+        events,
+        unknown_install=onie.unknown_install(cfg.inventory) if onie is not None else False,
+        expected_platform=expected_platform(registry),
+        reports=onie.report if onie is not None else True,
+    )
+    events.subscribe("lifecycle", fleet.on_event)
+    return fleet
+
+
 def build_router(
     cfg: LabConfig,
     servers: list[ServerAddress],
@@ -62,9 +95,11 @@ def build_router(
     events: EventBus,
     addresses: AddressBook,
     registry: ProfileRegistry,
+    fleet: Lifecycle | None = None,
 ) -> Router:
     """The one policy: the server boot policy, and the ONIE policy when lab.yml has `onie:`."""
-    boot = BootPolicy(cfg, servers, files, console_of=profile_console(registry))
+    fleet = fleet or build_fleet(cfg, events, registry)
+    boot = BootPolicy(cfg, servers, files, console_of=profile_console(registry), fleet=fleet)
     onie = None
     if cfg.onie is not None:
 
@@ -79,6 +114,7 @@ def build_router(
             url_base=url_base,
             mac_of_ip=addresses,
             asic_of_platform=switch_asics(registry).get,
+            fleet=fleet,
         )
         events.subscribe("onie policy", onie.learn)
     return Router(boot, onie)
@@ -96,6 +132,7 @@ class BootServer:
         self.events.subscribe("address book", self.addresses.learn)
         self.events.subscribe("log", log_event)
         self.policy: Router | None = None
+        self.fleet: Lifecycle | None = None
         self.ifaces: list[hostnet.InterfaceAddress] = []
         self._closers: list[Callable[[], Any]] = []
 
@@ -121,7 +158,11 @@ class BootServer:
             raise ServeError(
                 f"state folder {paths.state_dir}: {exc}", "pick a writable --state-dir"
             ) from None
-        self.policy = build_router(self.cfg, servers, files, self.events, self.addresses, ProfileRegistry())
+        registry = ProfileRegistry()
+        self.fleet = build_fleet(self.cfg, self.events, registry)
+        self.policy = build_router(
+            self.cfg, servers, files, self.events, self.addresses, registry, self.fleet
+        )
 
     def _open_store(self) -> Store:
         db = self.cfg.paths.db_path
@@ -133,6 +174,8 @@ class BootServer:
                 str(exc), f"move {db} aside (it is not a provision state file) or pick another --state-dir"
             ) from None
         self.events.subscribe("store", store.add_event)
+        if self.fleet is not None:
+            self.fleet.attach(store)  # intent (enrolled devices, armings) lives in the store
         if self.cfg.onie is not None:
             # onie.discovered -> the devices table's serial and platform
             self.events.subscribe("onie identity", record_identity(store))
@@ -190,6 +233,8 @@ class BootServer:
     def _close_store(self) -> None:
         self.events.unsubscribe("store")
         self.events.unsubscribe("onie identity")
+        if self.fleet is not None:
+            self.fleet.attach(None)
         if self.store is not None:
             self.store.close()
         self.store = None
@@ -210,7 +255,9 @@ class BootServer:
         self._closers.append(self._close_store)
         tftp_root, http_root = self._roots()
         report = self.cfg.onie.report if self.cfg.onie is not None else True
-        api = Api(lambda: self.store, self.cfg.inventory, self.events, accept_reports=report)
+        api = Api(
+            lambda: self.store, self.cfg.inventory, self.events, accept_reports=report, fleet=self.fleet
+        )
         try:
             for iface in self.ifaces:
                 addr = str(iface.address)

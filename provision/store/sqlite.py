@@ -60,6 +60,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_kind_ts ON events(kind, ts);
     CREATE INDEX events_ts ON events(ts);
     """,
+    # 2: intent (docs/lifecycle.md): devices enrolled by `provision devices enroll|import`, and each
+    # known device's arming. Written at once (not buffered): another process (the CLI) writes them
+    # while `provision serve` reads, and an arming must never be lost.
+    """
+    CREATE TABLE enrolled (
+        name TEXT PRIMARY KEY,
+        doc TEXT NOT NULL,
+        enrolled_at REAL NOT NULL,
+        enrolled_by TEXT NOT NULL
+    );
+    CREATE TABLE intents (
+        name TEXT PRIMARY KEY,
+        armed INTEGER NOT NULL DEFAULT 0,
+        target TEXT,
+        install_id TEXT,
+        armed_at REAL,
+        armed_by TEXT,
+        outcome TEXT,
+        outcome_at REAL,
+        outcome_by TEXT,
+        reason TEXT,
+        updated REAL NOT NULL
+    );
+    """,
 )
 
 _FLUSH_AT = 2000  # buffered rows that force a commit even inside a burst
@@ -72,6 +96,31 @@ class StoreError(ProvisionError, RuntimeError):
     """
 
     exit_code = EXIT_ENV
+
+
+@dataclass(frozen=True)
+class IntentRecord:
+    """One known device's arming as stored (provision.devices.lifecycle reads it)."""
+
+    name: str
+    armed: bool
+    target: str | None = None
+    install_id: str | None = None
+    armed_at: float | None = None
+    armed_by: str | None = None
+    outcome: str | None = None  # why the last arming ended: installed | failed | disarmed
+    outcome_at: float | None = None
+    outcome_by: str | None = None
+    reason: str | None = None
+    updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class EnrolledRecord:
+    name: str
+    doc: dict[str, Any]
+    enrolled_at: float
+    enrolled_by: str
 
 
 @dataclass(frozen=True)
@@ -272,6 +321,69 @@ class Store:
                 None if identity is None else 1,
             ),
         )
+
+    # --- intent (written at once) --------------------------------------------------------------
+    @property
+    def data_version(self) -> int:
+        """Changes when ANOTHER connection commits (SQLite's PRAGMA data_version): how a running
+        server notices that `provision devices arm` wrote an intent, without polling tables."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _write_now(self, sql: str, args: Sequence[object]) -> int:
+        self.flush()
+        cur = self.db.execute(sql, args)
+        return cur.rowcount
+
+    def enroll(self, name: str, doc: dict[str, Any], by: str) -> None:
+        self._write_now(
+            "INSERT INTO enrolled (name, doc, enrolled_at, enrolled_by) VALUES (?,?,?,?) "
+            "ON CONFLICT(name) DO UPDATE SET doc=excluded.doc",
+            (name, _json(doc), time.time(), by),
+        )
+
+    def unenroll(self, name: str) -> bool:
+        gone = self._write_now("DELETE FROM enrolled WHERE name=?", (name,))
+        self._write_now("DELETE FROM intents WHERE name=?", (name,))
+        return gone > 0
+
+    def enrolled(self) -> list[EnrolledRecord]:
+        rows = self.db.execute("SELECT name, doc, enrolled_at, enrolled_by FROM enrolled ORDER BY name")
+        return [EnrolledRecord(n, json.loads(d), at, by) for n, d, at, by in rows]
+
+    def arm(self, name: str, target: str | None, install_id: str, by: str) -> None:
+        now = time.time()
+        self._write_now(
+            "INSERT INTO intents (name, armed, target, install_id, armed_at, armed_by, updated) "
+            "VALUES (?,1,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET armed=1, target=excluded.target, "
+            "install_id=excluded.install_id, armed_at=excluded.armed_at, armed_by=excluded.armed_by, "
+            "outcome=NULL, outcome_at=NULL, outcome_by=NULL, reason=NULL, updated=excluded.updated",
+            (name, target, install_id, now, by, now),
+        )
+
+    def end_arming(
+        self, name: str, outcome: str, by: str, reason: str | None = None, install_id: str | None = None
+    ) -> bool:
+        """Disarm with why (installed | failed | disarmed). With `install_id`, only that arming:
+        a late report of an older install never ends a newer arming. False when nothing changed."""
+        now = time.time()
+        sql = (
+            "INSERT INTO intents (name, armed, outcome, outcome_at, outcome_by, reason, updated) "
+            "VALUES (?,0,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET armed=0, outcome=excluded.outcome, "
+            "outcome_at=excluded.outcome_at, outcome_by=excluded.outcome_by, reason=excluded.reason, "
+            "updated=excluded.updated"
+        )
+        args: list[object] = [name, outcome, now, by, reason, now]
+        if install_id is not None:
+            sql += " WHERE intents.install_id IS ? AND intents.armed=1"
+            args.append(install_id)
+        return self._write_now(sql, args) > 0
+
+    def intents(self) -> dict[str, IntentRecord]:
+        rows = self.db.execute(
+            "SELECT name, armed, target, install_id, armed_at, armed_by, outcome, outcome_at, "
+            "outcome_by, reason, updated FROM intents"
+        )
+        return {r[0]: IntentRecord(r[0], bool(r[1]), *r[2:]) for r in rows}
 
     # --- reads --------------------------------------------------------------------------------
     def load_leases(self) -> Iterable[Lease]:

@@ -37,7 +37,7 @@ boot:
 paths:
   state_dir: {state}
 devices:
-  - {{name: guest, mac: "{mac}", ip: {net}.10}}
+  - {{name: guest, mac: "{mac}", ip: {net}.10, install: always}}
 """
 
 X86_ENTRY = "      x86_64: {{kernel: {k}, initrd: {i}, cmdline: console=ttyS0 panic=-1}}\n"

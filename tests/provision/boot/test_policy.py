@@ -14,7 +14,7 @@ from provision.boot.policy import BootPolicy, ServerAddress, Stage, mac_from_pat
 from provision.config.lab import load_lab
 from provision.config.profiles import ProfileRegistry
 from provision.server.router import Router
-from pxe.policy import BootDecision, Client, RenderedFile, Service
+from pxe.policy import BootDecision, Client, Event, RenderedFile, Service
 
 LAB = """\
 interfaces: [eth1]
@@ -33,9 +33,14 @@ boot:
     x86only:
       x86_64: {{kernel: x/vmlinuz}}
 devices:
-  - {{name: srv1, mac: "52:54:00:00:00:01", ip: 198.18.10.11, hostname: srv1.lab, profile: kvm_x86_64}}
-  - {{name: arm1, mac: "52:54:00:00:00:02", boot: x86only}}
+  - {{name: srv1, mac: "52:54:00:00:00:01", ip: 198.18.10.11, hostname: srv1.lab, profile: kvm_x86_64,
+      group: lab}}
+  - {{name: arm1, mac: "52:54:00:00:00:02", boot: x86only, install: always}}
+  - {{name: once, mac: "52:54:00:00:00:03"}}
+groups:
+  lab: {{install: always}}
 """
+ONCE = "52:54:00:00:00:03"
 KNOWN = "52:54:00:00:00:01"
 ARMDEV = "52:54:00:00:00:02"
 STRANGER = "52:54:00:99:99:99"
@@ -128,7 +133,10 @@ def test_ipxe_script_has_initrd_name_on_kernel_line(make_policy):
     lines = text.splitlines()
     kernel = next(line for line in lines if line.startswith("kernel "))
     # Debian's 2019 iPXE EFI needs initrd=NAME on the kernel line (docs/netboot.md "iPXE: chain-loading").
-    assert kernel == f"kernel http://{S}/boot/live/x86_64/vmlinuz initrd=initrd.gz quiet console=ttyS0,115200"
+    assert kernel == (
+        f"kernel http://{S}/boot/live/x86_64/vmlinuz initrd=initrd.gz quiet console=ttyS0,115200"
+        f" provision.report=http://{S}/api/v1/report?mac=52-54-00-00-00-01"
+    )
     assert f"initrd http://{S}/boot/live/x86_64/initrd.gz" in lines
     assert lines[-1] == "boot"
 
@@ -258,3 +266,46 @@ def test_server_chosen_by_receiving_interface_on_two_links(make_policy):
     assert relayed.bootfile == f"http://{S}/ipxe.efi"
     # an interface we do not serve on says nothing: the old hints (and then the first address) decide
     assert policy.decide(dhcp(mac=STRANGER, arch=16, interface="lo")).bootfile == f"http://{S}/ipxe.efi"
+
+
+def _script(pol: BootPolicy, mac: str, ipxe: bool = True) -> str:
+    if ipxe:
+        got = pol.render(Client(mac=mac, service=Service.HTTP), f"ipxe/{mac.replace(':', '-')}.ipxe")
+    else:
+        got = pol.render(Client(mac=mac, service=Service.TFTP), f"grub/by-mac/{mac}.cfg")
+    assert got is not None and got.content is not None
+    return got.content.decode()
+
+
+@pytest.mark.parametrize("ipxe", [True, False], ids=["ipxe", "grub"])
+def test_install_once_then_local_disk(make_policy, ipxe):
+    """A known server installs only when armed, once: after the installer's report of success its
+    next script boots the local disk (the reinstall loop of every-boot netboot is gone)."""
+    pol = make_policy()
+    assert pol.device(ONCE).install is None  # the default: armed
+    local = _script(pol, ONCE, ipxe)
+    assert "boots its local disk" in local and "not armed" in local and "vmlinuz" not in local
+    pol.fleet.arm("once", None, by="test")
+    install = _script(pol, ONCE, ipxe)
+    kernel = "x/vmlinuz" if ipxe else "a/Image"
+    assert (
+        kernel.split("/")[1] in install
+        and "provision.report=http://198.18.10.1/api/v1/report?mac=" in install
+    )
+    pol.fleet.on_event(
+        Event("installer.report", mac=ONCE, ip="198.18.10.50", detail={"stage": "complete", "status": "ok"})
+    )
+    after = _script(pol, ONCE, ipxe)
+    assert "boots its local disk" in after and "installed" in after
+    assert pol.fleet.intent("once").outcome == "installed"
+    # install: always (here through the device's group) boots the installer every time
+    assert "boots its local disk" not in _script(pol, KNOWN, ipxe)
+    assert "provision.report=" in _script(pol, KNOWN, ipxe)
+
+
+def test_arming_ends_after_handouts_without_a_report(make_policy):
+    pol = make_policy()
+    pol.fleet.arm("once", None, by="test")
+    for _ in range(3):
+        assert "vmlinuz" in _script(pol, ONCE)
+    assert "no report of success" in _script(pol, ONCE)

@@ -118,16 +118,26 @@ def test_decide_exact_url(folder):
     }
 
 
-def test_decide_port_80_adds_option_72(folder):
+def test_option_72_only_where_it_is_the_way_in(folder):
+    # inexact: option 72 names our HTTP server (port 80) for ONIE's HTTP waterfall
+    inexact = OnieSettings(installers=folder, discovery=DiscoveryMode.INEXACT)
+    pol, _ = policy(folder, settings=inexact, url_base="http://198.18.0.1")
+    assert pol.decide(dhcp_client()).extra_options[72] == bytes([198, 18, 0, 1])
+    # exact: the URL is the way in; 72 would only make ONIE run a failing installer once per name
     pol, _ = policy(folder, url_base="http://198.18.0.1")
-    dec = pol.decide(dhcp_client())
-    assert dec.extra_options[72] == bytes([198, 18, 0, 1])
+    assert 72 not in pol.decide(dhcp_client()).extra_options
 
 
 def test_decide_not_onie_or_no_installer(folder):
-    pol, _ = policy(folder)
+    pol, rec = policy(folder)
     assert pol.decide(Client(mac=MAC, service=Service.DHCP)) is None
-    assert pol.decide(dhcp_client(platform="x86_64-nobody_n1-r0")) is None
+    # no installer fits: still a lease (a switch without one loops through link-local, unreachable),
+    # no installer in it, and an event that says why
+    lease = pol.decide(dhcp_client(platform="x86_64-nobody_n1-r0"))
+    assert lease is not None and not lease.extra_options and lease.bootfile is None
+    assert "no installer" in (lease.note or "")
+    refused = [e for e in rec.events if e.kind == "device.refused"]
+    assert refused and refused[-1].detail["code"] == "no-installer"
     unconfigured = OniePolicy(OnieSettings())
     assert unconfigured.decide(dhcp_client()) is None
 
@@ -272,31 +282,37 @@ def test_asic_name_needs_asic(folder):
 def test_inventory_pin_by_serial_and_switch_port(folder):
     inv = Inventory(
         [
-            Device(name="leaf-01", serial="AS-1", installer="demo-2.0-accton.bin"),
+            Device(name="leaf-01", serial="AS-1", installer="demo-2.0-accton.bin", install="always"),
             Device(name="leaf-02", switch_port="Eth1/2", installer="2.0", ip="198.18.0.22"),
         ]
     )
     pol, rec = policy(folder, inventory=inv)
+    pol.fleet.arm("leaf-02", None, by="test")
     assert pol.choose(OnieIdentity(platform=ACCTON, serial="as-1")).entry.name == "demo-2.0-accton.bin"
     got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:55", serial="AS-1"), "/onie-installer")
     assert got.path.name == "demo-2.0-accton.bin"
-    assert rec.events[-1].detail["version"] == "2.0" and "leaf-01" in rec.events[-1].detail["reason"]
+    fetched = [e for e in rec.events if e.kind == "installer.fetched"][-1]
+    assert fetched.detail["version"] == "2.0" and "leaf-01" in fetched.detail["reason"]
+    assert rec.events[-1].kind == "device.installing" and rec.events[-1].detail["name"] == "leaf-01"
     # leaf-02 is known by its switch port only: pinned by NOS version, and its reservation applies
     dec = pol.decide(dhcp_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X", circuit=b"Eth1/2"))
     assert dec.hostname == "leaf-02" and dec.ip == "198.18.0.22" and dec.note.startswith("leaf-02: ")
     got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:66", serial="X"), "/onie-installer")
     assert got.path.name == "demo-2.0-accton.bin"
-    # the unpinned switch of the same platform gets the platform default
+    # a switch in no inventory, while the inventory lists devices: not installed (onie.unknown
+    # defaults to ignore then), and the event says why
     got = pol.render(http_client(platform=ACCTON, mac="00:11:22:33:44:77", serial="Y"), "/onie-installer")
-    assert got.path.name == f"onie-installer-{ACCTON}.bin"
+    assert not got.found
+    assert rec.events[-1].kind == "device.refused" and rec.events[-1].detail["code"] == "unknown-ignored"
 
 
 def test_pin_for_another_platform_is_refused(folder):
-    inv = Inventory([Device(name="leaf-01", mac=MAC, installer="demo-2.0-accton.bin")])
+    inv = Inventory([Device(name="leaf-01", mac=MAC, installer="demo-2.0-accton.bin", install="always")])
     pol, _ = policy(folder, inventory=inv)
     choice = pol.choose(OnieIdentity(platform=KVM, mac=MAC))
     assert choice.entry is None and "not x86_64-kvm_x86_64-r0" in choice.reason
-    assert pol.decide(dhcp_client()) is None
+    lease = pol.decide(dhcp_client())
+    assert lease.hostname == "leaf-01" and not lease.extra_options and "no installer" in lease.note
     assert not pol.render(http_client(), "/onie-installer").found
 
 
@@ -351,7 +367,7 @@ def test_router_built_from_lab_as_serve_builds_it(folder, tmp_path):
     lab = tmp_path / "lab.yml"
     lab.write_text(
         f"interfaces: [lo]\nmode: proxy\nhttp_port: 8080\nonie:\n  installers: {folder}\n  discovery: exact\n"
-        "devices:\n  - {name: leaf-01, serial: AS-1, installer: demo-2.0-accton.bin}\n"
+        "devices:\n  - {name: leaf-01, serial: AS-1, installer: demo-2.0-accton.bin, install: always}\n"
     )
     cfg = load_lab(lab)
     servers = [ServerAddress(ipaddress.IPv4Network("127.0.0.0/8"), "127.0.0.1", "lo")]
@@ -438,4 +454,4 @@ def test_onie_discovered_carries_the_leased_address(folder):
 
 def test_exact_answer_puts_114_and_125_before_72(folder):
     pol, _ = policy(folder, url_base="http://198.18.0.1")
-    assert list(pol.decide(dhcp_client()).extra_options) == [114, 125, 72]
+    assert list(pol.decide(dhcp_client()).extra_options) == [114, 125]

@@ -37,8 +37,9 @@ http_port: {http_port}
 onie:
   installers: {installers}
   discovery: {mode}
+  unknown: install
 devices:
-  - {{name: leaf-pinned, serial: PINNED-1, installer: demo-2.0-kvm.bin, ip: 198.18.31.50}}
+  - {{name: leaf-pinned, serial: PINNED-1, installer: demo-2.0-kvm.bin, ip: 198.18.31.50, install: always}}
 """
 
 

@@ -42,7 +42,7 @@ boot:
 paths:
   state_dir: {state}
 devices:
-  - {{name: box-01, mac: "{mac}", ip: {ip}, hostname: box-01}}
+  - {{name: box-01, mac: "{mac}", ip: {ip}, hostname: box-01, install: always}}
 """
 
 UDHCPC_SCRIPT = """#!/bin/sh
