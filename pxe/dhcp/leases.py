@@ -15,12 +15,14 @@ reply leaves, so an ACK is never sent for a lease a crash could lose.
 
 from __future__ import annotations
 
+import bisect
 import enum
+import itertools
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, overload
 
 from pxe.dhcp.config import Reservation, Subnet
 
@@ -96,13 +98,44 @@ class Answer:
     reason: str = ""
 
 
+class _Addresses(Sequence[int]):
+    """A pool's addresses in order, computed from its ranges: a /8 or 0.0.0.0/0 pool costs a
+    few integers, not a list and a set of every address (which was gigabytes)."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges = ranges
+        self.starts = list(itertools.accumulate((b - a + 1 for a, b in ranges), initial=0))
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[int]: ...
+    def __getitem__(self, i: int | slice) -> int | Sequence[int]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        r = bisect.bisect_right(self.starts, i) - 1
+        return self.ranges[r][0] + i - self.starts[r]
+
+    def __contains__(self, ip: object) -> bool:
+        return isinstance(ip, int) and any(a <= ip <= b for a, b in self.ranges)
+
+    def __iter__(self) -> Iterator[int]:
+        for a, b in self.ranges:
+            yield from range(a, b + 1)
+
+
 class _Pool:
     def __init__(self, subnet: Subnet) -> None:
         self.subnet = subnet
         self.net = subnet.net
         self.ranges = [(_int(a), _int(b)) for a, b in subnet.pools]
-        self.addresses = [ip for first, last in self.ranges for ip in range(first, last + 1)]
-        self.members = set(self.addresses)
+        self.addresses = _Addresses(self.ranges)
+        self.members = self.addresses  # membership by range, in O(ranges)
         self.cursor = 0
 
 
