@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pxe.files import PathRefused, Refusal, resolve
+from pxe.limits import Bounds, Gate
+from pxe.logsafe import safe
 from pxe.policy import Client, Event, EventSink, Policy, RenderedFile, Service
 from pxe.tftp import packets as P
 from pxe.tftp.transfer import Limits, Outcome, ReadTransfer, Result, Source, negotiate
@@ -37,7 +40,12 @@ class TftpConfig:
     port: int = TFTP_PORT
     interface: str | None = None  # SO_BINDTODEVICE: answer on this link only (needs root)
     limits: Limits = field(default_factory=Limits)
-    max_transfers: int = 2000
+    # Transfers at once, and from one source address. Each holds a socket and (for a file) its
+    # descriptor: 2 per transfer is what the caller's RLIMIT_NOFILE must leave room for. Beyond
+    # either cap an RRQ gets ERROR 0 "server busy" and no transfer: one client cannot take every
+    # slot, and a flood from many cannot run the process out of descriptors.
+    max_transfers: int = 1000
+    max_per_client: int = 8
 
 
 _REFUSAL_CODES = {
@@ -84,6 +92,10 @@ class TftpServer:
         self.sock = _udp_socket(config.bind_addr, config.port, config.interface)
         self.address: tuple[str, int] = self.sock.getsockname()
         self.transfers: dict[tuple[str, int], ReadTransfer] = {}
+        self.gate = Gate(config.max_transfers, config.max_per_client)
+        self.bounds = Bounds(log)
+        # Counters of every bound reached (and refusals), for the observability export.
+        self.stats = self.bounds.stats
         self._meta: dict[ReadTransfer, tuple[str, str, str | None]] = {}
         self._requests: dict[ReadTransfer, P.Request] = {}  # what started each transfer
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -126,13 +138,24 @@ class TftpServer:
             try:
                 self._on_packet(data, peer)
             except Exception:  # the last line of defence: one request never kills the server
-                log.exception("tftp: unexpected error handling a packet from %s", peer)
+                if self.bounds.hit(
+                    "tftp.internal_error", "tftp: unexpected error handling a packet from %s", peer[0]
+                ):
+                    log.exception("tftp: the first such error's traceback")
 
     def _on_packet(self, data: bytes, peer: tuple[str, int]) -> None:
         try:
             packet = P.parse(data)
         except P.MalformedPacket as exc:
-            log.info("tftp: malformed packet from %s:%d: %s", peer[0], peer[1], exc)
+            self.bounds.hit(
+                "tftp.malformed",
+                "tftp: malformed packet from %s:%s: %s",
+                peer[0],
+                peer[1],
+                exc,
+                level=logging.INFO,
+                burst=10,
+            )
             # Answer only things that look like a request; never answer an ERROR (no loops).
             if data[:2] in (b"\x00\x01", b"\x00\x02"):
                 self._error(peer, P.ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}", "", None)
@@ -142,6 +165,8 @@ class TftpServer:
             if not isinstance(packet, P.Error):
                 with contextlib.suppress(OSError):
                     self.sock.sendto(P.build_error(P.ErrorCode.UNKNOWN_TID, "unknown transfer ID"), peer)
+            return
+        if packet.opcode == P.OP_RRQ and not self._admissible(packet, peer):
             return
         mac = self.resolve_mac(peer[0]) if self.resolve_mac else None
         self._emit(
@@ -176,13 +201,41 @@ class TftpServer:
             # the same port supersedes the old transfer, which `_start` cancels.
             existing.resend_first()
             return
-        if len(self.transfers) >= self.config.max_transfers:
-            self._error(peer, P.ErrorCode.NOT_DEFINED, "server busy", packet.filename, mac)
-            return
         source = self._open(packet, peer, mac)
         if source is None:
             return
         self._start(packet, peer, mac, source)
+
+    def _admissible(self, packet: P.Request, peer: tuple[str, int]) -> bool:
+        """The caps, checked before any work (no event, no policy call, no file opened): a
+        refused RRQ gets ERROR 0 and costs one counter increment; the log gets one line a
+        minute per cap. A repeat of a live transfer's RRQ, or one that supersedes the transfer
+        on the same port, takes no new slot."""
+        existing = self.transfers.get(peer)
+        if existing is not None and not existing.done:
+            return True
+        refused = self.gate.admit(peer[0])
+        if refused is None:
+            self.gate.release(peer[0])  # counted in for real by _start, once a transfer exists
+            return True
+        if refused == "total":
+            self.bounds.hit(
+                "tftp.busy_total",
+                "tftp: %s transfers running (the cap): refusing new requests, the latest from %s",
+                self.config.max_transfers,
+                peer[0],
+            )
+        else:
+            self.bounds.hit(
+                "tftp.busy_per_client",
+                "tftp: %s already has %s transfers (the per-client cap): refusing more, asked %s",
+                peer[0],
+                self.config.max_per_client,
+                packet.filename,
+            )
+        with contextlib.suppress(OSError):
+            self.sock.sendto(P.build_error(P.ErrorCode.NOT_DEFINED, "server busy"), peer)
+        return False
 
     def _open(self, packet: P.Request, peer: tuple[str, int], mac: str | None) -> Source | None:
         path = packet.filename
@@ -199,7 +252,7 @@ class TftpServer:
             try:
                 rendered = self.policy.render(client, path)
             except Exception:
-                log.exception("tftp: policy.render failed for %s from %s", path, peer[0])
+                log.exception("tftp: policy.render failed for %s from %s", safe(path), peer[0])
                 self._error(peer, P.ErrorCode.NOT_DEFINED, "internal error", path, mac)
                 return None
         try:
@@ -225,6 +278,9 @@ class TftpServer:
             self._error(peer, P.ErrorCode.FILE_NOT_FOUND, "file not found", path, mac)
             return None
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self._out_of_descriptors(peer, path)
+                return None
             self._error(peer, P.ErrorCode.ACCESS_VIOLATION, exc.strerror or "cannot open", path, mac)
             return None
         if packet.mode is P.Mode.NETASCII:
@@ -239,14 +295,40 @@ class TftpServer:
                 os.close(fd)
         return Source.from_file(fd, size)
 
+    def _out_of_descriptors(self, peer: tuple[str, int], path: str) -> None:
+        """The process hit its descriptor limit (the caps leave room, so something else holds
+        many): refuse like a cap, one line a minute, never an exception."""
+        self.bounds.hit(
+            "tftp.no_descriptors",
+            "tftp: out of file descriptors (RLIMIT_NOFILE): refusing %s from %s; lower max_transfers "
+            "or raise the limit",
+            path,
+            peer[0],
+            level=logging.ERROR,
+        )
+        with contextlib.suppress(OSError):
+            self.sock.sendto(P.build_error(P.ErrorCode.NOT_DEFINED, "server busy"), peer)
+
     def _start(self, packet: P.Request, peer: tuple[str, int], mac: str | None, source: Source) -> None:
         opts = negotiate(packet.options, source.size, self.config.limits)
+        if opts.declined_timeout:
+            self.bounds.hit(
+                "tftp.timeout_declined",
+                "tftp: %s asked timeout=%s, above the %s s we accept: option declined (RFC 2349)",
+                peer[0],
+                packet.options.get(P.OPT_TIMEOUT),
+                self.config.limits.max_timeout,
+                level=logging.INFO,
+            )
         try:
             sock = _udp_socket(self.config.bind_addr, 0, self.config.interface)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             sock.connect(peer)
         except OSError as exc:
             source.close()
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self._out_of_descriptors(peer, packet.filename)
+                return
             self._error(
                 peer,
                 P.ErrorCode.NOT_DEFINED,
@@ -259,17 +341,32 @@ class TftpServer:
         old = self.transfers.pop(peer, None)
         if old is not None:
             old.cancel()
+        if self.gate.admit(peer[0]) is not None:  # cannot happen after _admissible; be safe
+            transfer.cancel()
+            return
         self.transfers[peer] = transfer
         self._meta[transfer] = (peer[0], packet.filename, mac)
         self._requests[transfer] = packet
         transfer.start()
 
     def _on_done(self, transfer: ReadTransfer, result: Result) -> None:
-        ip, path, mac = self._meta.pop(transfer, ("", "", None))
+        meta = self._meta.pop(transfer, None)
+        ip, path, mac = meta or ("", "", None)
+        if meta is not None:
+            self.gate.release(ip)
         self._requests.pop(transfer, None)
         for key, value in list(self.transfers.items()):
             if value is transfer:
                 del self.transfers[key]
+        if result.outcome is Outcome.EXPIRED:
+            self.bounds.hit(
+                "tftp.lifetime",
+                "tftp: transfer of %s to %s ended: past its lifetime (%s s + 1 s per %s bytes)",
+                path,
+                ip,
+                self.config.limits.lifetime,
+                self.config.limits.min_rate,
+            )
         if result.outcome in (Outcome.COMPLETE, Outcome.UNCONFIRMED):
             self._emit(
                 "tftp.sent",

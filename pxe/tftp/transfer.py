@@ -43,7 +43,7 @@ GSO_MAX_BYTES = 65000
 
 OACK_QUIET_EXPIRIES = 2  # timer expiries in WAIT_OACK_ACK that do not resend (see _on_timer)
 
-READ_CHUNK = 256 * 1024  # file bytes read per pread: one syscall per ~180 blocks at 1468
+READ_CHUNK = 256 * 1024  # file bytes read per pread at most: one syscall per ~180 blocks at 1468
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,19 @@ class Limits:
     max_windowsize: int = MAX_WINDOWSIZE
     timeout: float = 1.0  # our retransmit timeout when the client does not ask for one
     retries: int = 5  # retransmissions of one packet/window before the transfer is abandoned
+    # The largest `timeout` option we accept. RFC 2349 lets a server only accept the client's
+    # value as is or decline the option (leave it out of the OACK); a larger ask is declined
+    # and our `timeout` applies. At 255 s an unanswered OACK held a transfer for 30+ minutes.
+    max_timeout: int = 10
+    # A transfer ends (ERROR 0 "transfer took too long") after `lifetime` seconds plus one second
+    # per `min_rate` bytes of the file: a client ACKing just often enough to stay alive cannot
+    # hold a slot forever, and a large file on a slow link still gets its time.
+    lifetime: float = 300.0
+    min_rate: int = 128 * 1024
+
+    def deadline(self, size: int) -> float:
+        """Seconds a transfer of `size` bytes may last."""
+        return self.lifetime + size / max(1, self.min_rate)
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class Negotiated:
     windowsize: int
     timeout: float
     oack: dict[str, str]  # options acknowledged; empty: no OACK, data starts at block 1
+    declined_timeout: bool = False  # the client asked a timeout above Limits.max_timeout
 
 
 def negotiate(requested: dict[str, str], size: int, limits: Limits) -> Negotiated:
@@ -78,9 +92,13 @@ def negotiate(requested: dict[str, str], size: int, limits: Limits) -> Negotiate
     if (n := number(P.OPT_BLKSIZE)) is not None and n >= MIN_BLKSIZE:
         blksize = min(n, limits.max_blksize, MAX_BLKSIZE)
         oack[P.OPT_BLKSIZE] = str(blksize)
+    declined_timeout = False
     if (n := number(P.OPT_TIMEOUT)) is not None and MIN_TIMEOUT <= n <= MAX_TIMEOUT:
-        timeout = float(n)
-        oack[P.OPT_TIMEOUT] = str(n)
+        if n <= limits.max_timeout:
+            timeout = float(n)
+            oack[P.OPT_TIMEOUT] = str(n)
+        else:
+            declined_timeout = True  # [RFC 2349] not in the OACK: our default timeout applies
     if number(P.OPT_TSIZE) is not None and size > 0:
         # [RFC 2349] the client sends 0 in an RRQ; we answer with the real size. Not for an empty
         # file: curl 7.88 rejects "tsize 0" in an OACK as invalid and aborts, so decline instead.
@@ -88,18 +106,23 @@ def negotiate(requested: dict[str, str], size: int, limits: Limits) -> Negotiate
     if (n := number(P.OPT_WINDOWSIZE)) is not None and n >= 1:
         windowsize = min(n, limits.max_windowsize)
         oack[P.OPT_WINDOWSIZE] = str(windowsize)
-    return Negotiated(blksize, windowsize, timeout, oack)
+    return Negotiated(blksize, windowsize, timeout, oack, declined_timeout)
 
 
 class Source:
     """The bytes of one transfer: a file read in chunks (page cache hits; no mmap so a file
-    truncated under us cannot SIGBUS the server) or content rendered in memory."""
+    truncated under us cannot SIGBUS the server) or content rendered in memory.
+
+    The read-ahead is lazy: the first read takes only what was asked (one block, or one window),
+    each refill doubles up to READ_CHUNK, and `drop_cache` lets a stalled transfer hold nothing.
+    A fixed 256 KiB read for block 1 made every idle RRQ cost 256 KiB (1,000 RRQs: +253 MiB)."""
 
     def __init__(self, size: int, fd: int | None = None, content: bytes | None = None) -> None:
         self.size = size
         self._fd = fd
         self._buf = memoryview(content) if content is not None else memoryview(b"")
         self._buf_off = 0 if content is not None else -1
+        self._chunk = 0  # the next read-ahead size; grows while the transfer moves
 
     @classmethod
     def from_bytes(cls, content: bytes) -> Source:
@@ -114,9 +137,15 @@ class Source:
         if self._buf_off < 0 or start < 0 or start + n > len(self._buf):
             if self._fd is None:
                 return b""
-            data = os.pread(self._fd, max(n, READ_CHUNK), offset)
+            data = os.pread(self._fd, max(n, self._chunk), offset)
+            self._chunk = min(READ_CHUNK, max(self._chunk * 2, n * 2))
             self._buf, self._buf_off, start = memoryview(data), offset, 0
         return self._buf[start : start + n]
+
+    def drop_cache(self) -> None:
+        """Forget the read-ahead (file-backed only): the next read takes just what it needs."""
+        if self._fd is not None:
+            self._buf, self._buf_off, self._chunk = memoryview(b""), -1, 0
 
     def close(self) -> None:
         if self._fd is not None:
@@ -137,6 +166,7 @@ class Outcome(enum.Enum):
     CLIENT_ERROR = "client-error"  # the client sent ERROR (EDK2's tsize probe ends this way)
     TIMEOUT = "timeout"
     PEER_GONE = "peer-gone"  # ICMP port unreachable
+    EXPIRED = "expired"  # past Limits.deadline(size): the client was told with ERROR 0
     CANCELLED = "cancelled"
 
 
@@ -176,6 +206,7 @@ class ReadTransfer:
         self.sent_upto = 0
         self.state = State.WAIT_OACK_ACK if opts.oack else State.SENDING
         self.started = time.monotonic()
+        self.expires = loop.time() + limits.deadline(source.size)
         self.retries = 0
         self.retransmits = 0
         self.timeout = opts.timeout
@@ -397,11 +428,18 @@ class ReadTransfer:
         self.retries = 0
         self.timeout = self.opts.timeout
 
+    def _expire(self) -> None:
+        self._send(P.build_error(P.ErrorCode.NOT_DEFINED, "transfer took too long"))
+        self._finish(Outcome.EXPIRED, None, "transfer took too long")
+
     def _on_timer(self) -> None:
         if self.state is State.DONE:
             return
         now = self.loop.time()
-        due = self.last_progress + self.timeout
+        if now >= self.expires:
+            self._expire()
+            return
+        due = min(self.last_progress + self.timeout, self.expires)
         if now < due:
             self._timer = self.loop.call_later(due - now, self._on_timer)
             return
@@ -409,6 +447,7 @@ class ReadTransfer:
             self._finish(Outcome.TIMEOUT, None, f"no ACK after {self.retries} retransmissions")
             return
         self.retries += 1
+        self.source.drop_cache()  # the client is silent: hold no read-ahead while it is
         # Back off (x2 per retry, capped at 4x) so a slow client is not flooded with repeats.
         self.timeout = min(self.timeout * 2, self.opts.timeout * 4)
         self.last_progress = now
@@ -426,4 +465,6 @@ class ReadTransfer:
             self.retransmits += 1
             self._send_window()
         if not self.done:
-            self._timer = self.loop.call_later(self.timeout, self._on_timer)
+            self._timer = self.loop.call_later(
+                min(self.timeout, max(0.0, self.expires - now)), self._on_timer
+            )
