@@ -201,7 +201,8 @@ class OniePolicy:
                 return Choice(choice.entry, f"{choice.reason} ({why})")
         if not platform:
             return Choice(None, "the switch did not say its platform")
-        entry = self.catalog.for_platform(platform)
+        with_asic = self._with_asic(identity)
+        entry = self.catalog.for_identity(platform, with_asic.arch, with_asic.switch_asic)
         if entry is None:
             return Choice(None, f"no installer for {platform} in {self.settings.installers}")
         return Choice(entry, f"platform default for {platform}")

@@ -455,3 +455,18 @@ def test_onie_discovered_carries_the_leased_address(folder):
 def test_exact_answer_puts_114_and_125_before_72(folder):
     pol, _ = policy(folder, url_base="http://198.18.0.1")
     assert list(pol.decide(dhcp_client()).extra_options) == [114, 125]
+
+
+def test_generic_names_serve_the_switches_they_fit(folder):
+    """ONIE's generic names (`onie-installer-<arch>`, ...) are served to the switches they fit, the
+    platform's own file first; exact mode names the platform's URL and serves the generic file."""
+    write_installer(folder, "onie-installer-x86_64", None)
+    pol, _ = policy(folder)
+    acme = "x86_64-acme_n9-r0"
+    dec = pol.decide(dhcp_client(platform=acme, mac="00:11:22:33:44:99"))
+    assert url_of(dec) == f"http://198.18.0.1:8080/onie-installer-{acme}.bin"
+    got = pol.render(http_client(platform=acme, mac="00:11:22:33:44:99"), f"/onie-installer-{acme}.bin")
+    assert got.found and got.path.name == "onie-installer-x86_64"
+    # a platform with its own file keeps it; an arm64 switch does not take the x86_64 file
+    assert pol.render(http_client(platform=KVM), "/onie-installer").path.name == f"onie-installer-{KVM}.bin"
+    assert pol.choose(OnieIdentity(platform="arm64-acme_z1-r0")).entry is None
