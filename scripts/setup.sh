@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 
 # One line per area, so that areas add what they need without editing each other's lines.
 PKGS_CORE="python3 python3-venv python3-pip git iproute2 procps psmisc kmod util-linux ca-certificates curl"
-PKGS_INSTALLER="busybox-static gdisk fdisk dosfstools mtools e2fsprogs squashfs-tools cpio xz-utils grub2-common grub-common grub-pc-bin grub-efi-amd64-bin linux-image-amd64 util-linux gzip"
+PKGS_INSTALLER="busybox-static gdisk fdisk dosfstools mtools e2fsprogs squashfs-tools cpio xz-utils grub2-common grub-common grub-pc-bin grub-efi-amd64-bin linux-image-amd64 util-linux gzip u-boot-tools device-tree-compiler libubootenv-tool"
 PKGS_SERVE="dnsmasq isc-dhcp-client isc-dhcp-relay tftp-hpa atftp tftpd-hpa nginx-light ipxe nftables"
-PKGS_VM="qemu-system-x86 qemu-system-arm ipxe-qemu ovmf qemu-efi-aarch64 linux-image-amd64 grub-efi-amd64-bin grub-pc-bin grub-common efibootmgr busybox-static cpio"
+PKGS_VM="qemu-system-x86 qemu-system-arm ipxe-qemu ovmf qemu-efi-aarch64 u-boot-qemu linux-image-amd64 grub-efi-amd64-bin grub-pc-bin grub-common efibootmgr busybox-static cpio"
 PKGS_BMC="openipmi ipmitool"
 # The ONIE-like QEMU guest (tests/support/onie_guest.py): its initramfs copies these tools in.
 PKGS_ONIEVM="qemu-system-x86 ovmf linux-image-amd64 busybox-static cpio gzip kmod gdisk e2fsprogs dosfstools mtools util-linux efibootmgr grub-common grub-efi-amd64-bin grub-pc-bin dnsmasq"

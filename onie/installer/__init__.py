@@ -17,6 +17,8 @@ from onie.installer.model import (
     PlatformInfo,
     Progress,
     Stage,
+    UBootMedium,
+    UBootTarget,
 )
 from onie.installer.reader import NotAnInstaller, inspect
 from onie.installer.render import kernel_cmdline
@@ -35,6 +37,8 @@ __all__ = [
     "PlatformInfo",
     "Progress",
     "Stage",
+    "UBootMedium",
+    "UBootTarget",
     "build",
     "inspect",
     "kernel_cmdline",

@@ -9,12 +9,20 @@ compressed already: compressing the tar again would cost time and save little.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from onie.installer import tarstream
-from onie.installer.model import BuildResult, InstallerSpec, Member, PlatformInfo, Progress
-from onie.installer.render import PAYLOAD_MARKER, render_grub_cfg, render_header, render_install
+from onie.installer.fit import FitError, build_fit
+from onie.installer.model import BuildResult, InstallerSpec, Member, PlatformInfo, Progress, UBootMedium
+from onie.installer.render import (
+    PAYLOAD_MARKER,
+    render_grub_cfg,
+    render_header,
+    render_install,
+    render_uboot_env,
+)
 
 UPDATER_COOKIE = "ONIE-UPDATER-COOKIE"  # ONIE refuses files with this in their first 100 lines
 SHA_WIDTH, NUM_WIDTH = 64, 20
@@ -22,6 +30,7 @@ _SHA_PH, _SIZE_PH, _OFF_PH = "S" * SHA_WIDTH, "Z" * NUM_WIDTH, "O" * NUM_WIDTH
 # Slack in the boot partition for GRUB's modules (x86_64-efi or i386-pc: ~5 MiB) and ext4 metadata.
 BOOT_SLACK = 16 * 1024 * 1024
 ROOTFS_MEMBER = "nos/rootfs.squashfs"  # streamed to disk by install.sh, never unpacked to tmpfs
+FIT_MEMBER = "nos/nos.itb"  # U-Boot platforms: kernel + initrd (+ device tree) in one FIT image
 
 
 class BuildError(ValueError):
@@ -55,12 +64,13 @@ def _check_fits(spec: InstallerSpec) -> None:
         )
 
 
-def payload_plan(spec: InstallerSpec) -> list[tuple[str, Path, int]]:
+def payload_plan(spec: InstallerSpec, fit: Path | None = None) -> list[tuple[str, Path, int]]:
     """(archive name, source, mode) of every file member, in archive (sorted) order."""
-    files: list[tuple[str, Path, int]] = [
-        ("nos/kernel", spec.kernel, 0o644),
-        ("nos/initrd", spec.initrd, 0o644),
-    ]
+    files: list[tuple[str, Path, int]] = (
+        [(FIT_MEMBER, fit, 0o644)]
+        if fit is not None
+        else [("nos/kernel", spec.kernel, 0o644), ("nos/initrd", spec.initrd, 0o644)]
+    )
     if spec.rootfs is not None:
         files.append((ROOTFS_MEMBER, spec.rootfs, 0o644))
     for f in spec.files:
@@ -75,21 +85,85 @@ def build(
     templates_dir: Path,
     progress: Callable[[Progress], None] | None = None,
     source_date_epoch: int | None = None,
+    dtbs: Path | None = None,
 ) -> BuildResult:
     """Write the installer for `platform` to `out` (a file path); atomic: a failed build leaves
-    no partial file. `source_date_epoch` (else 0) is the mtime of every tar member."""
+    no partial file. `source_date_epoch` (else 0) is the mtime of every tar member. U-Boot
+    platforms get a FIT image (onie.installer.fit) whose device tree is `dtbs`/<profile fdt>."""
     out = Path(out)
     _check_fits(spec)
+    if platform.firmware != "uboot":
+        return _build(spec, platform, out, templates_dir, progress, source_date_epoch, None)
+    u = platform.uboot
+    if u is None:
+        raise BuildError(f"{platform.onie_platform}: a U-Boot platform needs its profile's uboot: block")
+    if spec.rootfs is not None and u.medium is not UBootMedium.DISK:
+        raise BuildError(
+            f"a rootfs image needs partitions: uboot medium {u.medium.value} has none (use disk)"
+        )
+    fdt = None
+    if u.fdt:
+        if dtbs is None:
+            raise BuildError(f"{platform.onie_platform} needs the device tree {u.fdt}: give payload dtbs:")
+        fdt = dtbs / u.fdt
+    with tempfile.TemporaryDirectory(prefix="provision-fit-") as tmp:
+        try:
+            fit = build_fit(
+                Path(tmp) / "nos.itb",
+                f"{spec.nos_name} {spec.nos_version} for {platform.onie_platform}",
+                platform.arch,
+                spec.kernel,
+                spec.initrd,
+                fdt,
+                source_date_epoch,
+            )
+        except FitError as exc:
+            raise BuildError(str(exc)) from None
+        size = fit.stat().st_size
+        if u.max_size and size > u.max_size:
+            raise BuildError(
+                f"the FIT image is {size} bytes but the {u.medium.value} region holds {u.max_size}"
+            )
+        boot = spec.layout.boot
+        if u.medium is UBootMedium.DISK and boot.size and size + BOOT_SLACK > boot.size:
+            raise BuildError(
+                f"boot partition {boot.label} ({boot.size >> 20} MiB) is too small for the FIT image"
+            )
+        return _build(spec, platform, out, templates_dir, progress, source_date_epoch, fit)
+
+
+def _build(
+    spec: InstallerSpec,
+    platform: PlatformInfo,
+    out: Path,
+    templates_dir: Path,
+    progress: Callable[[Progress], None] | None,
+    source_date_epoch: int | None,
+    fit: Path | None,
+) -> BuildResult:
     mtime = int(source_date_epoch or 0)
     small: dict[str, tuple[bytes, int]] = {
-        "installer/install.sh": (render_install(templates_dir, spec).encode(), 0o755),
-        "installer/grub-uefi.cfg": (render_grub_cfg(templates_dir, spec, platform, "uefi").encode(), 0o644),
-        "installer/grub-bios.cfg": (render_grub_cfg(templates_dir, spec, platform, "bios").encode(), 0o644),
+        "installer/install.sh": (render_install(templates_dir, spec, platform, fit).encode(), 0o755),
     }
+    if fit is None:
+        small["installer/grub-uefi.cfg"] = (
+            render_grub_cfg(templates_dir, spec, platform, "uefi").encode(),
+            0o644,
+        )
+    if fit is not None:
+        small["installer/uboot-env.txt"] = (
+            render_uboot_env(spec, platform, fit.stat().st_size).encode(),
+            0o644,
+        )
+    if fit is None and platform.arch == "x86_64":  # BIOS exists on x86 only (docs/hardware-profiles.md)
+        small["installer/grub-bios.cfg"] = (
+            render_grub_cfg(templates_dir, spec, platform, "bios").encode(),
+            0o644,
+        )
     for point, snippet in spec.hooks:
         text = "#!/bin/sh\n# hook " + point.value + " (from the switch spec)\n" + snippet.rstrip("\n") + "\n"
         small[f"installer/hooks/{point.value}.sh"] = (text.encode(), 0o755)
-    big = payload_plan(spec)
+    big = payload_plan(spec, fit)
     # name -> (rendered bytes, or the file to stream, mode)
     members: dict[str, tuple[bytes | Path, int]] = dict(small)
     members.update({name: (src, mode) for name, src, mode in big})

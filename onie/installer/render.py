@@ -7,7 +7,8 @@ from pathlib import Path
 
 import jinja2
 
-from onie.installer.model import InstallerSpec, PlatformInfo
+from onie.installer.fit import RAMDISK
+from onie.installer.model import InstallerSpec, PlatformInfo, UBootMedium
 from onie.kernel_cmdline import console_arg, kernel_args
 from onie.layout import Role, human_size
 
@@ -72,8 +73,53 @@ def render_header(
     return text
 
 
-def render_install(templates_dir: Path, spec: InstallerSpec) -> str:
+X86 = PlatformInfo(onie_platform="", arch="x86_64")
+
+
+# U-Boot rescans a device before reading it; each interface spells that its own way.
+_UBOOT_RESCAN = {"mmc": "mmc rescan", "usb": "usb start", "sata": "sata init"}
+
+
+def uboot_env(spec: InstallerSpec, platform: PlatformInfo, fit_size: int) -> dict[str, str]:
+    """The variables the installer sets with `fw_setenv -s` (docs/onie.md "U-Boot platforms").
+    `@BOOT_PART@` stands for the boot partition's number, known only at install time."""
+    u = platform.uboot
+    if u is None:
+        raise ValueError(f"{platform.onie_platform} has no uboot target")
+    load = u.load_address
+    iface, _, devnum = u.uboot_device.partition(" ")
+    rescan = _UBOOT_RESCAN.get(iface, f"{iface} scan")
+    if u.medium is UBootMedium.DISK:
+        nos_load = f"{rescan}; ext4load {iface} {devnum}:@BOOT_PART@ {load} /boot/nos.itb"
+    elif u.medium is UBootMedium.PARTITION:
+        nos_load = f"{rescan}; ext4load {iface} {devnum}:{u.partition_number} {load} /boot/nos.itb"
+    elif u.medium is UBootMedium.RAW:
+        blocks = -(-fit_size // 512)
+        nos_load = f"{rescan}; {iface} dev {devnum}; {iface} read {load} 0x{u.offset // 512:x} 0x{blocks:x}"
+    else:
+        nos_load = f"cp.b 0x{u.flash_address:x} {load} 0x{fit_size:x}"
+    bootm = f"bootm {load}"
+    if not u.fdt and u.bootm_fdt:  # no device tree in the FIT: the board's own (e.g. QEMU's)
+        bootm += f" {load}:{RAMDISK} {u.bootm_fdt}"
+    # In write order: nos_bootcmd last, so that an install stopped half-way leaves ONIE's.
+    return {
+        "provision_nos": f"{spec.nos_name} {spec.nos_version}",
+        "nos_load": nos_load,
+        "nos_bootargs": "setenv bootargs " + kernel_cmdline(spec, platform),
+        "nos_bootcmd": f"echo Loading {spec.title.replace(';', '')} ...; run nos_load && run nos_bootargs && {bootm}",
+    }
+
+
+def render_uboot_env(spec: InstallerSpec, platform: PlatformInfo, fit_size: int) -> str:
+    """One `name value` per line, in write order (install.sh calls fw_setenv once per line)."""
+    return "".join(f"{k} {v}\n" for k, v in uboot_env(spec, platform, fit_size).items())
+
+
+def render_install(
+    templates_dir: Path, spec: InstallerSpec, platform: PlatformInfo = X86, fit: Path | None = None
+) -> str:
     layout = spec.layout
+    efi = platform.efi
     target = layout.rootfs
     parts = [
         {
@@ -101,6 +147,14 @@ def render_install(templates_dir: Path, spec: InstallerSpec) -> str:
             partitions=parts,
             files=[{"dest": f.dest} for f in spec.files],
             roles=Role,
+            grub_efi_target=efi.grub_target,
+            grub_efi_name=efi.loader,
+            efi_fallback=efi.fallback,
+            bios_possible=platform.arch == "x86_64",
+            grub_video_modules="efi_gop all_video",
+            uboot=platform.uboot if fit is not None else None,
+            fw_env_config=platform.uboot.fw_env_config if platform.uboot else "",
+            fit_size=fit.stat().st_size if fit is not None else 0,
         )
     )
 
@@ -117,5 +171,8 @@ def render_grub_cfg(templates_dir: Path, spec: InstallerSpec, platform: Platform
             boot_label=spec.layout.boot.label,
             cmdline=kernel_cmdline(spec, platform),
             firmware=firmware,
+            # GRUB's `serial` drives a PC UART (x86 port I/O); on arm64 the firmware's console
+            # (EFI ConOut) is the serial line already (AAVMF, SBSA machines).
+            pc_serial=platform.arch == "x86_64",
         )
     )

@@ -13,7 +13,18 @@ from rich.progress import BarColumn, DownloadColumn, TransferSpeedColumn
 from rich.progress import Progress as Bar
 from rich.table import Table
 
-from onie.installer import BuildError, InstallerFormat, NotAnInstaller, Progress, build, inspect
+from onie.installer import (
+    BuildError,
+    InstallerFormat,
+    InstallerSpec,
+    NotAnInstaller,
+    PlatformInfo,
+    Progress,
+    UBootMedium,
+    build,
+    inspect,
+)
+from onie.installer.render import uboot_env
 from onie.layout import Firmware, human_size, onie_partitions
 from provision import resources
 from provision.cli.common import EXIT_FAILED, EXIT_INPUT, CLIError, echo_json
@@ -76,6 +87,8 @@ def onie_installer(
     show_bar = sys.stdout.isatty() and not as_json
     for profile, platform in targets:
         path = out_dir / platform.installer_name
+        nos = switch.spec_for(profile.arch)
+        dtbs = switch.dtbs.get(profile.arch)
         try:
             if show_bar:
                 with Bar(
@@ -89,9 +102,9 @@ def onie_installer(
                     def update(p: Progress, bar=bar, task=task) -> None:
                         bar.update(task, completed=p.done, total=p.total)
 
-                    result = build(switch.spec, platform, path, resources.templates_dir(), update, epoch)
+                    result = build(nos, platform, path, resources.templates_dir(), update, epoch, dtbs)
             else:
-                result = build(switch.spec, platform, path, resources.templates_dir(), None, epoch)
+                result = build(nos, platform, path, resources.templates_dir(), None, epoch, dtbs)
         except BuildError as exc:
             raise CLIError(
                 f"{spec}: {profile.id}: {exc}", "change the spec (partitions or payload)", EXIT_INPUT
@@ -181,10 +194,13 @@ def layout_cmd(spec: Path, only: str | None, as_json: bool, profile_dirs: tuple[
     """Show the disk plan: ONIE's partitions (kept untouched) and the NOS partitions after them."""
     switch = load_switch_spec(spec)
     targets = resolve_platforms(switch, ProfileRegistry(folders=list(profile_dirs)), only)
-    layout = switch.spec.layout
     # JSON-shaped (--json prints them as they are); the table below reads the same dicts.
     plans: list[dict[str, Any]] = []
-    for profile, _ in targets:
+    for profile, platform in targets:
+        layout = switch.spec_for(profile.arch).layout
+        if platform.uboot is not None:
+            plans.append(_uboot_plan(switch.spec_for(profile.arch), profile.id, platform))
+            continue
         firmware = Firmware.BIOS if profile.firmware == "bios" else Firmware.UEFI
         kept = onie_partitions(firmware)
         rows: list[dict[str, Any]] = [
@@ -234,6 +250,9 @@ def layout_cmd(spec: Path, only: str | None, as_json: bool, profile_dirs: tuple[
     # Not a terminal (a pipe, a log): rich would wrap at 80 columns and hide the GUIDs.
     console = Console() if sys.stdout.isatty() else Console(width=170)
     for plan in plans:
+        if plan["firmware"] == "uboot":
+            _print_uboot_plan(console, plan)
+            continue
         table = Table(title=f"{plan['profile']} ({plan['platform']}, {plan['firmware']}): disk plan")
         for col in ("#", "label", "size", "type GUID", "attrs", "fs", "owner", "note"):
             table.add_column(col, no_wrap=col in ("type GUID", "label"))
@@ -255,6 +274,62 @@ def layout_cmd(spec: Path, only: str | None, as_json: bool, profile_dirs: tuple[
         "Numbers are what sgdisk picks on a disk holding only ONIE; the installer finds "
         "partitions by label, and also firmware-detects UEFI vs BIOS at install time."
     )
+
+
+def _uboot_plan(spec: InstallerSpec, profile_id: str, platform: PlatformInfo) -> dict[str, Any]:
+    """A U-Boot platform's plan: where the FIT goes, and the environment the installer writes
+    (docs/onie.md "U-Boot platforms"). FIT size unknown before a build: shown as <size>."""
+    u = platform.uboot
+    assert u is not None
+    env = uboot_env(spec, platform, 0)
+    env = {k: v.replace("0x0 ", "<size> ").replace(" 0x0", " <size>") if k == "nos_load" else v
+           for k, v in env.items()}  # fmt: skip
+    partitions: list[dict[str, Any]] = []
+    if u.medium is UBootMedium.DISK:
+        for p in spec.layout.partitions:
+            partitions.append(
+                {"label": p.label, "size": p.size, "role": p.role.value, "filesystem": p.filesystem.value,
+                 "note": "nos.itb in /boot" if p is spec.layout.boot else ""}
+            )  # fmt: skip
+    region = {
+        UBootMedium.DISK: f"{u.device}: new GPT partitions after the existing ones ({u.uboot_device})",
+        UBootMedium.PARTITION: f"{u.device} (partition {u.partition_number} of {u.uboot_device}): /boot/nos.itb in its ext4",
+        UBootMedium.RAW: f"{u.device} at byte 0x{u.offset:x}, up to {human_size(u.max_size)} ({u.uboot_device})",
+        UBootMedium.MTD: f"MTD partition {u.mtd_name!r} (U-Boot address 0x{u.flash_address:x}, {human_size(u.max_size)})",
+    }[u.medium]
+    return {
+        "profile": profile_id,
+        "platform": platform.onie_platform,
+        "firmware": "uboot",
+        "medium": u.medium.value,
+        "region": region,
+        "fdt": u.fdt or None,
+        "fw_env_config": u.fw_env_config.splitlines(),
+        "env": env,
+        "partitions": partitions,
+        "kept": "bootcmd, onie_bootcmd, onie_boot_reason and every other ONIE variable",
+    }
+
+
+def _print_uboot_plan(console: Console, plan: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{plan['profile']} ({plan['platform']}, U-Boot)[/]: NOS FIT image -> {plan['region']}"
+    )
+    if plan["fdt"]:
+        console.print(f"  device tree in the FIT: {plan['fdt']}")
+    console.print("  fw_env.config (ONIE's /etc/fw_env.config wins when present):")
+    for line in plan["fw_env_config"]:
+        console.print(f"    {line}")
+    if plan["partitions"]:
+        table = Table("label", "size", "role", "fs", "note", title="NOS partitions")
+        for p in plan["partitions"]:
+            table.add_row(p["label"], human_size(p["size"]), p["role"], p["filesystem"], p["note"])
+        console.print(table)
+    table = Table("variable", "value", title="U-Boot environment written with fw_setenv -s")
+    for k, v in plan["env"].items():
+        table.add_row(k, v)
+    console.print(table)
+    console.print(f"  left alone: {plan['kept']}")
 
 
 COMMANDS = [onie_installer, inspect_cmd, layout_cmd]

@@ -90,6 +90,48 @@ DISK = Obj(
     name="disk",
 )
 
+UBOOT_MEDIA = ("disk", "partition", "raw", "mtd")
+# U-Boot commands take these words in interface + device (`ext4load mmc 0:2`, `virtio read`).
+UBOOT_DEVICE = Str(r"(mmc|virtio|usb|scsi|sata|nvme) \d+", "a U-Boot device such as 'mmc 0' or 'virtio 0'")
+FW_ENV_LINE = Obj(
+    {
+        "device": Field(
+            Str(r"(/dev/\S+|mtd:[A-Za-z0-9_.-]+)", "/dev/mtdN, a block device, or mtd:<name in /proc/mtd>"),
+            required=True,
+        ),
+        "offset": Field(Int(0, 2**40), default=0),
+        "env_size": Field(Int(0x400, 0x1000000), required=True),
+        "sector_size": Field(Int(0, 0x1000000), default=0, doc="flash erase size; 0 on block devices"),
+    },
+    name="fw_env line",
+)
+# docs/hardware-profiles.md "U-Boot platforms"; ONIE's contract in docs/onie.md.
+UBOOT = Obj(
+    {
+        "fw_env": Field(
+            List(FW_ENV_LINE, min_len=1),
+            required=True,
+            doc="fw_env.config lines (two = redundant environment); ONIE's own /etc/fw_env.config wins",
+        ),
+        "medium": Field(Enum(*UBOOT_MEDIA), required=True, doc="where the NOS FIT image goes"),
+        "device": Field(Str(r"/dev/\S+", "a device path such as /dev/mmcblk0"), default=None),
+        "uboot_device": Field(UBOOT_DEVICE, default=None),
+        "partition": Field(Int(1, 128), default=None, doc="medium partition: its number on the disk"),
+        "offset": Field(Int(0, 2**40), default=None, doc="medium raw: byte offset in device"),
+        "size": Field(Size(), default=None, doc="medium raw or mtd: bytes the region holds"),
+        "mtd_name": Field(Str(r"[A-Za-z0-9_.-]+", "an MTD partition name"), default=None),
+        "flash_address": Field(Int(0, 2**40), default=None, doc="medium mtd: where U-Boot sees it (cp.b)"),
+        "fdt": Field(Str(r"[A-Za-z0-9_./-]+\.dtb", "a path such as marvell/ac5x_4G_db.dtb"), default=None),
+        "load_address": Field(Str(r"[$}{A-Za-z0-9_x]+", "an address or ${variable}"), default="${loadaddr}"),
+        "bootm_fdt": Field(
+            Str(r"[$}{A-Za-z0-9_x]+", "an address or ${variable}"),
+            default=None,
+            doc="without fdt: the device tree bootm passes, e.g. ${fdtcontroladdr}",
+        ),
+    },
+    name="uboot",
+)
+
 PROFILE = Obj(
     {
         "id": Field(
@@ -118,6 +160,7 @@ PROFILE = Obj(
         "switch_asic": Field(Enum(*KNOWN_ASIC_VENDORS), default=None),
         "modules": MODULES,
         "cmdline": Field(Str(allow_empty=True), default=""),
+        "uboot": Field(UBOOT, default=None, doc="U-Boot platforms: environment and NOS storage"),
         "bmc": Field(Enum(*BMC_KINDS), default="none"),
         "description": Field(Str(allow_empty=True), default=""),
         "references": Field(List(Str()), default_factory=list, doc="where the facts come from"),
@@ -135,6 +178,51 @@ class Console:
     def kernel_arg(self) -> str:
         """`console=ttyS1,115200n8`: 8 data bits, no parity, as ONIE itself boots."""
         return console_arg(self.device, self.speed)
+
+
+@dataclass(frozen=True)
+class FwEnvLine:
+    device: str
+    offset: int
+    env_size: int
+    sector_size: int = 0
+
+    def config_line(self) -> str:
+        """One fw_env.config line (libubootenv and u-boot-tools read the same columns)."""
+        line = f"{self.device}\t0x{self.offset:x}\t0x{self.env_size:x}"
+        return line + (f"\t0x{self.sector_size:x}" if self.sector_size else "")
+
+
+@dataclass(frozen=True)
+class UBootProfile:
+    fw_env: tuple[FwEnvLine, ...]
+    medium: str
+    device: str | None = None
+    uboot_device: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    size: int | None = None
+    mtd_name: str | None = None
+    flash_address: int | None = None
+    fdt: str | None = None
+    load_address: str = "${loadaddr}"
+    bootm_fdt: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "fw_env": [vars(f) for f in self.fw_env],
+            "medium": self.medium,
+            "device": self.device,
+            "uboot_device": self.uboot_device,
+            "partition": self.partition,
+            "offset": self.offset,
+            "size": self.size,
+            "mtd_name": self.mtd_name,
+            "flash_address": self.flash_address,
+            "fdt": self.fdt,
+            "load_address": self.load_address,
+            "bootm_fdt": self.bootm_fdt,
+        }
 
 
 @dataclass(frozen=True)
@@ -161,6 +249,7 @@ class HardwareProfile:
     disk_bus_path: str | None = None
     disk_min_size: int | None = None
     references: tuple[str, ...] = ()
+    uboot: UBootProfile | None = None
 
     @property
     def onie_arch(self) -> str:
@@ -205,6 +294,7 @@ class HardwareProfile:
             "modules": {"load": list(self.modules_load), "blacklist": list(self.modules_blacklist)},
             "cmdline": self.cmdline,
             "kernel_args": list(self.kernel_args()),
+            "uboot": self.uboot.as_dict() if self.uboot else None,
             "bmc": self.bmc,
             "description": self.description,
             "references": list(self.references),
@@ -240,9 +330,45 @@ def load_profile(path: Path | str) -> HardwareProfile:
         disk_bus_path=disk.get("bus_path"),
         disk_min_size=disk.get("min_size"),
         references=tuple(data["references"]),
+        uboot=_uboot(data["uboot"]),
     )
     _check(profile, data)
     return profile
+
+
+def _uboot(u: Section | None) -> UBootProfile | None:
+    if u is None:
+        return None
+    lines = tuple(FwEnvLine(x["device"], x["offset"], x["env_size"], x["sector_size"]) for x in u["fw_env"])
+    need = {
+        "disk": ("device", "uboot_device"),
+        "partition": ("device", "uboot_device", "partition"),
+        "raw": ("device", "uboot_device", "offset", "size"),
+        "mtd": ("mtd_name", "flash_address", "size"),
+    }[u["medium"]]
+    missing = [k for k in need if u[k] is None]
+    if missing:
+        raise u.error(
+            "medium",
+            f"medium {u['medium']} needs {', '.join(need)}; missing {', '.join(missing)}",
+            'add the missing keys under uboot: (docs/hardware-profiles.md "U-Boot platforms")',
+        )
+    if len(lines) > 2:
+        raise u.error("fw_env", "fw_env.config holds one line, or two for a redundant environment")
+    return UBootProfile(
+        fw_env=lines,
+        medium=u["medium"],
+        device=u["device"],
+        uboot_device=u["uboot_device"],
+        partition=u["partition"],
+        offset=u["offset"],
+        size=u["size"],
+        mtd_name=u["mtd_name"],
+        flash_address=u["flash_address"],
+        fdt=u["fdt"],
+        load_address=u["load_address"],
+        bootm_fdt=u["bootm_fdt"],
+    )
 
 
 def _check(profile: HardwareProfile, data) -> None:  # data: config Section
@@ -283,6 +409,14 @@ def _check(profile: HardwareProfile, data) -> None:  # data: config Section
         raise data.error("firmware", "BIOS firmware exists only on x86_64", "use uefi or uboot")
     if profile.firmware == "uboot" and profile.arch == "x86_64":
         raise data.error("firmware", "x86_64 machines boot with BIOS or UEFI, not U-Boot", "use bios or uefi")
+    if profile.firmware == "uboot" and profile.kind == "switch" and profile.uboot is None:
+        raise data.error(
+            "firmware",
+            f"U-Boot switch {profile.id!r} has no uboot: block",
+            'add uboot: with fw_env and where the NOS goes (docs/hardware-profiles.md "U-Boot platforms")',
+        )
+    if profile.uboot is not None and profile.firmware != "uboot":
+        raise data.error("uboot", "a uboot: block on a machine whose firmware is not uboot", "remove it")
     if profile.console.speed not in CONSOLE_SPEEDS:
         raise data["console"].error(
             "speed",
