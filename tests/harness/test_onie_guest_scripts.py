@@ -247,3 +247,78 @@ def test_base_disk_has_onies_partitions(firmware):
         ["blkid", "-p", "-O", str(parts[2].start), "-o", "export", str(disk)], capture_output=True, text=True
     ).stdout
     assert "LABEL=ONIE-BOOT" in probe and "TYPE=ext4" in probe
+
+
+UDHCPC_STUB = """#!/bin/sh
+# stands in for busybox udhcpc: one lease whose answer the test wrote, as udhcp4-event saves it
+echo "$*" >> "$STUB_LOG"
+cp "$STUB_LEASE" "$ONIE_DHCP_ENV"
+"""
+
+
+def run_discover(tmp_path: Path, lease: dict[str, str], cmdline: str) -> subprocess.CompletedProcess:
+    """The guest's onie-discover under the host's busybox, with udhcpc stubbed (a fixed lease)
+    and reboot stubbed, busybox wget and the real helpers (functions). Busybox sh prefers its
+    applets to PATH: the stubs are passed by path (ONIE_UDHCPC, ONIE_REBOOT; the script refuses
+    to start on a host without them), so nothing here touches the host's network beyond
+    127.0.0.1, nor reboots it. The leases name no server to probe on port 80."""
+    bb = require_tool("busybox")
+    require_tool("timeout")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "wget").symlink_to(bb)
+    (bindir / "udhcpc").write_text(UDHCPC_STUB)
+    (bindir / "reboot").write_text("#!/bin/sh\necho STUB-REBOOT\nexit 0\n")
+    for stub in ("udhcpc", "reboot"):
+        (bindir / stub).chmod(0o755)
+    (tmp_path / "lease.env").write_text("".join(f"onie_disco_{k}='{v}'\n" for k, v in lease.items()))
+    (tmp_path / "machine.conf").write_text(MACHINE_CONF)
+    (tmp_path / "cmdline").write_text(cmdline + "\n")
+    return subprocess.run(
+        [bb, "sh", str(og.GUEST_FILES / "onie-discover")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": f"{bindir}:/usr/bin:/bin",
+            "ONIE_MACHINE_CONF": str(tmp_path / "machine.conf"),
+            "ONIE_CMDLINE": str(tmp_path / "cmdline"),
+            "ONIE_INSTALLER_PATH": str(tmp_path / "installer"),
+            "ONIE_DHCP_ENV": str(tmp_path / "dhcp.env"),
+            "ONIE_FUNCTIONS": str(FUNCS),
+            "ONIE_UDHCPC": str(bindir / "udhcpc"),
+            "ONIE_REBOOT": str(bindir / "reboot"),
+            "STUB_LOG": str(tmp_path / "udhcpc.log"),
+            "STUB_LEASE": str(tmp_path / "lease.env"),
+        },
+    )
+
+
+def test_discover_goes_on_after_a_failed_installer_then_cycles_again(tmp_path):
+    """As ONIE's discover/exec_installer: a failed installer is not the end; the next URL is
+    tried, then a new cycle (DHCP again). Option 125.1 and 114 naming the same failing installer
+    make it run twice per cycle: 3 cycles, 6 runs, and the guest says so and exits 2."""
+    with header_server(b"#!/bin/sh\necho FAILING-INSTALLER\nexit 1\n") as (base, seen):
+        url = f"{base}/onie-installer-x86_64-kvm_x86_64-r0.bin"
+        data = bytes([1, len(url)]) + url.encode()
+        vivso = (42623).to_bytes(4, "big") + bytes([len(data)]) + data
+        lease = {
+            "ip": "127.0.0.1",
+            "opt114": hexs(url.encode()),
+            "opt125": hexs(vivso),
+        }
+        out = run_discover(tmp_path, lease, "quiet testing disco_attempts=3 disco_wait=0 serial_num=SN-C")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert [r["path"] for r in seen] == ["/onie-installer-x86_64-kvm_x86_64-r0.bin"] * 6
+    assert out.stdout.count("FAILING-INSTALLER") == 6
+    assert out.stdout.count("ONIE-GUEST-PHASE install-failed") == 6
+    assert len((tmp_path / "udhcpc.log").read_text().splitlines()) == 3  # DHCP once per cycle
+    ends = [line.split()[-3:] for line in out.stdout.splitlines() if "ONIE-GUEST-PHASE cycle-end" in line]
+    assert ends == [[f"n={n}", "runs=2", f"total_runs={2 * n}"] for n in (1, 2, 3)]
+    assert "ONIE-GUEST-PHASE no-installer" in out.stdout and "runs=6" in out.stdout
+
+
+def test_discover_without_any_url_gives_up_with_3(tmp_path):
+    out = run_discover(tmp_path, {"ip": "127.0.0.1"}, "testing disco_attempts=2 disco_wait=0")
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert out.stdout.count("ONIE-GUEST-PHASE cycle-end") == 2 and "install-failed" not in out.stdout
