@@ -36,6 +36,8 @@ from provision.server.events import AddressBook, EventBus, log_event
 from provision.server.preflight import (
     ServeError,
     check_root,
+    link_local_address,
+    plan_descriptors,
     port_error,
     resolve_interfaces,
     server_addresses,
@@ -45,7 +47,7 @@ from provision.store.sqlite import Store, StoreError
 from pxe.dhcp import DhcpServerConfig, DhcpStartError, Reservation, start_dhcp
 from pxe.dhcp import Mode as DhcpMode
 from pxe.dhcp import Subnet as DhcpSubnet
-from pxe.http import HttpConfig, start_http
+from pxe.http import HttpConfig, HttpLimits, start_http
 from pxe.policy import Client, Event
 from pxe.tftp import TftpConfig, start_tftp
 
@@ -258,11 +260,19 @@ class BootServer:
         api = Api(
             lambda: self.store, self.cfg.inventory, self.events, accept_reports=report, fleet=self.fleet
         )
+        # Descriptors: the soft limit raised to what the TFTP/HTTP caps need (caps lowered to fit
+        # a low hard limit), so both refuse new work at their caps, never with EMFILE.
+        plan = plan_descriptors(len(self.ifaces), HttpLimits().backlog)
+        log.info("%s", plan.summary)
         try:
             for iface in self.ifaces:
                 addr = str(iface.address)
                 tftp = TftpConfig(
-                    root=tftp_root, bind_addr=addr, port=self.cfg.tftp_port, interface=iface.ifname
+                    root=tftp_root,
+                    bind_addr=addr,
+                    port=self.cfg.tftp_port,
+                    interface=iface.ifname,
+                    max_transfers=plan.tftp_transfers,
                 )
                 await self._bind(
                     start_tftp(tftp, self.policy, self.events, self.addresses),
@@ -270,7 +280,18 @@ class BootServer:
                     self.cfg.tftp_port,
                     addr,
                 )
-                http = HttpConfig(root=http_root, bind_addr=addr, port=self.cfg.http_port)
+                # HTTP also on the link's IPv6 link-local address: ONIE's fallback when DHCP
+                # gave it nothing is to try its IPv6 link-local neighbours (docs/netboot.md).
+                link_local = link_local_address(iface.ifname)
+                if link_local is None:
+                    log.info("HTTP on %s: no IPv6 link-local address there, IPv4 only", iface.ifname)
+                http = HttpConfig(
+                    root=http_root,
+                    bind_addr=addr,
+                    port=self.cfg.http_port,
+                    also_bind=(link_local,) if link_local else (),
+                    limits=HttpLimits(max_connections=plan.http_connections),
+                )
                 await self._bind(
                     start_http(http, self.policy, self.events, api.routes(), self.addresses.for_request),
                     "tcp",
