@@ -198,7 +198,14 @@ class HttpServer:
                     request.remote,
                     self.config.limits.body_timeout,
                 )
-                raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None
+                # 408, then close at once: aiohttp would otherwise linger reading the rest.
+                resp = web.Response(
+                    status=408, text="request body timeout\n", headers={"Connection": "close"}
+                )
+                await resp.prepare(request)
+                await resp.write_eof()
+                request.protocol.force_close()
+                return resp
         return await handler(request)
 
     def _emit(self, kind: str, mac: str | None, ip: str | None, detail: Mapping[str, Any]) -> None:

@@ -72,3 +72,35 @@ def interface_ipv4(ifname: str) -> InterfaceAddress | None:
     mac = hw[_IFNAMSIZ + 2 : _IFNAMSIZ + 8].hex(":") if family in (ARPHRD_ETHER, ARPHRD_LOOPBACK) else None
     iface = ipaddress.IPv4Interface((addr, socket.inet_ntoa(mask)))
     return InterfaceAddress(ifname, index, iface.ip, iface.network, mac, bool(flags & IFF_UP))
+
+
+IFA_F_DADFAILED = 0x08  # <linux/if_addr.h>: duplicate address detection failed: unusable
+_SCOPE_LINK = 0x20  # IPV6_ADDR_LINKLOCAL as /proc/net/if_inet6 writes the scope
+
+
+def ipv6_link_local(ifname: str, proc: str = "/proc/net/if_inet6") -> ipaddress.IPv6Address | None:
+    """The IPv6 link-local address (fe80::/10) of `ifname` in this network namespace, or None
+    (no such interface, IPv6 disabled on it, link down, or its DAD failed). A tentative one (DAD
+    still running, the first second or two after the link comes up) is returned: it becomes
+    usable by itself, and a listener bound with IP_FREEBIND is ready when it does.
+
+    /proc/net/if_inet6, one address a line [Linux net/ipv6/addrconf.c, if6_seq_show]:
+    "fe800000000000000000000000000001 02 40 20 80 eth0": address, index, prefix length,
+    scope, flags, name."""
+    try:
+        with open(proc, encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:  # no IPv6 in this kernel
+        return None
+    found: ipaddress.IPv6Address | None = None
+    for line in lines:
+        fields = line.split()
+        if len(fields) != 6 or fields[5] != ifname:
+            continue
+        addr, scope, flags = fields[0], int(fields[3], 16), int(fields[4], 16)
+        if scope != _SCOPE_LINK or flags & IFA_F_DADFAILED:
+            continue
+        ip = ipaddress.IPv6Address(bytes.fromhex(addr))
+        if ip.is_link_local and (found is None or ip < found):
+            found = ip  # the lowest when a link has several: the same one on every start
+    return found

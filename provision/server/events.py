@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from provision.onie.identity import mac_from_headers
+from pxe.logsafe import safe
 from pxe.policy import Event
 
 log = logging.getLogger("provision.serve")
@@ -61,7 +62,13 @@ class AddressBook:
 
 
 def log_event(event: Event) -> None:
-    """One log line per event, keyed on MAC so an operator can follow one machine."""
-    detail = " ".join(f"{k}={v}" for k, v in sorted(event.detail.items()) if v not in (None, "", {}))
+    """One log line per event, keyed on MAC so an operator can follow one machine. Every part
+    may be what a client sent (a path, a report message, a header), so each is escaped
+    (`pxe.logsafe.safe`): a newline in it cannot forge a second line."""
+    detail = " ".join(
+        f"{safe(k)}={safe(v)}" for k, v in sorted(event.detail.items()) if v not in (None, "", {})
+    )
     level = logging.WARNING if event.kind.endswith(_WARN_SUFFIXES) else logging.INFO
-    log.log(level, "mac=%s ip=%s %s %s", event.mac or "-", event.ip or "-", event.kind, detail)
+    log.log(
+        level, "mac=%s ip=%s %s %s", safe(event.mac or "-"), safe(event.ip or "-"), safe(event.kind), detail
+    )

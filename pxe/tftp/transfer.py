@@ -447,7 +447,6 @@ class ReadTransfer:
             self._finish(Outcome.TIMEOUT, None, f"no ACK after {self.retries} retransmissions")
             return
         self.retries += 1
-        self.source.drop_cache()  # the client is silent: hold no read-ahead while it is
         # Back off (x2 per retry, capped at 4x) so a slow client is not flooded with repeats.
         self.timeout = min(self.timeout * 2, self.opts.timeout * 4)
         self.last_progress = now
@@ -464,6 +463,9 @@ class ReadTransfer:
         else:
             self.retransmits += 1
             self._send_window()
+        # The client is silent: hold no read-ahead while it is (the resend above re-read what
+        # it needed; the next ACK, if any, reads again).
+        self.source.drop_cache()
         if not self.done:
             self._timer = self.loop.call_later(
                 min(self.timeout, max(0.0, self.expires - now)), self._on_timer

@@ -208,3 +208,210 @@ def test_concurrent_downloads(http):
     assert [p.wait(60) for p in procs] == [0] * 16
     for i in range(16):
         assert (http.tmp / f"d{i}").read_bytes() == http.files["big.bin"]
+
+
+# -- limits: Range edge cases, caps, timeouts, malformed requests (docs/netboot.md "Limits") ----
+def test_range_edge_cases_follow_rfc_9110(http):
+    data = http.files["nos.bin"]
+    url = f"{http.url}/nos.bin"
+    # bytes=-0: a suffix of length 0 is unsatisfiable (aiohttp answered 206 with the whole file).
+    status, headers, body = curl("-H", "Range: bytes=-0", url)
+    assert status == 416 and headers["content-range"] == f"bytes */{len(data)}" and body != data
+    assert http.stats["http.range_unsatisfiable"] == 1
+    # First byte at or past the end: 416 with the length.
+    assert curl("-H", f"Range: bytes={len(data)}-", url)[0] == 416
+    # Several ranges: ignored (no multipart/byteranges), 200 with the whole file.
+    status, _, body = curl("-H", "Range: bytes=0-1,5-6", url)
+    assert status == 200 and body == data
+    # A unit we do not know: ignored (RFC 9110 §14.2), 200.
+    status, _, body = curl("-H", "Range: items=0-1", url)
+    assert status == 200 and body == data
+    # HEAD: Range is defined for GET only, so the whole length is announced.
+    status, headers, _ = curl("-I", "-H", "Range: bytes=0-9", url)
+    assert status == 200 and headers["content-length"] == str(len(data))
+    # Ordinary ones still work; an empty file has nothing to select.
+    status, headers, body = curl("-H", "Range: bytes=-5", url)
+    assert (
+        status == 206
+        and body == data[-5:]
+        and headers["content-range"] == f"bytes {len(data) - 5}-{len(data) - 1}/{len(data)}"
+    )
+    assert curl("-H", "Range: bytes=0-0", url)[2] == data[:1]
+    assert curl("-H", "Range: bytes=-5", f"{http.url}/empty")[0] == 416
+
+
+@pytest.fixture
+def limited(tmp_path):
+    """A server with small limits, so a test reaches them quickly: `limited(**HttpLimits fields)`."""
+    from pxe.http import HttpLimits
+
+    root = tmp_path / "lim"
+    root.mkdir()
+    (root / "f.bin").write_bytes(os.urandom(100_000))
+    (root / "big.bin").write_bytes(os.urandom(64 * 1024 * 1024))
+    loop = LoopThread()
+    made = []
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read())
+
+    def make(**limits):
+        cfg = HttpConfig(root=root, bind_addr="127.0.0.1", port=0, limits=HttpLimits(**limits))
+        srv = loop.run(start_http(cfg, None, None, [web.post("/echo", echo)]))
+        srv.root, srv.loop_thread = root, loop
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        loop.run(srv.close())
+    loop.stop()
+
+
+def idle_connections(port: int, count: int, source: str = "127.0.0.2") -> list:
+    import socket
+
+    conns = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", port))
+        conns.append(s)
+    return conns
+
+
+def closed_by_server(s, wait: float = 30) -> bytes | None:
+    """What the server sent before closing (b"" for nothing), None if it kept it open."""
+    s.settimeout(wait)
+    got = b""
+    try:
+        while chunk := s.recv(4096):
+            got += chunk
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def wait_until(predicate, wait: float = 30) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_idle_connections_are_capped_per_client_and_closed(limited, caplog):
+    import logging
+
+    srv = limited(max_per_client=8, header_timeout=1.0, idle_timeout=2.0)
+    with caplog.at_level(logging.WARNING, logger="pxe.http"):
+        conns = idle_connections(srv.port, 20)
+        # Beyond the per-client cap: 503 and closed at once, before any request is read.
+        refused = [closed_by_server(s, 0.5) for s in conns[8:]]
+        assert all(r is not None and r.startswith(b"HTTP/1.1 503") for r in refused)
+        assert wait_until(lambda: srv.stats.get("http.busy_per_client") == 12)
+        # During: a real client from another address is served.
+        status, _, body = curl(f"{srv.url}/f.bin")
+        assert status == 200 and body == (srv.root / "f.bin").read_bytes()
+        # The 8 admitted ones sent nothing: closed at the header timeout.
+        assert all(closed_by_server(s) == b"" for s in conns[:8])
+    assert wait_until(lambda: srv.connections == 0)
+    assert srv.stats["http.header_timeout"] == 8
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([m for m in lines if "per-client cap" in m]) == 1  # one line, 12 counted
+    # After: the same attacker address is served again.
+    s = idle_connections(srv.port, 1)[0]
+    s.sendall(b"GET /f.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (closed_by_server(s) or b"").startswith(b"HTTP/1.1 200")
+    for s in conns:
+        s.close()
+
+
+def test_total_connection_cap_answers_503(limited):
+    srv = limited(max_connections=10, max_per_client=32, header_timeout=2.0)
+    conns = idle_connections(srv.port, 10)
+    assert wait_until(lambda: srv.connections == 10)
+    status, headers, _ = curl(f"{srv.url}/f.bin")  # at the cap: refused, not hung
+    assert status == 503 and headers["retry-after"] == "5"
+    assert srv.stats["http.busy_total"] == 1
+    assert wait_until(lambda: srv.connections == 0)  # the idle ones time out
+    assert curl(f"{srv.url}/f.bin")[0] == 200
+    for s in conns:
+        s.close()
+
+
+def test_slow_headers_and_idle_keep_alive_are_closed(limited):
+    srv = limited(header_timeout=1.0, idle_timeout=1.0)
+    # One header byte every 0.2 s: never completes, closed at the header timeout.
+    drip = idle_connections(srv.port, 1)[0]
+    started = time.monotonic()
+    for byte in b"GET /f.bin HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+        try:
+            drip.send(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        time.sleep(0.2)
+        if time.monotonic() - started > 20:
+            break
+    assert closed_by_server(drip, 5) is not None
+    assert srv.stats["http.header_timeout"] == 1
+    # A kept-alive connection that goes quiet after a response: closed at the idle timeout.
+    keep = idle_connections(srv.port, 1)[0]
+    keep.sendall(b"GET /f.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = closed_by_server(keep, 10)
+    assert got is not None and got.startswith(b"HTTP/1.1 200") and len(got) > 100_000
+    assert wait_until(lambda: srv.connections == 0)
+    assert curl(f"{srv.url}/f.bin")[0] == 200
+
+
+def test_slow_body_gets_408(limited):
+    srv = limited(body_timeout=1.0, header_timeout=5.0)
+    s = idle_connections(srv.port, 1)[0]
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+    got = closed_by_server(s, 10)
+    assert got is not None and got.startswith(b"HTTP/1.1 408")
+    assert srv.stats["http.body_timeout"] == 1
+    status, _, body = curl("--data-binary", "hello", f"{srv.url}/echo")
+    assert status == 200 and body == b"hello"
+
+
+def test_a_client_that_stops_reading_is_dropped(limited):
+    """TCP_USER_TIMEOUT: a download whose reader stopped (zero window) ends; the slot frees."""
+    import socket
+
+    srv = limited(send_stall_timeout=2.0, header_timeout=5.0)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.bind(("127.0.0.2", 0))
+    s.connect(("127.0.0.1", srv.port))
+    s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert wait_until(lambda: srv.connections == 1, 5)
+    # Never read: the server's send stalls, and after 2 s unacknowledged the kernel drops it.
+    assert wait_until(lambda: srv.connections == 0, 90)
+    s.close()
+    assert curl(f"{srv.url}/f.bin")[0] == 200
+
+
+def test_malformed_requests_are_one_escaped_line_each(limited, caplog):
+    import logging
+
+    srv = limited()
+    with caplog.at_level(logging.DEBUG, logger="pxe.http"):
+        for raw in (
+            b"GET /f.bin HTTP/1.1\r\nHost: x\r\nBad Header\x01: \x1b[31mred\r\n\r\n",
+            b"G\x1bT /\nforged line HTTP/1.1\r\n\r\n",
+            b"\x16\x03\x01\x02\x00garbage tls\r\n\r\n",
+        ):
+            s = idle_connections(srv.port, 1)[0]
+            s.sendall(raw)
+            got = closed_by_server(s, 10)
+            assert got is not None and got.startswith(b"HTTP/1.") and b" 400 " in got[:20]
+            s.close()
+    assert wait_until(lambda: srv.stats.get("http.malformed") == 3, 5)
+    records = [r for r in caplog.records if r.name == "pxe.http"]
+    assert len([r for r in records if "malformed request" in r.getMessage()]) == 3
+    for r in records:
+        assert r.exc_info is None  # no traceback
+        assert "\n" not in r.getMessage() and "\x1b" not in r.getMessage()
+    assert curl(f"{srv.url}/f.bin")[0] == 200
