@@ -28,6 +28,9 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$", re.IGN
 @dataclass
 class Context:
     file: Path | str
+    # None: the first error raises (what loaders want). A list: errors are collected there and
+    # checking goes on with the field's default, so `provision check` reports every one at once.
+    errors: list[ConfigError] | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -37,8 +40,16 @@ class Context:
         m = node.start_mark
         return Mark(self.file, m.line + 1, m.column + 1)
 
-    def error(self, node: yaml.Node, message: str, fix: str | None = None) -> ConfigError:
-        return ConfigError(self.mark(node), message, fix)
+    def error(
+        self, node: yaml.Node, message: str, fix: str | None = None, code: str = "bad-value"
+    ) -> ConfigError:
+        return ConfigError(self.mark(node), message, fix, code)
+
+    def collect(self, exc: ConfigError) -> None:
+        """Keep `exc` and go on (collecting), or raise it (the first error stops loading)."""
+        if self.errors is None:
+            raise exc
+        self.errors.append(exc)
 
 
 class Section(dict):
@@ -46,17 +57,21 @@ class Section(dict):
 
     mark: Mark | None
     key_marks: dict[str, Mark]
+    failed: set[str]  # keys written with a wrong value (collecting only: reported, then defaulted)
 
     def __init__(self, *args: _Any, **kwargs: _Any):
         super().__init__(*args, **kwargs)
         self.mark = None
         self.key_marks = {}
+        self.failed = set()
 
     def mark_of(self, key: str) -> Mark | None:
         return self.key_marks.get(key, self.mark)
 
-    def error(self, key: str | None, message: str, fix: str | None = None) -> ConfigError:
-        return ConfigError(self.mark_of(key) if key else self.mark, message, fix)
+    def error(
+        self, key: str | None, message: str, fix: str | None = None, code: str | None = None
+    ) -> ConfigError:
+        return ConfigError(self.mark_of(key) if key else self.mark, message, fix, code)
 
 
 class Schema:
@@ -186,6 +201,7 @@ class FilePath(Schema):
                     node,
                     f"{self.kind} not found: {raw} (looked at {path})",
                     f"check the path; relative paths start at {ctx.base_dir}",
+                    f"{self.kind}-missing",
                 )
         return path
 
@@ -247,15 +263,27 @@ class List(Schema):
         elif not isinstance(node, yaml.SequenceNode):
             raise ctx.error(node, f"expected {self.describe}, found a {_kind(node)}", "write a list: - item")
         else:
-            values = [self.item.check(child, ctx) for child in node.value]
+            values = []
+            children = []
+            for child in node.value:
+                try:
+                    values.append(self.item.check(child, ctx))
+                    children.append(child)
+                except ConfigError as exc:
+                    ctx.collect(exc)  # collecting: the bad item is left out, the rest checked
             if self.unique:
                 seen: set[_Any] = set()
-                for child, value in zip(node.value, values, strict=True):
+                for child, value in zip(children, values, strict=True):
                     key = repr(value)
                     if key in seen:
-                        raise ctx.error(child, f"{value!r} is listed twice", "remove the duplicate")
+                        ctx.collect(
+                            ctx.error(
+                                child, f"{value!r} is listed twice", "remove the duplicate", "duplicate-item"
+                            )
+                        )
                     seen.add(key)
-        if len(values) < self.min_len:
+        # Counted on the YAML (items dropped by a collected error were reported already).
+        if (len(node.value) if isinstance(node, yaml.SequenceNode) else 0) < self.min_len:
             raise ctx.error(node, f"needs at least {self.min_len} item(s)", f"write {self.describe}")
         return values
 
@@ -276,10 +304,14 @@ class Map(Schema):
         if not isinstance(node, yaml.MappingNode):
             raise ctx.error(node, f"expected {self.describe}, found a {_kind(node)}")
         for knode, vnode in node.value:
-            key = self.key.check(knode, ctx)
-            if key in out:
-                raise ctx.error(knode, f"key {key!r} appears twice", "keep one of them")
-            out[key] = self.value.check(vnode, ctx)
+            try:
+                key = self.key.check(knode, ctx)
+                if key in out:
+                    raise ctx.error(knode, f"key {key!r} appears twice", "keep one of them", "duplicate-key")
+                out[key] = self.value.check(vnode, ctx)
+            except ConfigError as exc:
+                ctx.collect(exc)
+                continue
             out.key_marks[key] = ctx.mark(vnode)
         return out
 
@@ -311,32 +343,92 @@ class Obj(Schema):
         else:
             pairs = node.value
         seen: set[str] = set()
+        failed = out.failed
         for knode, vnode in pairs:
             key = knode.value if isinstance(knode, yaml.ScalarNode) else None
             if key not in self.fields:
                 close = difflib.get_close_matches(str(key), list(self.fields), n=1)
                 fix = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(self.fields)
-                raise ctx.error(knode, f"unknown key {key!r} in {self.name}", fix)
+                ctx.collect(ctx.error(knode, f"unknown key {key!r} in {self.name}", fix, "unknown-key"))
+                continue
             if key in seen:
-                raise ctx.error(knode, f"key {key!r} appears twice in {self.name}", "keep one of them")
+                ctx.collect(
+                    ctx.error(
+                        knode,
+                        f"key {key!r} appears twice in {self.name}",
+                        "keep one of them",
+                        "duplicate-key",
+                    )
+                )
+                continue
             seen.add(key)
-            out[key] = self.fields[key].schema.check(vnode, ctx)
+            try:
+                out[key] = self.fields[key].schema.check(vnode, ctx)
+            except ConfigError as exc:
+                if "password" in key:
+                    # `password_env: hunter2!` is a password written where a name belongs: an
+                    # error must never print it (logs, CI output, a pasted terminal).
+                    exc = ConfigError(
+                        exc.mark,
+                        f"the value of {key} is not {self.fields[key].schema.describe} (not shown: "
+                        "it may be a secret)",
+                        exc.fix,
+                        exc.code,
+                    )
+                ctx.collect(exc)
+                failed.add(key)
+                continue
             out.key_marks[key] = ctx.mark(vnode)
         for key, f in self.fields.items():
             if key in out:
                 continue
-            if f.required:
+            if f.required and key not in failed:
                 doc = f" ({f.doc})" if f.doc else ""
-                raise ConfigError(
-                    out.mark,
-                    f"{self.name} is missing required key {key!r}{doc}",
-                    f"add `{key}: <{f.schema.describe}>`",
+                ctx.collect(
+                    ConfigError(
+                        out.mark,
+                        f"{self.name} is missing required key {key!r}{doc}",
+                        f"add `{key}: <{f.schema.describe}>`",
+                        "missing-key",
+                    )
                 )
+            # Collecting: a wrong or missing value stands as the default (None when required), so
+            # later rules see a complete Section and skip what is unknown.
             out[key] = f.default_factory() if f.default_factory else f.default
         return out
 
 
+# No config of ours nests deeper than a few levels; PyYAML's composer recurses per level and
+# would die with a RecursionError (a traceback) somewhere past ~300. Checked on the event stream
+# first, which is flat, so the error can say where.
+MAX_DEPTH = 64
+
+
+def _too_deep(text: str, file: Path | str) -> ConfigError | None:
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    m = event.start_mark
+                    return ConfigError(
+                        Mark(file, m.line + 1, m.column + 1) if m else Mark(file, 1, 1),
+                        f"YAML nested more than {MAX_DEPTH} levels deep",
+                        "no provision file nests this deep: look for runaway [ or { brackets",
+                        "yaml-too-deep",
+                    )
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return None  # compose reports it, with its mark
+    return None
+
+
 def _compose(text: str, file: Path | str) -> yaml.Node | None:
+    deep = _too_deep(text, file)
+    if deep is not None:
+        raise deep
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -346,13 +438,19 @@ def _compose(text: str, file: Path | str) -> yaml.Node | None:
             mark,
             f"YAML syntax error: {exc.problem or exc.context}",
             "check indentation (spaces, not tabs) and quoting around ':' and '#'",
+            "yaml-syntax",
         ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(Mark(file, 1, 1), f"YAML error: {exc}") from None
+        raise ConfigError(Mark(file, 1, 1), f"YAML error: {exc}", code="yaml-syntax") from None
 
 
-def load_text(text: str, schema: Schema, file: Path | str = "<string>") -> _Any:
-    ctx = Context(file)
+def load_text(
+    text: str, schema: Schema, file: Path | str = "<string>", errors: list[ConfigError] | None = None
+) -> _Any:
+    """Check `text` against `schema`. With `errors` (a list), every schema error is appended
+    there and the result holds defaults where values were wrong; a YAML syntax error still
+    raises (there is no document to go on with)."""
+    ctx = Context(file, errors)
     node = _compose(text, file)
     if node is None:
         node = yaml.ScalarNode("tag:yaml.org,2002:null", "", yaml.Mark(str(file), 0, 0, 0, None, 0))
