@@ -29,10 +29,12 @@ _COMMANDS = {
     "eeprom": "provision.cli.profile_cmds",
     "serve": "provision.cli.serve_cmds",
     "status": "provision.cli.status_cmds",
+    "devices": "provision.cli.devices_cmds",
     "onie-sim": "provision.cli.onie_sim_cmds",
     "power": "provision.cli.bmc_cmds",
     "boot": "provision.cli.bmc_cmds",
     "bmc": "provision.cli.bmc_cmds",
+    "check": "provision.cli.check_cmds",
 }
 
 
@@ -63,6 +65,7 @@ def cli(verbose: int) -> None:
     \b
     Typical flow for a switch rollout:
       provision onie-installer examples/switch.yml      # build onie-installer-<platform>.bin
+      provision check examples/lab.yml                   # every problem of the lab file at once
       provision serve examples/lab.yml                   # DHCP + TFTP + HTTP boot server
       provision power cycle leaf-01                      # BMC: power-cycle into ONIE
       provision status                                   # who booted, fetched, installed

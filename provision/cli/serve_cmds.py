@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from provision.cli.common import EXIT_INPUT, CLIError
+from provision.config import ConfigError
 from provision.config import lab as labconfig
+from provision.config.check import check_file
 from provision.server import hostnet
 from provision.server.quick import quick_config
 from provision.server.root import BootServer
@@ -85,7 +87,12 @@ def serve(
             raise CLIError(
                 f"{lab}: cannot read: {exc.strerror}", "check the path to lab.yml", EXIT_INPUT
             ) from None
-        cfg = labconfig.load_lab(lab, check_files=True)
+        try:
+            cfg = labconfig.load_lab(lab, check_files=True)
+        except ConfigError:
+            # load_lab stops at the first error; `provision check`'s rules list them all.
+            check_file(lab).raise_errors()
+            raise
         if state_dir:
             cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, state_dir=state_dir))
         if http_port:
