@@ -13,7 +13,6 @@ from pathlib import Path
 import yaml
 
 from provision.config import (
-    URL,
     Bool,
     ConfigError,
     Enum,
@@ -29,19 +28,20 @@ from provision.config import (
     Str,
 )
 from provision.config.schema import Context, _compose
+from provision.config.secret_fields import EnvVarName, SecretFreeURL
 
 INSTALL_MODES = ("armed", "always", "never")
 
 BMC = Obj(
     {
         "url": Field(
-            URL(("redfish", "redfish+http", "https", "http", "ipmi")),
+            SecretFreeURL(("redfish", "redfish+http", "https", "http", "ipmi")),
             required=True,
             doc="redfish://host[:port] (HTTPS), redfish+http://host for plain HTTP, ipmi://host[:port]",
         ),
         "username": Field(Str(), default=None),
-        "username_env": Field(Str(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name"), default=None),
-        "password_env": Field(Str(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name"), default=None),
+        "username_env": Field(EnvVarName(), default=None),
+        "password_env": Field(EnvVarName(), default=None),
         "password_file": Field(FilePath(must_exist=False), default=None),
         "insecure": Field(Bool(), default=False, doc="skip TLS verification for this BMC only"),
         "ca_cert": Field(FilePath(), default=None),
@@ -50,6 +50,7 @@ BMC = Obj(
         ),
         "timeout": Field(Int(1, 3600), default=60),
         "connect_timeout": Field(Int(1, 600), default=10),
+        "system": Field(Str(), default=None, doc="Systems member Id, where the BMC manages several"),
     },
     name="bmc",
 )
@@ -110,6 +111,7 @@ class BmcConfig:
     fingerprint: str | None = None
     timeout: int = 60
     connect_timeout: int = 10
+    system: str | None = None
 
 
 @dataclass(frozen=True)
