@@ -320,6 +320,7 @@ def main() -> int:
                                 "pools": [list(POOL)],
                                 "router": RELAY_IP,
                                 "lease_time": 3600,
+                                "relays": ["198.18.0.2"],  # the load generator's source address
                             }
                         ],
                         "db": db,

@@ -24,6 +24,11 @@ class Subnet:
     `interface` ties a directly attached subnet to the interface its clients arrive on; relayed
     subnets (reached through giaddr or option 82.5) leave it None. `server_ip` is our address the
     clients reach (option 54, siaddr); None: the address of `interface`, found at start.
+
+    `relays`: the relay agents allowed to speak for this subnet, by the IP source address their
+    relayed packets come from. A packet with giaddr set is served only when its source is listed
+    for the subnet it selects; only then are option 82.5 (link selection) and 82.11 (server-id
+    override) honoured (docs/netboot.md "DHCP hardening").
     """
 
     network: str  # e.g. "198.18.0.0/24"
@@ -34,10 +39,13 @@ class Subnet:
     lease_time: int = DEFAULT_LEASE_TIME
     server_ip: str | None = None
     interface: str | None = None
+    relays: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         net = ipaddress.IPv4Network(self.network, strict=False)
         object.__setattr__(self, "network", str(net))
+        # normalised dotted quads: compared as strings with the source address recvmsg gives
+        object.__setattr__(self, "relays", tuple(str(ipaddress.IPv4Address(r)) for r in self.relays))
         for first, last in self.pools:
             a, b = ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)
             if a not in net or b not in net or int(a) > int(b):
@@ -53,6 +61,10 @@ class Subnet:
     def bounds(self) -> tuple[int, int]:
         """First and last address of the network as integers (fast membership tests)."""
         return int(self.net.network_address), int(self.net.broadcast_address)
+
+    @cached_property
+    def relay_set(self) -> frozenset[str]:
+        return frozenset(self.relays)
 
     def contains(self, ip: int) -> bool:
         lo, hi = self.bounds
@@ -76,8 +88,9 @@ class Reservation:
 class DhcpServerConfig:
     """`interfaces`: where to listen (SO_BINDTODEVICE); nothing is bound on other interfaces.
 
-    `authoritative`: NAK requests for addresses we do not know of on our subnets (RFC 2131 §4.3.2
-    leaves silence as the default for a server that is not sure it owns the link).
+    `authoritative`: NAK a REQUEST outside SELECTING for the wrong network or for an address live
+    with another client even when we have no record of the requester; False: silence then. With no
+    record and neither case, we are silent either way (RFC 2131 §4.3.2, docs/netboot.md).
     """
 
     interfaces: tuple[str, ...]

@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from dhcp4.codec import ZERO_IP, Packet
 from dhcp4.options import (
@@ -38,7 +39,8 @@ from dhcp4.tlv import parse_suboptions
 from pxe.dhcp import replies
 from pxe.dhcp.clientinfo import client_from_packet
 from pxe.dhcp.config import DhcpServerConfig, Mode, Subnet
-from pxe.dhcp.leases import LeaseEngine, Outcome
+from pxe.dhcp.leases import Decline, LeaseEngine, Outcome
+from pxe.dhcp.refusals import Refusals
 from pxe.policy import BootDecision, Client, Event, EventSink, Policy, Service
 
 log = logging.getLogger("pxe.dhcp")
@@ -46,6 +48,7 @@ BROADCAST = "255.255.255.255"
 # Option 93 values whose firmware follows the EDK2 proxyDHCP path to port 4011 (docs/netboot.md).
 UEFI_PXE_ARCHES = frozenset({ARCH_EFI_IA32, ARCH_EFI_X64, ARCH_EFI_ARM32, ARCH_EFI_ARM64})
 _REMEMBER_MAX = 8192  # remembered OFFER decisions before expired ones are swept
+_NO_RAI: Mapping[int, bytes] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,21 @@ class Handler:
         self.events = events
         self.service = Service.PROXYDHCP if config.mode is Mode.PROXY else Service.DHCP
         self._subnets = config.subnets
+        self._all_relays = frozenset(r for s in config.subnets for r in s.relays)
+        self._on_link: dict[tuple[str, str | None], tuple[Subnet, ...]] = {}
+        self.refusals = Refusals()
         self._offered: dict[tuple[str, int], tuple[Client, BootDecision, float]] = {}
         self._who_of: Packet | None = None
         self._who_detail: dict[str, object] = {}
+
+    def reconfigure(self, config: DhcpServerConfig, engine: LeaseEngine | None) -> None:
+        """New subnets and reservations (DhcpServer.reconfigure); offers in flight are kept, so a
+        client between OFFER and REQUEST is answered as it would have been."""
+        self.config = config
+        self.engine = engine
+        self._subnets = config.subnets
+        self._all_relays = frozenset(r for s in config.subnets for r in s.relays)
+        self._on_link = {}
 
     # --- helpers ---------------------------------------------------------------------------
     def _who(self, pkt: Packet, client: Client | None) -> dict[str, object]:
@@ -133,20 +148,71 @@ class Handler:
         raw = pkt.options.get(OPT_RELAY_AGENT)
         return parse_suboptions(raw) if raw is not None else {}
 
-    def select_subnet(self, pkt: Packet, rai: Mapping[int, bytes], arrival: Arrival) -> Subnet | None:
-        """RFC 3527 link-selection, then giaddr [RFC 2131 §4.3.1], then ciaddr, then the link."""
+    def route(self, pkt: Packet, arrival: Arrival) -> tuple[Subnet | None, Mapping[int, bytes]] | None:
+        """The subnet a packet is served from and the option 82 we believe; None: refused.
+
+        Relay fields are believed only from the relays the subnet names (`Subnet.relays`, by IP
+        source address): a host on the boot LAN could otherwise set giaddr or 82.5 to take
+        leases from a relayed subnet, or giaddr/82.11 to make us send to another host's port 67.
+        Option 82 is inserted by relays only [RFC 3046 §2.1]: from a directly attached client
+        (giaddr 0) it is dropped whole, 82.1 circuit-id included (it names a device's switch
+        port). Refusals are counted and logged once a minute per source (pxe.dhcp.refusals).
+        """
+        rai = self.relay_agent(pkt) if OPT_RELAY_AGENT in pkt.options else _NO_RAI
+        if pkt.giaddr == ZERO_IP:
+            if rai:
+                self.refusals.count("option82_from_client")
+                rai = _NO_RAI
+            return self._direct_subnet(pkt, arrival), rai
+        src = arrival.src_ip
         link = rai.get(RAI_LINK_SELECTION)
-        if link is not None and len(link) == 4:
-            return self._subnet_containing(socket.inet_ntoa(link))
-        if pkt.giaddr != ZERO_IP:
-            return self._subnet_containing(pkt.giaddr)
-        found = self._subnet_containing(pkt.ciaddr)
-        if found is not None:
-            return found
-        for subnet in self._subnets:
-            if subnet.interface == arrival.interface:
-                return subnet
-        return self._subnet_containing(arrival.local_ip)
+        by_link = link is not None and len(link) == 4
+        # RFC 3527: 82.5 names the client's subnet, giaddr then only where to answer
+        subnet = self._subnet_containing(socket.inet_ntoa(link) if link and by_link else pkt.giaddr)
+        if subnet is None:
+            relays = self._all_relays
+            trusted = src in relays
+        else:
+            relays = subnet.relay_set
+            # with 82.5, giaddr (where we answer) must be a listed relay too
+            trusted = src in relays and (not by_link or pkt.giaddr == src or pkt.giaddr in relays)
+        if not trusted:
+            self.refusals.count("relay_not_listed")
+            self.refusals.warn(
+                ("relay", src),
+                "ignored DHCP packet relayed from %s on %s (giaddr %s%s, mac=%s): %s is not in `relays:`"
+                " of %s; if it is your relay, list it there in lab.yml",
+                src, arrival.interface, pkt.giaddr, ", link selection" if by_link else "", pkt.mac, src,
+                subnet.network if subnet is not None else "any subnet",
+            )  # fmt: skip
+            return None
+        return subnet, rai
+
+    def _direct_subnet(self, pkt: Packet, arrival: Arrival) -> Subnet | None:
+        """A directly attached client is served from its link's subnet. ciaddr picks another
+        subnet only when the packet is a routed unicast from that very address (a relayed
+        client renewing straight to us, RFC 2131 §4.4.5); else a host could name any subnet."""
+        on_link = self._link_subnets(arrival)
+        if pkt.ciaddr != ZERO_IP:
+            found = self._subnet_containing(pkt.ciaddr)
+            if found is not None and (
+                found in on_link or (not arrival.broadcast and arrival.src_ip == pkt.ciaddr)
+            ):
+                return found
+        return on_link[0] if on_link else None
+
+    def _link_subnets(self, arrival: Arrival) -> tuple[Subnet, ...]:
+        key = (arrival.interface, arrival.local_ip)
+        found = self._on_link.get(key)
+        if found is None:
+            found = tuple(s for s in self._subnets if s.interface == arrival.interface)
+            if not found:
+                mine = self._subnet_containing(arrival.local_ip)
+                found = (mine,) if mine is not None else ()
+            if len(self._on_link) > 64:
+                self._on_link.clear()
+            self._on_link[key] = found
+        return found
 
     @staticmethod
     def server_id(rai: Mapping[int, bytes], server_ip: str) -> str:
@@ -215,8 +281,10 @@ class Handler:
     def _authoritative(self, pkt: Packet, mtype: MessageType, arrival: Arrival) -> Outgoing | None:
         engine = self.engine
         assert engine is not None
-        rai = self.relay_agent(pkt)
-        subnet = self.select_subnet(pkt, rai, arrival)
+        routed = self.route(pkt, arrival)
+        if routed is None:
+            return None
+        subnet, rai = routed
         server_ip = self.server_ip(subnet, arrival)
         cached = self._offered.pop((pkt.mac, pkt.xid), None) if mtype is MessageType.REQUEST else None
         if cached is not None and cached[2] < time.monotonic():
@@ -243,8 +311,7 @@ class Handler:
                 return None
             ip = engine.offer(subnet, pkt.mac, requested, decision.ip)
             if ip is None:
-                log.warning("no address for mac=%s xid=%08x in %s", pkt.mac, pkt.xid, subnet.network)
-                self.emit("dhcp.ignored", pkt, client, reason="no free address", subnet=subnet.network)
+                self._no_address(pkt, client, subnet, decision)
                 return None
             reply = replies.base_reply(pkt, MessageType.OFFER, sid)
             reply.yiaddr = ip
@@ -259,8 +326,7 @@ class Handler:
                 pkt, arrival, subnet, server_ip, sid, client, requested, cached and cached[1]
             )
         if mtype is MessageType.DECLINE:
-            ok = requested is not None and engine.decline(subnet, pkt.mac, requested)
-            self.emit("dhcp.decline", pkt, client, requested, quarantined=ok)
+            self._decline(pkt, client, subnet, requested, (server_ip, sid))
             return None
         if mtype is MessageType.RELEASE:
             ok = engine.release(subnet, pkt.mac, pkt.ciaddr)
@@ -280,6 +346,78 @@ class Handler:
             self.emit("dhcp.ack", pkt, client, pkt.ciaddr, inform=True)
             return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
         return None
+
+    def _no_address(self, pkt: Packet, client: Client, subnet: Subnet, decision: BootDecision) -> None:
+        """No offer possible: one warning a minute per subnet (or per pinned address), counted."""
+        engine = self.engine
+        assert engine is not None
+        fixed = decision.ip or (r.ip if (r := engine.reserved_by_mac.get(pkt.mac)) else None)
+        if fixed is not None:
+            self.refusals.count("fixed_address_unavailable")
+            self.refusals.warn(
+                ("fixed", fixed),
+                "cannot offer %s to its device mac=%s: another client holds it or it is not on %s",
+                fixed, pkt.mac, subnet.network,
+            )  # fmt: skip
+        else:
+            self.refusals.count(f"pool_exhausted {subnet.network}")
+            key = ("pool", subnet.network)
+            if self.refusals.due(key):  # the usage count walks the pool: only when it is logged
+                self.refusals.warn(
+                    key,
+                    "pool of %s exhausted (%s): mac=%s got no offer; widen that subnet's `pool:` in"
+                    " lab.yml or shorten its `lease_time`",
+                    subnet.network, engine.pool_usage(subnet), pkt.mac,
+                )  # fmt: skip
+            else:
+                self.refusals.warn(key, "")  # not due: counted as suppressed, nothing logged
+        self.emit("dhcp.ignored", pkt, client, reason="no free address", subnet=subnet.network)
+
+    def _decline(
+        self,
+        pkt: Packet,
+        client: Client,
+        subnet: Subnet,
+        requested: str | None,
+        ours: tuple[str, str],
+    ) -> None:
+        """RFC 2131 §4.3.3, honoured only from the lease's owner (LeaseEngine.decline). A refused
+        DECLINE records no event: its sender chose the MAC, and would write another device's
+        history; it is counted and logged once a minute per subnet."""
+        engine = self.engine
+        assert engine is not None
+        server_id = pkt.ip_option(OPT_SERVER_ID)
+        if requested is None or server_id not in ours:
+            # RFC 2131 table 5: a DECLINE carries 50 and 54; 54 not ours: for another server
+            result = None
+            why = "no requested address (option 50)" if requested is None else f"server id {server_id}"
+        else:
+            result = engine.decline(subnet, pkt.mac, requested, client.client_id)
+            why = result.value
+        if result is Decline.QUARANTINED:
+            self.refusals.warn(
+                ("declined", subnet.network),
+                "address conflict: mac=%s declined %s (another host answers ARP for it); quarantined %ds",
+                pkt.mac, requested, int(self.config.decline_quarantine),
+            )  # fmt: skip
+            self.emit("dhcp.decline", pkt, client, requested, quarantined=True)
+            return
+        if result is Decline.RESERVED:
+            self.refusals.count("decline_reserved")
+            self.refusals.warn(
+                ("declined", requested),
+                "address conflict: mac=%s declined its reserved %s; not quarantined (there is no other"
+                " address for it): find the host answering ARP for %s",
+                pkt.mac, requested, requested,
+            )  # fmt: skip
+            self.emit("dhcp.decline", pkt, client, requested, quarantined=False, reason=why)
+            return
+        self.refusals.count("decline_refused")
+        self.refusals.warn(
+            ("decline", subnet.network),
+            "ignored DHCPDECLINE from mac=%s for %s on %s: %s",
+            pkt.mac, requested, subnet.network, why,
+        )  # fmt: skip
 
     def _request(
         self,
@@ -328,7 +466,8 @@ class Handler:
             client_id=client.client_id,
         )
         if answer.outcome is Outcome.SILENT:
-            self.emit("dhcp.ignored", pkt, client, ip, reason=answer.reason)
+            self.refusals.count(f"request_silent {state}")
+            self.emit("dhcp.ignored", pkt, client, ip, reason=answer.reason, state=state)
             return None
         if answer.outcome is Outcome.NAK:
             self.emit("dhcp.nak", pkt, client, ip, reason=answer.reason)
@@ -349,8 +488,10 @@ class Handler:
         wanted = MessageType.REQUEST if on_4011 else MessageType.DISCOVER
         if mtype is not wanted:
             return None
-        rai = self.relay_agent(pkt)
-        subnet = self.select_subnet(pkt, rai, arrival)
+        routed = self.route(pkt, arrival)
+        if routed is None:
+            return None
+        subnet, rai = routed
         server_ip = self.server_ip(subnet, arrival)
         client = client_from_packet(pkt, self.service, arrival.interface, server_ip, rai)
         vc = client.vendor_class or ""

@@ -90,6 +90,16 @@ class Outcome(enum.Enum):
     SILENT = "silent"
 
 
+class Decline(enum.Enum):
+    """What a DECLINE did; anything but QUARANTINED left the pool as it was."""
+
+    QUARANTINED = "quarantined"
+    NOT_ITS_LEASE = "sender holds no lease on that address"
+    NOT_BOUND = "sender's lease on that address is not bound"
+    OTHER_CLIENT_ID = "client-id differs from the lease's"
+    RESERVED = "reserved address: not quarantined"
+
+
 @dataclass(frozen=True)
 class Answer:
     outcome: Outcome
@@ -236,10 +246,10 @@ class LeaseEngine:
     def _allocate(self, pool: _Pool, mac: str, requested: str | None, now: float) -> int | None:
         if requested is not None:
             try:
-                want = _int(requested)
+                want: int | None = _int(requested)
             except ValueError:
                 want = None
-            if want in pool.members and self._free_for(want, mac, now, reclaim=False):
+            if want is not None and want in pool.members and self._free_for(want, mac, now, reclaim=False):
                 return want
         n = len(pool.addresses)
         for _ in range(n):  # never-used addresses first, from where the last search stopped
@@ -305,6 +315,26 @@ class LeaseEngine:
             self._drop_offer(key)
         return len(stale)
 
+    def pool_usage(self, subnet: Subnet) -> str:
+        """Where a subnet's pool went, for the exhaustion warning (walks the pool: call rarely)."""
+        now = self.clock()
+        pool = self.pools[subnet.network]
+        bound = declined = offered = reserved = 0
+        for ip in pool.addresses:
+            lease = self.by_ip.get(ip)
+            if ip in self.reserved_ips:
+                reserved += 1
+            elif lease is not None and lease.state is LeaseState.DECLINED and lease.expires > now:
+                declined += 1
+            elif lease is not None and lease.state is LeaseState.BOUND and lease.expires > now:
+                bound += 1
+            elif (o := self.offered_ips.get(ip)) is not None and o[1] > now:
+                offered += 1
+        return (
+            f"{len(pool.addresses)} addresses: {bound} leased, {offered} offered, {declined} declined,"
+            f" {reserved} reserved"
+        )
+
     def hostname_of(self, mac: str) -> str | None:
         """The hostname of the MAC's static reservation, if any."""
         r = self.reserved_by_mac.get(mac)
@@ -327,7 +357,14 @@ class LeaseEngine:
         client_id: bytes | None = None,
     ) -> Answer:
         """REQUEST in any state. `ip` is option 50 (SELECTING, INIT-REBOOT) or ciaddr (RENEWING,
-        REBINDING); `selecting` when option 54 named us."""
+        REBINDING); `selecting` when option 54 named us.
+
+        RFC 2131 §4.3.2 outside SELECTING: the wrong network, or a client whose notion of its
+        address contradicts our record, gets a NAK; a client we have no record of gets silence
+        ("MUST remain silent": another server may own it), so a blind REQUEST is never ACKed. A
+        record is this client's binding (any state), its reservation or its outstanding offer.
+        The one NAK without a record of the client: the address is live with someone else.
+        """
         now = self.clock()
         key = (subnet.network, mac)
         pool = self.pools[subnet.network]
@@ -336,22 +373,30 @@ class LeaseEngine:
         except ValueError:
             return Answer(Outcome.NAK, reason=f"requested address {ip!r} is not an IPv4 address")
         if not subnet.contains(want):
+            if not self.authoritative:
+                return Answer(Outcome.SILENT, reason=f"{ip} is not on subnet {subnet.network}")
             return Answer(Outcome.NAK, reason=f"{ip} is not on subnet {subnet.network}")
         fixed = fixed or (r.ip if (r := self.reserved_by_mac.get(mac)) else None)
         if fixed is not None and fixed != ip:
             return Answer(Outcome.NAK, reason=f"{mac} is reserved {fixed}, asked for {ip}")
         offer = self.offers.get(key)
         current = self.by_mac.get(key)
-        known = (offer is not None and offer[0] == want) or (current is not None and current.ip == ip)
+        known = (
+            fixed == ip
+            or (offer is not None and offer[0] == want)
+            or (current is not None and current.ip == ip)
+        )
         if not known:
-            if selecting:
-                # Our offer timed out; grant it anyway if nobody else has it meanwhile.
-                pass
-            elif not self.authoritative:
-                return Answer(Outcome.SILENT, reason=f"no record of {mac} at {ip}")
-            if not (want in pool.members or fixed == ip):
+            if not selecting:
+                if current is not None:  # our record says another address: its notion is wrong
+                    return Answer(Outcome.NAK, reason=f"{mac} has {current.ip} here, not {ip}")
+                if self.authoritative and self._live_elsewhere(want, mac, now):
+                    return Answer(Outcome.NAK, reason=f"{ip} belongs to another client")
+                return Answer(Outcome.SILENT, reason=f"no record of {mac} at {ip} (RFC 2131 4.3.2)")
+            # SELECTING (option 54 named us) after our offer timed out: like a new DORA.
+            if want not in pool.members:
                 return Answer(Outcome.NAK, reason=f"{ip} is outside our pools")
-        if not self._free_for(want, mac, now, reclaim=known or fixed == ip):
+        if not self._free_for(want, mac, now, reclaim=known):
             return Answer(Outcome.NAK, reason=f"{ip} belongs to another client")
         seconds = lease_time or subnet.lease_time
         self._drop_offer(key)
@@ -368,29 +413,49 @@ class LeaseEngine:
         self._put(lease)
         return Answer(Outcome.ACK, ip=ip, lease_time=seconds)
 
-    def decline(self, subnet: Subnet, mac: str, ip: str) -> bool:
-        """DECLINE: the client found `ip` in use (ARP); keep it out of the pool for a while."""
+    def _live_elsewhere(self, ip: int, mac: str, now: float) -> bool:
+        """Is `ip` someone else's right now: reserved, offered or bound to another client?"""
+        owner = self.reserved_ips.get(ip)
+        if owner is not None and owner != mac:
+            return True
+        offered = self.offered_ips.get(ip)
+        if offered is not None and offered[0] != mac and offered[1] > now:
+            return True
+        lease = self.by_ip.get(ip)
+        return (
+            lease is not None and lease.mac != mac and lease.state is LeaseState.BOUND and lease.expires > now
+        )
+
+    def decline(self, subnet: Subnet, mac: str, ip: str, client_id: bytes | None = None) -> Decline:
+        """DECLINE: the client found `ip` in use (ARP) [RFC 2131 §4.3.3]. Honoured only from the
+        client that holds a bound lease on `ip` (same chaddr and the same option 61 as its lease):
+        anyone else could otherwise quarantine the whole pool with one packet per address. A
+        reserved address (or one outside the pools) is never quarantined: there is nothing else
+        to give its device, so one packet would lock it out; the conflict is reported instead."""
         now = self.clock()
         try:
             addr = _int(ip)
         except ValueError:
-            return False
-        lease = self.by_ip.get(addr)
+            return Decline.NOT_ITS_LEASE
         key = (subnet.network, mac)
-        if lease is not None and lease.mac != mac and lease.state is not LeaseState.DECLINED:
-            return False  # not the client's to decline
-        if not subnet.contains(addr):
-            return False
+        lease = self.by_mac.get(key)
+        if lease is None or lease.ip != ip or not subnet.contains(addr):
+            return Decline.NOT_ITS_LEASE
+        if lease.state is not LeaseState.BOUND or lease.expires <= now:
+            return Decline.NOT_BOUND
+        if lease.client_id != client_id:
+            return Decline.OTHER_CLIENT_ID
+        if addr in self.reserved_ips or addr not in self.pools[subnet.network].members:
+            return Decline.RESERVED
         self._drop_offer(key)
-        if self.by_mac.get(key) is not None and self.by_mac[key].ip == ip:
-            del self.by_mac[key]
+        del self.by_mac[key]
         quarantined = Lease(
             ip=ip, mac=mac, state=LeaseState.DECLINED, expires=now + self.decline_quarantine,
             subnet=subnet.network, updated=now,
         )  # fmt: skip
         self.by_ip[addr] = quarantined
         self.store.save_lease(quarantined)
-        return True
+        return Decline.QUARANTINED
 
     def release(self, subnet: Subnet, mac: str, ip: str) -> bool:
         """RELEASE: the address is free again, the binding is kept so the client gets it back."""

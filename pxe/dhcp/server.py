@@ -133,6 +133,31 @@ class DhcpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = {"received": 0, "bad": 0, "replied": 0, "errors": 0}
 
+    def reconfigure(self, config: DhcpServerConfig) -> None:
+        """New subnets, pools and reservations without a restart (a reloaded lab file): sockets,
+        leases and offers in flight are kept, and no packet waits (the loop runs this between two
+        packets). Interfaces, ports and mode are bound to sockets: those need a restart."""
+        fixed = ("interfaces", "mode", "port", "proxy_port")
+        changed = [k for k in fixed if getattr(config, k) != getattr(self.config, k)]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} cannot change without a restart")
+        engine = None
+        if config.mode is Mode.AUTHORITATIVE:
+            engine = LeaseEngine(
+                config.subnets,
+                config.reservations,
+                self.store,
+                offer_timeout=config.offer_timeout,
+                decline_quarantine=config.decline_quarantine,
+                authoritative=config.authoritative,
+            )
+            if self.engine is not None:
+                engine.offers.update(self.engine.offers)
+                engine.offered_ips.update(self.engine.offered_ips)
+        self.config = config
+        self.engine = engine
+        self.handler.reconfigure(config, engine)
+
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         ports = [self.config.port]
@@ -149,6 +174,13 @@ class DhcpServer:
                 self._socks.append((sock, ifname, port))
                 self._loop.add_reader(sock.fileno(), self._readable, sock, ifname, port)
         log.info("dhcp %s on %s", self.config.mode.value, ", ".join(self.config.interfaces))
+        for subnet in self.config.subnets:
+            if subnet.interface is None and not subnet.relays:
+                log.warning(
+                    "subnet %s is not on any of our links and names no `relays:`: relayed requests"
+                    " for it are ignored; list the relays' addresses (docs/netboot.md)",
+                    subnet.network,
+                )
 
     def close(self) -> None:
         for sock, _, _ in self._socks:

@@ -12,12 +12,16 @@ from dhcp4.codec import Packet, decode, encode, mac_to_chaddr
 from dhcp4.options import MessageType
 from pxe.dhcp.config import DhcpServerConfig, Mode, Reservation, Subnet
 from pxe.dhcp.handler import Arrival, Handler
-from pxe.dhcp.leases import LeaseEngine, LeaseState, MemoryLeaseStore, Outcome
+from pxe.dhcp.leases import Decline, LeaseEngine, LeaseState, MemoryLeaseStore, Outcome
 from pxe.policy import BootDecision, Client, Event
 
 NET = Subnet("198.18.0.0/24", pools=(("198.18.0.100", "198.18.0.109"),), router="198.18.0.1", interface="s0")
-RELAYED = Subnet("198.19.0.0/24", pools=(("198.19.0.10", "198.19.0.20"),), router="198.19.0.1")
+RELAY = "198.18.0.2"  # the relay's address on our link: the source of what it relays
+RELAYED = Subnet(
+    "198.19.0.0/24", pools=(("198.19.0.10", "198.19.0.20"),), router="198.19.0.1", relays=(RELAY,)
+)
 ARR = Arrival("s0", "198.18.0.1", "0.0.0.0", 68, 67)
+FROM_RELAY = Arrival("s0", "198.18.0.1", RELAY, 67, 67, broadcast=False)
 
 
 class Clock:
@@ -77,12 +81,66 @@ def test_request_for_someone_elses_address_is_naked():
     assert eng.request(NET, mac(2), "198.18.7.7", selecting=False).outcome is Outcome.NAK  # wrong subnet
 
 
-def test_init_reboot_unknown_is_silent_unless_authoritative():
+def test_init_reboot_and_renewing_follow_rfc2131_4_3_2():
+    clock = Clock()
+    eng = engine(clock)
+    # no record of the client: silent (another server may own it), never a blind ACK
+    for ip in ("198.18.0.105", "198.18.0.10"):
+        answer = eng.request(NET, mac(3), ip, selecting=False)
+        assert answer.outcome is Outcome.SILENT and "no record" in answer.reason
+    assert eng.lease_of(NET, mac(3)) is None
+    # wrong network: NAK (silent when not authoritative)
+    assert eng.request(NET, mac(3), "198.18.7.7", selecting=False).outcome is Outcome.NAK
     quiet = engine(authoritative=False)
-    assert quiet.request(NET, mac(3), "198.18.0.105", selecting=False).outcome is Outcome.SILENT
-    loud = engine(authoritative=True)
-    assert loud.request(NET, mac(3), "198.18.0.105", selecting=False).outcome is Outcome.ACK
-    assert loud.request(NET, mac(3), "198.18.0.10", selecting=False).outcome is Outcome.NAK  # outside pools
+    assert quiet.request(NET, mac(3), "198.18.7.7", selecting=False).outcome is Outcome.SILENT
+    # a client with a binding gets it confirmed; asking for another address is a NAK
+    ip = eng.offer(NET, mac(1))
+    assert eng.request(NET, mac(1), ip, selecting=True).outcome is Outcome.ACK
+    assert eng.request(NET, mac(1), ip, selecting=False).outcome is Outcome.ACK
+    other = "198.18.0.109" if ip != "198.18.0.109" else "198.18.0.108"
+    assert eng.request(NET, mac(1), other, selecting=False).outcome is Outcome.NAK
+    # someone else's live address, asked by a stranger: NAK (the client's notion is wrong)
+    answer = eng.request(NET, mac(4), ip, selecting=False)
+    assert answer.outcome is Outcome.NAK and "another client" in answer.reason
+    # still its record after expiry: the owner gets it back, a stranger still gets silence
+    clock.now += NET.lease_time + 1
+    assert eng.request(NET, mac(4), ip, selecting=False).outcome is Outcome.SILENT
+    assert eng.request(NET, mac(1), ip, selecting=False).outcome is Outcome.ACK
+    # an outstanding offer is a record too (a client that leaves out option 54)
+    offered = eng.offer(NET, mac(5))
+    assert eng.request(NET, mac(5), offered, selecting=False).outcome is Outcome.ACK
+    # a reservation is a record: its device is confirmed, elsewhere NAKed
+    res = engine(reservations=(Reservation(mac(6), "198.18.0.7"),))
+    assert res.request(NET, mac(6), "198.18.0.7", selecting=False).outcome is Outcome.ACK
+    assert res.request(NET, mac(7), "198.18.0.7", selecting=False).outcome is Outcome.NAK
+
+
+def test_decline_only_from_the_leases_owner_for_its_address():
+    clock = Clock()
+    eng = engine(clock, reservations=(Reservation(mac(9), "198.18.0.109"),))
+    free = [f"198.18.0.{i}" for i in range(100, 109)]
+    # strangers, offers and the wrong address: nothing is quarantined
+    for i, ip in enumerate(free):
+        assert eng.decline(NET, mac(40 + i), ip) is Decline.NOT_ITS_LEASE
+    ip = eng.offer(NET, mac(1))
+    assert eng.decline(NET, mac(1), ip) is Decline.NOT_ITS_LEASE  # offered, not bound
+    eng.request(NET, mac(1), ip, selecting=True, client_id=b"\x01one")
+    assert eng.decline(NET, mac(2), ip) is Decline.NOT_ITS_LEASE  # another chaddr
+    assert eng.decline(NET, mac(1), ip, b"\x01two") is Decline.OTHER_CLIENT_ID
+    assert eng.decline(NET, mac(1), ip) is Decline.OTHER_CLIENT_ID  # its lease carries a client-id
+    assert eng.decline(NET, mac(1), "198.18.0.108") is Decline.NOT_ITS_LEASE
+    assert not any(lease.state is LeaseState.DECLINED for lease in eng.by_ip.values())
+    # the reserved device, even by its own MAC: never locked out of its one address
+    r = eng.offer(NET, mac(9))
+    eng.request(NET, mac(9), r, selecting=True)
+    assert eng.decline(NET, mac(9), r) is Decline.RESERVED
+    assert eng.offer(NET, mac(9)) == r and eng.lease_of(NET, mac(9)).state is LeaseState.BOUND
+    # an expired lease is not the owner's any more
+    clock.now += NET.lease_time + 1
+    assert eng.decline(NET, mac(1), ip, b"\x01one") is Decline.NOT_BOUND
+    clock.now -= NET.lease_time + 1
+    assert eng.decline(NET, mac(1), ip, b"\x01one") is Decline.QUARANTINED
+    assert eng.by_ip[int.from_bytes(bytes(map(int, ip.split("."))), "big")].state is LeaseState.DECLINED
 
 
 def test_release_keeps_binding_and_decline_quarantines():
@@ -94,7 +152,8 @@ def test_release_keeps_binding_and_decline_quarantines():
     assert eng.lease_of(NET, mac(1)).state is LeaseState.RELEASED
     assert eng.offer(NET, mac(1)) == ip  # same client, same address
     bad = eng.offer(NET, mac(2))
-    assert eng.decline(NET, mac(2), bad)
+    eng.request(NET, mac(2), bad, selecting=True)
+    assert eng.decline(NET, mac(2), bad) is Decline.QUARANTINED
     seen = {eng.offer(NET, mac(i)) for i in range(2, 11)}
     assert bad not in seen
     clock.now += 601
@@ -209,18 +268,19 @@ def test_option82_echoed_last_and_relay_subnet_chosen_by_giaddr_or_link_selectio
     rai = bytes([1, 4]) + b"eth7" + bytes([2, 3]) + b"sw1"
     pkt = request_packet(MessageType.DISCOVER, o82=rai)
     pkt.giaddr = "198.19.0.1"
-    out = h.handle(pkt, ARR)
+    out = h.handle(pkt, FROM_RELAY)
     raw = encode(out.packet)
     assert out.packet.yiaddr.startswith("198.19.0.")
     assert (out.dest_ip, out.dest_port) == ("198.19.0.1", 67)
     assert list(out.packet.options)[-1] == 82 and out.packet.options[82] == rai
     assert raw.rstrip(b"\0").endswith(bytes([82, len(rai)]) + rai + b"\xff")
     assert events[-1].detail["circuit_id"] == b"eth7".hex()
-    # RFC 3527 link selection overrides giaddr
-    link = rai + bytes([5, 4, 198, 18, 0, 0])
+    # RFC 3527 link selection overrides giaddr (which then is the relay's own address)
+    link = rai + bytes([5, 4, 198, 19, 0, 0])
     pkt = request_packet(MessageType.DISCOVER, mac(2), o82=link)
-    pkt.giaddr = "198.19.0.1"
-    assert h.handle(pkt, ARR).packet.yiaddr.startswith("198.18.0.")
+    pkt.giaddr = RELAY
+    out = h.handle(pkt, FROM_RELAY)
+    assert out.packet.yiaddr.startswith("198.19.0.") and out.dest_ip == RELAY
 
 
 def test_reply_fits_option57():
@@ -344,14 +404,14 @@ def test_server_id_override_and_tftp_server_options_when_asked():
     rai = bytes([1, 2]) + b"p1" + bytes([11, 4, 198, 19, 0, 1])  # RFC 5107 server-id override
     pkt = request_packet(MessageType.DISCOVER, o82=rai, o55=bytes([1, 3, 66, 67, 150]))
     pkt.giaddr = "198.19.0.1"
-    offer = h.handle(pkt, ARR).packet
+    offer = h.handle(pkt, FROM_RELAY).packet
     assert offer.ip_option(54) == "198.19.0.1"
     assert offer.options[66] == b"198.18.0.1" and offer.ip_option(150) == "198.18.0.1"
     req = request_packet(
         MessageType.REQUEST, o82=rai, o50=bytes(map(int, offer.yiaddr.split("."))), o54=bytes([198, 19, 0, 1])
     )
     req.giaddr = "198.19.0.1"
-    ack = h.handle(req, ARR).packet
+    ack = h.handle(req, FROM_RELAY).packet
     assert ack.message_type is MessageType.ACK and ack.ip_option(54) == "198.19.0.1"
     # not asked: not sent
     assert 66 not in h.handle(request_packet(MessageType.DISCOVER, mac(5)), ARR).packet.options
@@ -453,3 +513,119 @@ def test_policy_asked_once_per_exchange_and_ack_matches_offer():
     renew.ciaddr, renew.xid = offer.yiaddr, 0x999
     assert h.handle(renew, ARR).packet.options[67] == b"changed-meanwhile.efi"  # a new exchange asks again
     assert len(p.seen) == 2
+
+
+# --- hardening: relay fields, DECLINE, blind REQUESTs, pool exhaustion (docs/netboot.md) ----------
+
+
+def ip_bytes(ip: str) -> bytes:
+    return bytes(map(int, ip.split(".")))
+
+
+def test_relay_fields_only_from_listed_relays(caplog):
+    h, events = make_handler()
+    stranger = Arrival("s0", "198.18.0.1", "198.18.0.66", 68, 67, broadcast=False)
+    for i, giaddr in enumerate(("198.19.0.1", "198.18.0.77", RELAY)):  # relayed, a neighbour, the relay
+        pkt = request_packet(MessageType.DISCOVER, mac(i))
+        pkt.giaddr = giaddr
+        assert h.handle(pkt, stranger) is None
+    # 82.5 from a listed relay but giaddr elsewhere: we would answer someone else's port 67
+    pkt = request_packet(MessageType.DISCOVER, mac(5), o82=bytes([5, 4, 198, 19, 0, 0]))
+    pkt.giaddr = "198.18.0.77"
+    assert h.handle(pkt, FROM_RELAY) is None
+    assert h.refusals.counts["relay_not_listed"] == 4
+    assert events == []  # the sender chose the MAC: no device history is written
+    logged = [r for r in caplog.records if "is not in `relays:`" in r.getMessage()]
+    assert len(logged) == 2  # once per source: 198.18.0.66 and the relay (for the 82.5 case)
+    # a directly attached client: option 82 is not believed (82.1, 82.5, 82.11 alike)
+    rai = bytes([1, 4]) + b"Eth9" + bytes([5, 4, 198, 19, 0, 0]) + bytes([11, 4, 198, 18, 0, 77])
+    p = Policy()
+    h, _ = make_handler(p)
+    offer = h.handle(request_packet(MessageType.DISCOVER, mac(6), o82=rai), ARR)
+    assert offer.packet.yiaddr.startswith("198.18.0.") and offer.packet.ip_option(54) == "198.18.0.1"
+    assert offer.dest_port == 68 and p.seen[-1].circuit_id is None
+    assert h.refusals.counts["option82_from_client"] == 1
+
+
+def test_ciaddr_names_a_subnet_only_for_a_routed_unicast_from_it():
+    h, _ = make_handler()
+    # broadcast DISCOVER claiming a relayed subnet's address: served from its own link
+    pkt = request_packet(MessageType.DISCOVER, mac(1))
+    pkt.ciaddr = "198.19.0.15"
+    assert h.handle(pkt, ARR).packet.yiaddr.startswith("198.18.0.")
+    # a relayed client's renewal comes straight to us, from ciaddr: its own subnet, its own lease
+    pkt = request_packet(MessageType.DISCOVER, mac(2))
+    pkt.giaddr = "198.19.0.1"
+    ip = h.handle(pkt, FROM_RELAY).packet.yiaddr
+    req = request_packet(MessageType.REQUEST, mac(2), o50=ip_bytes(ip), o54=bytes([198, 18, 0, 1]))
+    req.giaddr = "198.19.0.1"
+    assert h.handle(req, FROM_RELAY).packet.message_type is MessageType.ACK
+    renew = request_packet(MessageType.REQUEST, mac(2))
+    renew.ciaddr = ip
+    out = h.handle(renew, Arrival("s0", "198.18.0.1", ip, 68, 67, broadcast=False))
+    assert out.packet.message_type is MessageType.ACK and out.packet.yiaddr == ip
+    # the same renewal broadcast on our link: wrong network, NAK
+    out = h.handle(renew, Arrival("s0", "198.18.0.1", "0.0.0.0", 68, 67, broadcast=True))
+    assert out.packet.message_type is MessageType.NAK
+
+
+def test_blind_requests_get_silence_and_are_counted():
+    h, events = make_handler()
+    for i in range(5):
+        init_reboot = request_packet(MessageType.REQUEST, mac(i), o50=ip_bytes(f"198.18.0.{100 + i}"))
+        assert h.handle(init_reboot, ARR) is None
+    renew = request_packet(MessageType.REQUEST, mac(9))
+    renew.ciaddr = "198.18.0.105"
+    assert h.handle(renew, Arrival("s0", "198.18.0.1", "198.18.0.105", 68, 67, broadcast=False)) is None
+    assert h.refusals.counts == {"request_silent init-reboot": 5, "request_silent renewing": 1}
+    assert h.engine.by_mac == {}
+    assert {e.kind for e in events} == {"dhcp.request", "dhcp.ignored"}
+
+
+def test_decline_through_the_handler_needs_owner_and_our_server_id(caplog):
+    h, events = make_handler()
+    offer = h.handle(request_packet(MessageType.DISCOVER, o61=b"\x01me"), ARR).packet
+    ip = ip_bytes(offer.yiaddr)
+    h.handle(request_packet(MessageType.REQUEST, o50=ip, o54=bytes([198, 18, 0, 1]), o61=b"\x01me"), ARR)
+    forged = [
+        request_packet(MessageType.DECLINE, mac(2), o50=ip, o54=bytes([198, 18, 0, 1])),  # not the owner
+        request_packet(MessageType.DECLINE, o50=ip, o54=bytes([198, 18, 0, 1])),  # no client-id
+        request_packet(MessageType.DECLINE, o50=ip, o61=b"\x01me"),  # no server id
+        request_packet(MessageType.DECLINE, o50=ip, o54=bytes([198, 18, 0, 9]), o61=b"\x01me"),  # another's
+    ]
+    forged += [
+        request_packet(MessageType.DECLINE, mac(10 + i), o50=ip_bytes(f"198.18.0.{100 + i}"), o54=bytes([198, 18, 0, 1]))
+        for i in range(10)
+    ]  # fmt: skip
+    for pkt in forged:
+        assert h.handle(pkt, ARR) is None
+    assert h.refusals.counts["decline_refused"] == 14
+    assert not [e for e in events if e.kind == "dhcp.decline"]
+    assert len([r for r in caplog.records if "ignored DHCPDECLINE" in r.getMessage()]) == 1
+    assert h.engine.lease_of(NET, mac(1)).state is LeaseState.BOUND
+    ok = request_packet(MessageType.DECLINE, o50=ip, o54=bytes([198, 18, 0, 1]), o61=b"\x01me")
+    assert h.handle(ok, ARR) is None
+    assert events[-1].kind == "dhcp.decline" and events[-1].detail["quarantined"] is True
+
+
+def test_pool_exhaustion_is_one_line_a_minute_and_counted(caplog):
+    small = Subnet("198.18.0.0/24", pools=(("198.18.0.100", "198.18.0.101"),), interface="s0")
+    h, events = make_handler(subnets=(small,))
+    clock = Clock()
+    h.refusals.clock = clock
+    for i in range(2):
+        assert h.handle(request_packet(MessageType.DISCOVER, mac(i)), ARR) is not None
+    for i in range(2, 50):
+        assert h.handle(request_packet(MessageType.DISCOVER, mac(i)), ARR) is None
+    lines = [r.getMessage() for r in caplog.records if "exhausted" in r.getMessage()]
+    assert lines == [
+        "pool of 198.18.0.0/24 exhausted (2 addresses: 0 leased, 2 offered, 0 declined, 0 reserved):"
+        " mac=52:54:00:00:00:02 got no offer; widen that subnet's `pool:` in lab.yml or shorten its"
+        " `lease_time`"
+    ]
+    assert h.refusals.counts["pool_exhausted 198.18.0.0/24"] == 48
+    clock.now += 61
+    h.handle(request_packet(MessageType.DISCOVER, mac(60)), ARR)
+    lines = [r.getMessage() for r in caplog.records if "exhausted" in r.getMessage()]
+    assert len(lines) == 2 and lines[1].endswith("(47 more like it in the last 60s)")
+    assert sum(e.detail.get("reason") == "no free address" for e in events) == 49

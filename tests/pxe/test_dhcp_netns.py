@@ -161,6 +161,7 @@ def test_relay_with_dhcrelay_and_option82_echoed_last(tmp_path):
             "network": "198.18.1.0/24",
             "pools": [["198.18.1.50", "198.18.1.60"]],
             "router": "198.18.1.1",
+            "relays": ["198.18.0.2"],  # dhcrelay's address towards us: the source of what it relays
         }
         cfg = server_config(tmp_path, subnets=[SUBNET, relayed])
         start_server(srv, cfg, tmp_path / "server.log")

@@ -58,6 +58,7 @@ def build_config(cfg: dict) -> DhcpServerConfig:
             lease_time=s.get("lease_time", 3600),
             server_ip=s.get("server_ip"),
             interface=s.get("interface"),
+            relays=tuple(s.get("relays", [])),
         )
         for s in cfg.get("subnets", [])
     )
@@ -68,6 +69,7 @@ def build_config(cfg: dict) -> DhcpServerConfig:
         mode=Mode(cfg.get("mode", "authoritative")),
         authoritative=cfg.get("authoritative", True),
         decline_quarantine=cfg.get("decline_quarantine", 600.0),
+        offer_timeout=cfg.get("offer_timeout", 30.0),
     )
 
 
@@ -94,7 +96,7 @@ async def main(cfg: dict) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.close()
-    print(json.dumps({"stats": server.stats}), flush=True)
+    print(json.dumps({"stats": server.stats, "refused": server.handler.refusals.counts}), flush=True)
     if store is not None:
         store.close()
 
