@@ -90,6 +90,11 @@ SUBNET = Obj(
         "dns": Field(List(IPv4Addr()), default_factory=list),
         "domain": Field(Str(), default=None),
         "lease_time": Field(Int(60, 365 * 86400), default=DEFAULT_LEASE_TIME, doc="seconds"),
+        "relays": Field(
+            List(IPv4Addr(), unique=True),
+            default_factory=list,
+            doc="source addresses of the DHCP relays serving this subnet; giaddr from others is ignored",
+        ),
     },
     name="subnet",
 )
@@ -170,6 +175,7 @@ class Subnet:
     dns: tuple[str, ...] = ()
     domain: str | None = None
     lease_time: int = DEFAULT_LEASE_TIME
+    relays: tuple[str, ...] = ()  # docs/netboot.md "DHCP hardening"
 
 
 @dataclass(frozen=True)
@@ -246,6 +252,7 @@ def _subnet(data: Section, interfaces: tuple[str, ...]) -> Subnet:
         dns=tuple(data["dns"]),
         domain=data["domain"],
         lease_time=data["lease_time"],
+        relays=tuple(data["relays"]),
     )
 
 
