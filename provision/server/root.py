@@ -25,6 +25,7 @@ from typing import Any
 from provision.boot import loaders
 from provision.boot.policy import BootPolicy, ServerAddress, profile_console
 from provision.config.inventory import Device
+from provision.config.check import check_config
 from provision.config.lab import Arch, LabConfig, Subnet, check_files
 from provision.config.profiles import ProfileRegistry
 from provision.devices.lifecycle import Lifecycle
@@ -140,6 +141,12 @@ class BootServer:
 
     def prepare(self) -> None:
         """Everything that can fail with an operator-fixable error, before binding anything."""
+        # `provision check`'s rules first: every error of the lab file at once (exit 2), and
+        # warnings in the log; a valid lab starts as before.
+        report = check_config(self.cfg)
+        for finding in report.warnings:
+            log.warning("%s", str(finding).replace("\n ", ";"))
+        report.raise_errors()
         check_root()
         check_files(self.cfg)  # ConfigError with file:line
         self.ifaces = resolve_interfaces(self.cfg)
@@ -230,7 +237,6 @@ class BootServer:
             lease_time=s.lease_time,
             server_ip=server_ip,
             interface=ifname,
-            relays=s.relays,
         )
 
     def _close_store(self) -> None:
