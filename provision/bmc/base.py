@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from provision.errors import ProvisionError
+from provision.errors import EXIT_INPUT, ProvisionError
 
 
 class PowerState(enum.Enum):
@@ -31,6 +31,10 @@ class PowerAction(enum.Enum):
     CYCLE = "cycle"  # off, then on
     RESET = "reset"  # warm reset when on; power on when off (Ironic's reboot)
 
+
+# How long a power cycle done as off-then-on waits for Off when --wait was not given (with
+# --wait: --wait-timeout). ForceOff settles in 1-10 s on BMCs, up to 11 s on sushy-emulator.
+OFF_SETTLE_WITHOUT_WAIT = 60.0
 
 # What the machine's power state should be once an action has settled (for --wait).
 SETTLED_STATE = {
@@ -95,6 +99,7 @@ class BootResult:
     applied: bool  # read back as set on the live resource
     pending: bool = False  # written to a @Redfish.Settings object: applies at next reset
     notes: tuple[str, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = field(default_factory=tuple)  # shown on stderr, not only in --json
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -140,6 +145,12 @@ class Unsupported(BmcError):
     """This driver or this BMC cannot do the requested operation."""
 
 
+class SystemSelectionError(BmcError):
+    """The BMC manages several systems and none was selected, or not the one named (exit 2)."""
+
+    exit_code = EXIT_INPUT
+
+
 # --- the driver protocol -----------------------------------------------------------------------
 
 
@@ -158,9 +169,7 @@ def poll_power(
         if state is want:
             return state
         if time.monotonic() >= deadline:
-            raise Timeout(
-                f"{name}: power state still {state.value} after {timeout:g} s (wanted {want.value})"
-            )
+            raise Timeout(f"power state still {state.value} after {timeout:g} s (wanted {want.value})")
         sleep(interval)
 
 
@@ -172,7 +181,9 @@ class Driver(Protocol):
 
     def power_state(self) -> PowerState: ...
 
-    def set_power(self, action: PowerAction) -> None: ...
+    def set_power(self, action: PowerAction) -> bool:
+        """Carry out `action`; False when nothing was sent (already in the wanted state)."""
+        ...
 
     def wait_power(self, want: PowerState, timeout: float) -> PowerState:
         """Poll until the power state reads `want`; Timeout after `timeout` seconds."""

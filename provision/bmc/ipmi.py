@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pyghmi import exceptions as pyghmi_exc
 
@@ -64,19 +66,17 @@ def _translate(name: str, exc: Exception, what: str) -> BmcError:
     if not exc.args or exc.args[0] is None:
         # pyghmi gives up on an unanswered session setup with IpmiException(None).
         return Timeout(
-            f"{name}: {what}: no IPMI answer from the BMC",
+            f"{what}: no IPMI answer from the BMC",
             fix="check the address/port and that IPMI over LAN is enabled on the BMC",
         )
     if "unauthorized name" in low or "password" in low or "rakp" in low or "incorrect" in low:
-        return AuthError(
-            f"{name}: {what}: IPMI login refused ({text})", fix="check the username and password"
-        )
+        return AuthError(f"{what}: IPMI login refused ({text})", fix="check the username and password")
     if "timeout" in low or "timed out" in low or "no response" in low or "session no longer connected" in low:
         return Timeout(
-            f"{name}: {what}: the BMC did not answer over IPMI ({text})",
+            f"{what}: the BMC did not answer over IPMI ({text})",
             fix="check the address/port and that IPMI over LAN is enabled on the BMC",
         )
-    return BmcError(f"{name}: {what}: {text}", bmc_message=text)
+    return BmcError(f"{what}: {text}", bmc_message=text)
 
 
 class IpmiDriver:
@@ -88,10 +88,12 @@ class IpmiDriver:
         credentials: Credentials,
         *,
         power_timeout: float = 300.0,
+        timeout: float = 60.0,
         poll_interval: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.name = name
+        self.timeout = timeout
         self.host = host
         self.port = port or IPMI_PORT
         self._creds = credentials
@@ -109,19 +111,49 @@ class IpmiDriver:
         try:
             socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
         except OSError as exc:
-            raise Unreachable(f"{self.name}: cannot resolve {self.host}: {exc.strerror}") from None
+            raise Unreachable(f"cannot resolve {self.host}: {exc.strerror}") from None
         try:
-            self._cmd = command.Command(
-                bmc=self.host,
-                userid=self._creds.username or "",
-                password=self._creds.password.reveal() if self._creds.password else "",
-                port=self.port,
-                # One short run per CLI call: no background keepalive thread holding the session.
-                keepalive=False,
+            self._cmd = self._bounded(
+                "IPMI session",
+                lambda: command.Command(
+                    bmc=self.host,
+                    userid=self._creds.username or "",
+                    password=self._creds.password.reveal() if self._creds.password else "",
+                    port=self.port,
+                    # One short run per CLI call: no background keepalive thread holding the session.
+                    keepalive=False,
+                ),
             )
         except pyghmi_exc.IpmiException as exc:
             raise _translate(self.name, exc, "IPMI session") from None
         return self
+
+    def _bounded(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run one pyghmi exchange with `timeout` as its overall bound. pyghmi retries on its own
+        schedule (0.5-1 s first timeout, doubling, several rounds for a login: 5.4 s under
+        `--timeout 3` before), and has no deadline argument; the exchange runs in a daemon thread
+        and is abandoned when the bound is spent (pyghmi gives up on it by itself later)."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the caller's thread below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"ipmi-{self.name}", daemon=True).start()
+        if not done.wait(self.timeout):
+            raise Timeout(
+                f"{what}: no IPMI answer within {self.timeout:g} s",
+                fix="check the address/port and that IPMI over LAN is enabled on the BMC; "
+                "a slow BMC may need a longer --timeout (inventory: timeout)",
+            )
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -136,9 +168,10 @@ class IpmiDriver:
 
     def _call(self, what: str, fn: Callable, *args, **kw):
         if self._cmd is None:
-            raise BmcError(f"{self.name}: not connected (use the driver as a context manager)")
+            raise BmcError("not connected (use the driver as a context manager)")
+        cmd = self._cmd
         try:
-            return fn(self._cmd, *args, **kw)
+            return self._bounded(what, lambda: fn(cmd, *args, **kw))
         except pyghmi_exc.IpmiException as exc:
             raise _translate(self.name, exc, what) from None
 
@@ -146,7 +179,8 @@ class IpmiDriver:
         result = self._call("get power", lambda c: c.get_power())
         return _POWER_STATES.get(str(result.get("powerstate")), PowerState.UNKNOWN)
 
-    def set_power(self, action: PowerAction) -> None:
+    def set_power(self, action: PowerAction) -> bool:
+        """Carry out `action`; False when nothing was sent (already in that state)."""
         state = self.power_state()
         if state is PowerState.OFF and action in (PowerAction.RESET, PowerAction.CYCLE):
             # Chassis control cycle/reset on an off chassis is "not in this state" on most BMCs.
@@ -154,13 +188,14 @@ class IpmiDriver:
         if (action is PowerAction.ON and state is PowerState.ON) or (
             action in (PowerAction.OFF, PowerAction.GRACEFUL_OFF) and state is PowerState.OFF
         ):
-            return
+            return False
         verb = _POWER_VERBS[action]
         if action is PowerAction.CYCLE:
             # pyghmi has no "cycle" verb; chassis control 02h is power cycle (IPMI v2.0 §28.3).
             self._call("power cycle", lambda c: c.raw_command(netfn=0x00, command=0x02, data=(0x02,)))
-            return
+            return True
         self._call(f"power {verb}", lambda c: c.set_power(verb, wait=False))
+        return True
 
     def wait_power(self, want: PowerState, timeout: float) -> PowerState:
         return poll_power(self.name, self.power_state, want, timeout, self.poll_interval, self._sleep)
@@ -169,9 +204,9 @@ class IpmiDriver:
         self, device: BootDevice, mode: BootMode | None = None, url: str | None = None
     ) -> BootResult:
         if device not in _BOOT_DEVICES:
-            raise Unsupported(f"{self.name}: IPMI has no {device.value} boot device (use Redfish)")
+            raise Unsupported(f"IPMI has no {device.value} boot device (use Redfish)")
         if url:
-            raise Unsupported(f"{self.name}: IPMI cannot pass a boot URL")
+            raise Unsupported("IPMI cannot pass a boot URL")
         uefi = None if mode is None else mode is BootMode.UEFI
         self._call(
             "set boot device", lambda c: c.set_bootdev(_BOOT_DEVICES[device], persist=False, uefiboot=uefi)
@@ -187,12 +222,10 @@ class IpmiDriver:
         )
         data = bytes(resp.get("data") or b"")
         if len(data) < 4:
-            raise BmcError(f"{self.name}: short boot flags answer {data.hex()}")
+            raise BmcError(f"short boot flags answer {data.hex()}")
         selector = (data[3] >> 2) & 0x0F
         if selector != _BOOT_SELECTOR[device]:
-            raise BmcError(
-                f"{self.name}: boot device reads back as selector {selector:#x}, not {device.value}"
-            )
+            raise BmcError(f"boot device reads back as selector {selector:#x}, not {device.value}")
         notes = (
             ()
             if data[2] & _BOOT_FLAGS_VALID
@@ -215,7 +248,7 @@ class IpmiDriver:
         )
 
     def insert_media(self, image_url: str) -> None:
-        raise Unsupported(f"{self.name}: virtual media needs Redfish")
+        raise Unsupported("virtual media needs Redfish")
 
     def eject_media(self) -> None:
-        raise Unsupported(f"{self.name}: virtual media needs Redfish")
+        raise Unsupported("virtual media needs Redfish")

@@ -35,6 +35,7 @@ class TargetResult:
     bmc_message: str | None = None
     fix: str | None = None
     seconds: float = 0.0
+    exit_code: int = 0  # of the error, for a failed target (2: bad input, 1: it failed)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -77,6 +78,7 @@ def run_one(target: BmcTarget, op: Operation, *, power_timeout: float = 300.0) -
             bmc_message=exc.bmc_message,
             fix=exc.fix,
             seconds=time.monotonic() - start,
+            exit_code=exc.exit_code,
         )
     except Exception as exc:  # a driver bug must not take down the other targets
         log.exception("%s: unexpected error", target.name)
@@ -88,6 +90,7 @@ def run_one(target: BmcTarget, op: Operation, *, power_timeout: float = 300.0) -
             error=f"internal error: {type(exc).__name__}: {exc}",
             error_kind="InternalError",
             seconds=time.monotonic() - start,
+            exit_code=1,
         )
 
 
@@ -100,8 +103,9 @@ def run_all(
     on_start: Callable[[BmcTarget], None] | None = None,
     on_done: Callable[[TargetResult], None] | None = None,
 ) -> list[TargetResult]:
-    """Results in the order of `targets`, whatever order they finished in."""
-    results: dict[str, TargetResult] = {}
+    """Results in the order of `targets`, whatever order they finished in (by position: two
+    targets may share a name, one BMC over http and https)."""
+    results: dict[int, TargetResult] = {}
 
     def job(target: BmcTarget) -> TargetResult:
         if on_start:
@@ -109,10 +113,10 @@ def run_all(
         return run_one(target, op, power_timeout=power_timeout)
 
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="bmc") as pool:
-        futures = {pool.submit(job, t): t for t in targets}
+        futures = {pool.submit(job, t): i for i, t in enumerate(targets)}
         for fut in as_completed(futures):
             result = fut.result()
-            results[futures[fut].name] = result
+            results[futures[fut]] = result
             if on_done:
                 on_done(result)
-    return [results[t.name] for t in targets]
+    return [results[i] for i in range(len(targets))]

@@ -1,15 +1,17 @@
-"""From an inventory entry or a --bmc URL to a driver: scheme, address, credentials, TLS."""
+"""From an inventory entry or a --bmc URL to a driver: scheme, address, system, credentials, TLS."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from provision.bmc.base import BmcError, Driver
 from provision.bmc.credentials import Credentials, resolve_credentials
 from provision.bmc.ipmi import IpmiDriver
 from provision.bmc.redfish.driver import RedfishDriver
+from provision.bmc.redfish.origin import DEFAULT_PORTS, redact
 from provision.bmc.redfish.tls import TlsPolicy, normalize_fingerprint
 from provision.bmc.redfish.transport import RedfishHttp
 from provision.errors import EXIT_INPUT
@@ -22,6 +24,12 @@ SCHEMES = {
     "http": ("redfish", "http"),
     "ipmi": ("ipmi", None),
 }
+
+IPMI_PORT = 623
+
+# The only path a target URL may carry: one system of the service (DSP0266 §6.2 "URIs").
+_SYSTEM_PATH = re.compile(r"/redfish/v1/Systems/([^/]+)/?")
+_NO_PATH = ("", "/", "/redfish/v1", "/redfish/v1/")
 
 
 class TargetError(BmcError):
@@ -41,10 +49,45 @@ class BmcTarget:
     tls: TlsPolicy
     timeout: float = 60.0
     connect_timeout: float = 10.0
+    system: str | None = None  # a Systems member's Id; None: the BMC must have exactly one
 
     @property
     def address(self) -> str:
-        return self.base_url or f"ipmi://{self.host}:{self.port or 623}"
+        base = self.base_url or f"ipmi://{self.host}:{self.port or IPMI_PORT}"
+        return f"{base}/redfish/v1/Systems/{self.system}" if self.system else base
+
+    @property
+    def key(self) -> tuple[str, str, int, str | None]:
+        """What identifies the machine acted on: (scheme, host, port, system). http and https of
+        one host are two targets; the same URL given twice is one."""
+        scheme = urlsplit(self.base_url).scheme if self.base_url else "ipmi"
+        port = self.port or DEFAULT_PORTS.get(scheme, IPMI_PORT)
+        return (scheme, self.host.lower(), port, self.system)
+
+
+def system_from(name: str, url: str, path: str, system: str | None) -> str | None:
+    """The system a target names: the URL path (/redfish/v1/Systems/ID), or `system` (an Id or
+    that path: --system, inventory `system:`). Both, and different: an error."""
+    from_path = None
+    if path not in _NO_PATH:
+        match = _SYSTEM_PATH.fullmatch(path)
+        if not match:
+            raise TargetError(
+                f"{name}: the path in BMC address {redact(url)!r} is not a system",
+                fix="give the BMC alone (redfish://host) or one system: redfish://host/redfish/v1/Systems/ID",
+            )
+        from_path = unquote(match.group(1))
+    if system is not None:
+        match = _SYSTEM_PATH.fullmatch(system)
+        system = unquote(match.group(1)) if match else system.strip("/")
+        if not system:
+            raise TargetError(f"{name}: empty system Id", fix="e.g. --system 1 or system: System.Embedded.1")
+    if from_path and system and from_path != system:
+        raise TargetError(
+            f"{name}: the URL names system {from_path!r} but {system!r} was also asked for",
+            fix="name the system once: in the URL path, with --system, or with `system:`",
+        )
+    return from_path or system
 
 
 def make_target(
@@ -60,20 +103,38 @@ def make_target(
     fingerprint: str | None = None,
     timeout: float = 60.0,
     connect_timeout: float = 10.0,
+    system: str | None = None,
 ) -> BmcTarget:
     parts = urlsplit(url if "://" in url else f"redfish://{url}")
+    shown = redact(url)
+    if "@" in parts.netloc:
+        # A password in a URL lands in shell history, `ps` and logs; it is never echoed here.
+        raise TargetError(
+            f"{name}: the BMC address {shown!r} carries credentials (user:password@)",
+            fix="drop them from the URL: give the user with --username (inventory: username) and "
+            "the password with --password-env/--password-file (password_env/password_file)",
+        )
     if parts.scheme not in SCHEMES:
         raise TargetError(
-            f"{name}: unknown BMC scheme {parts.scheme!r} in {url!r}",
+            f"{name}: unknown BMC scheme {parts.scheme!r} in {shown!r}",
             fix="use redfish://host[:port], redfish+http://host[:port] or ipmi://host[:port]",
         )
     if not parts.hostname:
-        raise TargetError(f"{name}: no host in BMC address {url!r}", fix="e.g. redfish://10.0.0.5")
+        raise TargetError(f"{name}: no host in BMC address {shown!r}", fix="e.g. redfish://10.0.0.5")
     try:
         port = parts.port
     except ValueError:
-        raise TargetError(f"{name}: bad port in BMC address {url!r}") from None
+        raise TargetError(f"{name}: bad port in BMC address {shown!r}") from None
     protocol, http_scheme = SCHEMES[parts.scheme]
+    if protocol == "ipmi":
+        if parts.path not in ("", "/") or system:
+            raise TargetError(
+                f"{name}: IPMI has no system selection ({shown!r})",
+                fix="use ipmi://host[:port] alone; a BMC with several systems needs Redfish",
+            )
+        chosen = None
+    else:
+        chosen = system_from(name, url, parts.path, system)
     pin = None
     if fingerprint:
         try:
@@ -103,6 +164,7 @@ def make_target(
         tls=TlsPolicy(insecure=insecure, ca_cert=Path(ca_cert) if ca_cert else None, fingerprint=pin),
         timeout=float(timeout),
         connect_timeout=float(connect_timeout),
+        system=chosen,
     )
 
 
@@ -110,7 +172,12 @@ def open_driver(target: BmcTarget, *, power_timeout: float = 300.0) -> Driver:
     """A driver for the target, not yet connected: use it as a context manager."""
     if target.protocol == "ipmi":
         return IpmiDriver(
-            target.name, target.host, target.port or 623, target.credentials, power_timeout=power_timeout
+            target.name,
+            target.host,
+            target.port or IPMI_PORT,
+            target.credentials,
+            power_timeout=power_timeout,
+            timeout=target.timeout,
         )
     http = RedfishHttp(
         target.base_url or "",
@@ -119,4 +186,4 @@ def open_driver(target: BmcTarget, *, power_timeout: float = 300.0) -> Driver:
         timeout=target.timeout,
         connect_timeout=target.connect_timeout,
     )
-    return RedfishDriver(target.name, http, power_timeout=power_timeout)
+    return RedfishDriver(target.name, http, system=target.system, power_timeout=power_timeout)

@@ -7,6 +7,7 @@ target runs concurrently (bounded by --parallel); the exit status says how it we
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,8 @@ from provision.bmc import (
     PowerAction,
     make_target,
 )
-from provision.bmc.base import SETTLED_STATE, Driver
+from provision.bmc.base import OFF_SETTLE_WITHOUT_WAIT, SETTLED_STATE, Driver
+from provision.bmc.redfish.origin import redact
 from provision.bmc.runner import Operation, TargetResult, run_all
 from provision.cli.common import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, CLIError, echo_json
 from provision.config.inventory import load_inventory
@@ -72,12 +74,20 @@ def target_options(fn: Callable) -> Callable:
             help="Pin the BMC certificate's SHA-256 (openssl x509 -noout -fingerprint -sha256).",
         ),
         click.option(
-            "--timeout", type=click.FloatRange(0.1, 3600), help="Seconds to wait for each answer [60]."
+            "--system",
+            metavar="ID",
+            help="The system to act on where a BMC manages several (a Systems member's Id, as in "
+            "redfish://host/redfish/v1/Systems/ID).",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(0.1, 3600),
+            help="Seconds a whole answer may take, from connection to last byte [60].",
         ),
         click.option(
             "--connect-timeout",
             type=click.FloatRange(0.1, 600),
-            help="Seconds to wait for a connection [10].",
+            help="Seconds to connect, TLS handshake included [10].",
         ),
         click.option(
             "--parallel",
@@ -94,6 +104,10 @@ def target_options(fn: Callable) -> Callable:
     return fn
 
 
+# A target to run, or a result known before running (a device without `bmc:`).
+Planned = BmcTarget | TargetResult
+
+
 def resolve_targets(
     targets: tuple[str, ...],
     inventory: str | None,
@@ -106,14 +120,17 @@ def resolve_targets(
     fingerprint: str | None,
     timeout: float | None,
     connect_timeout: float | None,
-) -> list[BmcTarget]:
-    """Inventory names and --bmc URLs to targets; every input problem is a ProvisionError with exit 2
-    (CLIError here, TargetError/CredentialError from make_target, ConfigError from the inventory)."""
+    system: str | None = None,
+) -> list[Planned]:
+    """Inventory names and --bmc URLs to targets, duplicates removed (by scheme, host, port and
+    system: the same URL twice acts once). Input problems are a ProvisionError with exit 2
+    (CLIError here, TargetError/CredentialError from make_target, ConfigError from the
+    inventory); a device without `bmc:` is a failed result, and the others still run."""
     if not targets and not bmc_urls:
         raise CLIError(
             "no targets given", "name devices from the inventory, or give --bmc redfish://host", EXIT_INPUT
         )
-    out: list[BmcTarget] = []
+    out: list[Planned] = []
     if targets:
         if not inventory:
             raise CLIError(
@@ -136,9 +153,20 @@ def resolve_targets(
                     str(exc.args[0]), "check the name in the inventory's `devices:`", EXIT_INPUT
                 ) from None
             if device.bmc is None:
-                raise CLIError(
-                    f"{name}: no `bmc:` in the inventory", "add bmc: {url: redfish://...}", EXIT_INPUT
+                where = f"{device.mark}: " if device.mark else ""
+                out.append(
+                    TargetResult(
+                        name,
+                        "-",
+                        False,
+                        "failed",
+                        error=f"{where}no `bmc:` in the inventory for this device",
+                        error_kind="NoBmc",
+                        fix="add bmc: {url: redfish://...} to it, or leave it out of this command",
+                        exit_code=EXIT_INPUT,
+                    )
                 )
+                continue
             b = device.bmc
             out.append(
                 make_target(
@@ -155,12 +183,13 @@ def resolve_targets(
                     fingerprint=fingerprint or b.fingerprint,
                     timeout=timeout or b.timeout,
                     connect_timeout=connect_timeout or b.connect_timeout,
+                    system=system or b.system,
                 )
             )
     for url in bmc_urls:
         out.append(
             make_target(
-                url.split("://", 1)[-1].rstrip("/"),
+                redact(url).rstrip("/"),
                 url,
                 username=username,
                 password_env=password_env,
@@ -170,13 +199,31 @@ def resolve_targets(
                 fingerprint=fingerprint,
                 timeout=timeout or 60,
                 connect_timeout=connect_timeout or 10,
+                system=system,
             )
         )
+    return _dedupe(out)
+
+
+def _dedupe(planned: list[Planned]) -> list[Planned]:
+    """One target per (scheme, host, port, system): acting twice on one machine in one run is
+    never wanted (a power cycle twice is two cycles)."""
+    seen: dict[tuple, str] = {}
+    out: list[Planned] = []
+    for p in planned:
+        if isinstance(p, BmcTarget):
+            first = seen.get(p.key)
+            if first is not None:
+                if first != p.name:
+                    click.echo(f"warning: {p.name} is the same BMC system as {first}; acting once", err=True)
+                continue
+            seen[p.key] = p.name
+        out.append(p)
     return out
 
 
 def execute(
-    targets: list[BmcTarget],
+    planned: list[Planned],
     op: Operation,
     title: str,
     parallel: int,
@@ -184,15 +231,33 @@ def execute(
     power_timeout: float = 300.0,
 ) -> None:
     """Run, render (progress on a terminal, then a table or JSON), and exit with the summary code."""
-    results = _run_with_progress(targets, op, title, parallel, as_json, power_timeout)
+    targets = [p for p in planned if isinstance(p, BmcTarget)]
+    ran = iter(_run_with_progress(targets, op, title, parallel, as_json, power_timeout) if targets else [])
+    results = [p if isinstance(p, TargetResult) else next(ran) for p in planned]
     ok = sum(r.ok for r in results)
     if as_json:
         echo_json({"results": [r.to_json() for r in results], "ok": ok, "failed": len(results) - ok})
     else:
         _render_table(results, title)
+    _print_warnings(results)
+    sys.exit(exit_status(results))
+
+
+def exit_status(results: list[TargetResult]) -> int:
+    """0 all ok; 4 some failed; when all failed: 2 if every failure was bad input (several
+    systems and none selected, no `bmc:`), else 1 (docs/exit-codes.md)."""
+    ok = sum(r.ok for r in results)
     if ok == len(results):
-        sys.exit(EXIT_OK)
-    sys.exit(EXIT_FAILED if ok == 0 else EXIT_PARTIAL)
+        return EXIT_OK
+    if ok:
+        return EXIT_PARTIAL
+    return EXIT_INPUT if all(r.exit_code == EXIT_INPUT for r in results) else EXIT_FAILED
+
+
+def _print_warnings(results: list[TargetResult]) -> None:
+    for r in results:
+        for warning in r.data.get("warnings") or ():
+            click.echo(f"warning: {r.name}: {warning}", err=True)
 
 
 def _run_with_progress(targets, op, title, parallel, as_json, power_timeout) -> list[TargetResult]:
@@ -233,9 +298,8 @@ def _render_table(results: list[TargetResult], title: str) -> None:
     for r in failed:
         err.print(f"[red]error[/]: {r.name}: {r.error}", markup=True, highlight=False)
         if r.message_id or r.bmc_message:
-            err.print(
-                f"  BMC says: {r.message_id or '?'}: {r.bmc_message or ''}", markup=False, highlight=False
-            )
+            said = ": ".join(x for x in (r.message_id, r.bmc_message) if x)
+            err.print(f"  BMC says: {said}", markup=False, highlight=False)
         if r.fix:
             err.print(f"  fix: {r.fix}", markup=False, highlight=False)
     console.print(f"{ok} ok, {len(failed)} failed")
@@ -257,12 +321,19 @@ def _power_op(action: PowerAction | None, wait: bool, wait_timeout: float) -> Op
         if action is None:
             state = driver.power_state()
             return state.value, {"power_state": state.value}
-        driver.set_power(action)
+        start = time.monotonic()
+        sent = driver.set_power(action)
+        want = SETTLED_STATE[action]
+        data: dict[str, Any] = {"action": action.value, "sent": sent}
+        if not sent:
+            # Nothing went to the BMC: the machine already was in the wanted state.
+            return f"already {want.value}", {**data, "power_state": want.value}
         if wait:
-            want = SETTLED_STATE[action]
-            state = driver.wait_power(want, wait_timeout)
-            return f"{action.value}: {state.value}", {"action": action.value, "power_state": state.value}
-        return f"{action.value} sent", {"action": action.value}
+            # --wait-timeout bounds the whole action (a cycle's own wait for Off included).
+            left = max(1.0, wait_timeout - (time.monotonic() - start))
+            state = driver.wait_power(want, left)
+            return f"{action.value}: {state.value}", {**data, "power_state": state.value}
+        return f"{action.value} sent", data
 
     return op
 
@@ -294,11 +365,16 @@ def power_cmd(action: str, wait: bool, wait_timeout: float, parallel: int, as_js
       provision power cycle leaf-01 --wait
       PW=secret provision power on --bmc redfish://10.0.0.5 -u admin --password-env PW --ca-cert bmc.pem
 
+    A BMC that manages several systems needs one named: in the URL
+    (redfish://host/redfish/v1/Systems/ID), with --system ID or `system:` in the inventory.
+
     Exit status: 0 all ok, 4 some failed, 1 all failed, 2 bad input.
     """
     targets = resolve_targets(**kw)
     act = POWER_ACTIONS.get(action)
-    execute(targets, _power_op(act, wait, wait_timeout), f"power {action}", parallel, as_json, wait_timeout)
+    # Without --wait a cycle done as off-then-on still waits for Off, briefly (OFF_SETTLE_WITHOUT_WAIT).
+    settle = wait_timeout if wait else min(wait_timeout, OFF_SETTLE_WITHOUT_WAIT)
+    execute(targets, _power_op(act, wait, wait_timeout), f"power {action}", parallel, as_json, settle)
 
 
 # --- boot ----------------------------------------------------------------------------------------
@@ -315,6 +391,7 @@ def _boot_op(device: BootDevice, mode: BootMode | None, url: str | None) -> Oper
             "applied": result.applied,
             "pending": result.pending,
             "notes": list(result.notes),
+            "warnings": list(result.warnings),
         }
         return summary, data
 
@@ -389,7 +466,5 @@ def bmc_info_cmd(parallel: int, as_json: bool, **kw: Any) -> None:
     """
     execute(resolve_targets(**kw), _info_op, "bmc info", parallel, as_json)
 
-
-COMMANDS = [power_cmd, boot_cmd, bmc_group]
 
 COMMANDS = [power_cmd, boot_cmd, bmc_group]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from urllib.parse import unquote
 
 from provision.bmc.base import (
     BmcError,
@@ -19,6 +20,7 @@ from provision.bmc.base import (
     Nic,
     PowerAction,
     PowerState,
+    SystemSelectionError,
     Unsupported,
     poll_power,
 )
@@ -37,12 +39,23 @@ _POWER_STATES = {
 }
 
 
+def _text(value: object) -> str | None:
+    """A string property, None when absent or blank (BMCs send "" or " " for unknown)."""
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def system_id(path: str) -> str:
+    """The Id in a system's path: the last segment (/redfish/v1/Systems/System.Embedded.1)."""
+    return unquote(path.rstrip("/").rsplit("/", 1)[-1])
+
+
 class RedfishDriver:
     def __init__(
         self,
         name: str,
         http: RedfishHttp,
         *,
+        system: str | None = None,
         power_timeout: float = 300.0,
         poll_interval: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -52,6 +65,7 @@ class RedfishDriver:
         self.power_timeout = power_timeout
         self.poll_interval = poll_interval
         self._sleep = sleep
+        self.system = system  # the Id asked for (URL path, --system, inventory `system:`)
         self._system_path: str | None = None
         self._logged_in = False
 
@@ -74,20 +88,40 @@ class RedfishDriver:
 
     @property
     def system_path(self) -> str:
-        """The first member of the Systems collection; never a hard-coded path (Dell
-        System.Embedded.1, HPE/Lenovo 1, AMI Self, sushy-emulator a UUID)."""
+        """The system to act on: the one asked for, else the only member of the Systems
+        collection. Never a hard-coded path (Dell System.Embedded.1, HPE/Lenovo 1, AMI Self,
+        sushy-emulator a UUID), and never "the first of several": a blade chassis or a
+        GB200-style BMC lists many, and acting on the wrong one powers off someone else's machine."""
         if self._system_path is None:
             systems = (self.http.root.get("Systems") or {}).get("@odata.id")
             if not systems:
-                raise Unsupported(f"{self.name}: the Redfish service root links no Systems collection")
+                raise Unsupported("the Redfish service root links no Systems collection")
             members = self.http.get(systems, "list Systems").get("Members") or []
             paths = [m["@odata.id"] for m in members if isinstance(m, dict) and m.get("@odata.id")]
             if not paths:
-                raise BmcError(f"{self.name}: the Systems collection {systems} is empty")
-            if len(paths) > 1:
-                log.info("%s: %d systems (%s); using the first", self.name, len(paths), ", ".join(paths))
-            self._system_path = paths[0]
+                raise BmcError(f"the Systems collection {systems} is empty")
+            self._system_path = self._select(paths)
         return self._system_path
+
+    def _select(self, paths: list[str]) -> str:
+        ids = [system_id(p) for p in paths]
+        if self.system is not None:
+            for path, sid in zip(paths, ids, strict=True):
+                if sid == self.system:
+                    return path
+            raise SystemSelectionError(
+                f"no system {self.system!r} on this BMC; it has {', '.join(ids)}",
+                fix="name one of those: redfish://host/redfish/v1/Systems/ID, --system ID or "
+                "`system: ID` in the inventory's bmc: block",
+            )
+        if len(paths) > 1:
+            raise SystemSelectionError(
+                f"this BMC manages {len(paths)} systems ({', '.join(ids)}) and none was selected; "
+                "nothing was done",
+                fix=f"pick one: redfish://host/redfish/v1/Systems/{ids[0]}, --system {ids[0]} or "
+                f"`system: {ids[0]}` in the inventory's bmc: block",
+            )
+        return paths[0]
 
     def _system(self) -> dict:
         return self.http.get(self.system_path, "read the system")
@@ -101,7 +135,7 @@ class RedfishDriver:
         action = (system.get("Actions") or {}).get("#ComputerSystem.Reset") or {}
         target = action.get("target")
         if not target:
-            raise Unsupported(f"{self.name}: the system offers no #ComputerSystem.Reset action")
+            raise Unsupported("the system offers no #ComputerSystem.Reset action")
         info = None
         if not action.get("ResetType@Redfish.AllowableValues") and action.get("@Redfish.ActionInfo"):
             info = self.http.get(action["@Redfish.ActionInfo"], "read the Reset ActionInfo")
@@ -109,12 +143,13 @@ class RedfishDriver:
 
     def _reset(self, target: str, reset_type: str) -> None:
         log.info("%s: ResetType %s", self.name, reset_type)
-        self.http.call("POST", target, f"{self.name}: reset {reset_type}", json={"ResetType": reset_type})
+        self.http.call("POST", target, f"reset {reset_type}", json={"ResetType": reset_type})
 
     def _pick(self, action: PowerAction, allowed: tuple[str, ...]) -> str | None:
         return next((v for v in quirks.RESET_PREFERENCES[action] if v in allowed), None)
 
-    def set_power(self, action: PowerAction) -> None:
+    def set_power(self, action: PowerAction) -> bool:
+        """Carry out `action`; False when nothing was sent (already in that state)."""
         system = self._system()
         state = _POWER_STATES.get(system.get("PowerState") or "", PowerState.UNKNOWN)
         target, allowed = self._reset_target_and_allowed(system)
@@ -127,37 +162,60 @@ class RedfishDriver:
             action in (PowerAction.OFF, PowerAction.GRACEFUL_OFF) and state is PowerState.OFF
         ):
             log.info("%s: already %s", self.name, state.value)
-            return
+            return False
 
         reset_type = self._pick(action, allowed)
         if action is PowerAction.CYCLE:
             if reset_type:
                 try:
                     self._reset(target, reset_type)
-                    return
+                    return True
                 except BmcError as exc:
                     if exc.status not in quirks.RESET_NOT_IMPLEMENTED_STATUS:
                         raise
                     log.info("%s: %s refused (%s); ForceOff then On instead", self.name, reset_type, exc)
             self._off_then_on(target, allowed)
-            return
+            return True
         if action is PowerAction.RESET and quirks.reset_as_off_on(system.get("Manufacturer")):
             self._off_then_on(target, allowed)
-            return
+            return True
         if reset_type is None:
-            raise Unsupported(
-                f"{self.name}: no ResetType for {action.value} among {', '.join(allowed)}",
-            )
+            raise Unsupported(f"no ResetType for {action.value} among {', '.join(allowed)}")
         self._reset(target, reset_type)
+        return True
 
     def _off_then_on(self, target: str, allowed: tuple[str, ...]) -> None:
-        # Lenovo XCC: ForceRestart can hang some models; ForceOff, wait for Off, then On.
+        """ForceOff, wait for Off (at most `power_timeout`: --wait-timeout with --wait, else
+        OFF_SETTLE_WITHOUT_WAIT), then On. Once ForceOff went out, On is always attempted, and an
+        On that fails says the machine may be left OFF: a cycle never ends silently off.
+
+        Lenovo XCC: ForceRestart can hang some models; sushy-emulator answers PowerCycle 501."""
         off, on = self._pick(PowerAction.OFF, allowed), self._pick(PowerAction.ON, allowed)
         if not off or not on:
-            raise Unsupported(f"{self.name}: cannot power-cycle with ResetTypes {', '.join(allowed)}")
+            raise Unsupported(f"cannot power-cycle with ResetTypes {', '.join(allowed)}")
         self._reset(target, off)
-        self.wait_power(PowerState.OFF, self.power_timeout)
-        self._reset(target, on)
+        settle_error: BmcError | None = None
+        try:
+            self.wait_power(PowerState.OFF, self.power_timeout)
+        except BmcError as exc:
+            settle_error = exc
+            log.warning("%s: %s; sending %s anyway", self.name, exc, on)
+        try:
+            self._reset(target, on)
+        except BmcError as exc:
+            raise BmcError(
+                f"power cycle: {off} was sent but {on} failed ({exc}); the machine may be left OFF",
+                message_id=exc.message_id,
+                bmc_message=exc.bmc_message,
+                status=exc.status,
+                fix="power it on: provision power on TARGET",
+            ) from None
+        if settle_error is not None:
+            raise BmcError(
+                f"power cycle: the power state did not read Off after {off} ({settle_error}); "
+                f"{on} was sent anyway",
+                fix="check the machine with: provision power status TARGET",
+            )
 
     def wait_power(self, want: PowerState, timeout: float) -> PowerState:
         """Poll PowerState until it reads `want` (BMCs take 1-30 s, sushy-emulator 1-11 s)."""
@@ -175,11 +233,11 @@ class RedfishDriver:
         target = next((t for t in choices if allowed is None or t in allowed), None)
         if target is None:
             raise Unsupported(
-                f"{self.name}: boot device {device.value} not offered (BMC allows {', '.join(allowed or [])})"
+                f"boot device {device.value} not offered (BMC allows {', '.join(allowed or [])})"
             )
         full = quirks.requires_full_boot_request(system.get("Manufacturer"))
         body = quirks.boot_override_body(target, mode, url, current=boot, full=full)
-        what = f"{self.name}: set one-time boot to {target}"
+        what = f"set one-time boot to {target}"
         settings = quirks.settings_path(system)
         notes: list[str] = []
         try:
@@ -212,8 +270,20 @@ class RedfishDriver:
                 f"{what}: the BMC accepted the change but reads back without {', '.join(hard)}",
                 fix="this firmware ignores the boot override; set the boot order in its web UI or update it",
             )
-        notes += [f"BMC reports {k}={self._soft_value(k)!r} after the change" for k in missing]
-        return BootResult(device=device, mode=mode, applied=True, notes=tuple(notes))
+        warnings: list[str] = []
+        for key in missing:
+            value = self._soft_value(key)
+            notes.append(f"BMC reports {key}={value!r} after the change")
+            if key == "BootSourceOverrideEnabled" and value == "Continuous":
+                # sushy-emulator (libvirt) keeps Continuous whatever is sent: the override then
+                # applies to every boot, not the next one only (docs/bmc.md quirks table).
+                warnings.append(
+                    f"the BMC keeps the boot override Continuous: every boot goes to {target} "
+                    "until the override is changed (e.g. provision boot TARGET --once disk)"
+                )
+        return BootResult(
+            device=device, mode=mode, applied=True, notes=tuple(notes), warnings=tuple(warnings)
+        )
 
     def _soft_value(self, key: str) -> object:
         return (self._system().get("Boot") or {}).get(key)
@@ -248,16 +318,41 @@ class RedfishDriver:
                 mac = nic.get("MACAddress") or nic.get("PermanentMACAddress")
                 if mac:
                     nics.append(Nic(name=nic.get("Id") or path.rsplit("/", 1)[-1], mac=mac.lower()))
+        manufacturer, model, serial = (
+            _text(system.get("Manufacturer")),
+            _text(system.get("Model")),
+            _text(system.get("SerialNumber")),
+        )
+        if not (manufacturer and model and serial):
+            # Some BMCs leave the System's SerialNumber/Model empty and keep them on the
+            # Chassis the system lives in (Links.Chassis; DSP2046 ComputerSystem/Chassis).
+            chassis = self._chassis(system)
+            manufacturer = manufacturer or _text(chassis.get("Manufacturer"))
+            model = model or _text(chassis.get("Model"))
+            serial = serial or _text(chassis.get("SerialNumber"))
         return Identity(
-            manufacturer=system.get("Manufacturer"),
-            model=system.get("Model"),
-            serial=system.get("SerialNumber"),
+            manufacturer=manufacturer,
+            model=model,
+            serial=serial,
             bios_version=system.get("BiosVersion"),
             uuid=system.get("UUID"),
             power_state=_POWER_STATES.get(system.get("PowerState") or "", PowerState.UNKNOWN),
             nics=tuple(nics),
             system_path=self.system_path,
         )
+
+    def _chassis(self, system: dict) -> dict:
+        """The first chassis the system links to, {} when none or unreadable (identity is best
+        effort: a missing serial is not worth failing `bmc info`)."""
+        for link in (system.get("Links") or {}).get("Chassis") or []:
+            path = link.get("@odata.id") if isinstance(link, dict) else None
+            if path:
+                try:
+                    return self.http.get(path, "read the chassis")
+                except BmcError as exc:
+                    log.info("%s: chassis %s not readable: %s", self.name, path, exc)
+                    return {}
+        return {}
 
     # --- virtual media ------------------------------------------------------------------------------
 
@@ -277,16 +372,14 @@ class RedfishDriver:
                 slot = self.http.get(member["@odata.id"], "read a VirtualMedia slot")
                 if any(t in ("CD", "DVD") for t in slot.get("MediaTypes") or []):
                     return slot
-        raise Unsupported(f"{self.name}: no CD/DVD virtual media slot")
+        raise Unsupported("no CD/DVD virtual media slot")
 
     def insert_media(self, image_url: str) -> None:
         slot = self._media_slot()
         action = (slot.get("Actions") or {}).get("#VirtualMedia.InsertMedia") or {}
         if not action.get("target"):
-            raise Unsupported(
-                f"{self.name}: virtual media slot {slot.get('@odata.id')} has no InsertMedia action"
-            )
-        what = f"{self.name}: insert {image_url}"
+            raise Unsupported(f"virtual media slot {slot.get('@odata.id')} has no InsertMedia action")
+        what = f"insert {image_url}"
         try:
             self.http.call(
                 "POST", action["target"], what, json=quirks.insert_media_body(image_url, minimal=False)
@@ -303,7 +396,5 @@ class RedfishDriver:
         slot = self._media_slot()
         action = (slot.get("Actions") or {}).get("#VirtualMedia.EjectMedia") or {}
         if not action.get("target"):
-            raise Unsupported(
-                f"{self.name}: virtual media slot {slot.get('@odata.id')} has no EjectMedia action"
-            )
-        self.http.call("POST", action["target"], f"{self.name}: eject virtual media", json={})
+            raise Unsupported(f"virtual media slot {slot.get('@odata.id')} has no EjectMedia action")
+        self.http.call("POST", action["target"], "eject virtual media", json={})

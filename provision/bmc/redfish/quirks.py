@@ -25,6 +25,37 @@ def extended_info(body: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
+def error_messages(body: dict) -> tuple[str | None, str | None]:
+    """The first MessageId and every Message of a Redfish error, joined with "; " (DSP0266
+    "Error responses"): the error's @Message.ExtendedInfo, the body's own and property-level
+    `<Property>@Message.ExtendedInfo` annotations; else error.code/error.message. The first
+    entry alone is often a generic "see ExtendedInfo" while the next says what failed."""
+    error = body.get("error")
+    err = error if isinstance(error, dict) else {}
+    infos: list = []
+    for holder in (err, body):
+        for key, value in holder.items():
+            if key.endswith("@Message.ExtendedInfo") and isinstance(value, list):
+                infos += value
+    first_id: str | None = None
+    messages: list[str] = []
+    for info in infos:
+        if not isinstance(info, dict):
+            continue
+        mid, msg = info.get("MessageId"), info.get("Message")
+        if mid and ".Success" in mid:
+            continue
+        first_id = first_id or mid
+        text = msg or mid
+        if text and text not in messages:
+            messages.append(text)
+    if messages:
+        return first_id, "; ".join(messages)
+    if err.get("code") or err.get("message"):
+        return err.get("code"), err.get("message")
+    return None, None
+
+
 def is_idrac_busy(body: dict) -> bool:
     """Dell iDRAC 9 (4.x-6.x firmware): SYS518 'iDRAC is not ready. The configuration values
     cannot be accessed. Please retry after a few minutes.' right after a job clear or reset."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +26,14 @@ import requests
 from provision.bmc.base import AuthError, BmcError, Timeout, Unreachable
 from provision.bmc.credentials import Credentials
 from provision.bmc.redfish import quirks
+from provision.bmc.redfish.deadline import CONNECT, Deadline, watch_adapters
+from provision.bmc.redfish.origin import Origin, check_same_origin
 from provision.bmc.redfish.tls import TlsPolicy, configure_session
 
 log = logging.getLogger(__name__)
 
 SERVICE_ROOT = "/redfish/v1/"
+MAX_REDIRECTS = 3
 
 
 class TlsError(Unreachable):
@@ -87,12 +92,16 @@ def _json(resp: requests.Response) -> dict:
 
 
 def error_from_response(resp: requests.Response, what: str) -> BmcError:
-    """Turn an HTTP error into our error, carrying the BMC's first MessageId and Message."""
+    """Turn an HTTP error into our error, carrying what the BMC said: every message of its
+    @Message.ExtendedInfo, or the text of a body that is not JSON (sushy-emulator answers a
+    failed HttpBootUri with a plain-text 400)."""
     body = _json(resp)
-    message_id, bmc_message = quirks.extended_info(body)
+    message_id, bmc_message = quirks.error_messages(body)
+    if not body and not bmc_message:
+        bmc_message = _body_text(resp)
     status = resp.status_code
     text = f"{what}: HTTP {status} {resp.reason or ''}".rstrip()
-    if status in (401, 403):
+    if status == 401:
         return AuthError(
             text,
             message_id=message_id,
@@ -100,7 +109,38 @@ def error_from_response(resp: requests.Response, what: str) -> BmcError:
             status=status,
             fix="check the username and the password variable/file for this BMC",
         )
+    if status == 403:
+        # 403 is authenticated but not allowed (DSP0266 "Authorization"): a role, not a password.
+        return Forbidden(
+            text,
+            message_id=message_id,
+            bmc_message=bmc_message,
+            status=status,
+            fix="the account logged in but lacks the privilege for this operation: give it a role "
+            "with ConfigureComponents (Operator or Administrator) on the BMC, or use another account",
+        )
     return BmcError(text, message_id=message_id, bmc_message=bmc_message, status=status)
+
+
+_TAGS = re.compile(r"<[^>]*>")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _body_text(resp: requests.Response, limit: int = 300) -> str | None:
+    """A non-JSON error body as one short line: tags and control characters gone (they would
+    forge lines in a terminal or a log), whitespace collapsed, cut at `limit` characters."""
+    try:
+        text = resp.content.decode("utf-8", "replace")
+    except Exception:
+        return None
+    text = " ".join(_CONTROL.sub(" ", _TAGS.sub(" ", text)).split())
+    if not text:
+        return None
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Forbidden(AuthError):
+    """HTTP 403: the credentials were accepted, the operation is not allowed for that account."""
 
 
 class RedfishHttp:
@@ -119,6 +159,7 @@ class RedfishHttp:
     ):
         self.base_url = base_url.rstrip("/")
         self.host = urlsplit(self.base_url).netloc
+        self.origin = Origin.of(self.base_url)
         self._creds = credentials
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -139,14 +180,21 @@ class RedfishHttp:
         # directly and verified only as this target's TLS policy says.
         self.session.trust_env = False
         configure_session(self.session, tls or TlsPolicy(), host=self.host)
+        watch_adapters(self.session.adapters)
         self.auth_mode: str | None = None  # "session" or "basic"
         self._session_uri: str | None = None
         self.root: dict = {}
 
     # --- transport ----------------------------------------------------------------------------
 
-    def url(self, path: str) -> str:
-        return path if urlsplit(path).netloc else urljoin(self.base_url + "/", path)
+    def url(self, path: str, how: str = "linked to") -> str:
+        """Absolute URL for a path or link from the BMC; a link to another origin is refused
+        (origin.py): credentials go to the BMC's own origin only."""
+        url = urljoin(self.base_url + "/", path)
+        parts = urlsplit(path)
+        if parts.scheme or parts.netloc:
+            check_same_origin(self.origin, url, how)
+        return url
 
     def request(
         self, method: str, path: str, *, json: Any = None, headers: dict | None = None, reauth: bool = True
@@ -156,9 +204,14 @@ class RedfishHttp:
         A 401 on a session that worked before means it expired (BMC idle timeouts are often a
         few minutes): log in again, once, and repeat the request (sushy does the same)."""
         url = self.url(path)
+        redirects = 0
         for attempt in range(1, 100):
             log.debug("%s: %s %s (attempt %d)", self.host, method, path, attempt)
             resp = self._send(method, url, json, headers)
+            if resp.is_redirect:
+                url = self._redirect(method, url, resp, redirects)
+                redirects += 1
+                continue
             if resp.status_code == 401 and reauth and self.auth_mode == "session":
                 reauth = False
                 log.info("%s: session rejected (expired?); logging in again", self.host)
@@ -187,46 +240,72 @@ class RedfishHttp:
             self._sleep(wait)
         raise AssertionError("unreachable")
 
+    def _redirect(self, method: str, url: str, resp: requests.Response, count: int) -> str:
+        """Redirects are followed by hand (requests would carry X-Auth-Token to any host it is
+        sent to): same origin and GET only, at most MAX_REDIRECTS."""
+        target = urljoin(url, resp.headers.get("Location") or "")
+        check_same_origin(self.origin, target, f"redirected {method} {urlsplit(url).path} to")
+        if method != "GET" or count >= MAX_REDIRECTS:
+            raise BmcError(
+                f"{method} {urlsplit(url).path}: redirected ({resp.status_code}) to {urlsplit(target).path}; "
+                "not repeated",
+                status=resp.status_code,
+            )
+        return target
+
     def _send(self, method: str, url: str, json: Any, headers: dict | None) -> requests.Response:
         # A reset connection is retried once: iLO 5 resets reused connections (docs/bmc.md).
         # Never for POST: an action (reset, insert media) may have run before the reset.
+        path = urlsplit(url).path
         for attempt in (1, 2) if method != "POST" else (2,):
+            deadline = Deadline(self.connect_timeout, self.timeout)
             try:
-                resp = self.session.request(
-                    method, url, json=json, headers=headers, timeout=(self.connect_timeout, self.timeout)
-                )
+                with deadline:
+                    resp = self.session.request(
+                        method,
+                        url,
+                        json=json,
+                        headers=headers,
+                        timeout=(self.connect_timeout, self.timeout),
+                        allow_redirects=False,
+                    )
                 # We ask for Connection: close, but BMCs (and http.server) close without saying
                 # so in the answer; urllib3 would then reuse a dead socket and the next request
                 # fails with RemoteDisconnected (iLO 5 answers reuse with a RST). The body is
                 # read already (no streaming), so drop pooled connections after every answer.
                 self.session.close()
                 return resp
-            except requests.exceptions.SSLError as exc:
-                raise TlsError(
-                    f"{self.host}: TLS verification failed: {_reason(exc)}",
-                    fix="pass --ca-cert FILE or --fingerprint SHA256 (or `insecure: true` for this BMC only)",
-                ) from None
-            except requests.exceptions.ConnectTimeout:
-                raise Timeout(
-                    f"{self.host}: no TCP connection within {self.connect_timeout:g} s",
-                    fix="check the BMC address and that its network is reachable (--connect-timeout)",
-                ) from None
-            except requests.exceptions.ReadTimeout:
-                raise Timeout(
-                    f"{self.host}: {method} {urlsplit(url).path} got no answer within {self.timeout:g} s",
-                    fix="the BMC accepted the connection but did not reply; it may be hung (try a longer --timeout, or reset the BMC)",
-                ) from None
-            except requests.exceptions.ConnectionError as exc:
-                reason = _reason(exc)
-                if attempt == 1 and ("reset by peer" in reason or "RemoteDisconnected" in reason):
-                    continue
-                raise Unreachable(
-                    f"{self.host}: cannot connect: {reason}",
-                    fix="check the BMC address/port and that it is powered and on the network",
-                ) from None
             except requests.exceptions.RequestException as exc:
-                raise Unreachable(f"{self.host}: request failed: {_reason(exc)}") from None
+                self.session.close()
+                timed_out = deadline.expired or isinstance(exc, requests.exceptions.Timeout)
+                if timed_out:
+                    raise self._timeout(deadline.phase, method, path) from None
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise _tls_error(exc) from None
+                reason = _reason(exc)
+                if isinstance(exc, requests.exceptions.ConnectionError):
+                    # http.client's RemoteDisconnected is a ConnectionResetError too.
+                    if attempt == 1 and any(isinstance(e, ConnectionResetError) for e in _chain(exc)):
+                        continue
+                    raise Unreachable(
+                        f"cannot connect: {reason}",
+                        fix="check the BMC address/port and that it is powered and on the network",
+                    ) from None
+                raise Unreachable(f"{method} {path} failed: {reason}") from None
         raise AssertionError("unreachable")
+
+    def _timeout(self, phase: str, method: str, path: str) -> Timeout:
+        if phase == CONNECT:
+            return Timeout(
+                f"no connection within {self.connect_timeout:g} s (TCP connect and TLS handshake)",
+                fix="check the BMC address and that its network is reachable; a slow BMC may need "
+                "a longer --connect-timeout (inventory: connect_timeout)",
+            )
+        return Timeout(
+            f"{method} {path}: no answer within {self.timeout:g} s (--timeout bounds the whole answer)",
+            fix="the BMC accepted the connection but did not answer in time (hung, or trickling "
+            "its answer); try a longer --timeout (inventory: timeout), or reset the BMC",
+        )
 
     def call(
         self, method: str, path: str, what: str, *, json: Any = None, headers: dict | None = None
@@ -321,6 +400,12 @@ class RedfishHttp:
         self.root = _json(self.call("GET", SERVICE_ROOT, "GET service root"))
         user = self._creds.username or ""
         pw = self._creds.password.reveal() if self._creds.password else ""
+        if self.origin.scheme == "http" and (user or pw):
+            log.warning(
+                "%s: plain HTTP (redfish+http): the BMC username and password cross the network "
+                "in clear text; use redfish:// (HTTPS) unless this link is private",
+                self.host,
+            )
         if self._create_session():
             return
         self.session.auth = (user, pw)
@@ -334,16 +419,33 @@ class RedfishHttp:
         pw = self._creds.password.reveal() if self._creds.password else ""
         resp = self.request("POST", sessions, json={"UserName": user, "Password": pw}, reauth=False)
         token = resp.headers.get("X-Auth-Token")
-        if resp.status_code in (200, 201) and token:
-            self.session.headers["X-Auth-Token"] = token
-            self._session_uri = resp.headers.get("Location") or _json(resp).get("@odata.id")
-            self.auth_mode = "session"
-            log.debug("%s: session created (%s)", self.host, self._session_uri)
-            return True
+        if 200 <= resp.status_code < 300:
+            # DSP0266 §13.3.4: the session's URI is in Location; some BMCs answer 204 without a
+            # body (so without @odata.id), others put it only in the body.
+            uri = resp.headers.get("Location") or _json(resp).get("@odata.id")
+            if token:
+                self.session.headers["X-Auth-Token"] = token
+                self._session_uri = uri
+                self.auth_mode = "session"
+                if not uri:
+                    log.warning(
+                        "%s: the BMC gave no session URI; the session cannot be logged out", self.host
+                    )
+                log.debug("%s: session created (%s)", self.host, uri)
+                return True
+            log.info("%s: session created without X-Auth-Token; falling back to HTTP Basic", self.host)
+            if uri:  # a session exists that we cannot use: do not leave it holding a slot
+                self._delete_session(uri, {"Authorization": requests.auth._basic_auth_str(user, pw)})
+            return False
         if resp.status_code in (401, 403):
-            raise error_from_response(resp, f"{self.host}: login refused")
+            raise error_from_response(resp, "login refused")
         log.info("%s: session login answered %d; falling back to HTTP Basic", self.host, resp.status_code)
         return False
+
+    def _delete_session(self, uri: str, headers: dict | None = None) -> None:
+        resp = self.request("DELETE", uri, headers=headers, reauth=False)
+        if resp.status_code >= 400:
+            log.warning("%s: session logout answered %d", self.host, resp.status_code)
 
     def logout(self) -> None:
         """DELETE the session; BMCs have few session slots (Dell RAC0218, Lenovo
@@ -351,9 +453,7 @@ class RedfishHttp:
         uri, self._session_uri = self._session_uri, None
         try:
             if uri:
-                resp = self.request("DELETE", uri)
-                if resp.status_code >= 400:
-                    log.warning("%s: session logout answered %d", self.host, resp.status_code)
+                self._delete_session(uri)
         except Exception as exc:  # logout must not hide the real outcome
             log.warning("%s: session logout failed: %s", self.host, exc)
         finally:
@@ -372,23 +472,65 @@ class RedfishHttp:
         self.logout()
 
 
-def _reason(exc: Exception) -> str:
-    """The innermost useful reason of a requests/urllib3 exception chain."""
-    text = str(exc)
-    for marker in (
-        "Connection refused",
-        "Name or service not known",
-        "No route to host",
-        "Fingerprints did not match",
-        "certificate verify failed",
-        "hostname mismatch",
-        "Connection reset by peer",
-        "RemoteDisconnected",
-        "timed out",
-    ):
-        if marker in text:
-            # Keep the sentence around the marker, drop urllib3's pool repr noise.
-            i = text.find(marker)
-            tail = text[i:].split("'")[0].split(" (_ssl")[0].split(")")[0]
-            return tail.strip().rstrip('.,"')
-    return text
+def _chain(exc: BaseException) -> list[BaseException]:
+    """Every exception inside a requests/urllib3 error: `.reason` (MaxRetryError), exception
+    arguments, and the cause/context links; outermost first."""
+    out: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or any(e is seen for seen in out):
+            continue
+        out.append(e)
+        todo += [getattr(e, "reason", None), *e.args, e.__cause__, e.__context__]
+    return out
+
+
+# OpenSSL's reasons when the peer answered the ClientHello with something that is not TLS:
+# a plain-HTTP port (WRONG_VERSION_NUMBER on OpenSSL 3.0, RECORD_LAYER_FAILURE on 3.2+).
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG")
+
+
+def _tls_error(exc: BaseException) -> Unreachable:
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return TlsError(
+                f"TLS verification failed: {e.verify_message or e.reason}",
+                fix="pass --ca-cert FILE or --fingerprint SHA256 (or `insecure: true` for this BMC only)",
+            )
+    for e in chain:
+        if isinstance(e, ssl.SSLError) and any(r in str(e) for r in _NOT_TLS):
+            return Unreachable(
+                "TLS handshake failed: this port does not speak TLS (a plain-HTTP port?)",
+                fix="use redfish+http://host:port if this port serves plain HTTP, or the BMC's HTTPS "
+                "port with redfish://",
+            )
+    reason = _reason(exc)
+    if "Fingerprints did not match" in reason or "certificate verify failed" in reason:
+        return TlsError(
+            f"TLS verification failed: {reason}",
+            fix="pass --ca-cert FILE or --fingerprint SHA256 (or `insecure: true` for this BMC only)",
+        )
+    return Unreachable(f"TLS handshake failed: {reason}")
+
+
+_POOL_REPR = re.compile(r"<[^>]*object at 0x[0-9a-f]+>:\s*")
+_SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)")
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful reason of a requests/urllib3 exception chain, whole: no pool repr,
+    no OpenSSL source location, never cut at a quote (a host-name mismatch names the host in
+    quotes)."""
+    chain = _chain(exc)
+    for e in reversed(chain):
+        if isinstance(e, OSError) and e.strerror and not isinstance(e, ssl.SSLError):
+            return e.strerror
+    text = str(chain[-1]) if chain else str(exc)
+    for e in reversed(chain):
+        if str(e):
+            text = str(e)
+            break
+    text = _SSL_LOCATION.sub("", _POOL_REPR.sub("", text))
+    return text.strip().rstrip(".")

@@ -166,10 +166,92 @@ def test_inventory_tls_choices_per_device(emu, tmp_path):
         f"  - name: lax\n    bmc:\n{common}      insecure: true\n"
         f"  - name: strict\n    bmc:\n{common}"
     )
-    r = run_cli("power", "status", "pinned", "by-ca", "lax", "strict", "-i", str(inv), "--json", env=ENV)
-    assert r.returncode == 4, r.stderr
-    ok = {x["name"]: x["ok"] for x in json.loads(r.stdout)["results"]}
+    # One run each: the four devices name the same BMC, and one run acts once per BMC system.
+    ok = {}
+    for name in ("pinned", "by-ca", "lax", "strict"):
+        r = run_cli("power", "status", name, "-i", str(inv), "--json", env=ENV)
+        ok[name] = json.loads(r.stdout)["results"][0]["ok"]
     assert ok == {"pinned": True, "by-ca": True, "lax": True, "strict": False}
+    r = run_cli("power", "status", "pinned", "lax", "-i", str(inv), "--json", env=ENV)
+    assert len(json.loads(r.stdout)["results"]) == 1 and "same BMC system as pinned" in r.stderr
     # --insecure on the command line never loosens an inventory device
     r = run_cli("power", "status", "strict", "-i", str(inv), "--insecure", env=ENV)
     assert r.returncode == 2 and "insecure: true" in r.stderr
+
+
+def _serve_dir(directory) -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_bmc_text_of_a_refused_http_boot_is_shown(emu, tmp_path):
+    # sushy-emulator's fake driver downloads the image, then cannot store HttpBootUri and answers
+    # 400 with a plain-text body; that text was dropped ("HTTP 400" alone) before.
+    _, pki = emu
+    (tmp_path / "boot.iso").write_bytes(b"\0" * 4096)
+    httpd = _serve_dir(tmp_path)
+    try:
+        image = f"http://127.0.0.1:{httpd.server_port}/boot.iso"
+        r = run_cli(
+            "boot", *bmc_args(emu, "--ca-cert", str(pki.ca_cert)), "--once", "http", "--url", image, env=ENV
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "HTTP 400" in r.stderr and "BMC says: Failed to save HttpBootUri field value." in r.stderr
+    no_secret(r)
+
+
+def test_continuous_boot_override_is_a_warning_on_stderr(emu):
+    # sushy-emulator (libvirt semantics) keeps BootSourceOverrideEnabled at Continuous: without
+    # --json the operator saw nothing of it before.
+    _, pki = emu
+    r = run_cli("boot", *bmc_args(emu, "--ca-cert", str(pki.ca_cert)), "--once", "pxe", env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert "next boot pxe" in r.stdout
+    warning = next(x for x in r.stderr.splitlines() if x.startswith("warning:"))
+    assert "Continuous" in warning and "every boot goes to Pxe" in warning
+
+
+TWO_SYSTEMS = [
+    {"uuid": "8c8b5a2e-0000-4000-8000-00000000000a", "name": "node-a", "power_state": "On", "nics": []},
+    {"uuid": "8c8b5a2e-0000-4000-8000-00000000000b", "name": "node-b", "power_state": "On", "nics": []},
+]
+
+
+@pytest.fixture(scope="module")
+def emu2(tmp_path_factory):
+    """sushy-emulator with two systems behind one service (plain HTTP)."""
+    systems = [dict(s, external_notifier=False) for s in TWO_SYSTEMS]
+    with sushy_emulator(tmp_path_factory.mktemp("sushy2"), password=PASSWORD, systems=systems) as e:
+        yield e
+
+
+def _status(e, system: str) -> str:
+    url = e.url.replace("http://", "redfish+http://") + f"/redfish/v1/Systems/{system}"
+    r = run_cli(
+        "power", "status", "--bmc", url, "-u", e.username, "--password-env", "EMU_PW", "--json", env=ENV
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["results"][0]["power_state"]
+
+
+def test_two_systems_need_a_selection_and_only_the_selected_one_changes(emu2):
+    a, b = (s["uuid"] for s in TWO_SYSTEMS)
+    url = emu2.url.replace("http://", "redfish+http://")
+    auth = ("-u", emu2.username, "--password-env", "EMU_PW")
+    r = run_cli("power", "off", "--bmc", url, *auth, env=ENV)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert a in r.stderr and b in r.stderr and "none was selected" in r.stderr
+    assert (_status(emu2, a), _status(emu2, b)) == ("on", "on")  # nothing acted on
+
+    r = run_cli("power", "off", "--bmc", f"{url}/redfish/v1/Systems/{b}", *auth, "--wait", env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert (_status(emu2, a), _status(emu2, b)) == ("on", "off")
+    r = run_cli("power", "on", "--bmc", url, "--system", b, *auth, env=ENV)
+    assert r.returncode == 0 and "on sent" in r.stdout
+    r = run_cli("power", "on", "--bmc", url, "--system", a, *auth, env=ENV)
+    assert r.returncode == 0 and "already on" in r.stdout

@@ -1,7 +1,10 @@
 """A small Redfish BMC on 127.0.0.1 whose shape and misbehaviour are chosen per test: one quirk
 path each (system at /Systems/Self, ResetType only via ActionInfo, If-Match required, 503 +
-Retry-After, PATCH answered but not applied, SessionService, task monitors). It records every
-request so tests can assert what the client sent (If-Match, logout DELETE, ...)."""
+Retry-After, PATCH answered but not applied, SessionService, task monitors, several systems,
+serial only on the Chassis, sessions answered 204, links and redirects to another origin,
+403, multi-message errors). It records every request so tests can assert what the client sent
+(If-Match, logout DELETE, credentials, ...). A fixture standing in for vendor behaviour: each
+quirk's comment says which vendor or mockup it mirrors."""
 
 from __future__ import annotations
 
@@ -46,6 +49,21 @@ class Quirks:
     no_etag: bool = False  # never hand out an ETag (with require_if_match: unusable -> 428)
     expire_sessions_after: int = 0  # drop a session token after this many uses (0: never)
     barrier: threading.Barrier | None = None  # hold the first GET of the root until N clients wait
+    # More members of the Systems collection, each with its own power state: a blade chassis or
+    # partitioned server behind one BMC (DMTF public-bladed mockup, NVIDIA GB200 and DPU BMCs).
+    extra_systems: tuple[str, ...] = ()
+    # System SerialNumber "" and no Model; both on the Chassis it links to (seen in the
+    # issue's survey of vendor mockups: identity kept on the Chassis).
+    serial_on_chassis: bool = False
+    session_204: bool = False  # POST Sessions answers 204 No Content, token and Location only
+    # Absolute URLs to another origin (a hostile or misconfigured BMC; no vendor needed):
+    foreign_task_monitor: str | None = None  # Reset answers 202 with this Location
+    foreign_session_location: str | None = None  # POST Sessions answers with this Location
+    foreign_system_member: str | None = None  # the Systems collection lists this @odata.id
+    redirect_systems_to: str | None = None  # GET /Systems answers 302 to this URL
+    forbid_resets: bool = False  # 403 InsufficientPrivilege on Reset (a ReadOnly account)
+    # PATCH refused with a generic first message and the real one second (iDRAC style).
+    patch_error: tuple[str, ...] = ()
 
 
 @dataclass
@@ -71,6 +89,8 @@ class FixtureBmc:
 
     def __post_init__(self):
         self.sys_path = f"{ROOT}/Systems/{self.quirks.system_id}"
+        self.powers: dict[str, str] = {f"{ROOT}/Systems/{x}": "Off" for x in self.quirks.extra_systems}
+        self.reset_log: list[tuple[str, str]] = []  # (system Id, ResetType)
         self.boot = {
             "BootSourceOverrideEnabled": "Disabled",
             "BootSourceOverrideTarget": "None",
@@ -89,7 +109,9 @@ class FixtureBmc:
     def etag(self) -> str:
         return f'W/"{self.etag_n}"' if self.quirks.weak_etag else f'"{self.etag_n}"'
 
-    def system(self) -> dict:
+    def system(self, path: str | None = None) -> dict:
+        if path and path != self.sys_path:
+            return self.extra_system(path)
         reset: dict = {"target": f"{self.sys_path}/Actions/ComputerSystem.Reset"}
         if self.quirks.reset_via_actioninfo:
             reset["@Redfish.ActionInfo"] = f"{self.sys_path}/ResetActionInfo"
@@ -112,7 +134,29 @@ class FixtureBmc:
             data["@odata.etag"] = self.etag()
         if self.quirks.settings_object:
             data["@Redfish.Settings"] = {"SettingsObject": {"@odata.id": f"{self.sys_path}/SD"}}
+        if self.quirks.serial_on_chassis:
+            data["SerialNumber"] = ""
+            del data["Model"]
+            data["Links"] = {"Chassis": [{"@odata.id": f"{ROOT}/Chassis/1U"}]}
         return data
+
+    def extra_system(self, path: str) -> dict:
+        sid = path.rsplit("/", 1)[-1]
+        return {
+            "@odata.id": path,
+            "Id": sid,
+            "Manufacturer": self.quirks.manufacturer,
+            "Model": f"Blade {sid}",
+            "SerialNumber": f"BLADE-{sid}",
+            "PowerState": self.powers[path],
+            "Boot": dict(self.boot),
+            "Actions": {
+                "#ComputerSystem.Reset": {
+                    "target": f"{path}/Actions/ComputerSystem.Reset",
+                    "ResetType@Redfish.AllowableValues": list(self.quirks.allowed_resets),
+                }
+            },
+        }
 
     def get(self, path: str) -> dict | None:
         path = path.rstrip("/")
@@ -127,9 +171,14 @@ class FixtureBmc:
                 root["Links"] = {"Sessions": {"@odata.id": f"{ROOT}/SessionService/Sessions"}}
             return root
         if path == f"{ROOT}/Systems":
-            return {"Members": [{"@odata.id": self.sys_path}], "Members@odata.count": 1}
-        if path == self.sys_path:
-            return self.system()
+            members = [self.sys_path, *self.powers]
+            if self.quirks.foreign_system_member:
+                members.append(self.quirks.foreign_system_member)
+            return {"Members": [{"@odata.id": m} for m in members], "Members@odata.count": len(members)}
+        if path == self.sys_path or path in self.powers:
+            return self.system(path)
+        if path == f"{ROOT}/Chassis/1U":
+            return {"@odata.id": path, "Id": "1U", "SerialNumber": "CH-778899", "Model": "Chassis-X"}
         if path == f"{self.sys_path}/SD":
             return {"@odata.id": path, "Boot": dict(self.pending_boot)}
         if path == f"{self.sys_path}/ResetActionInfo":
@@ -208,6 +257,12 @@ class _Handler(BaseHTTPRequestHandler):
                 token = f"tok{b._token_n}"
                 b.sessions_live.add(token)
                 loc = f"{ROOT}/SessionService/Sessions/{b._token_n}"
+                if q.foreign_session_location:
+                    return self._send(
+                        201, {}, {"X-Auth-Token": token, "Location": q.foreign_session_location}
+                    )
+                if q.session_204:
+                    return self._send(204, None, {"X-Auth-Token": token, "Location": loc})
                 return self._send(201, {"@odata.id": loc}, {"X-Auth-Token": token, "Location": loc})
             if not self._authorized():
                 return self._send(401, _err("Base.1.8.InsufficientPrivilege", "Authentication required"))
@@ -239,19 +294,38 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                 b.power = "On"
                 return self._send(200, {"TaskState": "Completed", "PercentComplete": 100})
+            if method == "GET" and q.redirect_systems_to and path == f"{ROOT}/Systems":
+                return self._send(302, None, {"Location": q.redirect_systems_to})
             if method == "GET":
                 data = b.get(path)
                 if data is None:
                     return self._send(404, _err("Base.1.8.ResourceMissingAtURI", f"{path} not found"))
                 etag = path.rstrip("/") == b.sys_path and not q.no_etag
                 return self._send(200, data, {"ETag": b.etag()} if etag else None)
+            extra = path.removesuffix("/Actions/ComputerSystem.Reset")
+            if method == "POST" and extra in b.powers and path.endswith("/Actions/ComputerSystem.Reset"):
+                rt = (body or {}).get("ResetType")
+                b.reset_log.append((extra.rsplit("/", 1)[-1], rt))
+                b.powers[extra] = "Off" if rt in ("ForceOff", "GracefulShutdown") else "On"
+                return self._send(204)
             if method == "POST" and path == f"{b.sys_path}/Actions/ComputerSystem.Reset":
+                if q.forbid_resets:
+                    return self._send(
+                        403,
+                        _err(
+                            "Base.1.8.InsufficientPrivilege",
+                            "There are insufficient privileges for the account",
+                        ),
+                    )
                 rt = (body or {}).get("ResetType")
                 if rt not in q.allowed_resets:
                     return self._send(
                         400, _err("Base.1.8.ActionParameterValueNotInList", f"ResetType {rt} is not allowed")
                     )
                 b.resets.append(rt)
+                b.reset_log.append((q.system_id, rt))
+                if q.foreign_task_monitor:
+                    return self._send(202, None, {"Location": q.foreign_task_monitor})
                 if q.reset_as_task:
                     return self._send(202, None, {"Location": f"{ROOT}/TaskService/TaskMonitors/1"})
                 if rt in ("On", "ForceOn", "ForceRestart", "GracefulRestart", "PowerCycle"):
@@ -267,6 +341,20 @@ class _Handler(BaseHTTPRequestHandler):
                     if tag != f'"{b.etag_n}"':
                         return self._send(412, _err("Base.1.8.PreconditionFailed", "ETag mismatch"))
                 boot = (body or {}).get("Boot") or {}
+                if q.patch_error:
+                    return self._send(
+                        400,
+                        {
+                            "error": {
+                                "code": "Base.1.8.GeneralError",
+                                "message": "A general error has occurred. See ExtendedInfo for more information.",
+                                "@Message.ExtendedInfo": [
+                                    {"MessageId": f"Fixture.1.0.E{i}", "Message": m}
+                                    for i, m in enumerate(q.patch_error)
+                                ],
+                            }
+                        },
+                    )
                 if q.refuse_mode and "BootSourceOverrideMode" in boot:
                     return self._send(
                         400,
@@ -354,3 +442,56 @@ def clone(q: Quirks, **changes) -> Quirks:
     for k, v in changes.items():
         setattr(new, k, v)
     return new
+
+
+class TrickleServer:
+    """Reads a request, then answers it one byte per `interval` seconds: a hostile (or badly
+    broken) BMC web server that never trips a per-read timeout. No vendor needed for this one."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"redfish+http://127.0.0.1:{self.port}"
+        self.bytes_sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            for i in range(len(self.ANSWER)):
+                if self._stop.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(self.ANSWER[i : i + 1])
+                except OSError:
+                    return  # the client gave up: what the test wants
+                self.bytes_sent += 1
+
+    def __enter__(self) -> TrickleServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
