@@ -237,6 +237,7 @@ class BootServer:
             lease_time=s.lease_time,
             server_ip=server_ip,
             interface=ifname,
+            relays=s.relays,
         )
 
     def _close_store(self) -> None:
