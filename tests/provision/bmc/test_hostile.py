@@ -214,3 +214,20 @@ def test_https_to_a_plain_http_port_does_not_suggest_ca_cert(pki):
             pass
     assert "does not speak TLS" in str(err.value)
     assert "--ca-cert" not in (err.value.fix or "") and "redfish+http://" in err.value.fix
+
+
+# --- identity -------------------------------------------------------------------------------------
+
+
+def test_serial_and_model_from_the_chassis_when_the_system_lacks_them():
+    # The System has SerialNumber "" and no Model, the Chassis it links to has both (a shape the
+    # issue's survey of vendor mockups found); the System's own values win when present.
+    bmc = FixtureBmc(Quirks(serial_on_chassis=True))
+    with FixtureServer(bmc) as srv, driver(srv.url) as d:
+        ident = d.identity()
+    assert (ident.serial, ident.model, ident.manufacturer) == ("CH-778899", "Chassis-X", "Fixture Inc.")
+    assert any(r.path == "/redfish/v1/Chassis/1U" for r in bmc.requests)
+    plain = FixtureBmc()
+    with FixtureServer(plain) as srv, driver(srv.url) as d:
+        assert (d.identity().serial, d.identity().model) == ("FX123456", "FX-1000")
+    assert not any("/Chassis/" in r.path for r in plain.requests)  # not read when not needed
