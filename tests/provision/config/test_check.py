@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from provision.config import ConfigError
+from provision.config import ConfigError, bootfiles
 from provision.config.check import NOTE, RULES, WARNING, Report, check_file
 from provision.config.errors import ConfigErrors
 from provision.config.lab import load_lab
 from pxe.dhcp.config import Subnet
 from pxe.dhcp.leases import LeaseEngine, MemoryLeaseStore
+from tests.support import vm
 from tests.support.cli import run_cli
 
 BZIMAGE = b"\0" * 0x202 + b"HdrS" + b"\0" * 1000
@@ -181,7 +182,9 @@ def test_rule(tmp_path, code, change, needle, at, fix):
 
 
 def test_duplicate_serial_is_case_blind_and_names_both(tmp_path):
-    path = write(tmp_path, edit("    mac: 52:54:00:10:00:01\n", "    mac: 52:54:00:10:00:01\n    serial: leaf-01\n"))
+    path = write(
+        tmp_path, edit("    mac: 52:54:00:10:00:01\n", "    mac: 52:54:00:10:00:01\n    serial: leaf-01\n")
+    )
     f = only(check_file(path), "duplicate-serial")
     assert "server-01" in f.message and "leaf-01" in f.message
 
@@ -418,7 +421,9 @@ def test_deeply_nested_yaml_is_an_error_not_a_traceback(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr + res.stdout
 
 
-@pytest.mark.parametrize("network,pool", [("0.0.0.0/0", "0.0.0.1-255.255.255.254"), ("10.0.0.0/8", "10.0.0.1-10.255.255.254")])
+@pytest.mark.parametrize(
+    "network,pool", [("0.0.0.0/0", "0.0.0.1-255.255.255.254"), ("10.0.0.0/8", "10.0.0.1-10.255.255.254")]
+)
 def test_huge_pools_are_handled_by_their_bounds(tmp_path, network, pool):
     lab = edit("network: 198.18.10.0/24", f"network: {network}").replace("198.18.10.100-198.18.10.199", pool)
     path = write(tmp_path, lab)
@@ -506,3 +511,20 @@ def test_interface_listed_twice_and_a_pin_without_onie(tmp_path):
     assert (dup.mark.line, dup.mark.column) == (1, 18) and dup.fix == "remove the duplicate"
     pin = only(report, "installer-pin-without-onie")
     assert pin.severity == WARNING and pin.mark.line == where(path, "installer: 1.0.0")[0]
+
+
+def test_real_kernels_and_initrds_pass():
+    """The host's own Debian kernel and initrd (and the lab's arm64 one, when cached) are what
+    they claim; the synthetic headers above are only stand-ins for these."""
+    real = [
+        (k, arch) for k, arch in ((vm.x86_kernel(), "x86_64"), (vm.arm64_kernel(), "arm64")) if k is not None
+    ]
+    if not real:
+        pytest.skip("no kernel in /boot or the arm64 cache")
+    for kernel, arch in real:
+        assert bootfiles.kernel_problem(kernel, arch) is None, kernel
+        other = "arm64" if arch == "x86_64" else "x86_64"
+        assert bootfiles.kernel_problem(kernel, other) is not None, kernel
+        initrd = kernel.with_name(kernel.name.replace("vmlinuz", "initrd.img"))
+        if initrd.is_file():
+            assert bootfiles.initrd_problem(initrd) is None, initrd
