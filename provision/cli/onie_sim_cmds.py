@@ -15,9 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from onie import discovery
+from onie.installer.model import Stage
 from provision.cli.common import EXIT_ENV, EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, CLIError, echo_json
 from provision.onie import simulator
 from provision.onie.simulator import SimResult
+from provision.onie.simulator_installer import FAIL_STAGES, Behaviour
 
 DEFAULT_PLATFORM = "x86_64-kvm_x86_64-r0"
 
@@ -79,6 +81,32 @@ def _check_mac(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.option(
     "--tftp-blksize", type=click.IntRange(8, 65464), default=None, help="Ask TFTP blksize (ONIE asks none)."
 )
+@click.option(
+    "--fail-at",
+    type=click.Choice([s.value for s in FAIL_STAGES]),
+    help="The installer fails at this stage: reports '<stage> failed' and exits 1; ONIE goes on.",
+)
+@click.option("--hang", is_flag=True, help="The installer reports 'started', then never returns.")
+@click.option(
+    "--wrong-platform",
+    is_flag=True,
+    help="The installer's platform check fails: reports 'verified failed \"wrong platform ...\"'.",
+)
+@click.option("--no-report", is_flag=True, help="The installer sends no progress reports.")
+@click.option(
+    "--cycles",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="Discovery cycles at most: after a failed installer ONIE goes on down its list, then starts over.",
+)
+@click.option(
+    "--cycle-wait",
+    type=click.FloatRange(0, 600),
+    default=0.0,
+    show_default=True,
+    help=f"Seconds between cycles (ONIE waits about {simulator.ONIE_CYCLE_WAIT_S:g}).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document with every switch's attempts.")
 def onie_sim(
     interface: str,
@@ -93,6 +121,12 @@ def onie_sim(
     no_configure: bool,
     tftp_port: int,
     tftp_blksize: int | None,
+    fail_at: str | None,
+    hang: bool,
+    wrong_platform: bool,
+    no_report: bool,
+    cycles: int,
+    cycle_wait: float,
     as_json: bool,
 ) -> None:
     """Play an ONIE switch's installer discovery, exactly in ONIE's order, and say what it got.
@@ -104,13 +138,20 @@ def onie_sim(
     HTTP requests carry ONIE's ONIE-* headers and User-Agent; timeouts are ONIE's 3 s.
 
     \b
+    A fetched installer is played as provision's installer: GET <server>/api/v1/report with
+    started, verified, partitioned, payload, bootloader, then complete ok (the token= of its URL
+    carried over); --fail-at, --hang, --wrong-platform and --no-report change that. After a
+    failed installer discovery goes on down the list, then starts a new cycle (--cycles).
+
+    \b
     Examples:
       provision onie-sim -i eth1                                 # one kvm_x86_64 switch
       provision onie-sim -i eth1 -p x86_64-accton_as7712_32x-r0 --serial AS1 --verify
       provision onie-sim -i eth1 --count 20 -p x86_64-kvm_x86_64-r0 -p arm64-acme_s1-r0 --json
+      provision onie-sim -i eth1 --fail-at payload --cycles 2   # how often is it re-run?
 
-    Exit 0 when every switch found an installer, 1 when none did, 4 when some did, 3 when the
-    interface cannot be used (not root, no such interface).
+    Exit 0 when every switch installed (an installer ran and exited 0), 1 when none did, 4 when
+    some did, 3 when the interface cannot be used (not root, no such interface).
     """
     if os.geteuid() != 0:
         raise CLIError(
@@ -128,6 +169,14 @@ def onie_sim(
         save_dir=save_dir,
         tftp_port=tftp_port,
         tftp_blksize=tftp_blksize,
+        installer=Behaviour(
+            report=not no_report,
+            fail_at=Stage(fail_at) if fail_at else None,
+            hang=hang,
+            wrong_platform=wrong_platform,
+        ),
+        cycles=cycles,
+        cycle_wait=cycle_wait,
     )
     say = None if as_json or count > 1 else (lambda m: click.echo(f"  {m}", err=True))
     try:
@@ -138,16 +187,26 @@ def onie_sim(
             f"cannot use {interface}: {exc.strerror or exc}", "is another DHCP client on port 68?", EXIT_ENV
         ) from None
     found = sum(1 for r in results if r.found)
+    installed = sum(1 for r in results if r.installed)
+    runs = sum(len(r.runs) for r in results)
     if as_json:
-        echo_json({"switches": [r.as_dict() for r in results], "found": found, "count": len(results)})
+        echo_json(
+            {
+                "switches": [r.as_dict() for r in results],
+                "found": found,
+                "installed": installed,
+                "installer_runs": runs,
+                "count": len(results),
+            }
+        )
     else:
         for n, r in enumerate(results, start=1):
             _print_result(n, len(results), r)
         if len(results) > 1:
-            click.echo(f"{found}/{len(results)} switches found an installer")
-    if found == len(results):
+            click.echo(f"{installed}/{len(results)} switches installed ({runs} installer runs)")
+    if installed == len(results):
         raise SystemExit(EXIT_OK)
-    raise SystemExit(EXIT_FAILED if found == 0 else EXIT_PARTIAL)
+    raise SystemExit(EXIT_FAILED if installed == 0 else EXIT_PARTIAL)
 
 
 @contextlib.contextmanager
@@ -188,15 +247,31 @@ def _print_result(n: int, total: int, r: SimResult) -> None:
         click.echo(f"  dhcp: {lease.ip}/{lease.prefix} from {lease.server_id}  " + " ".join(extras))
     for k, a in enumerate(r.attempts, start=1):
         size = f" {a.size} bytes" if a.size else ""
-        click.echo(f"  {k:3}. {a.step.value:18} {a.url}  -> {a.outcome.value}{size} {a.detail}".rstrip())
-    if r.found:
+        cycle = f"[{a.cycle}] " if r.cycles > 1 else ""
+        click.echo(
+            f"  {k:3}. {cycle}{a.step.value:18} {a.url}  -> {a.outcome.value}{size} {a.detail}".rstrip()
+        )
+        for rep in a.run.reports if a.run else ():
+            answer = f"HTTP {rep.http_status}" if rep.http_status is not None else rep.error
+            click.echo(f"         report {rep.stage} {rep.status}: {answer}")
+        if a.run and a.run.not_reported:
+            click.echo(f"         no reports: {a.run.not_reported}")
+    if r.runs:
+        per = ", ".join(str(sum(1 for a in r.runs if a.cycle == n)) for n in range(1, r.cycles + 1))
+        click.echo(f"  installer runs: {len(r.runs)} in {r.cycles} cycle(s) ({per})")
+    if r.found and r.found.run and not r.installed:
         f = r.found
-        line = f"  would install: {f.url} ({f.size} bytes, sha256 {f.sha256[:16]}…)"
+        click.echo(click.style(f"  hangs: {f.url}: {f.run.message if f.run else ''}", fg="yellow"))
+    elif r.found:
+        f = r.found
+        line = f"  installed: {f.url} ({f.size} bytes, sha256 {f.sha256[:16]}…)"
         if f.verify:
             line += f" verify ok: {f.verify.get('nos') or ''} {f.verify.get('version') or ''} for {f.verify.get('platform')}"
         click.echo(click.style(line, fg="green"))
         if f.saved:
             click.echo(f"  saved: {f.saved}")
+    elif r.runs:
+        click.echo(click.style(f"  install failed: {r.runs[-1].detail}", fg="red"))
     else:
         click.echo(click.style(f"  no installer: {r.error or 'every source tried'}", fg="red"))
 

@@ -9,9 +9,13 @@ Follows docs/onie.md's "Discovery" sections (and ONIE's bin/discover + bin/exec_
 4. TFTP: option 67 / the BOOTP `file` on siaddr, 66 and 150.
 5. The TFTP waterfall on siaddr, 66, 150: MAC directory, hex-IP prefixes, then the default names;
    a server that times out is left for the next one, as ONIE does.
-Every HTTP request carries ONIE's headers and User-Agent. The first file that downloads and that
-ONIE would run (no ONIE-UPDATER-COOKIE in its first 100 lines; with --verify, a good checksum and
-the right platform, which the installer itself would check) is "what it would install".
+Every HTTP request carries ONIE's headers and User-Agent. A file that downloads and that ONIE
+would run (no ONIE-UPDATER-COOKIE in its first 100 lines) is then played as provision's installer
+(provision.onie.simulator_installer: its checks, stages and progress reports to the server).
+As ONIE does after an installer fails, discovery goes on down the list (the next URL, name or
+path); when the list is done, a new cycle starts with DHCP (up to `cycles`). It ends at the first
+installer that succeeds (ONIE reboots) or hangs. Every run is counted (`installer_runs`), so a
+server that hands the same failing installer to every name shows as cycles x names runs.
 Not simulated: the `onie-server` DNS name, local partitions, IPv6 link-local neighbours.
 """
 
@@ -41,11 +45,13 @@ from onie import discovery as disco
 from onie.identity import OnieIdentity
 from onie.installer import UPDATER_COOKIE, NotAnInstaller, inspect
 from provision.onie import simulator_net as net
+from provision.onie.simulator_installer import Behaviour, InstallerRun, RunOutcome, run_installer
 from provision.onie.simulator_net import Fetch, Outcome
 
 HTTP_PORT = 80
 DHCP_TIMEOUT_S = 2.0  # udhcpc -T 2
 DHCP_TRIES = 3  # udhcpc -t 2, plus one for a busy server under --count
+ONIE_CYCLE_WAIT_S = 20.0  # ONIE's pause between discovery cycles (docs/onie.md "The installer contract")
 
 
 class Step(enum.Enum):
@@ -66,6 +72,8 @@ class Attempt:
     outcome: Outcome
     detail: str = ""
     size: int = 0
+    cycle: int = 1
+    run: InstallerRun | None = None  # when ONIE ran what it fetched
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +82,8 @@ class Attempt:
             "outcome": self.outcome.value,
             "detail": self.detail,
             "bytes": self.size,
+            "cycle": self.cycle,
+            "run": self.run.as_dict() if self.run else None,
         }
 
 
@@ -151,6 +161,7 @@ class Found:
     sha256: str
     verify: dict[str, Any] | None = None
     saved: Path | None = None
+    run: InstallerRun | None = None
 
 
 @dataclass
@@ -158,11 +169,31 @@ class SimResult:
     identity: OnieIdentity
     lease: Lease | None = None
     attempts: list[Attempt] = field(default_factory=list)
-    found: Found | None = None
+    found: Found | None = None  # the installer that ended discovery: it succeeded, or it hangs
     error: str | None = None
+    cycles: int = 0  # discovery cycles begun
+
+    @property
+    def runs(self) -> list[Attempt]:
+        """The attempts where ONIE ran what it fetched."""
+        return [a for a in self.attempts if a.run is not None]
+
+    @property
+    def installed(self) -> bool:
+        return self.found is not None and self.found.run is not None and self.found.run.exit_code == 0
+
+    @property
+    def outcome(self) -> str:
+        """installed | hung | failed (installers ran, none succeeded) | not-found (none ran)."""
+        if self.found is not None and self.found.run is not None:
+            return self.found.run.outcome.value
+        if self.found is not None:
+            return RunOutcome.INSTALLED.value
+        return "failed" if self.runs else "not-found"
 
     def as_dict(self) -> dict[str, Any]:
         i = self.identity
+        per_cycle = [sum(1 for a in self.runs if a.cycle == n) for n in range(1, self.cycles + 1)]
         return {
             "mac": i.mac,
             "serial": i.serial,
@@ -179,7 +210,13 @@ class SimResult:
                 "sha256": self.found.sha256,
                 "verify": self.found.verify,
                 "saved": str(self.found.saved) if self.found.saved else None,
+                "run": self.found.run.as_dict() if self.found.run else None,
             },
+            "outcome": self.outcome,
+            "cycles": self.cycles,
+            "installer_runs": len(self.runs),
+            "installer_runs_per_cycle": per_cycle,
+            "reports": [r.as_dict() for a in self.runs if a.run for r in a.run.reports],
             "error": self.error,
         }
 
@@ -194,6 +231,9 @@ class SimOptions:
     tftp_blksize: int | None = None
     dhcp_timeout: float = DHCP_TIMEOUT_S
     dhcp_tries: int = DHCP_TRIES
+    installer: Behaviour = field(default_factory=Behaviour)  # how the installers it runs behave
+    cycles: int = 1  # discovery cycles at most (ONIE: forever)
+    cycle_wait: float = 0.0  # pause between cycles (ONIE: ONIE_CYCLE_WAIT_S)
 
 
 def switches(
@@ -265,18 +305,27 @@ class Simulator:
         return list(await asyncio.gather(*(one(i) for i in idents)))
 
     async def run(self, identity: OnieIdentity) -> SimResult:
+        """Discovery cycles as ONIE's `discover` loops them: DHCP, then every source in order;
+        the next cycle after a pause, until an installer succeeds or hangs, or `cycles` ran."""
         result = SimResult(identity)
-        try:
-            result.lease = await self.dhcp(identity)
-        except OSError as exc:
-            result.error = f"DHCP: {exc}"
-            return result
-        if result.lease is None:
-            result.error = "DHCP: no lease (no OFFER/ACK)"
-            return result
-        if self.opt.configure:
-            await self._configure(result.lease)
-        await self.discover(identity, result)
+        for cycle in range(1, max(1, self.opt.cycles) + 1):
+            if cycle > 1 and self.opt.cycle_wait > 0:
+                await asyncio.sleep(self.opt.cycle_wait)
+            result.cycles = cycle
+            try:
+                lease = await self.dhcp(identity)
+            except OSError as exc:
+                result.error = f"DHCP: {exc}"
+                return result  # the interface itself failed: no later cycle would do better
+            if lease is None:
+                result.error = "DHCP: no lease (no OFFER/ACK)"
+                continue
+            result.lease, result.error = lease, None
+            if self.opt.configure:
+                await self._configure(lease)
+            await self.discover(identity, result, cycle)
+            if result.found is not None:
+                break
         return result
 
     # -- DHCP -----------------------------------------------------------------------------------
@@ -323,15 +372,16 @@ class Simulator:
 
     # -- discovery --------------------------------------------------------------------------------
 
-    async def discover(self, identity: OnieIdentity, result: SimResult) -> None:
+    async def discover(self, identity: OnieIdentity, result: SimResult, cycle: int = 1) -> None:
         lease = result.lease
         assert lease is not None
         workdir = Path(tempfile.mkdtemp(dir=self._workdir))
         local_ip = lease.ip if self.opt.configure else None
         headers = disco.request_headers(identity)
         async with net.http_session(local_ip) as session:
-            ctx = _Run(self, identity, result, session, headers, local_ip, workdir)
+            ctx = _Run(self, identity, result, session, headers, local_ip, workdir, cycle)
             await ctx.go()
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def _verify(self, identity: OnieIdentity, path: Path) -> tuple[bool, dict[str, Any]]:
         try:
@@ -356,9 +406,10 @@ class Simulator:
 
 
 class _Run:
-    """One switch's walk through ONIE's URL sources; stops at the first installer ONIE would run."""
+    """One discovery cycle of one switch through ONIE's URL sources; stops at the first installer
+    that succeeds or hangs, and goes on after one that fails (exec_installer)."""
 
-    def __init__(self, sim: Simulator, identity, result, session, headers, local_ip, workdir):
+    def __init__(self, sim: Simulator, identity, result, session, headers, local_ip, workdir, cycle=1):
         self.sim = sim
         self.identity: OnieIdentity = identity
         self.result: SimResult = result
@@ -367,6 +418,7 @@ class _Run:
         self.headers: dict[str, str] = headers
         self.local_ip: str | None = local_ip
         self.workdir: Path = workdir
+        self.cycle: int = cycle
         self.n = 0
 
     async def go(self) -> None:
@@ -419,14 +471,19 @@ class _Run:
                     break  # exec_installer: "Stop TFTP waterfall on a timeout"
         return False
 
-    def record(self, step: Step, url: str, fetch: Fetch) -> Attempt:
-        attempt = Attempt(step, url, fetch.outcome, fetch.detail, fetch.size)
+    def record(self, step: Step, url: str, fetch: Fetch, run: InstallerRun | None = None) -> Attempt:
+        attempt = Attempt(step, url, fetch.outcome, fetch.detail, fetch.size, self.cycle, run)
         self.result.attempts.append(attempt)
         self.sim.say(f"{self.identity.mac} {step.value}: {url} -> {fetch.outcome.value} {fetch.detail}")
+        if run is not None:
+            for rep in run.reports:
+                answer = f"HTTP {rep.http_status}" if rep.http_status is not None else rep.error
+                self.sim.say(f"{self.identity.mac}   report {rep.stage} {rep.status} -> {answer}")
         return attempt
 
     async def url_run(self, step: Step, url: str) -> bool:
-        """exec_installer `url_run`: fetch, then would ONIE run it? True when this is the one."""
+        """exec_installer `url_run`: fetch, run; True when discovery ends here (the installer
+        succeeded, so ONIE reboots, or it hangs), False to go on down the list."""
         self.n += 1
         dest = self.workdir / f"try-{self.n}"
         scheme, _, rest = url.partition("://")
@@ -454,20 +511,24 @@ class _Run:
             return False
         verify = None
         if self.sim.opt.verify:
-            ok, verify = self.sim._verify(self.identity, dest)
-            if not ok:
-                self.record(
-                    step, url, replace(fetch, outcome=Outcome.REJECTED, detail="; ".join(verify["problems"]))
-                )
-                return False
-        self.record(step, url, fetch)
+            _ok, verify = self.sim._verify(self.identity, dest)
+        run = await run_installer(self.session, self.identity, url, dest, self.sim.opt.installer, verify)
+        if run.outcome is RunOutcome.FAILED:
+            # the header's own checks (verified) refuse; a later stage fails the install
+            outcome = Outcome.REJECTED if run.stage == "verified" else Outcome.INSTALL_FAILED
+            self.record(step, url, replace(fetch, outcome=outcome, detail=run.message), run)
+            dest.unlink(missing_ok=True)
+            return False
+        if run.outcome is RunOutcome.HUNG:
+            fetch = replace(fetch, outcome=Outcome.HUNG, detail=run.message)
+        self.record(step, url, fetch, run)
         saved = None
         if self.sim.opt.save_dir:
             self.sim.opt.save_dir.mkdir(parents=True, exist_ok=True)
             mac = (self.identity.mac or "").replace(":", "-")
             saved = self.sim.opt.save_dir / f"{mac}-{url.rsplit('/', 1)[-1]}"
             shutil.move(dest, saved)
-        self.result.found = Found(url, step, fetch.size, fetch.sha256 or "", verify, saved)
+        self.result.found = Found(url, step, fetch.size, fetch.sha256 or "", verify, saved, run)
         return True
 
 

@@ -43,7 +43,9 @@ class Outcome(enum.Enum):
     TIMEOUT = "timeout"
     ERROR = "error"
     SKIPPED = "skipped"  # e.g. an unsupported URL scheme
-    REJECTED = "rejected"  # downloaded, but ONIE (or the installer itself) would not run it
+    REJECTED = "rejected"  # downloaded, but ONIE (or the installer's own checks) refused it
+    INSTALL_FAILED = "install-failed"  # the installer ran and failed at a later stage
+    HUNG = "hung"  # the installer never returned
 
 
 @dataclass(frozen=True)

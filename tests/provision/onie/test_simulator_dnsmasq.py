@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from onie import discovery
 from tests.support.cli import onie_sim
 from tests.support.netns import linked_pair
 from tests.support.tools import require_root, require_tool
@@ -87,13 +88,30 @@ def test_exact_url_from_vivso(link, tmp_path):
     sw = doc["switches"][0]
     assert rc == 0, out.stderr
     assert sw["lease"]["onie_url"] == url
-    assert sw["attempts"][0] == {
+    first = sw["attempts"][0]
+    assert {k: first[k] for k in ("step", "url", "outcome", "detail", "bytes", "cycle")} == {
         "step": "exact: option 125.1",
         "url": url,
         "outcome": "ok",
         "detail": "HTTP 200",
         "bytes": len(body),
+        "cycle": 1,
     }
+    # ONIE ran it; its progress reports went to the server it came from, which (a plain file
+    # server) answers 404: reports are best-effort, the install still counts
+    run = first["run"]
+    assert run["outcome"] == "installed" and run["exit_code"] == 0
+    assert [(r["stage"], r["status"]) for r in run["reports"]] == [
+        ("started", "progress"),
+        ("verified", "progress"),
+        ("partitioned", "progress"),
+        ("payload", "progress"),
+        ("bootloader", "progress"),
+        ("complete", "ok"),
+    ]
+    assert {r["http_status"] for r in run["reports"]} == {404}
+    assert run["reports"][0]["url"].startswith(f"http://{SERVER_IP}/api/v1/report?stage=started&")
+    assert sw["outcome"] == "installed" and sw["installer_runs"] == 1 and doc["installed"] == 1
     assert sw["installer"]["url"] == url
     server.stop(dns)
     log = dns.stdout.read().decode()
@@ -258,3 +276,53 @@ def test_updater_is_refused_in_install_mode(link, tmp_path):
     rc, doc, _ = onie_sim(client)
     first = doc["switches"][0]["attempts"][0]
     assert rc == 1 and first["url"] == url and first["outcome"] == "rejected" and "updater" in first["detail"]
+
+
+def test_a_failed_installer_is_run_again_under_every_name_and_cycle(link, tmp_path):
+    """A plain file server with one installer under every default name, in options 125.1 and
+    114 too: after each failure ONIE goes on (exec_installer), so one cycle runs it 2 (exact) +
+    12 (inexact names) = 14 times, and the next cycle as often again. That is the re-run storm a
+    server must not cause; `installer_runs` shows it."""
+    server, client = link
+    root = tmp_path / "www"
+    root.mkdir()
+    ident = discovery.complete(discovery.OnieIdentity(platform=KVM, switch_asic="qemu"))
+    names = [w.name for w in discovery.default_names(ident)]
+    assert len(names) == 12
+    for name in names:
+        fake_installer(root, name)
+    url = f"http://{SERVER_IP}/{names[0]}.bin"
+    start_dnsmasq(
+        server,
+        tmp_path,
+        "--dhcp-vendorclass=set:onie,onie_vendor:",
+        f"--dhcp-option=tag:onie,vi-encap:42623,1,{url}",
+        f"--dhcp-option=tag:onie,114,{url}",
+    )
+    (tmp_path / "tftp").mkdir()
+    server.popen(
+        [
+            require_tool("in.tftpd"),
+            "--foreground",
+            "--address",
+            f"{SERVER_IP}:69",
+            "--secure",
+            str(tmp_path / "tftp"),
+        ]
+    )
+    http = start_http(server, root)
+    wait_port(server, 80)
+    rc, doc, _ = onie_sim(client, "--switch-asic", "qemu", "--fail-at", "payload", "--cycles", "2")
+    sw = doc["switches"][0]
+    assert rc == 1 and sw["outcome"] == "failed" and sw["installer"] is None
+    assert sw["cycles"] == 2 and sw["installer_runs_per_cycle"] == [14, 14]
+    assert sw["installer_runs"] == 28 and doc["installer_runs"] == 28
+    runs = [a for a in sw["attempts"] if a["run"]]
+    assert {a["outcome"] for a in runs} == {"install-failed"}
+    assert [a["url"] for a in runs[:3]] == [url, url, f"http://{SERVER_IP}/{names[0]}"]
+    for a in runs:
+        reports = [(r["stage"], r["status"]) for r in a["run"]["reports"]]
+        assert reports[-1] == ("payload", "failed") and reports[0] == ("started", "progress")
+    server.stop(http)
+    log = http.stdout.read().decode()
+    assert log.count('" 200') >= 28  # the file server handed it out 28 times (plus nothing else 200)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from onie import discovery
+from provision.onie.progress import KIND_REPORT
+from provision.store.sqlite import Store
 from tests.support.cli import cli_argv, cli_env, onie_sim
 from tests.support.tools import require_tool
 
@@ -184,7 +186,8 @@ def test_count_20_mixed_platforms(link, tmp_path, installers):
     assert status.returncode == 0, status.stderr
     rows = {r["mac"]: r for r in json.loads(status.stdout)["devices"]}
     for s in switches:
-        assert rows[s["mac"]]["stage"] == "installer fetched", rows[s["mac"]]
+        # onie-sim plays the installer too: its reports (started ... complete ok) reached the store
+        assert rows[s["mac"]]["stage"] == "installed", rows[s["mac"]]
 
 
 UDHCPC_SCRIPT = '#!/bin/sh\n[ "$1" = bound ] || exit 0\nenv | grep -E "^(ip|opt[0-9]+|serverid)=" > "$OUT"\n'
@@ -243,3 +246,124 @@ def test_onie_report_false_switches_the_report_endpoint_off(link, tmp_path, inst
     assert post_report() == "404"
     sp.stop()
     assert "installer.report" not in sp.output
+
+
+# -- the installer's reports (onie-sim plays provision's installer) ------------------------------
+# Zero-touch labs (no `devices:`): every switch that asks gets its platform's installer, whatever
+# the arming rules for known devices say.
+
+ZERO_TOUCH_LAB = """\
+interfaces: [ov0]
+subnets:
+  - network: 198.18.31.0/24
+    interface: ov0
+    pool: [198.18.31.100-198.18.31.199]
+paths:
+  state_dir: {state}
+http_port: 8080
+onie:
+  installers: {installers}
+  unknown: install
+"""
+
+INSTALL_STAGES = [
+    ("started", "progress"),
+    ("verified", "progress"),
+    ("partitioned", "progress"),
+    ("payload", "progress"),
+    ("bootloader", "progress"),
+    ("complete", "ok"),
+]
+
+
+def zero_touch_lab(tmp_path: Path) -> Path:
+    path = tmp_path / "lab-zt.yml"
+    path.write_text(ZERO_TOUCH_LAB.format(state=tmp_path / "state", installers=tmp_path / "installers"))
+    return path
+
+
+def stored_reports(tmp_path: Path, mac: str) -> list[tuple[str, str]]:
+    """(stage, status) of the installer.report events the server stored for this MAC."""
+    with Store(tmp_path / "state" / "provision.db") as store:
+        return [(e.detail["stage"], e.detail["status"]) for e in store.events(mac=mac, kinds=[KIND_REPORT])]
+
+
+def test_onie_sim_reports_reach_the_store(link, tmp_path, installers):
+    """onie-sim installs and reports as provision's installer does (started ... complete ok) to
+    the server it fetched from; provision serve answers 200 and stores each as installer.report."""
+    mac = "52:54:00:31:20:01"
+    sp = link.serve(str(zero_touch_lab(tmp_path)))
+    rc, doc, _ = onie_sim(link.client, "--serial", "ZT-1", "--platform", ACCTON, "--mac", mac)
+    sw = doc["switches"][0]
+    assert rc == 0, sp.output
+    assert sw["outcome"] == "installed" and sw["installer_runs"] == 1 and doc["installed"] == 1
+    assert sw["installer"]["sha256"] == installers[ACCTON]
+    reports = sw["installer"]["run"]["reports"]
+    assert [(r["stage"], r["status"]) for r in reports] == INSTALL_STAGES
+    assert [r["http_status"] for r in reports] == [200] * 6, reports
+    # the report goes where the installer came from, with the token its URL carried (if any)
+    token = "token=" in sw["installer"]["url"]
+    for r in reports:
+        assert r["url"].startswith(f"http://{SERVER_IP}:8080/api/v1/report?stage=")
+        assert ("&token=" in r["url"]) == token
+    sp.stop()
+    assert stored_reports(tmp_path, mac) == INSTALL_STAGES
+
+
+def test_onie_sim_fail_at_and_cycles(link, tmp_path, installers):
+    """--fail-at payload: every run reports `payload failed` and exits 1; discovery goes on down
+    ONIE's list, then a second cycle (--cycles 2). The counts add up, and every failure the server
+    accepted (200) is in the store; how many runs a server allows is its policy, not asserted here."""
+    mac = "52:54:00:31:20:02"
+    sp = link.serve(str(zero_touch_lab(tmp_path)))
+    rc, doc, _ = onie_sim(
+        link.client, "--serial", "ZT-2", "-p", KVM, "--mac", mac, "--fail-at", "payload", "--cycles", "2"
+    )
+    sw = doc["switches"][0]
+    assert rc == 1 and sw["outcome"] == "failed" and sw["installer"] is None, sw
+    assert sw["cycles"] == 2 and len(sw["installer_runs_per_cycle"]) == 2
+    assert sum(sw["installer_runs_per_cycle"]) == sw["installer_runs"] >= 1
+    assert sw["installer_runs_per_cycle"][0] >= 1
+    runs = [a for a in sw["attempts"] if a["run"]]
+    assert len(runs) == sw["installer_runs"]
+    accepted = 0
+    for a in runs:
+        assert a["outcome"] == "install-failed" and a["run"]["stage"] == "payload"
+        assert a["run"]["exit_code"] == 1
+        sent = a["run"]["reports"]
+        if sent:  # an installer fetched over TFTP has no HTTP server to report to
+            assert [(r["stage"], r["status"]) for r in sent] == INSTALL_STAGES[:4] + [("payload", "failed")]
+            accepted += sum(1 for r in sent if r["http_status"] == 200 and r["status"] == "failed")
+        else:
+            assert a["url"].startswith("tftp://") and a["run"]["not_reported"]
+    assert accepted >= 1
+    sp.stop()
+    stored = stored_reports(tmp_path, mac)
+    assert stored.count(("payload", "failed")) == accepted
+    assert ("complete", "ok") not in stored
+
+
+def test_onie_sim_hang_wrong_platform_and_no_report(link, tmp_path, installers):
+    """--hang: `started`, then nothing (discovery stops: ONIE waits for it); --wrong-platform: the
+    header's check fails (`verified failed "wrong platform <this switch>"`); --no-report: installs
+    without a word to the server."""
+    sp = link.serve(str(zero_touch_lab(tmp_path)))
+    rc, doc, _ = onie_sim(link.client, "-p", ARM, "--mac", "52:54:00:31:20:03", "--hang")
+    sw = doc["switches"][0]
+    assert rc == 1 and sw["outcome"] == "hung" and sw["installer_runs"] == 1
+    assert [(r["stage"], r["status"]) for r in sw["installer"]["run"]["reports"]] == [("started", "progress")]
+    rc, doc, _ = onie_sim(link.client, "-p", ARM, "--mac", "52:54:00:31:20:04", "--wrong-platform")
+    sw = doc["switches"][0]
+    assert rc == 1 and sw["outcome"] == "failed"
+    first = next(a for a in sw["attempts"] if a["run"])
+    assert first["outcome"] == "rejected"
+    last = first["run"]["reports"][-1]
+    assert (last["stage"], last["status"], last["message"]) == ("verified", "failed", f"wrong platform {ARM}")
+    rc, doc, _ = onie_sim(link.client, "-p", ARM, "--mac", "52:54:00:31:20:05", "--no-report")
+    sw = doc["switches"][0]
+    assert rc == 0 and sw["outcome"] == "installed" and sw["reports"] == []
+    assert sw["installer"]["run"]["not_reported"] == "reports switched off (--no-report)"
+    sp.stop()
+    assert stored_reports(tmp_path, "52:54:00:31:20:03") == [("started", "progress")]
+    assert ("verified", "failed") in stored_reports(tmp_path, "52:54:00:31:20:04")
+    assert stored_reports(tmp_path, "52:54:00:31:20:05") == []
