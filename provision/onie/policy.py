@@ -168,6 +168,12 @@ class OniePolicy:
 
     # -- choosing --------------------------------------------------------------------------------
 
+    def carry_over(self, old: OniePolicy) -> None:
+        """After a reload: what switches told the old policy (identities, addresses), so their
+        headerless TFTP/HTTP requests are still tied to them."""
+        self._seen.update(old._seen)
+        self._ip_to_mac.update(old._ip_to_mac)
+
     @property
     def inventory(self) -> Inventory:
         return self.fleet.inventory

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -24,11 +25,12 @@ from typing import Any
 
 from provision.boot import loaders
 from provision.boot.policy import BootPolicy, ServerAddress, profile_console
-from provision.config.inventory import Device
 from provision.config.check import check_config
-from provision.config.lab import Arch, LabConfig, Subnet, check_files
+from provision.config.inventory import Device
+from provision.config.lab import Arch, LabConfig, Subnet, check_files, load_lab
 from provision.config.profiles import ProfileRegistry
 from provision.devices.lifecycle import Lifecycle
+from provision.errors import ProvisionError
 from provision.onie.policy import OniePolicy
 from provision.onie.progress import record_identity
 from provision.server import hostnet
@@ -44,8 +46,9 @@ from provision.server.preflight import (
     server_addresses,
 )
 from provision.server.router import Router
+from provision.server.summary import summary_lines
 from provision.store.sqlite import Store, StoreError
-from pxe.dhcp import DhcpServerConfig, DhcpStartError, Reservation, start_dhcp
+from pxe.dhcp import DhcpServer, DhcpServerConfig, DhcpStartError, Reservation, start_dhcp
 from pxe.dhcp import Mode as DhcpMode
 from pxe.dhcp import Subnet as DhcpSubnet
 from pxe.http import HttpConfig, HttpLimits, start_http
@@ -136,6 +139,11 @@ class BootServer:
         self.events.subscribe("log", log_event)
         self.policy: Router | None = None
         self.fleet: Lifecycle | None = None
+        self.registry = ProfileRegistry()
+        self.dhcp: DhcpServer | None = None
+        self.api: Api | None = None
+        self._files = loaders.BootFiles(cfg.paths.ipxe_dir)
+        self._files_for: tuple[bool, tuple[str, ...]] = (False, ())
         self.ifaces: list[hostnet.InterfaceAddress] = []
         self._closers: list[Callable[[], Any]] = []
 
@@ -151,11 +159,18 @@ class BootServer:
         check_files(self.cfg)  # ConfigError with file:line
         self.ifaces = resolve_interfaces(self.cfg)
         servers = server_addresses(self.cfg, self.ifaces)
-        paths = self.cfg.paths
-        want_arm64 = any(Arch.ARM64 in e.kernels for e in self.cfg.boot.entries.values())
+        files = self._boot_files(self.cfg, servers)
+        self.fleet = build_fleet(self.cfg, self.events, self.registry)
+        self.policy = build_router(
+            self.cfg, servers, files, self.events, self.addresses, self.registry, self.fleet
+        )
+
+    def _boot_files(self, cfg: LabConfig, servers: list[ServerAddress]) -> loaders.BootFiles:
+        paths = cfg.paths
+        want_arm64 = any(Arch.ARM64 in e.kernels for e in cfg.boot.entries.values())
         try:
             paths.state_dir.mkdir(parents=True, exist_ok=True)
-            files = loaders.prepare(
+            self._files = loaders.prepare(
                 paths.ipxe_dir,
                 paths.state_dir / "boot",
                 sorted({s.address for s in servers}),
@@ -167,11 +182,70 @@ class BootServer:
             raise ServeError(
                 f"state folder {paths.state_dir}: {exc}", "pick a writable --state-dir"
             ) from None
-        registry = ProfileRegistry()
-        self.fleet = build_fleet(self.cfg, self.events, registry)
-        self.policy = build_router(
-            self.cfg, servers, files, self.events, self.addresses, registry, self.fleet
+        self._files_for = (want_arm64, tuple(sorted({s.address for s in servers})))
+        return self._files
+
+    # -- reload (SIGHUP) -------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the lab file, check it, and swap the policies, the inventory and the DHCP
+        subnets in one step between two packets; or keep the running configuration and say why.
+        Leases, events, intents and offers in flight are untouched; the slow part (reading and
+        checking files) runs in a thread, so DHCP goes on answering meanwhile."""
+        source = self.cfg.source
+        if source is None or self.policy is None or self.fleet is None:
+            log.warning("reload: nothing to re-read (quick mode has no lab file)")
+            return False
+        try:
+            cfg = await asyncio.to_thread(self._read_lab, source)
+            servers = server_addresses(cfg, self.ifaces)
+            files = self._files
+            want = (any(Arch.ARM64 in e.kernels for e in cfg.boot.entries.values()),
+                    tuple(sorted({s.address for s in servers})))  # fmt: skip
+            if want != self._files_for:
+                files = await asyncio.to_thread(self._boot_files, cfg, servers)
+        except ProvisionError as exc:
+            log.error(
+                "reload of %s refused, the running configuration stays: %s", source, exc.format_message()
+            )
+            self.events(Event(kind="serve.reload_refused", detail={"error": exc.format_message()}))
+            return False
+        old_onie = self.policy.onie
+        self.events.unsubscribe("onie policy")
+        router = build_router(cfg, servers, files, self.events, self.addresses, self.registry, self.fleet)
+        if old_onie is not None and router.onie is not None:
+            router.onie.carry_over(old_onie)  # what switches said, for their headerless requests
+        # From here on nothing awaits: the swap is atomic for every front end.
+        self.cfg = cfg
+        self.fleet.reload(
+            cfg.inventory,
+            unknown_install=cfg.onie.unknown_install(cfg.inventory) if cfg.onie is not None else False,
+            reports=cfg.onie.report if cfg.onie is not None else True,
         )
+        self.policy.swap(router.boot, router.onie)
+        if self.dhcp is not None:
+            self.dhcp.reconfigure(self.dhcp_config())
+        if self.api is not None:
+            self.api.accept_reports = cfg.onie.report if cfg.onie is not None else True
+        for line in summary_lines(cfg, self.ifaces, self.fleet, router):
+            log.info("reloaded: %s", line)
+        self.events(Event(kind="serve.reloaded", detail={"source": str(source)}))
+        return True
+
+    def _read_lab(self, source: Path) -> LabConfig:
+        """lab.yml again, checked as `provision check` does; what needs a restart is refused."""
+        cfg = load_lab(source, check_files=True)
+        report = check_config(cfg)
+        for finding in report.warnings:
+            log.warning("%s", str(finding).replace("\n ", ";"))
+        report.raise_errors()
+        fixed = [k for k in ("interfaces", "mode", "tftp_port") if getattr(cfg, k) != getattr(self.cfg, k)]
+        if fixed:
+            raise ServeError(f"{', '.join(fixed)} changed", "restart provision serve to apply that")
+        if (cfg.paths, cfg.http_port) != (self.cfg.paths, self.cfg.http_port):
+            log.warning("reload: paths/http_port differ from the running ones; restart to apply them")
+        # Paths and the HTTP port stay as running (they may come from --state-dir/--http-port).
+        return dataclasses.replace(cfg, paths=self.cfg.paths, http_port=self.cfg.http_port)
 
     def _open_store(self) -> Store:
         db = self.cfg.paths.db_path
@@ -265,7 +339,7 @@ class BootServer:
         self._closers.append(self._close_store)
         tftp_root, http_root = self._roots()
         report = self.cfg.onie.report if self.cfg.onie is not None else True
-        api = Api(
+        api = self.api = Api(
             lambda: self.store, self.cfg.inventory, self.events, accept_reports=report, fleet=self.fleet
         )
         # Descriptors: the soft limit raised to what the TFTP/HTTP caps need (caps lowered to fit
@@ -311,12 +385,16 @@ class BootServer:
             except DhcpStartError as exc:  # names the interface and the port
                 err = port_error(exc, "udp", exc.port, None)
                 raise ServeError(f"{err.message} (DHCP on {exc.interface})", err.fix) from None
+            self.dhcp = dhcp
             self._closers.append(dhcp.close)
         except BaseException:
             await self.close()
             raise
         names = ", ".join(f"{i.ifname} ({i.address})" for i in self.ifaces)
         log.info("serving %s on %s; state in %s", self.cfg.mode.value, names, self.cfg.paths.db_path)
+        if self.fleet is not None:
+            for line in summary_lines(self.cfg, self.ifaces, self.fleet, self.policy):
+                log.info("%s", line)
         self.events(Event(kind="serve.started", detail={"interfaces": list(self.cfg.interfaces)}))
         if self.on_ready:
             self.on_ready()
@@ -337,6 +415,16 @@ class BootServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        reloading: set[asyncio.Task[bool]] = set()
+
+        def on_hup() -> None:
+            # One reload at a time; a SIGHUP during one is folded into it (it reads the file anew).
+            if not reloading:
+                task = loop.create_task(self.reload())
+                reloading.add(task)
+                task.add_done_callback(reloading.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
         await self.start()
         try:
             await stop.wait()
@@ -344,6 +432,6 @@ class BootServer:
             if self.store is not None:
                 self.events(Event(kind="serve.stopped"))
             await self.close()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)

@@ -22,6 +22,10 @@ class Router:
         self.boot = boot
         self.onie = onie
 
+    def swap(self, boot: BootPolicy, onie: OniePolicy | None) -> None:
+        """A reloaded lab file's policies, both at once (the servers keep asking this router)."""
+        self.boot, self.onie = boot, onie
+
     def decide(self, client: Client) -> BootDecision | None:
         identity = identity_of(client)
         if identity is not None:
