@@ -133,6 +133,10 @@ class AuthError(BmcError):
     """Credentials refused (HTTP 401/403, IPMI RAKP failure)."""
 
 
+class Forbidden(AuthError):
+    """HTTP 403: the credentials were accepted, the operation is not allowed for that account."""
+
+
 class Unreachable(BmcError):
     """No connection: refused, no route, DNS, TLS verification failure."""
 

@@ -162,7 +162,8 @@ class IpmiDriver:
         cmd, self._cmd = self._cmd, None
         if cmd is not None:
             try:
-                cmd.ipmi_session.logout()
+                # Bounded like every exchange: a BMC that hangs must not hold the exit either.
+                self._bounded("IPMI logout", cmd.ipmi_session.logout)
             except Exception as exc:  # closing must not hide the real outcome
                 log.debug("%s: IPMI logout: %s", self.name, exc)
 

@@ -49,7 +49,8 @@ def target_options(fn: Callable) -> Callable:
             multiple=True,
             metavar="URL",
             help="Ad-hoc BMC instead of an inventory name: redfish://host[:port] (HTTPS), "
-            "redfish+http://host[:port], ipmi://host[:port]. Repeatable.",
+            "redfish+http://host[:port], ipmi://host[:port]; one system of several: "
+            "redfish://host/redfish/v1/Systems/ID. Repeatable.",
         ),
         click.option("--username", "-u", help="BMC user for --bmc targets."),
         click.option(

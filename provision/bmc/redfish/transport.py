@@ -11,6 +11,7 @@ pinned certificate fingerprint. Its retry logic is a recursive function; here it
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import re
@@ -23,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from provision.bmc.base import AuthError, BmcError, Timeout, Unreachable
+from provision.bmc.base import AuthError, BmcError, Forbidden, Timeout, Unreachable
 from provision.bmc.credentials import Credentials
 from provision.bmc.redfish import quirks
 from provision.bmc.redfish.deadline import CONNECT, Deadline, watch_adapters
@@ -137,10 +138,6 @@ def _body_text(resp: requests.Response, limit: int = 300) -> str | None:
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class Forbidden(AuthError):
-    """HTTP 403: the credentials were accepted, the operation is not allowed for that account."""
 
 
 class RedfishHttp:
@@ -435,7 +432,8 @@ class RedfishHttp:
                 return True
             log.info("%s: session created without X-Auth-Token; falling back to HTTP Basic", self.host)
             if uri:  # a session exists that we cannot use: do not leave it holding a slot
-                self._delete_session(uri, {"Authorization": requests.auth._basic_auth_str(user, pw)})
+                basic = base64.b64encode(f"{user}:{pw}".encode()).decode()
+                self._delete_session(uri, {"Authorization": f"Basic {basic}"})
             return False
         if resp.status_code in (401, 403):
             raise error_from_response(resp, "login refused")

@@ -16,6 +16,7 @@ from provision.bmc import (
     AuthError,
     BmcError,
     BootDevice,
+    Forbidden,
     PowerAction,
     PowerState,
     Timeout,
@@ -172,7 +173,7 @@ def test_403_is_a_privilege_problem_not_a_password():
     bmc.power = "On"
     with FixtureServer(bmc) as srv, driver(srv.url) as d, pytest.raises(AuthError) as err:
         d.set_power(PowerAction.OFF)
-    assert err.value.status == 403 and type(err.value).__name__ == "Forbidden"
+    assert err.value.status == 403 and isinstance(err.value, Forbidden)
     assert "password" not in err.value.fix and "privilege" in err.value.fix
     assert err.value.bmc_message == "There are insufficient privileges for the account"
 
