@@ -65,7 +65,7 @@ class BmcTarget:
         return (scheme, self.host.lower(), port, self.system)
 
 
-def system_from(name: str, url: str, path: str, system: str | None) -> str | None:
+def system_from(name: str, addr: str, path: str, system: str | None) -> str | None:
     """The system a target names: the URL path (/redfish/v1/Systems/ID), or `system` (an Id or
     that path: --system, inventory `system:`). Both, and different: an error."""
     from_path = None
@@ -73,7 +73,7 @@ def system_from(name: str, url: str, path: str, system: str | None) -> str | Non
         match = _SYSTEM_PATH.fullmatch(path)
         if not match:
             raise TargetError(
-                f"{name}: the path in BMC address {redact(url)!r} is not a system",
+                f"{name}: the path of the BMC address{addr} is not a system",
                 fix="give the BMC alone (redfish://host) or one system: redfish://host/redfish/v1/Systems/ID",
             )
         from_path = unquote(match.group(1))
@@ -107,34 +107,36 @@ def make_target(
 ) -> BmcTarget:
     parts = urlsplit(url if "://" in url else f"redfish://{url}")
     shown = redact(url)
+    # --bmc targets are named by their URL: say it once (the name leads every message).
+    addr = "" if name == shown.rstrip("/") else f" {shown!r}"
     if "@" in parts.netloc:
         # A password in a URL lands in shell history, `ps` and logs; it is never echoed here.
         raise TargetError(
-            f"{name}: the BMC address {shown!r} carries credentials (user:password@)",
+            f"{name}: the BMC address{addr} carries credentials (user:password@)",
             fix="drop them from the URL: give the user with --username (inventory: username) and "
             "the password with --password-env/--password-file (password_env/password_file)",
         )
     if parts.scheme not in SCHEMES:
         raise TargetError(
-            f"{name}: unknown BMC scheme {parts.scheme!r} in {shown!r}",
+            f"{name}: unknown BMC scheme {parts.scheme!r}" + (f" in{addr}" if addr else ""),
             fix="use redfish://host[:port], redfish+http://host[:port] or ipmi://host[:port]",
         )
     if not parts.hostname:
-        raise TargetError(f"{name}: no host in BMC address {shown!r}", fix="e.g. redfish://10.0.0.5")
+        raise TargetError(f"{name}: no host in the BMC address{addr}", fix="e.g. redfish://10.0.0.5")
     try:
         port = parts.port
     except ValueError:
-        raise TargetError(f"{name}: bad port in BMC address {shown!r}") from None
+        raise TargetError(f"{name}: bad port in the BMC address{addr}") from None
     protocol, http_scheme = SCHEMES[parts.scheme]
     if protocol == "ipmi":
         if parts.path not in ("", "/") or system:
             raise TargetError(
-                f"{name}: IPMI has no system selection ({shown!r})",
+                f"{name}: IPMI has no system selection",
                 fix="use ipmi://host[:port] alone; a BMC with several systems needs Redfish",
             )
         chosen = None
     else:
-        chosen = system_from(name, url, parts.path, system)
+        chosen = system_from(name, addr, parts.path, system)
     pin = None
     if fingerprint:
         try:

@@ -118,10 +118,16 @@ class RedfishDriver:
             raise SystemSelectionError(
                 f"this BMC manages {len(paths)} systems ({', '.join(ids)}) and none was selected; "
                 "nothing was done",
-                fix=f"pick one: redfish://host/redfish/v1/Systems/{ids[0]}, --system {ids[0]} or "
+                fix=f"pick one: {self._target_url(ids[0])}, --system {ids[0]} or "
                 f"`system: {ids[0]}` in the inventory's bmc: block",
             )
         return paths[0]
+
+    def _target_url(self, sid: str) -> str:
+        """The target URL that names system `sid` on this BMC (redfish:// is HTTPS)."""
+        base = self.http.base_url
+        scheme, rest = base.split("://", 1) if "://" in base else ("https", base)
+        return f"{'redfish+http' if scheme == 'http' else 'redfish'}://{rest}/redfish/v1/Systems/{sid}"
 
     def _system(self) -> dict:
         return self.http.get(self.system_path, "read the system")
