@@ -232,3 +232,13 @@ def test_serial_and_model_from_the_chassis_when_the_system_lacks_them():
     with FixtureServer(plain) as srv, driver(srv.url) as d:
         assert (d.identity().serial, d.identity().model) == ("FX123456", "FX-1000")
     assert not any("/Chassis/" in r.path for r in plain.requests)  # not read when not needed
+
+
+def test_session_without_token_is_deleted_and_basic_used():
+    # A 2xx to POST Sessions without X-Auth-Token: the session exists but is useless; it is
+    # deleted at once (BMC session slots are few) and HTTP Basic carries on.
+    bmc = FixtureBmc(Quirks(sessions=True, session_no_token=True))
+    with FixtureServer(bmc) as srv, driver(srv.url) as d:
+        assert d.http.auth_mode == "basic"
+        assert d.power_state() is PowerState.OFF
+    assert bmc.sessions_deleted == ["/redfish/v1/SessionService/Sessions/1"] and not bmc.sessions_live

@@ -247,3 +247,16 @@ def test_password_typed_into_password_env_is_not_echoed(tmp_path):
     r = run_cli("power", "status", "x", "-i", str(path))
     assert r.returncode == 2 and "lab.yml:5" in r.stderr and "environment variable name" in r.stderr
     assert "S3cret" not in r.stdout + r.stderr
+
+
+def test_cycle_fallback_without_wait_is_bounded_short_and_still_sends_on():
+    # No --wait: the wait for Off is bounded by 60 s, or --wait-timeout when shorter (here 2 s),
+    # never 300 s; the stuck reading is reported and On still goes out.
+    bmc = _StuckOn(Quirks(allowed_resets=("On", "ForceOff")))
+    bmc.power = "On"
+    with FixtureServer(bmc) as srv:
+        start = time.monotonic()
+        r = run_cli("power", "cycle", "--bmc", srv.url, *AUTH, "--wait-timeout", "2", env=ENV)
+    assert time.monotonic() - start < 15
+    assert r.returncode == 1 and "On was sent anyway" in r.stderr
+    assert bmc.resets == ["ForceOff", "On"]

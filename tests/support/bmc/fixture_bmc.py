@@ -56,6 +56,7 @@ class Quirks:
     # issue's survey of vendor mockups: identity kept on the Chassis).
     serial_on_chassis: bool = False
     session_204: bool = False  # POST Sessions answers 204 No Content, token and Location only
+    session_no_token: bool = False  # POST Sessions answers 201 + Location but no X-Auth-Token
     # Absolute URLs to another origin (a hostile or misconfigured BMC; no vendor needed):
     foreign_task_monitor: str | None = None  # Reset answers 202 with this Location
     foreign_session_location: str | None = None  # POST Sessions answers with this Location
@@ -263,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                 if q.session_204:
                     return self._send(204, None, {"X-Auth-Token": token, "Location": loc})
+                if q.session_no_token:
+                    return self._send(201, {"@odata.id": loc}, {"Location": loc})
                 return self._send(201, {"@odata.id": loc}, {"X-Auth-Token": token, "Location": loc})
             if not self._authorized():
                 return self._send(401, _err("Base.1.8.InsufficientPrivilege", "Authentication required"))
