@@ -78,6 +78,7 @@ class OniePolicy:
         asic_of_platform: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
         fleet: Lifecycle | None = None,
+        callback_token: Callable[[str | None, str | None], str | None] | None = None,
     ):
         self.settings = settings
         self.events: EventSink = events or (lambda _e: None)
@@ -87,6 +88,9 @@ class OniePolicy:
             None, inventory or Inventory([]), self.events, unknown_install=settings.unknown_install(inventory)
         )
         self._url_base = settings.url or url_base
+        # (mac, install id) -> the install's callback token, put in the exact-mode installer URL
+        # (provision.server.tokens, docs/security.md); None: URLs carry no token
+        self.callback_token = callback_token
         self.catalog = Catalog(settings.installers)
         self._mac_of_ip = mac_of_ip
         self._asic_of_platform = asic_of_platform
@@ -211,13 +215,20 @@ class OniePolicy:
         entry = self.catalog.for_identity(platform, with_asic.arch, with_asic.switch_asic)
         if entry is None:
             return Choice(None, f"no installer for {platform} in {self.settings.installers}")
+        if entry.platform != platform:  # a generic name of ONIE's waterfall (Catalog.for_identity)
+            return Choice(entry, f"generic name {entry.name} fits {platform}")
         return Choice(entry, f"platform default for {platform}")
 
-    def installer_url(self, platform: str, client: Client | None = None) -> str | None:
+    def installer_url(
+        self, platform: str, client: Client | None = None, token: str | None = None
+    ) -> str | None:
+        """The exact-mode URL; with `token`, `?token=T`, which the installer sends back with
+        every report (templates/installer/report.sh.j2, docs/security.md)."""
         base = self.url_base(client)
         if not base:
             return None
-        return f"{base}/{discovery.installer_file_name(platform)}"
+        url = f"{base}/{discovery.installer_file_name(platform)}"
+        return f"{url}?token={token}" if token else url
 
     # -- DHCP --------------------------------------------------------------------------------------
 
@@ -249,7 +260,7 @@ class OniePolicy:
             reason = choice.reason if identity.platform else "the switch did not say its platform"
             self.fleet.refused(dev, Gate(False, "no-installer", reason), mac, client.ip)
             return self._lease_only(dev, f"onie {identity.platform}: no installer: {reason}")
-        decision = self._decision(identity.platform, choice, client)
+        decision = self._decision(identity.platform, choice, client, gate)
         if dev is not None:
             # The inventory's reservation for this switch (found by serial, MAC or switch port: the
             # port is how a not-yet-seen switch is known before its MAC is).
@@ -264,9 +275,16 @@ class OniePolicy:
             return BootDecision(note=note)
         return BootDecision(hostname=dev.hostname or dev.name, ip=dev.ip, note=f"{dev.name}: {note}")
 
-    def _decision(self, platform: str, choice: Choice, client: Client) -> BootDecision:
+    def _decision(
+        self, platform: str, choice: Choice, client: Client, gate: Gate | None = None
+    ) -> BootDecision:
         mode = self.settings.discovery
-        url = self.installer_url(platform, client)
+        token = None
+        if mode is DiscoveryMode.EXACT and self.callback_token is not None:
+            # Only the exact URL can carry a token: ONIE builds the inexact/TFTP names itself
+            # (docs/security.md "Where no URL can carry a token").
+            token = self.callback_token(client.mac, gate.install_id if gate is not None else None)
+        url = self.installer_url(platform, client, token)
         name = discovery.installer_file_name(platform)
         extra: dict[int, bytes] = {}
         www = self._www_server(client)
