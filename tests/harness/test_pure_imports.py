@@ -14,6 +14,8 @@ PURE = [
     "tests.provision.bmc.test_redfish_quirks",
     "tests.provision.bmc.test_cli",
     "tests.provision.bmc.test_unit",
+    "tests.provision.bmc.test_hostile",
+    "tests.provision.bmc.test_targets",
 ]
 
 
