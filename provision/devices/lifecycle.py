@@ -279,6 +279,11 @@ class Lifecycle:
         self.refresh()
         return self._inventory
 
+    @property
+    def lab(self) -> Inventory:
+        """lab.yml's devices alone (a status read in another thread builds a Lifecycle on them)."""
+        return self._lab
+
     def intent(self, name: str) -> Intent | None:
         self.refresh()
         return self._intents.get(name)

@@ -1,7 +1,12 @@
 """The /api/v1 routes `provision serve` adds to pxe's HTTP server (the caller owns its routes).
 
-- GET /api/v1/status                      -> what `provision status --json` prints
-- GET /api/v1/events?mac=&since=&limit=   -> recent events, newest last
+- GET /api/v1/status?limit=&after=&state=&platform=&name=&mac=
+                                          -> what `provision status --json` prints, one page
+- GET /api/v1/events?mac=&kind=&since=&limit=&after=&before=
+                                          -> events oldest first, one page (docs/lifecycle.md)
+  Both read the store in a worker thread, on a connection of their own (WAL: readers never block
+  the server), in a bounded number of queries: polling them never holds up DHCP. At most
+  `READS_QUEUED` reads wait at once; more get 503 and Retry-After.
 - GET|POST /api/v1/report?stage=&status=&nos=&version=&platform=&serial=&mac=&message=
   The ONIE installer's progress callback (GET because busybox wget may lack --post-data; POST with
   a JSON object of the same fields also accepted) -> Event("installer.report", mac, ip=peer,
@@ -11,8 +16,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -20,14 +28,18 @@ from aiohttp import web
 from onie.platform import normalise_mac
 from provision.config.inventory import Inventory
 from provision.devices.lifecycle import Lifecycle
-from provision.devices.status import event_dict, snapshot
+from provision.devices.status import EVENTS_VERSION, STATE_CODES, Filters, event_dict, parse_time, snapshot
 from provision.onie.progress import KIND_REPORT
+from provision.store.sqlite import Store
 from pxe.policy import Event, EventSink
 
 REPORT_FIELDS = ("stage", "status", "nos", "version", "platform", "serial", "mac", "message")
 REPORT_MAX_VALUE = 2048
 EVENTS_DEFAULT_LIMIT = 100
 EVENTS_MAX_LIMIT = 10000
+STATUS_DEFAULT_LIMIT = 500
+STATUS_MAX_LIMIT = 5000
+READS_QUEUED = 4  # status/events reads running or waiting; more are told to retry (503)
 
 
 def _dumps(obj: Any) -> str:
@@ -52,6 +64,10 @@ class Api:
         self.fleet = fleet
         self.events = events
         self.accept_reports = accept_reports
+        # One reader thread: reads queue behind each other instead of competing with the loop.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-read")
+        self._reads = 0
+        self._local = threading.local()
 
     @property
     def inventory(self) -> Inventory:
@@ -66,16 +82,65 @@ class Api:
             web.post("/api/v1/report", self.report),
         ]
 
+    @property
+    def lab(self) -> Inventory:
+        """lab.yml's devices (the enrolled ones are read from the store with the rest)."""
+        return self.fleet.lab if self.fleet is not None else self._inventory
+
+    def _read_store(self, path: Any) -> Store:
+        """The reader thread's own connection (sqlite3 objects stay in the thread that made them)."""
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None or store.path != path:
+            if store is not None:
+                store.close()
+            store = self._local.store = Store(path)
+        return store
+
+    async def _off_loop(self, fn: Callable[[Store], Any]) -> Any:
+        """Run `fn(reader store)` in the reader thread; None when the server is stopping; raises
+        web.HTTPServiceUnavailable when too many reads wait."""
+        live = self._store()
+        if live is None:
+            return None
+        if self._reads >= READS_QUEUED:
+            raise web.HTTPServiceUnavailable(
+                text=_dumps({"error": "busy: too many status/events reads at once"}),
+                content_type="application/json",
+                headers={"Retry-After": "1"},
+            )
+        live.flush()  # what the server buffered (at most event_flush_interval old) is visible too
+        path = live.path
+        self._reads += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._reader, lambda: fn(self._read_store(path))
+            )
+        finally:
+            self._reads -= 1
+
     async def status(self, request: web.Request) -> web.Response:
-        store = self._store()
-        if store is None:
+        q = request.query
+        try:
+            limit = _limit(q.get("limit"), STATUS_DEFAULT_LIMIT, STATUS_MAX_LIMIT)
+        except ValueError:
+            return _error(400, "limit must be an integer")
+        states = tuple(q.getall("state", []))
+        bad = [s for s in states if s not in STATE_CODES]
+        if bad:
+            return _error(400, f"unknown state {bad[0]!r}: use one of {', '.join(STATE_CODES)}")
+        filters = Filters(
+            states=states,
+            platforms=tuple(q.getall("platform", [])),
+            names=tuple(q.getall("name", [])),
+            macs=tuple(q.getall("mac", [])),
+        )
+        lab, after = self.lab, q.get("after") or None
+        snap = await self._off_loop(lambda st: snapshot(st, lab, limit=limit, after=after, filters=filters))
+        if snap is None:
             return _error(503, "the server is stopping")
-        return web.json_response(snapshot(store, self.inventory, fleet=self.fleet), dumps=_dumps)
+        return web.json_response(snap, dumps=_dumps)
 
     async def recent_events(self, request: web.Request) -> web.Response:
-        store = self._store()
-        if store is None:
-            return _error(503, "the server is stopping")
         q = request.query
         mac = None
         if q.get("mac"):
@@ -83,13 +148,33 @@ class Api:
             if mac is None:
                 return _error(400, f"bad mac {q['mac']!r}: use aa:bb:cc:dd:ee:ff")
         try:
-            since = float(q["since"]) if q.get("since") else None
-            limit = int(q.get("limit") or EVENTS_DEFAULT_LIMIT)
+            since = parse_time(q["since"]) if q.get("since") else None
         except ValueError:
-            return _error(400, "since must be a number (unix time), limit an integer")
-        limit = max(1, min(limit, EVENTS_MAX_LIMIT))
-        found = store.events(mac=mac, since=since, limit=limit)
-        return web.json_response({"events": [event_dict(e) for e in found]}, dumps=_dumps)
+            return _error(400, "since must be an ISO-8601 time (2026-01-31T12:00:00Z) or unix seconds")
+        try:
+            limit = _limit(q.get("limit"), EVENTS_DEFAULT_LIMIT, EVENTS_MAX_LIMIT)
+            after = int(q["after"]) if q.get("after") else None
+            before = int(q["before"]) if q.get("before") else None
+        except ValueError:
+            return _error(400, "limit, after and before must be integers (after/before: an event id)")
+        if after is not None and before is not None:
+            return _error(400, "give after= (newer events) or before= (older ones), not both")
+        kinds = tuple(q.getall("kind", []))
+
+        def read(st: Store) -> list[tuple[int, Event]]:
+            return st.event_page(after=after, before=before, mac=mac, kinds=kinds, since=since, limit=limit)
+
+        page = await self._off_loop(read)
+        if page is None:
+            return _error(503, "the server is stopping")
+        body = {
+            "version": EVENTS_VERSION,
+            "events": [event_dict(e, i) for i, e in page],
+            # Poll with after=<next> for what comes later; page back with before=<prev>.
+            "next": page[-1][0] if page else after,
+            "prev": page[0][0] if page else None,
+        }
+        return web.json_response(body, dumps=_dumps)
 
     async def report(self, request: web.Request) -> web.Response:
         if not self.accept_reports:
@@ -122,3 +207,7 @@ class Api:
             return _error(400, "give at least stage= or status=", ok=False)
         self.events(Event(kind=KIND_REPORT, mac=mac, ip=request.remote, detail=fields))
         return web.json_response({"ok": True})
+
+
+def _limit(raw: str | None, default: int, most: int) -> int:
+    return max(1, min(int(raw) if raw else default, most))

@@ -84,9 +84,55 @@ MIGRATIONS: tuple[str, ...] = (
         updated REAL NOT NULL
     );
     """,
+    # 3: status in a bounded number of queries (docs/lifecycle.md "status --json"): the last event of
+    # each class per device, kept by a trigger, so a status view never reads a device's history.
+    # The key is the MAC, or `name:<name>` for a lifecycle event without one; the class is the
+    # kind, a failed installer report being its own class (it is what "last error" shows).
+    # events_mac_id: one device's events by id (the /api/v1/events cursor) without a sort.
+    """
+    CREATE TABLE events_last (
+        key TEXT NOT NULL,
+        class TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (key, class)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER events_last_insert AFTER INSERT ON events
+    WHEN new.mac IS NOT NULL OR (new.kind LIKE 'device.%' AND json_valid(new.detail)
+                                 AND json_extract(new.detail, '$.name') IS NOT NULL)
+    BEGIN
+        INSERT OR REPLACE INTO events_last (key, class, id) VALUES (
+            coalesce(new.mac, 'name:' || json_extract(new.detail, '$.name')),
+            CASE WHEN new.kind = 'installer.report' AND json_valid(new.detail)
+                      AND lower(json_extract(new.detail, '$.status')) = 'failed'
+                 THEN 'installer.report:failed' ELSE new.kind END,
+            new.id);
+    END;
+    INSERT OR REPLACE INTO events_last (key, class, id)
+        SELECT mac, CASE WHEN kind = 'installer.report' AND json_valid(detail)
+                              AND lower(json_extract(detail, '$.status')) = 'failed'
+                         THEN 'installer.report:failed' ELSE kind END, max(id)
+        FROM events WHERE mac IS NOT NULL GROUP BY 1, 2;
+    CREATE INDEX events_mac_id ON events(mac, id);
+    """,
 )
 
 _FLUSH_AT = 2000  # buffered rows that force a commit even inside a burst
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements: split at ';' where a statement is complete (a trigger's body
+    holds semicolons of its own)."""
+    out: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending)
+    return out
 
 
 class StoreError(ProvisionError, RuntimeError):
@@ -177,9 +223,8 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in _statements(script):
+                    self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version={number}")
                 self.db.execute("COMMIT")
             except Exception:
@@ -454,6 +499,62 @@ class Store:
             "ON e.id = last.id ORDER BY e.mac"
         )
         return {m: Event(kind=k, mac=m, ip=ip, detail=json.loads(d), ts=ts) for ts, k, m, ip, d in rows}
+
+    def last_events(self, keys: Iterable[str] | None = None) -> dict[str, list[Event]]:
+        """{device key: the last event of each class} (migration 3), for `keys` or every device.
+        A key is a MAC, or `name:<name>` for lifecycle events without one. A bounded read: one
+        row per device and class, however long a device's history is."""
+        self.flush()
+        sql = (
+            "SELECT l.key, e.id, e.ts, e.kind, e.mac, e.ip, e.detail FROM events_last l "
+            "JOIN events e ON e.id = l.id"
+        )
+        chunks: list[list[str]] = [[]] if keys is None else []
+        if keys is not None:
+            wanted = sorted(set(keys))
+            chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        found: dict[str, list[Event]] = {}
+        for chunk in chunks:
+            where, args = (
+                ("", []) if keys is None else (f" WHERE l.key IN ({','.join('?' * len(chunk))})", chunk)
+            )
+            for key, _id, ts, kind, mac, ip, detail in self.db.execute(sql + where + " ORDER BY e.id", args):
+                found.setdefault(key, []).append(
+                    Event(kind=kind, mac=mac, ip=ip, detail=json.loads(detail), ts=ts)
+                )
+        return found
+
+    def event_page(
+        self,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        mac: str | None = None,
+        kinds: Sequence[str] | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[tuple[int, Event]]:
+        """(id, event) pairs, oldest first: with `after`, the first `limit` events after that id
+        (follow a log); otherwise the last `limit` before `before` (or the newest)."""
+        self.flush()
+        where: list[str] = []
+        args: list[object] = []
+        for clause, value in (("mac=?", mac), ("ts>=?", since), ("id>?", after), ("id<?", before)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        if kinds:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args.extend(kinds)
+        sql = "SELECT id, ts, kind, mac, ip, detail FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id {'ASC' if after is not None else 'DESC'} LIMIT ?"
+        args.append(int(limit))
+        rows = list(self.db.execute(sql, args))
+        if after is None:
+            rows.reverse()
+        return [(i, Event(kind=k, mac=m, ip=ip, detail=json.loads(d), ts=ts)) for i, ts, k, m, ip, d in rows]
 
     def close(self) -> None:
         if self._event_timer is not None:

@@ -128,7 +128,13 @@ def test_snapshot_shows_lease_and_last_fetch(tmp_path):
     rows = {r["mac"]: r for r in snap["devices"]}
     box = rows["52:54:00:00:00:01"]
     assert box["name"] == "box-01" and box["ip"] == "198.18.20.11" and box["lease"]["state"] == "bound"
-    assert box["last_fetch"] == {"path": "/ipxe/x.ipxe", "protocol": "http", "bytes": None, "ts": 102.0}
+    assert box["last_fetch"] == {
+        "path": "/ipxe/x.ipxe",
+        "protocol": "http",
+        "bytes": None,
+        "time": "1970-01-01T00:01:42.000Z",
+    }
+    assert box["state"] == "enrolled" and snap["version"] == 1 and snap["generated"].endswith("Z")
     assert rows["52:54:00:00:00:99"]["last_event"]["kind"] == "dhcp.ignored"
     assert rows["52:54:00:00:00:77"]["last_event"] is None  # listed though never seen
 
@@ -139,9 +145,9 @@ def test_status_cli(tmp_path):
     assert out.returncode == 0, out.stderr
     assert {r["mac"] for r in json.loads(out.stdout)["devices"]} == {"52:54:00:00:00:01", "52:54:00:00:00:99"}
     human = run_cli("status", "--db", str(db))
-    assert human.returncode == 0 and "undionly" not in human.stdout and "/ipxe/x.ipxe" in human.stdout
+    assert human.returncode == 0 and "52:54:00:00:00:01" in human.stdout and "unknown" in human.stdout
     missing = run_cli("status", "--state-dir", str(tmp_path / "nothing"))
-    assert missing.returncode == 3 and "no provision state" in missing.stderr and "fix:" in missing.stderr
+    assert missing.returncode == 3 and "no provision state" in missing.stderr and "--lab" in missing.stderr
     (tmp_path / "junk.db").write_bytes(b"not sqlite" * 100)
     junk = run_cli("status", "--db", str(tmp_path / "junk.db"))
     assert junk.returncode == 3 and "junk.db" in junk.stderr
