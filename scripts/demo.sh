@@ -2,8 +2,11 @@
 # The demo, start to finish on a fresh Debian 12 machine (as root):
 #   set up, build the demo NOS, build its ONIE installer, inspect it, show the disk plan,
 #   then serve it: `provision serve examples/onie-lab.yml` in a private network namespace answers
-#   a simulated ONIE switch (`provision onie-sim`) in a second one, which finds, downloads and
-#   verifies the installer for its platform; `provision status` shows what happened.
+#   a simulated ONIE switch (`provision onie-sim`) in a second one. leaf-01 is in the lab file, so
+#   it installs only once armed (docs/lifecycle.md): first it asks unarmed and is refused (a lease,
+#   no installer); then `provision devices arm leaf-01` (the running server sees it, no restart),
+#   and it finds, downloads, verifies and runs the installer for its platform, which reports back;
+#   `provision status` shows it installed, and a third try shows install once.
 # Output lands in out/. Re-running is safe (everything is rebuilt, byte for byte the same).
 # Network safety: all traffic stays on a veth between two namespaces this script makes, with
 # addresses from 198.18.0.0/15; both are removed on exit, also on failure.
@@ -50,8 +53,25 @@ for _ in $(seq 1 50); do
   kill -0 "$SERVE_PID" 2>/dev/null || { cat out/demo-serve.log; exit 1; }
   sleep 0.2
 done
-ip netns exec "$SW" .venv/bin/provision onie-sim -i eth0 --serial DEMO-LEAF-01 --verify
+LAB=examples/onie-lab.yml
+# One MAC for every run: the reserved address stays with the lease of the MAC that took it.
+sim() { ip netns exec "$SW" .venv/bin/provision onie-sim -i eth0 --serial DEMO-LEAF-01 --mac 02:00:c6:12:3c:0b --verify "$@"; }
+echo "== leaf-01 asks before anyone armed it: a lease, no installer (the lab lists it: install once armed)"
+if sim; then echo "demo: an unarmed leaf-01 was handed an installer" >&2; exit 1; fi
 sleep 1  # events reach the store in batches (every 0.25 s)
+.venv/bin/provision status --lab "$LAB"
+echo "== arm it: the running server sees the arming at its next request"
+.venv/bin/provision devices arm leaf-01 --lab "$LAB"
+sim
+sleep 1
 echo "== provision status"
-.venv/bin/provision status --state-dir out/demo-state
-echo "== done: installers in out/, server log in out/demo-serve.log"
+.venv/bin/provision status --lab "$LAB"
+.venv/bin/provision status --lab "$LAB" --json > out/demo-status.json
+python3 - out/demo-status.json <<'PY'
+import json, sys
+row = next(r for r in json.load(open(sys.argv[1]))["devices"] if r["name"] == "leaf-01")
+assert row["state"] == "installed", row
+PY
+echo "== install once: the arming ended with the installer's report, so it is refused again"
+if sim; then echo "demo: leaf-01 installed twice from one arming" >&2; exit 1; fi
+echo "== done: installers in out/, server log in out/demo-serve.log, status in out/demo-status.json"

@@ -1,39 +1,175 @@
-"""`provision status`: devices, leases and what each last fetched, read from `provision serve`'s store.
+"""`provision status`: one line per device, read from `provision serve`'s store.
 
-Its own module so that reading the store does not load the servers (aiohttp and pxe).
+Its own module so that reading the store does not load the servers (aiohttp and pxe). The table
+fits the terminal (COLUMNS, else the terminal's width, else 100 columns): narrower, it drops
+columns in `DROP_ORDER` and shortens the last error. The JSON is docs/lifecycle.md "status --json".
 """
 
 from __future__ import annotations
 
-import datetime
+import json
+import os
+import shutil
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
-from provision.config import lab as labconfig
-from provision.config.inventory import Inventory
-from provision.config.lab import DEFAULT_STATE_DIR
-from provision.devices.status import snapshot
+from provision.cli.state import StatePlace, state_place
+from provision.devices.status import STATE_CODES, Filters, parse_time, snapshot
 from provision.store.sqlite import Store, StoreError
 
+DEFAULT_WIDTH = 100
+ERROR_ROOM = 36
+SEP = "  "
 
-def _ago(ts: float | None, now: float) -> str:
-    if not ts:
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    cap: int  # widest it gets; 0: whatever is left (the last error)
+    least: int = 4
+
+
+COLUMNS = (
+    Column("name", "NAME/MAC", 20, 12),
+    Column("ip", "IP", 15),
+    Column("serial", "SERIAL", 16),
+    Column("platform", "PLATFORM", 28),
+    Column("nos", "NOS", 18),
+    Column("state", "STATE", 10, 10),
+    Column("since", "SINCE", 8),
+    Column("error", "LAST ERROR", 0, 10),
+)
+# Narrower than everything: drop these first (the name, state and last error always stay).
+DROP_ORDER = ("platform", "serial", "nos", "ip", "since")
+
+
+def ago(ts: float | None, now: float) -> str:
+    """How long ago, in the one unit an operator reads at a glance: 45s, 3m, 2h, 5d ago."""
+    if ts is None:
         return "-"
-    s = int(now - ts)
-    when = datetime.datetime.fromtimestamp(ts).strftime("%H:%M:%S")
-    if s < 120:
-        return f"{when} ({s}s ago)"
-    if s < 7200:
-        return f"{when} ({s // 60}m ago)"
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    s = max(0, int(now - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return f"{s}s ago"
+
+
+def _cell(row: dict[str, Any], key: str, now: float) -> str:
+    if key == "name":
+        return str(row["name"] or row["mac"] or "-")
+    if key == "since":
+        return ago(parse_time(row["since"]) if row["since"] else None, now)
+    if key == "nos":
+        nos = row["nos"]
+        return " ".join(str(x) for x in (nos["name"], nos["version"]) if x) if nos else "-"
+    if key == "state" and row["state"] == "armed" and row["arming"] and row["arming"]["target"]:
+        return "armed"
+    value = row.get(key)
+    return "-" if value in (None, "") else str(value).replace("\n", " ")
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def render_table(rows: list[dict[str, Any]], width: int, now: float) -> list[str]:
+    """The table as lines no wider than `width`."""
+    cells = [{c.key: _cell(r, c.key, now) for c in COLUMNS} for r in rows]
+    widths = {
+        c.key: max([len(c.title), *(len(x[c.key]) for x in cells)]) if c.cap == 0 else
+        min(c.cap, max([len(c.title), *(len(x[c.key]) for x in cells)]))
+        for c in COLUMNS
+    }  # fmt: skip
+    shown = list(COLUMNS)
+
+    # The last error is what an operator looks for: it keeps room for ERROR_ROOM characters (or
+    # its longest text) before the optional columns do.
+    room = min(widths["error"], ERROR_ROOM)
+
+    def need() -> int:
+        fixed = sum(widths[c.key] if c.cap else room for c in shown)
+        return fixed + len(SEP) * (len(shown) - 1)
+
+    for key in DROP_ORDER:
+        if need() <= width:
+            break
+        shown = [c for c in shown if c.key != key]
+    # Still too wide (a very narrow terminal): the capped columns give way down to their least.
+    for c in shown:
+        while need() > width and c.cap and widths[c.key] > c.least:
+            widths[c.key] -= 1
+    rest = width - sum(widths[c.key] for c in shown if c.cap) - len(SEP) * (len(shown) - 1)
+    widths["error"] = max(1, min(widths["error"], rest))
+    lines = [SEP.join(_cut(c.title, widths[c.key]).ljust(widths[c.key]) for c in shown).rstrip()]
+    for x in cells:
+        lines.append(SEP.join(_cut(x[c.key], widths[c.key]).ljust(widths[c.key]) for c in shown).rstrip())
+    return [line[:width] for line in lines]
+
+
+def terminal_width() -> int:
+    """COLUMNS when set (scripts, `watch`), else the terminal's width, else 100."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    return DEFAULT_WIDTH
+
+
+def _summary(rows: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    parts = [f"{counts[s]} {s}" for s in STATE_CODES if counts.get(s)]
+    n = len(rows)
+    return f"{n} device{'s' if n != 1 else ''}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _read(place: StatePlace, filters: Filters) -> dict[str, Any]:
+    try:
+        with Store(place.db) as store:
+            snap = snapshot(store, place.lab, filters=filters)
+    except StoreError as exc:  # exit 3; the fix says where `status` looked
+        exc.fix = f"point --lab/--state-dir/--db at the state of `provision serve` ({place.how})"
+        raise
+    snap["db"] = str(place.db)
+    return snap
+
+
+def _draw(place: StatePlace, filters: Filters, as_json: bool, width: int | None) -> None:
+    snap = _read(place, filters)
+    if as_json:
+        if width is None:
+            echo_json(snap)
+        else:  # --watch --json: one document per line
+            click.echo(json.dumps(snap, sort_keys=True, default=str))
+        return
+    w = width or terminal_width()
+    now = time.time()
+    rows = snap["devices"]
+    if rows:
+        for line in render_table(rows, w, now):
+            click.echo(line)
+    else:
+        click.echo("no devices" + (" match" if filters != Filters() else " seen yet"))
+    click.echo(_cut(f"{_summary(rows)} · state: {place.db.resolve()} ({place.how})", w))
+    if place.hint:
+        click.echo(_cut(place.hint, w))
 
 
 @click.command("status")
+@click.option(
+    "--lab",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="lab.yml: device names and the state folder it names (paths.state_dir).",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -43,67 +179,67 @@ def _ago(ts: float | None, now: float) -> str:
 @click.option(
     "--db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="The SQLite file itself."
 )
+@click.option("--state", "states", multiple=True, type=click.Choice(STATE_CODES), help="Only this state.")
+@click.option("--platform", "platforms", multiple=True, help="Only this platform (a glob: '*accton*').")
+@click.option("--name", "names", multiple=True, help="Only devices named like this (a glob: 'leaf-*').")
+@click.option("--mac", "macs", multiple=True, help="Only this MAC (a glob: '52:54:00:*').")
 @click.option(
-    "--lab", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Name devices from lab.yml."
+    "--watch",
+    type=float,
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Redraw every SECONDS (2 when not given); Ctrl-C ends it.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(state_dir: Path | None, db: Path | None, lab: Path | None, as_json: bool) -> None:
-    """Devices, leases, and what each last fetched (and when), from `provision serve`'s store.
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable (docs/lifecycle.md).")
+def status(
+    lab: Path | None,
+    state_dir: Path | None,
+    db: Path | None,
+    states: tuple[str, ...],
+    platforms: tuple[str, ...],
+    names: tuple[str, ...],
+    macs: tuple[str, ...],
+    watch: float | None,
+    as_json: bool,
+) -> None:
+    """Each device's lifecycle state and since when, serial, platform, NOS and last error.
 
     \b
-      provision status                         # /var/lib/provision/provision.db
-      provision status --state-dir /tmp/lab --json
-      provision status --lab examples/lab.yml  # names and state dir from the lab file
+      provision status --lab lab.yml                 # names and state folder from the lab file
+      provision status --state installing --watch    # redraw every 2 s
+      provision status --name 'leaf-*' --json        # schema: docs/lifecycle.md
+      COLUMNS=80 provision status                    # narrower: fewer columns
     """
-    inventory = Inventory([])
-    if lab:
-        cfg = labconfig.load_lab(lab, check_files=False)
-        inventory = cfg.inventory
-        state_dir = state_dir or cfg.paths.state_dir
-        db = db or cfg.paths.db
-    if db and state_dir:
-        raise CLIError("give --db or --state-dir, not both", "drop one", EXIT_INPUT)
-    path = db or (state_dir or DEFAULT_STATE_DIR) / "provision.db"
-    if not path.is_file():
+    place = state_place(lab, state_dir, db)
+    if not place.db.is_file():
         raise CLIError(
-            f"no provision state at {path}",
-            "start `provision serve` first, or point --state-dir/--db at where it keeps its state",
+            f"no provision state at {place.db} ({place.how})",
+            "start `provision serve` first; or give --lab lab.yml (its paths.state_dir) or "
+            "--state-dir DIR where `provision serve` keeps its state",
             EXIT_ENV,
         )
-    try:
-        with Store(path) as store:
-            snap = snapshot(store, inventory)
-    except StoreError as exc:  # exit 3; the fix says where `status` looked
-        exc.fix = "point --db/--state-dir at the state of `provision serve`"
-        raise
-    snap["db"] = str(path)
-    if as_json:
-        echo_json(snap)
+    if watch is not None and watch <= 0:
+        raise CLIError("--watch takes a number of seconds above 0", "for example --watch 5", EXIT_INPUT)
+    filters = Filters(states=states, platforms=platforms, names=names, macs=tuple(m.lower() for m in macs))
+    if watch is None:
+        _draw(place, filters, as_json, None)
         return
-    now = snap["generated"]
-    table = Table(title=f"provision status ({path})")
-    for col in ("MAC", "name", "IP", "lease", "last event", "last fetched", "when", "stage"):
-        table.add_column(col, no_wrap=col in ("MAC", "IP"))
-    for row in snap["devices"]:
-        lease = row["lease"]
-        lease_s = "-" if not lease else lease["state"] + (" (expired)" if lease["expired"] else "")
-        ev = row["last_event"]
-        fetch = row["last_fetch"]
-        cells = [
-            row["mac"],
-            row["name"] or row["hostname"] or "-",
-            row["ip"] or "-",
-            lease_s,
-            f"{ev['kind']} {_ago(ev['ts'], now)}" if ev else "-",
-            f"{fetch['protocol']} {fetch['path']}" if fetch else "-",
-            _ago(fetch["ts"], now) if fetch else "-",
-            row.get("stage") or "-",
-        ]
-        table.add_row(*cells)
-    # Piped (a log, less, a test): lines as wide as the table needs rather than rich's 80 columns.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
-    if not snap["devices"]:
-        click.echo("no devices seen yet")
+    tty = sys.stdout.isatty() and not as_json
+    try:
+        while True:
+            if tty:
+                click.echo("\x1b[H\x1b[2J", nl=False)  # home, clear: redraw in place
+            width = terminal_width()
+            _draw(place, filters, as_json, width)
+            if tty:
+                click.echo(f"every {watch:g}s · Ctrl-C to stop")
+            elif not as_json:
+                click.echo("")
+            time.sleep(watch)
+    except KeyboardInterrupt:
+        return  # exit 0: stopping a watch is not an error
 
 
 COMMANDS = [status]

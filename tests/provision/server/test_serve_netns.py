@@ -302,6 +302,9 @@ def test_examples_lab_yml_serves(serve_netns, tmp_path):
             pytest.skip("arm64 pieces missing (scripts/setup.sh): the example's arm64 entry needs GRUB")
         raise
     client = link.client
+    # server-01 installs only when armed (docs/lifecycle.md): armed from the CLI, seen at once
+    armed = run_cli("devices", "arm", "server-01", "--lab", str(lab), "--state-dir", str(tmp_path / "state"))
+    assert armed.returncode == 0, armed.stderr
     got = udhcpc(client, tmp_path, "ex", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000",
                  "-x", "0x4d:69505845")  # fmt: skip
     assert got["ip"] == "198.18.10.11"
