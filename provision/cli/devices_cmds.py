@@ -86,7 +86,7 @@ def _fleet(place: StatePlace, write: bool) -> Iterator[tuple[Lifecycle, Store]]:
             click.echo(f"note: no state at {place.db} yet ({place.how}): nothing enrolled or armed", err=True)
             path = ":memory:"
     with Store(path) as store:
-        yield Lifecycle(store, place.lab, store), store
+        yield Lifecycle(store, place.lab, store, groups=place.cfg.groups if place.cfg else None), store
 
 
 def _enrolled(fleet: Lifecycle, lab: Inventory) -> Inventory:
@@ -429,12 +429,8 @@ def enroll_cmd(name: str, seen_mac: str | None, lab: Path | None, state_dir: Pat
         dev, problems = _doc_errors(doc)
         if place.cfg is not None and dev is not None and dev.boot and dev.boot not in place.cfg.boot.entries:
             problems.append(f"--boot: no boot entry {dev.boot!r} in {place.lab.source}")
-        if dev is not None and dev.group:
-            # Lifecycle merges enrolled devices as they are: a lab.yml group's settings reach only
-            # lab.yml's own devices (docs/lifecycle.md "Install modes").
-            click.echo(
-                f"note: --group {dev.group}: groups apply to lab.yml's devices; give --install here", err=True
-            )
+        if dev is not None and dev.group and place.cfg is not None and dev.group not in place.cfg.groups:
+            problems.append(f"--group: no group {dev.group!r} in {place.lab.source}")
         if dev is not None:
             problems += [
                 str(e.message) + f" ({e.fix})"

@@ -7,6 +7,7 @@ It lives under `devices:` in lab.yml (or in any YAML file with a top-level `devi
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -149,6 +150,12 @@ def device_from_section(data: Section) -> Device:
     return Device(**fields, macs=tuple(data["macs"]), bmc=bmc, mark=data.mark)
 
 
+def with_group(dev: Device, group: Mapping[str, str | None]) -> Device:
+    """The device with its group's settings where it has none of its own."""
+    inherited = {k: group.get(k) for k in GROUP_KEYS if getattr(dev, k) is None and group.get(k) is not None}
+    return replace(dev, **inherited) if inherited else dev  # type: ignore[arg-type]
+
+
 def devices_from_list(items: list[Section], groups: Section | None = None) -> list[Device]:
     """Devices of a `devices:` list; a device's unset fields come from its `group:` (lab.yml `groups:`)."""
     devices = [device_from_section(s) for s in items]
@@ -161,9 +168,7 @@ def devices_from_list(items: list[Section], groups: Section | None = None) -> li
                 close = difflib.get_close_matches(dev.group, list(groups), n=1)
                 fix = f"did you mean {close[0]!r}?" if close else "add it under `groups:`"
                 raise section.error("group", f"no group {dev.group!r}", fix)
-            inherited = {k: group[k] for k in GROUP_KEYS if getattr(dev, k) is None and group[k] is not None}
-            if inherited:
-                devices[i] = replace(dev, **inherited)
+            devices[i] = with_group(dev, {k: group[k] for k in GROUP_KEYS})
     seen: dict[str, Device] = {}
     for dev, section in zip(devices, items, strict=True):
         for key in (dev.name, *dev.all_macs):

@@ -29,7 +29,7 @@ from provision.config import (
     Str,
     load_file,
 )
-from provision.config.inventory import DEVICE, GROUP, Device, Inventory, devices_from_list
+from provision.config.inventory import DEVICE, GROUP, GROUP_KEYS, Device, Inventory, devices_from_list
 from provision.config.onie import ONIE, OnieSettings, settings_from_section
 
 DEFAULT_STATE_DIR = Path("/var/lib/provision")
@@ -213,6 +213,7 @@ class LabConfig:
     http_port: int = 80
     tftp_port: int = 69
     onie: OnieSettings | None = None  # the `onie:` section; None: switches are not served
+    groups: dict[str, dict[str, str | None]] = field(default_factory=dict)  # `groups:`, for enrolled devices
     source: Path | None = None
 
 
@@ -350,6 +351,7 @@ def from_section(data: Section, source: Path | None = None, check: bool = True) 
         inventory=Inventory(devices, source),
         http_port=data["http_port"],
         tftp_port=data["tftp_port"],
+        groups={name: {k: g[k] for k in GROUP_KEYS} for name, g in data["groups"].items()},
         onie=settings_from_section(data["onie"]) if data["onie"] is not None else None,
         source=source,
     )

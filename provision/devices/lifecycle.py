@@ -25,12 +25,12 @@ import enum
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from onie.platform import normalise_mac
-from provision.config.inventory import BmcConfig, Device, Inventory
+from provision.config.inventory import BmcConfig, Device, Inventory, with_group
 from provision.onie.progress import (
     KIND_FETCHED,
     KIND_REPORT,
@@ -224,8 +224,10 @@ class Lifecycle:
         expected_platform: Callable[[Device], str | None] | None = None,
         reports: bool = True,
         clock: Callable[[], float] = time.time,
+        groups: Mapping[str, Mapping[str, str | None]] | None = None,
     ) -> None:
         self.store = store
+        self.groups = dict(groups or {})  # lab.yml's `groups:`: enrolled devices take them too
         self.events: EventSink = events or (lambda _e: None)
         self.unknown_install = unknown_install
         self.expected_platform = expected_platform or (lambda d: d.platform)
@@ -250,14 +252,14 @@ class Lifecycle:
         if self.store is None:
             self._intents = dict(self._memory.intents)
             for doc, at, _by in self._memory.enrolled.values():
-                enrolled.append(device_from_doc(doc))
+                enrolled.append(self._grouped(device_from_doc(doc)))
                 self._enrolled_at[str(doc["name"])] = at
         else:
             self._version = self.store.data_version
             self._intents = {n: _intent(r) for n, r in self.store.intents().items()}
             for rec in self.store.enrolled():
                 try:
-                    enrolled.append(device_from_doc(rec.doc))
+                    enrolled.append(self._grouped(device_from_doc(rec.doc)))
                     self._enrolled_at[rec.name] = rec.enrolled_at
                 except (KeyError, TypeError, ValueError) as exc:  # a hand-edited row: skip, say so
                     log.warning("enrolled device %r is unreadable (%s): skipped", rec.name, exc)
@@ -267,6 +269,10 @@ class Lifecycle:
         """Keep intent in `store` from now on (the server opens it after building the policies)."""
         self.store = store
         self._load()
+
+    def _grouped(self, dev: Device) -> Device:
+        group = self.groups.get(dev.group) if dev.group else None
+        return with_group(dev, group) if group else dev
 
     def refresh(self) -> None:
         """Re-read intent when another process (the CLI) committed to the store since we last did."""
@@ -292,10 +298,17 @@ class Lifecycle:
         return self._enrolled_at.get(name)
 
     def reload(
-        self, lab: Inventory, *, unknown_install: bool | None = None, reports: bool | None = None
+        self,
+        lab: Inventory,
+        *,
+        unknown_install: bool | None = None,
+        reports: bool | None = None,
+        groups: Mapping[str, Mapping[str, str | None]] | None = None,
     ) -> None:
         """A new lab.yml: new inventory; intents, hand-out counts and history are kept."""
         self._lab = lab
+        if groups is not None:
+            self.groups = dict(groups)
         if unknown_install is not None:
             self.unknown_install = unknown_install
         if reports is not None:

@@ -89,6 +89,7 @@ def build_fleet(cfg: LabConfig, events: EventBus, registry: ProfileRegistry) -> 
         unknown_install=onie.unknown_install(cfg.inventory) if onie is not None else False,
         expected_platform=expected_platform(registry),
         reports=onie.report if onie is not None else True,
+        groups=cfg.groups,
     )
     events.subscribe("lifecycle", fleet.on_event)
     return fleet
@@ -221,6 +222,7 @@ class BootServer:
             cfg.inventory,
             unknown_install=cfg.onie.unknown_install(cfg.inventory) if cfg.onie is not None else False,
             reports=cfg.onie.report if cfg.onie is not None else True,
+            groups=cfg.groups,
         )
         self.policy.swap(router.boot, router.onie)
         if self.dhcp is not None:

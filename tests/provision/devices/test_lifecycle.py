@@ -178,3 +178,16 @@ def test_device_document_round_trip():
                  asset_tag="A-1", install="always")  # fmt: skip
     again = device_from_doc(device_doc(dev))
     assert again == Device(**{**dev.__dict__, "source": "store"})
+
+
+def test_enrolled_devices_take_their_groups_settings(tmp_path: Path):
+    groups = {"scratch": {"install": "always", "boot": None, "installer": None, "profile": None,
+                          "platform": None, "role": None}}  # fmt: skip
+    with Store(tmp_path / "p.db") as store:
+        lc = Lifecycle(store, Inventory([]), groups=groups)
+        lc.enroll(Device(name="tmp-01", mac="52:54:00:00:00:21", group="scratch"), by="cli:test")
+        dev = lc.inventory.named("tmp-01")
+        assert dev is not None and dev.install == "always" and lc.gate(dev).code == "always"
+        lc.reload(Inventory([]), groups={})  # the group gone from lab.yml: the default again
+        dev = lc.inventory.named("tmp-01")
+        assert dev is not None and dev.install is None and lc.gate(dev).code == "not-armed"
