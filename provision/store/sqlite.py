@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,8 @@ from typing import Any
 from provision.errors import EXIT_ENV, ProvisionError
 from pxe.dhcp.leases import Lease, LeaseState
 from pxe.policy import Event
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -117,6 +120,11 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _FLUSH_AT = 2000  # buffered rows that force a commit even inside a burst
+# Events waiting while commits fail (a full disk): the oldest go beyond this, counted; leases are
+# never dropped (docs/security.md "Full disk").
+EVENTS_BUFFER_MAX = 50_000
+WARN_EVERY_S = 60.0  # a failing commit or a dropped event: logged once a minute, counted always
+PRUNE_CHUNK = 5000  # events deleted per statement, so a prune never holds the loop for long
 
 
 def _statements(script: str) -> list[str]:
@@ -203,6 +211,8 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self.db.execute("PRAGMA busy_timeout=5000")
+            # After a checkpoint the WAL file is cut back to this: a burst leaves no giant file.
+            self.db.execute("PRAGMA journal_size_limit=16777216")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
@@ -212,6 +222,8 @@ class Store:
         self._event_timer: asyncio.TimerHandle | None = None
         self._event_interval = event_flush_interval
         self._events_flushed = time.monotonic()
+        self.counters = {"events_dropped": 0, "commit_failures": 0, "acks_on_durable": 0, "pruned": 0}
+        self._warned: dict[str, float] = {}
 
     # --- schema -------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -250,12 +262,12 @@ class Store:
         commit(). A `kill -9` can lose that last fraction of a second of events, never a lease."""
         self._events.append(event)
         if len(self._events) >= _FLUSH_AT:
-            self.flush()
+            self._flush_quietly()
         elif self._event_timer is None:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                self.flush()  # no loop: nobody else will, so now
+                self._flush_quietly()  # no loop: nobody else will, so now
                 return
             self._event_timer = loop.call_later(self._event_interval, self._timed_flush)
 
@@ -278,7 +290,24 @@ class Store:
 
     def _timed_flush(self) -> None:
         self._event_timer = None
-        self.flush()
+        self._flush_quietly()
+
+    def _warn(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -WARN_EVERY_S) >= WARN_EVERY_S:
+            self._warned[key] = now
+            log.warning(message, *args)
+
+    def _flush_quietly(self) -> None:
+        """Events on a timer or a full buffer: a failure is logged (once a minute), not raised
+        into whoever emitted the event; the events stay buffered (bounded) for the next try."""
+        try:
+            self.flush()
+        except sqlite3.Error as exc:
+            self._warn(
+                "events", "%s: events not written (%s); %d waiting, %d dropped so far",
+                self.path, exc, len(self._events), self.counters["events_dropped"],
+            )  # fmt: skip
 
     def flush(self) -> None:
         """Write everything buffered, events included."""
@@ -330,12 +359,65 @@ class Store:
                     [(mac, first, last) for mac, (first, last) in seen.items()],
                 )
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            # Put the rows back so that nothing is lost; the caller decides what to do.
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            # Put the rows back; the caller decides what to do. Leases are all kept; events up to
+            # EVENTS_BUFFER_MAX, the oldest dropped first (counted, logged once a minute).
             self._leases = {**leases, **self._leases}
             self._events = events + self._events
+            self._bound_events()
+            self.counters["commit_failures"] += 1
+            if isinstance(exc, sqlite3.Error) and leases and events:
+                # Leases are state, events telemetry: try the leases alone (a disk too full for
+                # a burst of events may still take a few lease rows in freed pages).
+                self._events, held = [], self._events
+                try:
+                    self._commit(with_events=False)
+                except sqlite3.Error:
+                    pass
+                else:
+                    self._events = held + self._events
+                    self._bound_events()
+                    return
+                self._events = held + self._events
+            if isinstance(exc, sqlite3.Error) and self._leases and self._only_renewals():
+                # The disk is full but every pending lease is a renewal of a binding the file
+                # already holds for long enough: the ACK may go (docs/security.md "Full disk").
+                self.counters["acks_on_durable"] += 1
+                self._warn(
+                    "renewals", "%s: cannot write (%s); answering renewals of leases already on disk "
+                    "(%d pending); new leases wait for space", self.path, exc, len(self._leases),
+                )  # fmt: skip
+                return
             raise
+
+    def _bound_events(self) -> None:
+        over = len(self._events) - EVENTS_BUFFER_MAX
+        if over > 0:
+            del self._events[:over]
+            self.counters["events_dropped"] += over
+            self._warn(
+                "dropped", "%s: commits failing; dropped the %d oldest unwritten events "
+                "(%d in all); leases are kept", self.path, over, self.counters["events_dropped"],
+            )  # fmt: skip
+
+    def _only_renewals(self) -> bool:
+        """Whether every pending lease write may wait: a delete (the row stays, which holds the
+        address longer, never shorter), or the same binding (IP, MAC, state) as on disk with a
+        stored expiry that covers the client until its next renewal (T1, half the new lease,
+        RFC 2131 §4.4.5): after a crash, the file still protects the address until the client
+        asks again."""
+        now = time.time()
+        for ip, lease in self._leases.items():
+            if lease is None:
+                continue
+            row = self.db.execute("SELECT mac, state, expires FROM leases WHERE ip=?", (ip,)).fetchone()
+            if row is None or row[0] != lease.mac or row[1] != lease.state.value:
+                return False
+            if row[2] < now + (lease.expires - now) / 2:
+                return False
+        return True
 
     def upsert_device(
         self,
@@ -555,6 +637,47 @@ class Store:
         if after is None:
             rows.reverse()
         return [(i, Event(kind=k, mac=m, ip=ip, detail=json.loads(d), ts=ts)) for i, ts, k, m, ip, d in rows]
+
+    # --- retention ------------------------------------------------------------------------------
+    def prune_events(
+        self, keep_per_device: int, keep_days: float, chunk: int = PRUNE_CHUNK
+    ) -> tuple[int, bool]:
+        """Delete events older than `keep_days`, and beyond the newest `keep_per_device` of each
+        MAC (events without a MAC count as one device). At most about `chunk` rows per call:
+        returns (deleted, more to do), so the caller yields to the loop between calls. The last
+        event of each class of a device (status's `events_last`, when that table exists) stays."""
+        self.flush()
+        keep_last = ""
+        has_last = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='events_last'"
+        ).fetchone()
+        if has_last:
+            keep_last = " AND id NOT IN (SELECT id FROM events_last)"
+        cutoff = time.time() - keep_days * 86400
+        deleted = self.db.execute(
+            f"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ?{keep_last} LIMIT ?)",
+            (cutoff, chunk),
+        ).rowcount
+        if deleted < chunk:
+            over = self.db.execute(
+                "SELECT mac FROM events GROUP BY mac HAVING count(*) > ? LIMIT 100", (keep_per_device,)
+            ).fetchall()
+            for (mac,) in over:
+                row = self.db.execute(
+                    "SELECT id FROM events WHERE mac IS ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                    (mac, keep_per_device),
+                ).fetchone()
+                if row is None:
+                    continue
+                deleted += self.db.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE mac IS ? AND id <= ?"
+                    f"{keep_last} LIMIT ?)",
+                    (mac, row[0], chunk - deleted),
+                ).rowcount
+                if deleted >= chunk:
+                    break
+        self.counters["pruned"] += deleted
+        return deleted, deleted >= chunk
 
     def close(self) -> None:
         if self._event_timer is not None:
