@@ -80,6 +80,7 @@ class BootPolicy(Policy):
         files: bootfiles.BootFiles,
         console_of: Callable[[Device], str | None] | None = None,
         fleet: Lifecycle | None = None,
+        callback_token: Callable[[str | None, str | None], str | None] | None = None,
     ):
         if not servers:
             raise ValueError("BootPolicy needs at least one server address")
@@ -90,6 +91,9 @@ class BootPolicy(Policy):
         self.servers = list(servers)
         self.files = files
         self.console_of = console_of or (lambda _d: None)
+        # (mac, install id) -> the install's callback token (provision.server.tokens); None: the
+        # report URL carries no token (a policy built alone, in a test)
+        self.callback_token = callback_token
         self.env = resources.template_env()
 
     # -- who is asking ---------------------------------------------------------------------------
@@ -209,8 +213,17 @@ class BootPolicy(Policy):
             return None
         return self.fleet.gate(device, key=mac)
 
-    def _report_url(self, client: Client, mac: str) -> str:
-        return f"{self.http_base(self.server_for(client))}/api/v1/report?mac={mac_dashes(mac)}"
+    def _report_url(self, client: Client, mac: str, gate: Gate | None = None) -> str:
+        """Where the installer reports. With a callback token (docs/security.md) the URL is
+        `?token=T` alone: the token names the MAC and the install, and a URL without `&` needs no
+        quoting on GRUB's `linux` line (`&` is a GRUB metacharacter) nor in iPXE's."""
+        base = f"{self.http_base(self.server_for(client))}/api/v1/report"
+        token = None
+        if self.callback_token is not None:
+            token = self.callback_token(mac, gate.install_id if gate is not None else None)
+        if token:
+            return f"{base}?token={token}"
+        return f"{base}?mac={mac_dashes(mac)}"
 
     def _local(self, template: str, device: Device, mac: str, gate: Gate) -> RenderedFile:
         text = self.env.get_template(template).render(name=device.name, mac=mac, reason=gate.reason)
@@ -239,7 +252,7 @@ class BootPolicy(Policy):
             kernel_url=f"{base}/{ks.kernel.name}",
             initrd_url=f"{base}/{ks.initrd.name}" if ks.initrd else None,
             initrd_name=ks.initrd.name if ks.initrd else None,
-            cmdline=self._cmdline(device, ks, self._report_url(client, mac) if gate else None),
+            cmdline=self._cmdline(device, ks, self._report_url(client, mac, gate) if gate else None),
         )
         if gate is not None:
             self.fleet.handed_out(device, gate, mac, client.ip, what=entry.name)
@@ -274,7 +287,7 @@ class BootPolicy(Policy):
             arch=Arch.ARM64.value,
             kernel_path=f"{base}/{ks.kernel.name}",
             initrd_path=f"{base}/{ks.initrd.name}" if ks.initrd else None,
-            cmdline=self._cmdline(device, ks, self._report_url(client, mac) if gate else None),
+            cmdline=self._cmdline(device, ks, self._report_url(client, mac, gate) if gate else None),
         )
         if gate is not None:
             self.fleet.handed_out(device, gate, mac, client.ip, what=entry.name)

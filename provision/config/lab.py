@@ -31,6 +31,14 @@ from provision.config import (
 )
 from provision.config.inventory import DEVICE, GROUP, GROUP_KEYS, Device, Inventory, devices_from_list
 from provision.config.onie import ONIE, OnieSettings, settings_from_section
+from provision.config.security import (
+    API,
+    EVENTS,
+    ApiSettings,
+    EventRetention,
+    api_from_section,
+    events_from_section,
+)
 
 DEFAULT_STATE_DIR = Path("/var/lib/provision")
 DEFAULT_LEASE_TIME = 3600
@@ -136,6 +144,8 @@ LAB = Obj(
         "boot": Field(BOOT, default=None),
         "paths": Field(PATHS, default=None),
         "onie": Field(ONIE, default=None, doc="ONIE installer serving (provision.config.onie)"),
+        "api": Field(API, default=None, doc="API access and callback limits (docs/security.md)"),
+        "events": Field(EVENTS, default=None, doc="event retention (docs/security.md)"),
         "devices": Field(List(DEVICE), default_factory=list),
         "groups": Field(Map(GROUP), default_factory=dict, doc="settings shared by devices naming the group"),
     },
@@ -214,6 +224,8 @@ class LabConfig:
     tftp_port: int = 69
     onie: OnieSettings | None = None  # the `onie:` section; None: switches are not served
     groups: dict[str, dict[str, str | None]] = field(default_factory=dict)  # `groups:`, for enrolled devices
+    api: ApiSettings = field(default_factory=ApiSettings)  # the `api:` section (docs/security.md)
+    events: EventRetention = field(default_factory=EventRetention)  # the `events:` section
     source: Path | None = None
 
 
@@ -353,6 +365,8 @@ def from_section(data: Section, source: Path | None = None, check: bool = True) 
         tftp_port=data["tftp_port"],
         groups={name: {k: g[k] for k in GROUP_KEYS} for name, g in data["groups"].items()},
         onie=settings_from_section(data["onie"]) if data["onie"] is not None else None,
+        api=api_from_section(data["api"]),
+        events=events_from_section(data["events"]),
         source=source,
     )
     if check:

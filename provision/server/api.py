@@ -7,11 +7,13 @@
   Both read the store in a worker thread, on a connection of their own (WAL: readers never block
   the server), in a bounded number of queries: polling them never holds up DHCP. At most
   `READS_QUEUED` reads wait at once; more get 503 and Retry-After.
-- GET|POST /api/v1/report?stage=&status=&nos=&version=&platform=&serial=&mac=&message=
-  The ONIE installer's progress callback (GET because busybox wget may lack --post-data; POST with
+- GET|POST /api/v1/report?stage=&status=&nos=&version=&platform=&serial=&mac=&message=&token=
+  The installer's progress callback (GET because busybox wget may lack --post-data; POST with
   a JSON object of the same fields also accepted) -> Event("installer.report", mac, ip=peer,
-  detail={fields given}) and 200 {"ok": true}. With lab.yml `onie.report: false`: 404 and no
-  event (the installer's reports are best-effort, so it goes on installing).
+  detail={fields given, install_id}) and 200 {"ok": true}. With lab.yml `onie.report: false`:
+  404 and no event (the installer's reports are best-effort, so it goes on installing). Guarded
+  by provision.server.reports (docs/security.md): 429 over the source's rate, 401 without a
+  good token of a running install, 403 from an address that is not the device's lease.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from provision.config.inventory import Inventory
 from provision.devices.lifecycle import Lifecycle
 from provision.devices.status import EVENTS_VERSION, STATE_CODES, Filters, event_dict, parse_time, snapshot
 from provision.onie.progress import KIND_REPORT
+from provision.server.access import Refusals
+from provision.server.reports import RateLimiter, ReportAuth, capped_fields
 from provision.store.sqlite import Store
 from pxe.policy import Event, EventSink
 
-REPORT_FIELDS = ("stage", "status", "nos", "version", "platform", "serial", "mac", "message")
-REPORT_MAX_VALUE = 2048
 EVENTS_DEFAULT_LIMIT = 100
 EVENTS_MAX_LIMIT = 10000
 STATUS_DEFAULT_LIMIT = 500
@@ -58,12 +60,19 @@ class Api:
         events: EventSink,
         accept_reports: bool = True,
         fleet: Lifecycle | None = None,
+        report_auth: ReportAuth | None = None,
+        report_limit: RateLimiter | None = None,
     ) -> None:
         self._store = store  # the open store (None while stopping)
         self._inventory = inventory
         self.fleet = fleet
         self.events = events
         self.accept_reports = accept_reports
+        # None: every report is believed (an Api built alone, in a test); serve always sets both
+        self.report_auth = report_auth
+        self.report_limit = report_limit
+        self.report_refusals = report_auth.refusals if report_auth is not None else Refusals()
+        self.report_counters = {"accepted": 0, "rate_limited": 0, "fields_cut": 0}
         # One reader thread: reads queue behind each other instead of competing with the loop.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-read")
         self._reads = 0
@@ -181,6 +190,12 @@ class Api:
             # 404, not 403: the endpoint is switched off, not forbidden to this caller. The
             # installer's report() ignores any failure, so the install itself is unaffected.
             return _error(404, "progress reports are switched off here", ok=False)
+        if self.report_limit is not None and not self.report_limit.allow(request.remote or "?"):
+            self.report_counters["rate_limited"] += 1
+            self.report_refusals.refuse(
+                "report_429", "report rate limit: refused a report from %s", request.remote or "?"
+            )
+            return _error(429, "too many reports from this address; slow down", ok=False)
         source: Mapping[str, Any]
         if request.method == "POST":
             try:
@@ -192,20 +207,35 @@ class Api:
             source = body
         else:
             source = request.query
-        fields: dict[str, str] = {}
-        for key in REPORT_FIELDS:
-            value = source.get(key)
-            if value is not None:
-                fields[key] = str(value)[:REPORT_MAX_VALUE]
+        fields, cut = capped_fields(source)
+        self.report_counters["fields_cut"] += cut
         mac = None
         if fields.get("mac"):
             mac = normalise_mac(fields["mac"])
             if mac is None:
-                return _error(400, f"bad mac {fields['mac']!r}: use aa:bb:cc:dd:ee:ff", ok=False)
+                return _error(400, "bad mac: use aa:bb:cc:dd:ee:ff", ok=False)
             fields["mac"] = mac
         if not fields.get("stage") and not fields.get("status"):
             return _error(400, "give at least stage= or status=", ok=False)
-        self.events(Event(kind=KIND_REPORT, mac=mac, ip=request.remote, detail=fields))
+        detail: dict[str, str] = dict(fields)
+        verdict = None
+        if self.report_auth is not None:
+            token = source.get("token")
+            verdict = self.report_auth.check(request.remote, str(token) if token else None, fields)
+            if verdict.status != 200:
+                self.report_auth.refused(verdict, request.remote)
+                return _error(verdict.status, verdict.error or "refused", ok=False)
+            if verdict.mac is not None and mac is not None and verdict.mac != mac:
+                detail["reported_mac"] = mac  # what the installer said; the token says whose
+            mac = verdict.mac or mac
+            if mac is not None:
+                detail["mac"] = mac
+            if verdict.install_id:
+                detail["install_id"] = verdict.install_id  # the lifecycle ends that arming only
+        self.report_counters["accepted"] += 1
+        self.events(Event(kind=KIND_REPORT, mac=mac, ip=request.remote, detail=detail))
+        if verdict is not None and self.report_auth is not None:
+            self.report_auth.done(verdict, fields)
         return web.json_response({"ok": True})
 
 

@@ -28,12 +28,14 @@ from provision.boot.policy import BootPolicy, ServerAddress, profile_console
 from provision.config.check import check_config
 from provision.config.inventory import Device
 from provision.config.lab import Arch, LabConfig, Subnet, check_files, load_lab
+from provision.config.onie import DiscoveryMode
 from provision.config.profiles import ProfileRegistry
 from provision.devices.lifecycle import Lifecycle
 from provision.errors import ProvisionError
 from provision.onie.policy import OniePolicy
 from provision.onie.progress import record_identity
 from provision.server import hostnet
+from provision.server.access import DeviceFileGuard, LeaseIndex, ReadGuard, Refusals
 from provision.server.api import Api
 from provision.server.events import AddressBook, EventBus, log_event
 from provision.server.preflight import (
@@ -45,8 +47,12 @@ from provision.server.preflight import (
     resolve_interfaces,
     server_addresses,
 )
+from provision.server.reports import RateLimiter, ReportAuth
 from provision.server.router import Router
 from provision.server.summary import summary_lines
+from provision.server.tokens import Tokens, load_secret, write_read_token
+from provision.store.integrity import open_checked
+from provision.store.retention import prune_forever
 from provision.store.sqlite import Store, StoreError
 from pxe.dhcp import DhcpServer, DhcpServerConfig, DhcpStartError, Reservation, start_dhcp
 from pxe.dhcp import Mode as DhcpMode
@@ -103,10 +109,15 @@ def build_router(
     addresses: AddressBook,
     registry: ProfileRegistry,
     fleet: Lifecycle | None = None,
+    tokens: Tokens | None = None,
 ) -> Router:
-    """The one policy: the server boot policy, and the ONIE policy when lab.yml has `onie:`."""
+    """The one policy: the server boot policy, and the ONIE policy when lab.yml has `onie:`.
+    `tokens`: callback tokens in the URLs handed out (docs/security.md)."""
     fleet = fleet or build_fleet(cfg, events, registry)
-    boot = BootPolicy(cfg, servers, files, console_of=profile_console(registry), fleet=fleet)
+    token_for = tokens.for_handout if tokens is not None else None
+    boot = BootPolicy(
+        cfg, servers, files, console_of=profile_console(registry), fleet=fleet, callback_token=token_for
+    )
     onie = None
     if cfg.onie is not None:
 
@@ -122,6 +133,7 @@ def build_router(
             mac_of_ip=addresses,
             asic_of_platform=switch_asics(registry).get,
             fleet=fleet,
+            callback_token=token_for,
         )
         events.subscribe("onie policy", onie.learn)
     return Router(boot, onie)
@@ -138,6 +150,11 @@ class BootServer:
         self.events = EventBus()
         self.events.subscribe("address book", self.addresses.learn)
         self.events.subscribe("log", log_event)
+        # MAC <-> address of the leases we ACKed: who may report for a device, and fetch its files
+        self.leases = LeaseIndex()
+        self.events.subscribe("lease index", self.leases.learn)
+        self.tokens: Tokens | None = None
+        self.refusals = Refusals()
         self.policy: Router | None = None
         self.fleet: Lifecycle | None = None
         self.registry = ProfileRegistry()
@@ -161,9 +178,11 @@ class BootServer:
         self.ifaces = resolve_interfaces(self.cfg)
         servers = server_addresses(self.cfg, self.ifaces)
         files = self._boot_files(self.cfg, servers)
+        # The callback tokens' secret (state dir, 0600, made at first start): SecretError, exit 3
+        self.tokens = Tokens(load_secret(self.cfg.paths.state_dir), ttl=self.cfg.api.token_ttl)
         self.fleet = build_fleet(self.cfg, self.events, self.registry)
         self.policy = build_router(
-            self.cfg, servers, files, self.events, self.addresses, self.registry, self.fleet
+            self.cfg, servers, files, self.events, self.addresses, self.registry, self.fleet, self.tokens
         )
 
     def _boot_files(self, cfg: LabConfig, servers: list[ServerAddress]) -> loaders.BootFiles:
@@ -213,7 +232,9 @@ class BootServer:
             return False
         old_onie = self.policy.onie
         self.events.unsubscribe("onie policy")
-        router = build_router(cfg, servers, files, self.events, self.addresses, self.registry, self.fleet)
+        router = build_router(
+            cfg, servers, files, self.events, self.addresses, self.registry, self.fleet, self.tokens
+        )
         if old_onie is not None and router.onie is not None:
             router.onie.carry_over(old_onie)  # what switches said, for their headerless requests
         # From here on nothing awaits: the swap is atomic for every front end.
@@ -253,10 +274,12 @@ class BootServer:
         db = self.cfg.paths.db_path
         db.parent.mkdir(parents=True, exist_ok=True)
         try:
-            store = Store(db)
+            # WAL checked before SQLite replays it, quick_check after (provision.store.integrity)
+            store = open_checked(db)
         except StoreError as exc:
             raise ServeError(
-                str(exc), f"move {db} aside (it is not a provision state file) or pick another --state-dir"
+                str(exc),
+                exc.fix or f"move {db} aside (it is not a provision state file) or pick another --state-dir",
             ) from None
         self.events.subscribe("store", store.add_event)
         if self.fleet is not None:
@@ -264,12 +287,39 @@ class BootServer:
         if self.cfg.onie is not None:
             # onie.discovered -> the devices table's serial and platform
             self.events.subscribe("onie identity", record_identity(store))
+        self.leases.seed(store.leases())
         for lease in store.leases():
             self.addresses.by_ip[lease.ip] = lease.mac
         for dev in self.cfg.inventory.devices:
             if dev.ip and dev.mac:
                 self.addresses.by_ip.setdefault(dev.ip, dev.mac)
         return store
+
+    def _report_auth(self) -> ReportAuth:
+        assert self.tokens is not None
+        onie = self.cfg.onie
+        return ReportAuth(
+            self.tokens,
+            self.leases,
+            self.fleet,
+            # Only where no URL of ours can carry a token (docs/security.md)
+            tokenless_by_lease=onie is not None and onie.discovery is not DiscoveryMode.EXACT,
+            refusals=self.refusals,
+        )
+
+    def _read_guard(self) -> ReadGuard:
+        assert self.tokens is not None
+        read_token = None
+        if self.cfg.api.read.value == "token":
+            read_token = self.tokens.read_token()
+            path = write_read_token(self.cfg.paths.state_dir, self.tokens)
+            log.info("api.read: token; the bearer token is in %s", path)
+        return ReadGuard(
+            self.cfg.api,
+            own_addresses=lambda: [str(i.address) for i in self.ifaces],
+            read_token=read_token,
+            refusals=self.refusals,
+        )
 
     def _roots(self) -> tuple[Path, Path]:
         p = self.cfg.paths
@@ -342,8 +392,21 @@ class BootServer:
         tftp_root, http_root = self._roots()
         report = self.cfg.onie.report if self.cfg.onie is not None else True
         api = self.api = Api(
-            lambda: self.store, self.cfg.inventory, self.events, accept_reports=report, fleet=self.fleet
+            lambda: self.store,
+            self.cfg.inventory,
+            self.events,
+            accept_reports=report,
+            fleet=self.fleet,
+            report_auth=self._report_auth(),
+            report_limit=RateLimiter(self.cfg.api.report_rate, self.cfg.api.report_burst),
         )
+        routes = self._read_guard().wrap(api.routes())
+        # Per-device files (iPXE scripts, grub.cfg) only to the address holding the MAC's lease
+        policy = DeviceFileGuard(self.policy, self.leases, self.refusals)
+        retention = asyncio.get_running_loop().create_task(
+            prune_forever(lambda: self.store, self.cfg.events), name="event retention"
+        )
+        self._closers.append(retention.cancel)
         # Descriptors: the soft limit raised to what the TFTP/HTTP caps need (caps lowered to fit
         # a low hard limit), so both refuse new work at their caps, never with EMFILE.
         plan = plan_descriptors(len(self.ifaces), HttpLimits().backlog)
@@ -359,7 +422,7 @@ class BootServer:
                     max_transfers=plan.tftp_transfers,
                 )
                 await self._bind(
-                    start_tftp(tftp, self.policy, self.events, self.addresses),
+                    start_tftp(tftp, policy, self.events, self.addresses),
                     "udp",
                     self.cfg.tftp_port,
                     addr,
@@ -377,7 +440,7 @@ class BootServer:
                     limits=HttpLimits(max_connections=plan.http_connections),
                 )
                 await self._bind(
-                    start_http(http, self.policy, self.events, api.routes(), self.addresses.for_request),
+                    start_http(http, policy, self.events, routes, self.addresses.for_request),
                     "tcp",
                     self.cfg.http_port,
                     addr,

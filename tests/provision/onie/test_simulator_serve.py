@@ -85,13 +85,19 @@ def test_exact_url_and_pin(link, tmp_path, installers):
     sw = doc["switches"][0]
     url = f"http://{SERVER_IP}:8080/onie-installer-{ACCTON}.bin"
     assert rc == 0, sp.output
-    assert sw["lease"]["onie_url"] == url and sw["lease"]["default_url"] == url
-    assert [a["url"] for a in sw["attempts"]] == [url]
+    # the exact URL carries the install's callback token (docs/security.md)
+    assert (
+        sw["lease"]["onie_url"].startswith(url + "?token=")
+        and sw["lease"]["default_url"] == sw["lease"]["onie_url"]
+    )
+    assert [a["url"] for a in sw["attempts"]] == [sw["lease"]["onie_url"]]
     assert sw["installer"]["sha256"] == installers[ACCTON]
     # the inventory pins serial PINNED-1 to demo 2.0: same URL, the pinned file
     rc, doc, _ = onie_sim(client, "--serial", "PINNED-1", "--platform", KVM)
     sw = doc["switches"][0]
-    assert rc == 0 and sw["installer"]["url"] == f"http://{SERVER_IP}:8080/onie-installer-{KVM}.bin"
+    assert rc == 0 and sw["installer"]["url"].startswith(
+        f"http://{SERVER_IP}:8080/onie-installer-{KVM}.bin?token="
+    )
     assert sw["installer"]["sha256"] == installers["pinned"]
     assert sw["lease"]["ip"] == "198.18.31.50"  # the inventory's reservation, found by serial
 
@@ -174,7 +180,7 @@ def test_count_20_mixed_platforms(link, tmp_path, installers):
     switches = doc["switches"]
     assert len({s["mac"] for s in switches}) == 20 and len({s["lease"]["ip"] for s in switches}) == 20
     for s in switches:
-        assert s["installer"]["url"].endswith(f"/onie-installer-{s['platform']}.bin")
+        assert s["installer"]["url"].split("?token=")[0].endswith(f"/onie-installer-{s['platform']}.bin")
         assert s["installer"]["sha256"] == installers[s["platform"]], s["mac"]
     status = subprocess.run(
         cli_argv("status", "--json", "--state-dir", str(tmp_path / "state")),
@@ -218,15 +224,16 @@ def test_busybox_udhcpc_with_onies_arguments(link, tmp_path, installers):
     client.run(argv, env={"OUT": str(out), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     sp.stop()
     env = dict(line.split("=", 1) for line in out.read_text().split())
-    url = f"http://{SERVER_IP}:8080/onie-installer-{ACCTON}.bin"
-    assert bytes.fromhex(env["opt114"]).decode() == url
+    url = bytes.fromhex(env["opt114"]).decode()  # with the install's token (docs/security.md)
+    assert url.startswith(f"http://{SERVER_IP}:8080/onie-installer-{ACCTON}.bin?token=")
     assert discovery.urls_from_vivso(bytes.fromhex(env["opt125"])) == {discovery.SubOption.INSTALLER_URL: url}
     assert "dhcp.ack" in sp.output and f"vendor_class=onie_vendor:{ACCTON}" in sp.output
 
 
 def test_onie_report_false_switches_the_report_endpoint_off(link, tmp_path, installers):
-    """lab.yml `onie.report` reaches pxe.http: true (the default) records installer.report events;
-    false answers 404 and records nothing (the installer's report() ignores failures)."""
+    """lab.yml `onie.report` reaches pxe.http: true (the default) keeps the endpoint on (a report
+    without the install's token is refused there: 401, docs/security.md); false answers 404 and
+    records nothing (the installer's report() ignores failures)."""
     client = link.client
     curl = require_tool("curl")
     client.run(["ip", "addr", "add", "198.18.31.2/24", "dev", "oc0"])
@@ -237,9 +244,9 @@ def test_onie_report_false_switches_the_report_endpoint_off(link, tmp_path, inst
 
     path = lab(tmp_path)
     sp = link.serve(str(path))
-    assert post_report() == "200"
+    assert post_report() == "401"
     sp.stop()
-    assert "installer.report" in sp.output
+    assert "report refused (401)" in sp.output and "installer.report" not in sp.output
     path.write_text(path.read_text().replace("  discovery: exact\n", "  discovery: exact\n  report: false\n"))
     assert "report: false" in path.read_text()
     sp = link.serve(str(path))

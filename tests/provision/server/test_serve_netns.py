@@ -123,11 +123,18 @@ def test_serve_end_to_end_with_real_clients(link, lab, tmp_path):
     assert row["lease"]["state"] == "bound"
     assert row["last_fetch"]["path"].endswith("undionly.kpxe")
     assert row["last_fetch"]["protocol"] == "tftp"
-    # the same view over the HTTP API, and the device's events
-    api = json.loads(client.run(["curl", "-sSf", f"http://{SERVER_IP}/api/v1/status"]).stdout)
+    # the same view over the HTTP API, and the device's events: on the server itself (api.read:
+    # local, the default); a host on the boot LAN is refused (docs/security.md)
+    for path in ("/api/v1/status", f"/api/v1/events?mac={CLIENT_MAC}"):
+        code = client.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{SERVER_IP}{path}"]
+        )
+        assert code.stdout == "403", path
+    server = link.server
+    api = json.loads(server.run(["curl", "-sSf", f"http://{SERVER_IP}/api/v1/status"]).stdout)
     assert any(r["mac"] == CLIENT_MAC and r["name"] == "box-01" for r in api["devices"])
     evs = json.loads(
-        client.run(["curl", "-sSf", f"http://{SERVER_IP}/api/v1/events?mac={CLIENT_MAC}"]).stdout
+        server.run(["curl", "-sSf", f"http://{SERVER_IP}/api/v1/events?mac={CLIENT_MAC}"]).stdout
     )
     kinds = [e["kind"] for e in (evs["events"] if isinstance(evs, dict) else evs)]
     assert "dhcp.ack" in kinds and "tftp.sent" in kinds
