@@ -130,6 +130,8 @@ class HttpServer:
         self.resolve_mac = resolve_mac
         limits = config.limits
         self.gate = Gate(limits.max_connections, limits.max_per_client)
+        # Admitted connections whose first request's headers have not arrived, oldest first.
+        self.waiting: dict[_Guard, None] = {}
         self.bounds = Bounds(log)
         self.stats = self.bounds.stats  # every bound reached, for the observability export
         self.app = web.Application(
@@ -508,6 +510,8 @@ class _Guard(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         self.peer = str(peername[0]) if peername else "?"
         refused = owner.gate.admit(self.peer)
+        if refused == "total" and self.peer not in owner.gate.by_source and self._evict_waiting():
+            refused = owner.gate.admit(self.peer)
         if refused is not None:
             if refused == "total":
                 owner.bounds.hit(
@@ -536,8 +540,36 @@ class _Guard(asyncio.Protocol):
                     socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(limits.send_stall_timeout * 1000)
                 )
         self.timer = asyncio.get_running_loop().call_later(limits.header_timeout, self._header_timeout)
+        owner.waiting[self] = None
         self.inner = self.factory()
         self.inner.connection_made(transport)
+
+    def _evict_waiting(self) -> bool:
+        """At the total cap, a source with no connection yet takes the slot of the oldest
+        connection that has not sent its first request's headers (an idle connect: what a
+        flood is made of). Without this, idle connections from many addresses would lock every
+        new client out until the header timeout."""
+        owner = self.owner
+        victim = next(iter(owner.waiting), None)
+        if victim is None or victim.transport is None:
+            return False
+        owner.bounds.hit(
+            "http.evicted_idle",
+            "http: at the cap, closed an idle connection from %s (no request yet) to serve a new client",
+            victim.peer,
+        )
+        victim._release()
+        victim.transport.abort()
+        return True
+
+    def _release(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.owner.waiting.pop(self, None)
+        if self.peer:
+            self.owner.gate.release(self.peer)
+            self.peer = ""
 
     def _header_timeout(self) -> None:
         self.timer = None
@@ -557,6 +589,7 @@ class _Guard(asyncio.Protocol):
                 self.timer.cancel()
                 self.timer = None
                 self.tail = b""
+                self.owner.waiting.pop(self, None)
             else:
                 self.tail = seen[-3:]
         if self.inner is not None:
@@ -574,12 +607,7 @@ class _Guard(asyncio.Protocol):
             self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.peer:
-            self.owner.gate.release(self.peer)
-            self.peer = ""
+        self._release()
         if self.inner is not None:
             inner, self.inner = self.inner, None
             inner.connection_lost(exc)

@@ -8,8 +8,14 @@
 
 - Each transfer runs on its own ephemeral port (the RFC 1350 transfer ID) with its own
   retransmit timer; many run concurrently on one loop.
-- Options: blksize 8..65464 (clamped to `Limits.max_blksize`), tsize, timeout 1..255,
-  windowsize (clamped to `Limits.max_windowsize`, 64). Invalid ones are left out of the OACK.
+- Options: blksize 8..65464 (clamped to `Limits.max_blksize`), tsize, timeout 1..
+  `Limits.max_timeout` (10; a larger one is declined, RFC 2349 allowing no lowering), windowsize
+  (clamped to `Limits.max_windowsize`, 64). Invalid ones are left out of the OACK.
+- Bounds (docs/netboot.md "Limits"): `TftpConfig.max_transfers` and `max_per_client`, checked
+  before any work (ERROR 0 "server busy"; at the total cap a new source takes the slot of the
+  oldest never-ACKed transfer), a lifetime per transfer (`Limits.lifetime` + size /
+  `Limits.min_rate`), a lazy read-ahead. `server.stats` counts every bound reached; each is
+  logged at most once a minute.
 - Write requests are always refused (error 2): a boot server has nothing to accept.
 - Before the file tree, `policy.render(Client(protocol=TFTP, ip=requester, path=name,
   mac=resolve_mac(ip) or ""), name)` is asked: RenderedFile content -> those bytes, path -> that

@@ -215,6 +215,8 @@ class TftpServer:
         if existing is not None and not existing.done:
             return True
         refused = self.gate.admit(peer[0])
+        if refused == "total" and peer[0] not in self.gate.by_source and self._evict_idle():
+            refused = self.gate.admit(peer[0])
         if refused is None:
             self.gate.release(peer[0])  # counted in for real by _start, once a transfer exists
             return True
@@ -235,6 +237,23 @@ class TftpServer:
             )
         with contextlib.suppress(OSError):
             self.sock.sendto(P.build_error(P.ErrorCode.NOT_DEFINED, "server busy"), peer)
+        return False
+
+    def _evict_idle(self) -> bool:
+        """At the total cap, a source with no transfer yet takes the slot of the oldest transfer
+        that never got past its first packet (an RRQ nobody ACKs: what a flood is made of; a
+        real client's transfer is moving and is never chosen). Without this, idle RRQs from
+        many addresses would lock every new client out until they time out."""
+        for transfer in self.transfers.values():
+            if transfer.at_first_packet and not transfer.done:
+                ip = self._meta.get(transfer, ("?", "", None))[0]
+                self.bounds.hit(
+                    "tftp.evicted_idle",
+                    "tftp: at the cap, ended an idle transfer to %s (no ACK yet) to serve a new client",
+                    ip,
+                )
+                transfer.abort("server busy")
+                return True
         return False
 
     def _open(self, packet: P.Request, peer: tuple[str, int], mac: str | None) -> Source | None:

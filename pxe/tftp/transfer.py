@@ -261,6 +261,11 @@ class ReadTransfer:
     def cancel(self) -> None:
         self._finish(Outcome.CANCELLED)
 
+    def abort(self, message: str) -> None:
+        """End it now, telling the client (ERROR 0 `message`)."""
+        self._send(P.build_error(P.ErrorCode.NOT_DEFINED, message))
+        self._finish(Outcome.CANCELLED, None, message)
+
     @property
     def done(self) -> bool:
         """True once `_finish` ran. A method call can get there (`_send` on ICMP port

@@ -328,16 +328,23 @@ def test_idle_connections_are_capped_per_client_and_closed(limited, caplog):
         s.close()
 
 
-def test_total_connection_cap_answers_503(limited):
-    srv = limited(max_connections=10, max_per_client=32, header_timeout=2.0)
+def test_total_connection_cap_answers_503_and_a_new_client_is_still_served(limited):
+    srv = limited(max_connections=10, max_per_client=32, header_timeout=3.0)
     conns = idle_connections(srv.port, 10)
     assert wait_until(lambda: srv.connections == 10)
-    status, headers, _ = curl(f"{srv.url}/f.bin")  # at the cap: refused, not hung
-    assert status == 503 and headers["retry-after"] == "5"
+    # At the cap, a source that holds connections is refused: 503 and closed, not hung.
+    extra = idle_connections(srv.port, 1)[0]
+    got = closed_by_server(extra, 5)
+    assert got is not None and got.startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in got
     assert srv.stats["http.busy_total"] == 1
-    assert wait_until(lambda: srv.connections == 0)  # the idle ones time out
+    # A new client takes the slot of the oldest connection that never sent a request.
+    status, _, body = curl(f"{srv.url}/f.bin")
+    assert status == 200 and body == (srv.root / "f.bin").read_bytes()
+    assert srv.stats["http.evicted_idle"] == 1
+    assert closed_by_server(conns[0], 5) is not None  # the oldest idle one
+    assert wait_until(lambda: srv.connections == 0)  # the rest time out
     assert curl(f"{srv.url}/f.bin")[0] == 200
-    for s in conns:
+    for s in [*conns, extra]:
         s.close()
 
 

@@ -133,9 +133,11 @@ def test_tftp_flood_is_refused_at_the_cap_and_http_keeps_serving(link, lab, tmp_
     flood = attack(link, "tftp", 8, 6)
     assert flood.stdout is not None
     sent, busy = map(int, flood.stdout.readline().split())
-    assert sent == 640 and busy == 640 - 128  # refused with ERROR "server busy", not dropped
+    # Refused with ERROR "server busy", not dropped: all but the 128 admitted, less one per new
+    # source once at the cap (its first request takes an idle transfer's slot).
+    assert sent == 640 and 640 - 128 - 80 <= busy <= 640 - 128
     # During the flood: HTTP serves (at ~510 RRQs it used to be down with EMFILE).
-    got = link.client.run([curl, "-sS", "-m", "10", f"http://{SERVER_IP}/hello.txt"])
+    got = link.client.run([curl, "-sSf", "-m", "10", f"http://{SERVER_IP}/hello.txt"])
     assert got.stdout == "hello over http\n"
     flood.wait(30)
     assert_no_descriptor_trouble(sp.output)
@@ -149,7 +151,10 @@ def test_http_flood_is_refused_at_the_cap_and_tftp_keeps_serving(link, lab, tmp_
     flood = attack(link, "http", 8, 4)
     assert flood.stdout is not None
     sent, busy = map(int, flood.stdout.readline().split())
-    assert sent == 640 and busy == 640 - 128
+    assert sent == 640 and 640 - 128 - 80 <= busy <= 640 - 128  # as for TFTP above
+    # During: a client that holds no connection is served (it takes an idle one's slot).
+    got = link.client.run([curl, "-sSf", "-m", "10", f"http://{SERVER_IP}/hello.txt"])
+    assert got.stdout == "hello over http\n"
     out = tmp_path / "boot.bin"
     link.client.run([tftp, SERVER_IP, "-m", "binary", "-c", "get", "boot.bin", str(out)])
     assert out.read_bytes() == b"B" * 200_000
@@ -157,7 +162,7 @@ def test_http_flood_is_refused_at_the_cap_and_tftp_keeps_serving(link, lab, tmp_
     # After: the idle connections are closed at the header timeout; HTTP serves again.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        got = link.client.run([curl, "-s", "-m", "5", f"http://{SERVER_IP}/hello.txt"], check=False)
+        got = link.client.run([curl, "-sf", "-m", "5", f"http://{SERVER_IP}/hello.txt"], check=False)
         if got.stdout == "hello over http\n":
             break
         time.sleep(0.5)
