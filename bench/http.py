@@ -58,11 +58,12 @@ def serve(root: str, port: int) -> None:
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     sys.path.insert(0, str(REPO))
-    from pxe.http import HttpConfig, start_http
+    from pxe.http import HttpConfig, HttpLimits, start_http
 
-    serve_counting(
-        lambda sink: start_http(HttpConfig(root=Path(root), bind_addr="127.0.0.1", port=port), None, sink)
-    )
+    # Every client of this bench is 127.0.0.1: the per-client cap is lifted for it.
+    limits = HttpLimits(max_per_client=100_000)
+    config = HttpConfig(root=Path(root), bind_addr="127.0.0.1", port=port, limits=limits)
+    serve_counting(lambda sink: start_http(config, None, sink))
 
 
 def free_port() -> int:
