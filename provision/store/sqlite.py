@@ -368,7 +368,15 @@ class Store:
             self._events = events + self._events
             self._bound_events()
             self.counters["commit_failures"] += 1
-            if isinstance(exc, sqlite3.Error) and leases and events:
+            if isinstance(exc, sqlite3.Error) and not leases:
+                # Only events were to be written: telemetry, never a reason to withhold a reply
+                # (an OFFER writes no lease). They wait, bounded, for the next commit.
+                self._warn(
+                    "events", "%s: events not written (%s); %d waiting, %d dropped so far",
+                    self.path, exc, len(self._events), self.counters["events_dropped"],
+                )  # fmt: skip
+                return
+            if isinstance(exc, sqlite3.Error) and events:
                 # Leases are state, events telemetry: try the leases alone (a disk too full for
                 # a burst of events may still take a few lease rows in freed pages).
                 self._events, held = [], self._events

@@ -18,7 +18,7 @@ from provision.store.retention import prune_once
 from provision.store.sqlite import Store
 from pxe.dhcp.leases import Lease, LeaseState
 from pxe.policy import Event
-from tests.support.tools import require_root
+from tests.support.tools import require_root, require_tool
 
 MACS = [f"52:54:00:33:00:{i:02x}" for i in range(3)]
 
@@ -116,3 +116,73 @@ def test_full_disk_renewals_answered_new_leases_wait_events_bounded(small_disk, 
         assert store.events(mac=MACS[1])[-1].detail["i"] == 1199  # the newest were kept
     finally:
         store.close()
+
+
+FULL_DISK_LAB = """\
+interfaces: [fd0]
+subnets:
+  - network: 198.18.36.0/24
+    interface: fd0
+    pool: [198.18.36.100-198.18.36.150]
+    lease_time: 3600
+paths:
+  state_dir: {state}
+  db: {db}
+devices:
+  - {{name: old-01, mac: "52:54:00:36:00:01"}}
+  - {{name: new-01, mac: "52:54:00:36:00:02"}}
+"""
+UDHCPC_SCRIPT = '#!/bin/sh\n[ "$1" = bound ] || exit 0\necho "$ip" > "$OUT"\n'
+
+
+@pytest.mark.netns
+def test_full_disk_dhcp_still_answers_a_committed_lease(serve_netns, small_disk, tmp_path):
+    """`provision serve` with its database on a disk that fills up: udhcpc renewing the lease it
+    already holds is answered; a new client waits (its lease could not be made durable)."""
+    busybox = require_tool("busybox")
+    link = serve_netns(server_if="fd0", client_if="fc0", server_addr="198.18.36.1/24",
+                       client_mac="52:54:00:36:00:01", prefix="fd")  # fmt: skip
+    lab = tmp_path / "lab.yml"
+    lab.write_text(FULL_DISK_LAB.format(state=tmp_path / "state", db=small_disk / "provision.db"))
+    script = tmp_path / "udhcpc.sh"
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+
+    def udhcpc(name: str, *extra: str) -> str | None:
+        out = tmp_path / f"{name}.ip"
+        link.client.run(
+            [
+                busybox,
+                "udhcpc",
+                "-i",
+                "fc0",
+                "-n",
+                "-q",
+                "-f",
+                "-t",
+                "3",
+                "-T",
+                "1",
+                "-s",
+                str(script),
+                *extra,
+            ],
+            env={"OUT": str(out), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            check=False,
+        )
+        return out.read_text().strip() if out.exists() else None
+
+    sp = link.serve(str(lab))
+    first = udhcpc("first")
+    assert first is not None and first.startswith("198.18.36."), sp.output
+    time.sleep(0.5)  # its events written too
+    _fill(small_disk)
+    got = udhcpc("renew", "-r", first)
+    assert got == first, sp.output[-4000:]  # the committed lease: still answered
+    link.client.run(["ip", "link", "set", "fc0", "address", "52:54:00:36:00:02"])
+    assert udhcpc("newcomer") is None  # a new binding cannot be made durable: no ACK
+    (small_disk / "filler").unlink()
+    assert udhcpc("newcomer-again") is not None  # space again: served
+    sp.stop()
+    assert "answering renewals of leases already on disk" in sp.output
+    assert sp.output.count("Traceback") == 0 or "lease store commit failed" in sp.output
