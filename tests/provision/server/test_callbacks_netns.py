@@ -228,3 +228,26 @@ def test_onie_switch_installs_while_forged(link, lab, tmp_path):
     assert device(lab, "leaf-01")["state"] == "installed"
     sp.stop()
     assert "forged" not in "".join(line for line in sp.output.splitlines() if "installer.report" in line)
+
+
+def test_inexact_mode_reports_without_token_only_from_the_lease(link, lab, tmp_path):
+    """ONIE's inexact mode: the installer is fetched by a name ONIE builds (no URL of ours, no
+    token), so a token-less report is believed from the address holding the switch's lease, for
+    that MAC only; the forger's is refused."""
+    require_tool("curl")
+    client = link.client
+    lab.write_text(lab.read_text().replace("  installers:", "  discovery: inexact\n  installers:"))
+    sp = link.serve(str(lab))
+    assert run_cli("devices", "arm", "leaf-01", "--lab", str(lab)).returncode == 0
+    add_forger(client)
+    base = f"http://{SERVER_IP}/api/v1/report"
+    forged = f"{base}?stage=complete&status=failed&serial=LEAF-1&mac={SWITCH_MAC}"
+    assert http(client, forged, FORGER_IP)[0] == "401"  # no lease at the forger's address
+    rc, doc, _ = onie_sim(client, "--serial", "LEAF-1", "--platform", KVM, "--mac", SWITCH_MAC, ifname="cc0")
+    sw = doc["switches"][0]
+    assert rc == 0 and sw["lease"]["onie_url"] is None, sp.output
+    assert device(lab, "leaf-01")["state"] == "installed"  # its token-less reports were believed
+    client.run(["ip", "addr", "add", f"{SWITCH_IP}/24", "dev", "cc0"])
+    other = f"{base}?stage=complete&status=failed&mac=52:54:00:22:00:01"
+    assert http(client, other, SWITCH_IP)[0] == "403"  # the lease holder speaks for itself only
+    assert http(client, forged, FORGER_IP)[0] == "401"
