@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from onie.installer.fit import RAMDISK
+from onie.installer.fit import CONFIG, RAMDISK
 from onie.installer.model import InstallerSpec, PlatformInfo, UBootMedium
 from onie.kernel_cmdline import console_arg, kernel_args
 from onie.layout import Role, human_size
@@ -98,7 +98,11 @@ def uboot_env(spec: InstallerSpec, platform: PlatformInfo, fit_size: int) -> dic
         nos_load = f"{rescan}; {iface} dev {devnum}; {iface} read {load} 0x{u.offset // 512:x} 0x{blocks:x}"
     else:
         nos_load = f"cp.b 0x{u.flash_address:x} {load} 0x{fit_size:x}"
-    bootm = f"bootm {load}"
+    # The configuration by name: a U-Boot built with CONFIG_FIT_BEST_MATCH (Debian's qemu_arm64)
+    # ignores the FIT's `default` and looks for one whose fdt matches the board's compatible; a
+    # FIT without a device tree (bootm_fdt below) then has none ("Could not find configuration
+    # node"). One configuration: naming it is right everywhere.
+    bootm = f"bootm {load}#{CONFIG}"
     if not u.fdt and u.bootm_fdt:  # no device tree in the FIT: the board's own (e.g. QEMU's)
         bootm += f" {load}:{RAMDISK} {u.bootm_fdt}"
     # In write order: nos_bootcmd last, so that an install stopped half-way leaves ONIE's.

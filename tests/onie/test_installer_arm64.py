@@ -141,7 +141,7 @@ def test_uboot_installer_carries_a_fit_image_mkimage_made(tmp_path: Path) -> Non
     assert kernel.read_bytes() == (tmp_path / "spec/arm/Image").read_bytes()
     env = dict(line.split(" ", 1) for line in got["installer/uboot-env.txt"].decode().splitlines())
     assert env["nos_load"] == "mmc rescan; ext4load mmc 0:2 ${loadaddr} /boot/nos.itb"
-    assert env["nos_bootcmd"].endswith("run nos_load && run nos_bootargs && bootm ${loadaddr}")
+    assert env["nos_bootcmd"].endswith("run nos_load && run nos_bootargs && bootm ${loadaddr}#conf-1")
     assert env["nos_bootargs"] == "setenv bootargs quiet console=ttyS0,115200n8"
     # Never ONIE's own variables: bootcmd runs check_boot_reason before nos_bootcmd.
     assert "bootcmd" not in env and "onie_boot_reason" not in env
@@ -232,7 +232,10 @@ def test_uboot_disk_install_writes_partition_fit_and_environment(tmp_path: Path)
         )
         boot = disk.by_name("TNOS-BOOT")
         assert after["nos_load"] == f"mmc rescan; ext4load mmc 0:{boot.number} ${{loadaddr}} /boot/nos.itb"
-        assert after["nos_bootcmd"].endswith("bootm ${loadaddr}") and after["provision_nos"] == "tnos 2.1.0"
+        assert (
+            after["nos_bootcmd"].endswith("bootm ${loadaddr}#conf-1")
+            and after["provision_nos"] == "tnos 2.1.0"
+        )
         assert after["bootcmd"] == "run check_boot_reason; run nos_bootcmd; run onie_bootcmd"
         assert after["onie_boot_reason"] == "rescue", "the installer must leave onie_boot_reason to ONIE"
         assert [e.name for e in disk.entries()].count("TNOS-BOOT") == 1
