@@ -52,6 +52,31 @@ arm64_pieces() {
 }
 arm64_pieces
 
+# The arm64 ONIE-like guests of tests/vm/test_onie_arm64_e2e.py (tests/support/onie_guest_arm64.py)
+# run the tools a NOS installer calls as arm64 binaries, taken like arm64_pieces: Debian's arm64
+# .debs unpacked (never installed) into $ARM64_CACHE/tools; the test finds each binary's shared
+# libraries there by readelf's NEEDED entries.
+ARM64_ONIE_PKGS="libc6 libgcc-s1 libstdc++6 gdisk libpopt0 e2fsprogs libext2fs2 libcom-err2 libss2
+  libblkid1 libuuid1 dosfstools util-linux libsmartcols1 libmount1 libselinux1 libpcre2-8-0 libudev1
+  efibootmgr libefiboot1 libefivar1 grub-common grub2-common libdevmapper1.02.1 liblzma5
+  libubootenv-tool libubootenv0.1 libyaml-0-2 zlib1g"
+arm64_onie_tools() {
+  local want
+  want=$(echo $ARM64_ONIE_PKGS)
+  if [ -f "$ARM64_CACHE/tools/.stamp" ] && [ "$(cat "$ARM64_CACHE/tools/.stamp")" = "$want" ]; then
+    return 0
+  fi
+  echo "setup: fetching arm64 ONIE-guest tools into $ARM64_CACHE/tools"
+  rm -rf "$ARM64_CACHE/tools.tmp" && mkdir -p "$ARM64_CACHE/tools.tmp/debs" "$ARM64_CACHE/tools.tmp/root"
+  # shellcheck disable=SC2086
+  (cd "$ARM64_CACHE/tools.tmp/debs" && apt-get download -qq $(printf '%s:arm64 ' $want))
+  for d in "$ARM64_CACHE/tools.tmp"/debs/*.deb; do dpkg -x "$d" "$ARM64_CACHE/tools.tmp/root"; done
+  rm -rf "$ARM64_CACHE/tools.tmp/debs" "$ARM64_CACHE/tools"
+  echo "$want" > "$ARM64_CACHE/tools.tmp/.stamp"
+  mv "$ARM64_CACHE/tools.tmp" "$ARM64_CACHE/tools"
+}
+arm64_onie_tools
+
 # Debian's packaged daemons must not hold the ports our tests bind inside namespaces; they only
 # run in the host namespace, but a running tftpd-hpa/nginx/dnsmasq is noise nobody asked for.
 for svc in tftpd-hpa nginx dnsmasq; do
