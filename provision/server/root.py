@@ -267,6 +267,10 @@ class BootServer:
             raise ServeError(f"{', '.join(fixed)} changed", "restart provision serve to apply that")
         if (cfg.paths, cfg.http_port) != (self.cfg.paths, self.cfg.http_port):
             log.warning("reload: paths/http_port differ from the running ones; restart to apply them")
+        if (cfg.api, cfg.events) != (self.cfg.api, self.cfg.events):
+            # The read guard, the report limiter and retention are built once at start.
+            log.warning("reload: the api:/events: sections changed; restart to apply them")
+            cfg = dataclasses.replace(cfg, api=self.cfg.api, events=self.cfg.events)
         # Paths and the HTTP port stay as running (they may come from --state-dir/--http-port).
         return dataclasses.replace(cfg, paths=self.cfg.paths, http_port=self.cfg.http_port)
 

@@ -16,6 +16,7 @@ import fcntl
 import logging
 import socket
 import struct
+import time
 from typing import ClassVar
 
 from dhcp4.codec import DecodeError, decode, encode
@@ -25,6 +26,7 @@ from pxe.dhcp.leases import LeaseEngine, LeaseStore, MemoryLeaseStore
 from pxe.netif import ipv4_address
 from pxe.policy import EventSink, Policy
 
+COMMIT_LOG_EVERY_S = 60.0  # a failing store (a full disk) is logged once a minute, counted always
 log = logging.getLogger("pxe.dhcp")
 _SIOCSARP = 0x8955  # <linux/sockios.h>
 _ARPHRD_ETHER = 1  # <linux/if_arp.h>
@@ -132,6 +134,7 @@ class DhcpServer:
         self._neigh = _Neighbours()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = {"received": 0, "bad": 0, "replied": 0, "errors": 0}
+        self._commit_logged = float("-inf")
 
     def reconfigure(self, config: DhcpServerConfig) -> None:
         """New subnets, pools and reservations without a restart (a reloaded lab file): sockets,
@@ -229,9 +232,19 @@ class DhcpServer:
                 out.append((sock, reply))
         try:
             self.store.commit()
-        except Exception:
-            # Not durable: send nothing rather than ACK leases a crash could lose.
-            log.exception("lease store commit failed; %d replies withheld", len(out))
+        except Exception as exc:
+            # Not durable: send nothing rather than ACK leases a crash could lose. A full disk
+            # fails every burst: one line a minute (the first with its traceback), all counted.
+            self.stats["commit_failed"] = self.stats.get("commit_failed", 0) + 1
+            self.stats["withheld"] = self.stats.get("withheld", 0) + len(out)
+            now = time.monotonic()
+            if now - self._commit_logged >= COMMIT_LOG_EVERY_S:
+                first = self._commit_logged == float("-inf")
+                self._commit_logged = now
+                log.error(
+                    "lease store commit failed (%s); %d replies withheld (%d bursts so far)",
+                    exc, len(out), self.stats["commit_failed"], exc_info=first,
+                )  # fmt: skip
             return
         for s, reply in out:
             self._send(s, reply)
