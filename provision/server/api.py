@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from provision.server.reports import RateLimiter, ReportAuth, capped_fields
 from provision.store.sqlite import Store
 from pxe.policy import Event, EventSink
 
+log = logging.getLogger(__name__)
 EVENTS_DEFAULT_LIMIT = 100
 EVENTS_MAX_LIMIT = 10000
 STATUS_DEFAULT_LIMIT = 500
@@ -77,6 +79,21 @@ class Api:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-read")
         self._reads = 0
         self._local = threading.local()
+
+    def close(self) -> None:
+        """Stop the reader thread, closing its own connection to the store in that thread."""
+
+        def close_store() -> None:
+            store: Store | None = getattr(self._local, "store", None)
+            if store is not None:
+                store.close()
+                self._local.store = None
+
+        try:
+            self._reader.submit(close_store).result(timeout=5)
+        except Exception as exc:  # a read still running past 5 s: the thread ends with the process
+            log.warning("status reader did not close its store: %s", exc)
+        self._reader.shutdown(wait=False)
 
     @property
     def inventory(self) -> Inventory:

@@ -404,6 +404,7 @@ class BootServer:
             report_auth=self._report_auth(),
             report_limit=RateLimiter(self.cfg.api.report_rate, self.cfg.api.report_burst),
         )
+        self._closers.append(api.close)
         routes = self._read_guard().wrap(api.routes())
         # Per-device files (iPXE scripts, grub.cfg) only to the address holding the MAC's lease
         policy = DeviceFileGuard(self.policy, self.leases, self.refusals)
