@@ -38,6 +38,7 @@ from provision.onie.progress import (
     REPORT_STATUS_FAILED,
     REPORT_STATUS_OK,
 )
+from provision.store.records import Intent
 from pxe.policy import Event, EventSink
 
 log = logging.getLogger(__name__)
@@ -104,22 +105,6 @@ class Gate:
     target: str | None = None  # what was armed: an installer pin / NOS version, or a boot entry
 
 
-@dataclass(frozen=True)
-class Intent:
-    """One device's arming (provision.store's IntentRecord, the fields lifecycle reads)."""
-
-    name: str
-    armed: bool
-    target: str | None = None
-    install_id: str | None = None
-    armed_at: float | None = None
-    armed_by: str | None = None
-    outcome: str | None = None
-    outcome_at: float | None = None
-    outcome_by: str | None = None
-    reason: str | None = None
-
-
 class IntentStore(Protocol):
     """The part of provision.store the lifecycle uses (SQLite today)."""
 
@@ -132,7 +117,7 @@ class IntentStore(Protocol):
     def end_arming(
         self, name: str, outcome: str, by: str, reason: str | None = None, install_id: str | None = None
     ) -> bool: ...
-    def intents(self) -> dict[str, Any]: ...
+    def intents(self) -> dict[str, Intent]: ...
 
 
 @dataclass
@@ -256,7 +241,7 @@ class Lifecycle:
                 self._enrolled_at[str(doc["name"])] = at
         else:
             self._version = self.store.data_version
-            self._intents = {n: _intent(r) for n, r in self.store.intents().items()}
+            self._intents = dict(self.store.intents())
             for rec in self.store.enrolled():
                 try:
                     enrolled.append(self._grouped(device_from_doc(rec.doc)))
@@ -591,21 +576,6 @@ def _last_error(events: Iterable[Event]) -> str | None:
         elif e.kind in (KIND_INSTALLED, KIND_ARMED):
             error = None
     return error
-
-
-def _intent(rec: Any) -> Intent:
-    return Intent(
-        rec.name,
-        bool(rec.armed),
-        rec.target,
-        rec.install_id,
-        rec.armed_at,
-        rec.armed_by,
-        rec.outcome,
-        rec.outcome_at,
-        rec.outcome_by,
-        rec.reason,
-    )
 
 
 def _iso(ts: float | None) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import EXIT_ENV, ProvisionError
+from provision.store.records import EnrolledRecord, Intent
 from pxe.dhcp.leases import Lease, LeaseState
 from pxe.policy import Event
 
@@ -150,31 +151,6 @@ class StoreError(ProvisionError, RuntimeError):
     """
 
     exit_code = EXIT_ENV
-
-
-@dataclass(frozen=True)
-class IntentRecord:
-    """One known device's arming as stored (provision.devices.lifecycle reads it)."""
-
-    name: str
-    armed: bool
-    target: str | None = None
-    install_id: str | None = None
-    armed_at: float | None = None
-    armed_by: str | None = None
-    outcome: str | None = None  # why the last arming ended: installed | failed | disarmed
-    outcome_at: float | None = None
-    outcome_by: str | None = None
-    reason: str | None = None
-    updated: float = 0.0
-
-
-@dataclass(frozen=True)
-class EnrolledRecord:
-    name: str
-    doc: dict[str, Any]
-    enrolled_at: float
-    enrolled_by: str
 
 
 @dataclass(frozen=True)
@@ -513,12 +489,12 @@ class Store:
             args.append(install_id)
         return self._write_now(sql, args) > 0
 
-    def intents(self) -> dict[str, IntentRecord]:
+    def intents(self) -> dict[str, Intent]:
         rows = self.db.execute(
             "SELECT name, armed, target, install_id, armed_at, armed_by, outcome, outcome_at, "
             "outcome_by, reason, updated FROM intents"
         )
-        return {r[0]: IntentRecord(r[0], bool(r[1]), *r[2:]) for r in rows}
+        return {r[0]: Intent(r[0], bool(r[1]), *r[2:]) for r in rows}
 
     # --- reads --------------------------------------------------------------------------------
     def load_leases(self) -> Iterable[Lease]:

@@ -117,16 +117,7 @@ class DhcpServer:
     ) -> None:
         self.config = config
         self.store: LeaseStore = store if store is not None else MemoryLeaseStore()
-        engine = None
-        if config.mode is Mode.AUTHORITATIVE:
-            engine = LeaseEngine(
-                config.subnets,
-                config.reservations,
-                self.store,
-                offer_timeout=config.offer_timeout,
-                decline_quarantine=config.decline_quarantine,
-                authoritative=config.authoritative,
-            )
+        engine = self._engine(config)
         self.engine = engine
         self.handler = Handler(config, policy, engine, events)
         self._socks: list[tuple[socket.socket, str, int]] = []
@@ -136,6 +127,19 @@ class DhcpServer:
         self.stats = {"received": 0, "bad": 0, "replied": 0, "errors": 0}
         self._commit_logged = float("-inf")
 
+    def _engine(self, config: DhcpServerConfig) -> LeaseEngine | None:
+        """The lease engine (authoritative mode); leases come from the store."""
+        if config.mode is not Mode.AUTHORITATIVE:
+            return None
+        return LeaseEngine(
+            config.subnets,
+            config.reservations,
+            self.store,
+            offer_timeout=config.offer_timeout,
+            decline_quarantine=config.decline_quarantine,
+            authoritative=config.authoritative,
+        )
+
     def reconfigure(self, config: DhcpServerConfig) -> None:
         """New subnets, pools and reservations without a restart (a reloaded lab file): sockets,
         leases and offers in flight are kept, and no packet waits (the loop runs this between two
@@ -144,19 +148,10 @@ class DhcpServer:
         changed = [k for k in fixed if getattr(config, k) != getattr(self.config, k)]
         if changed:
             raise ValueError(f"{', '.join(changed)} cannot change without a restart")
-        engine = None
-        if config.mode is Mode.AUTHORITATIVE:
-            engine = LeaseEngine(
-                config.subnets,
-                config.reservations,
-                self.store,
-                offer_timeout=config.offer_timeout,
-                decline_quarantine=config.decline_quarantine,
-                authoritative=config.authoritative,
-            )
-            if self.engine is not None:
-                engine.offers.update(self.engine.offers)
-                engine.offered_ips.update(self.engine.offered_ips)
+        engine = self._engine(config)
+        if engine is not None and self.engine is not None:
+            engine.offers.update(self.engine.offers)
+            engine.offered_ips.update(self.engine.offered_ips)
         self.config = config
         self.engine = engine
         self.handler.reconfigure(config, engine)

@@ -9,12 +9,10 @@ the kernel command line (`provision.report=...`), and power off (QEMU runs with 
 
 from __future__ import annotations
 
-import gzip
-import os
 import stat
 from pathlib import Path
 
-from tests.support.vm import _cpio_newc
+from tests.support.vm import busybox_entries, write_initramfs
 
 INSTALL_MARKER = "PROVISION-INSTALLER-DONE"
 LOCAL_MARKER = "PROVISION-LOCAL-DISK-OK"
@@ -86,25 +84,15 @@ def _module_order(kernel_release: str) -> list[tuple[str, Path]]:
 
 
 def build_installer_initramfs(busybox: Path, kernel_release: str, out: Path) -> Path:
-    s_dir, s_reg, s_lnk, s_chr = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK, stat.S_IFCHR
     order = _module_order(kernel_release)
-    entries = [
-        ("bin", s_dir | 0o755, b"", 0),
-        ("dev", s_dir | 0o755, b"", 0),
-        ("proc", s_dir | 0o755, b"", 0),
-        ("sys", s_dir | 0o755, b"", 0),
-        ("lib", s_dir | 0o755, b"", 0),
-        ("lib/modules", s_dir | 0o755, b"", 0),
-        ("dev/console", s_chr | 0o600, b"", os.makedev(5, 1)),
-        ("dev/null", s_chr | 0o666, b"", os.makedev(1, 3)),
-        ("bin/busybox", s_reg | 0o755, busybox.read_bytes(), 0),
-        ("bin/sh", s_lnk | 0o777, b"busybox", 0),
-        ("init", s_reg | 0o755, INIT.encode(), 0),
-        ("udhcpc.sh", s_reg | 0o755, UDHCPC.encode(), 0),
-        ("bootsector.bin", s_reg | 0o644, boot_sector(), 0),
-        ("modules.order", s_reg | 0o644, "\n".join(n for n, _ in order).encode() + b"\n", 0),
+    entries = busybox_entries(busybox, INIT) + [
+        ("lib", stat.S_IFDIR | 0o755, b"", 0),
+        ("lib/modules", stat.S_IFDIR | 0o755, b"", 0),
+        ("udhcpc.sh", stat.S_IFREG | 0o755, UDHCPC.encode(), 0),
+        ("bootsector.bin", stat.S_IFREG | 0o644, boot_sector(), 0),
+        ("modules.order", stat.S_IFREG | 0o644, "\n".join(n for n, _ in order).encode() + b"\n", 0),
     ]
-    entries += [(f"lib/modules/{name}.ko", s_reg | 0o644, path.read_bytes(), 0) for name, path in order]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(gzip.compress(_cpio_newc(entries), compresslevel=6, mtime=0))
-    return out
+    entries += [
+        (f"lib/modules/{name}.ko", stat.S_IFREG | 0o644, path.read_bytes(), 0) for name, path in order
+    ]
+    return write_initramfs(entries, out)

@@ -57,10 +57,11 @@ def _cpio_newc(entries: list[tuple[str, int, bytes, int]]) -> bytes:
     return out.getvalue()
 
 
-def build_initramfs(busybox: Path, out: Path) -> Path:
-    """Static busybox + /init + /dev/console (Debian's kernel does not mount devtmpfs; docs/lab.md)."""
+def busybox_entries(busybox: Path, init: str) -> list[tuple[str, int, bytes, int]]:
+    """The cpio entries of a static-busybox initramfs with its /init and /dev/console (Debian's
+    kernel does not mount devtmpfs; docs/lab.md); callers add their own files."""
     S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK, stat.S_IFCHR
-    entries = [
+    return [
         ("bin", S_IFDIR | 0o755, b"", 0),
         ("dev", S_IFDIR | 0o755, b"", 0),
         ("proc", S_IFDIR | 0o755, b"", 0),
@@ -69,11 +70,19 @@ def build_initramfs(busybox: Path, out: Path) -> Path:
         ("dev/null", S_IFCHR | 0o666, b"", os.makedev(1, 3)),
         ("bin/busybox", S_IFREG | 0o755, busybox.read_bytes(), 0),
         ("bin/sh", S_IFLNK | 0o777, b"busybox", 0),
-        ("init", S_IFREG | 0o755, INIT.encode(), 0),
+        ("init", S_IFREG | 0o755, init.encode(), 0),
     ]
+
+
+def write_initramfs(entries: list[tuple[str, int, bytes, int]], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(gzip.compress(_cpio_newc(entries), compresslevel=6, mtime=0))
     return out
+
+
+def build_initramfs(busybox: Path, out: Path) -> Path:
+    """Static busybox + the marker /init."""
+    return write_initramfs(busybox_entries(busybox, INIT), out)
 
 
 def x86_kernel() -> Path | None:
