@@ -6,7 +6,7 @@ Two namespaces joined by a veth (server 198.18.0.1/16; the attacker's addresses 
 198.18.2.x, the real client 198.18.0.2), `provision -v serve` in the server one (from --tree, by
 default this checkout; another checkout measures an older version), under `prlimit --nofile=N`
 when asked (1024 is many systems' default). Scenarios, each one after the other:
-  1. --rrqs idle TFTP RRQs asking timeout=255 (8 per source address, never ACKed), then a tftpy
+  1. --rrqs idle TFTP RRQs, half asking timeout=255 (8 per source address, never ACKed), then a tftpy
      download of a 16 MiB file while they are held
   2. --conns idle TCP connections to port 80 (22 per source address), then a curl download
   3. both ended: RSS again
@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import gzip
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,14 +60,14 @@ for src in sys.argv[4:]:
         if kind == "tftp":
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((src, 0))
-            s.sendto(b"\\x00\\x01boot.bin\\x00octet\\x00timeout\\x00255\\x00", (server, 69))
+            # Half ask timeout=255 (an OACK first), half ask nothing (DATA 1 at once).
+            opts = b"timeout\\x00255\\x00" if len(socks) % 2 else b""
+            s.sendto(b"\\x00\\x01boot.bin\\x00octet\\x00" + opts, (server, 69))
         else:
             s = socket.socket()
             s.bind((src, 0))
-            try:
-                s.connect((server, 80))
-            except OSError:
-                pass
+            s.setblocking(False)  # a server that stopped accepting would leave connect() waiting
+            s.connect_ex((server, 80))
         socks.append(s)
         time.sleep(0.001)
 time.sleep(2)
@@ -143,7 +144,10 @@ def end(proc: subprocess.Popen) -> None:
 
 def timed(argv: list[str], timeout: float = 120) -> str:
     t = time.monotonic()
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"FAILED: no answer within {timeout:.0f} s"
     took = time.monotonic() - t
     if r.returncode != 0:
         return f"FAILED after {took:.2f} s: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"
@@ -159,6 +163,8 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up the namespaces on SIGTERM too
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
     tag = os.getpid()
     server_ns, client_ns = f"pvls{tag}", f"pvlc{tag}"
     serve = None
@@ -234,7 +240,7 @@ def main() -> None:
             flood, (sent, answered, busy) = attack(client_ns, "tftp", args.rrqs, PER_SOURCE_RRQ)
             time.sleep(1)
             print(
-                f"  {sent} idle RRQs (timeout=255): RSS {rss_mib(pid):7.1f} MiB, {fds(pid)} fds; "
+                f"  {sent} idle RRQs: RSS {rss_mib(pid):7.1f} MiB, {fds(pid)} fds; "
                 f"{answered} answered, {busy} refused 'server busy', {sent - answered - busy} unanswered"
             )
             print(
