@@ -78,8 +78,10 @@ def kernel_problem(path: Path, arch: str | None) -> str | None:
     """None if `path` is a kernel for `arch` ("x86_64", "arm64"; None: either), else what it is."""
     head = _head(path)
     x86 = _at(head, _BZIMAGE)
-    arm = _at(head, _ARM64_IMAGE) or head.startswith(b"\x1f\x8b") or (
-        head.startswith(b"MZ") and head[4:8] == b"zimg"
+    arm = (
+        _at(head, _ARM64_IMAGE)
+        or head.startswith(b"\x1f\x8b")
+        or (head.startswith(b"MZ") and head[4:8] == b"zimg")
     )
     ok = {"x86_64": x86, "arm64": arm, None: x86 or arm}[arch]
     if ok:

@@ -77,7 +77,11 @@ def server(tmp_path):
     policy = TestPolicy(tree)
     # Every client here is 127.0.0.1: the per-client cap is raised for the 30 concurrent ones.
     config = TftpConfig(
-        root=tree.root, bind_addr="127.0.0.1", port=0, limits=Limits(timeout=0.5, retries=4), max_per_client=64
+        root=tree.root,
+        bind_addr="127.0.0.1",
+        port=0,
+        limits=Limits(timeout=0.5, retries=4),
+        max_per_client=64,
     )
     srv = loop.run(start_tftp(config, policy, events.append))
     srv.tree, srv.seen, srv.policy, srv.out = tree, events, policy, tmp_path / "out"
