@@ -125,6 +125,10 @@ class BootPolicy(Policy):
 
     def http_base(self, server: str) -> str:
         port = self.cfg.http_port
+        if ":" in server:
+            # A request that came over IPv6 link-local (ONIE's fallback): RFC 3986 brackets the
+            # address and RFC 6874 writes its zone as %25<interface>.
+            server = "[" + server.replace("%", "%25") + "]"
         return f"http://{server}" if port == 80 else f"http://{server}:{port}"
 
     def device(self, mac: str | None) -> Device | None:

@@ -163,6 +163,7 @@ class BootServer:
         self._files = loaders.BootFiles(cfg.paths.ipxe_dir)
         self._files_for: tuple[bool, tuple[str, ...]] = (False, ())
         self.ifaces: list[hostnet.InterfaceAddress] = []
+        self.front_ends: list[Any] = []  # the TFTP and HTTP servers, per interface
         self._closers: list[Callable[[], Any]] = []
 
     def prepare(self) -> None:
@@ -385,6 +386,7 @@ class BootServer:
         except OSError as exc:
             raise port_error(exc, proto, port, addr) from None
         self._closers.append(server.close)
+        self.front_ends.append(server)  # their `stats` counters (bounds reached, per server)
         return server
 
     async def start(self) -> None:

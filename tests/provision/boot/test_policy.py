@@ -309,3 +309,9 @@ def test_arming_ends_after_handouts_without_a_report(make_policy):
     for _ in range(3):
         assert "vmlinuz" in _script(pol, ONCE)
     assert "no report of success" in _script(pol, ONCE)
+
+
+def test_http_base_brackets_an_ipv6_link_local_address(make_policy):
+    pol = make_policy(port=8080)
+    assert pol.http_base("198.18.10.1") == "http://198.18.10.1:8080"
+    assert pol.http_base("fe80::1%sv0") == "http://[fe80::1%25sv0]:8080"
