@@ -225,7 +225,8 @@ class Lifecycle:
         self._intents: dict[str, Intent] = {}
         self._enrolled_at: dict[str, float] = {}
         self._handouts: dict[tuple[str, str], int] = {}  # (device, install_id or mode) -> count
-        self._failed_at: dict[str, float] = {}  # install: always / zero-touch: device key -> when
+        # install: always / zero-touch: device key -> (when its install failed, what it said)
+        self._failed_at: dict[str, tuple[float, str | None]] = {}
         self._refused: dict[tuple[str, str], float] = {}
         self.counters: dict[str, int] = {"refused": 0, "handouts": 0, "installed": 0, "failed": 0}
         self._load()
@@ -361,11 +362,12 @@ class Lifecycle:
 
     def _retry_gate(self, key: str, gate: Gate) -> Gate:
         failed = self._failed_at.get(key)
-        if failed is not None and self.clock() - failed < RETRY_AFTER_FAILURE_S:
+        if failed is not None and self.clock() - failed[0] < RETRY_AFTER_FAILURE_S:
+            why = f": {failed[1]}" if failed[1] else ""
             return Gate(
                 False,
                 "retry-later",
-                f"its install failed {_iso(failed)}; next try after {int(RETRY_AFTER_FAILURE_S)} s "
+                f"its install failed {_iso(failed[0])}{why}; next try after {int(RETRY_AFTER_FAILURE_S)} s "
                 "(one try per discovery cycle, not one per name of ONIE's waterfall)",
             )
         return gate
@@ -507,7 +509,7 @@ class Lifecycle:
         message = str(detail.get("message") or "") or None
         if failed:
             self.counters["failed"] += 1
-            self._failed_at[dev.name if dev else (mac or "?")] = self.clock()
+            self._failed_at[dev.name if dev else (mac or "?")] = (self.clock(), message)
         else:
             self.counters["installed"] += 1
             self._failed_at.pop(dev.name if dev else (mac or "?"), None)

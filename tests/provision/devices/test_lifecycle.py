@@ -122,8 +122,9 @@ def test_unknown_devices_and_zero_touch_retry_after_a_failure():
     assert ignore.gate(None).code == "unknown-ignored"
     zero = Lifecycle(None, Inventory([]), unknown_install=True, clock=clock)
     assert zero.gate(None, key="aa:bb:cc:dd:ee:ff").allowed
-    zero.on_event(report("failed", mac="aa:bb:cc:dd:ee:ff"))
-    assert zero.gate(None, key="aa:bb:cc:dd:ee:ff").code == "retry-later"
+    zero.on_event(report("failed", mac="aa:bb:cc:dd:ee:ff", message="sha256 mismatch"))
+    later = zero.gate(None, key="aa:bb:cc:dd:ee:ff")
+    assert later.code == "retry-later" and "sha256 mismatch" in later.reason
     clock.now += RETRY_AFTER_FAILURE_S + 1
     assert zero.gate(None, key="aa:bb:cc:dd:ee:ff").allowed
 

@@ -222,7 +222,10 @@ def test_onie_switch_installs_while_forged(link, lab, tmp_path):
     assert leaf["state"] == "installed", leaf  # the real reports landed; the forged failure did not
     token = url.split("?token=", 1)[1]
     replay = f"{base}?stage=complete&status=failed&token={token}"
-    assert http(client, replay, FORGER_IP)[0] in ("401", "403")
+    # Refused: 401/403 by the token check, or 429 first when the flood has drained the forger's
+    # bucket (the rate limit runs before the token check, by design: it is the cheaper refusal).
+    # The 403 for a good token from a wrong address is asserted in the server flow above.
+    assert http(client, replay, FORGER_IP)[0] in ("401", "403", "429")
     client.run(["ip", "addr", "add", f"{SWITCH_IP}/24", "dev", "cc0"])
     assert http(client, replay, SWITCH_IP)[0] == "401"  # the install ended: so did its token
     assert device(lab, "leaf-01")["state"] == "installed"
