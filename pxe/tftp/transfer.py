@@ -452,8 +452,13 @@ class ReadTransfer:
             self._finish(Outcome.TIMEOUT, None, f"no ACK after {self.retries} retransmissions")
             return
         self.retries += 1
-        # Back off (x2 per retry, capped at 4x) so a slow client is not flooded with repeats.
-        self.timeout = min(self.timeout * 2, self.opts.timeout * 4)
+        # Back off (x2 per retry, capped at 4x) so a slow client is not flooded with repeats, but
+        # only from the second repeat on: RFC 1123 §4.2.3.1 forbids answering a duplicate ACK, so
+        # this timer is all that repairs a lost DATA, and clients give up early (tftpy: 3 s of
+        # silence). Backing off at once sent a lost block's repeats at +1 s and +3 s, and a second
+        # loss outlived tftpy (seen in CI on a 10%-loss link).
+        if self.retries > 1:
+            self.timeout = min(self.timeout * 2, self.opts.timeout * 4)
         self.last_progress = now
         if self.state is State.WAIT_OACK_ACK:
             # The client drives recovery here: it repeats its RRQ if our OACK was lost (answered
