@@ -118,6 +118,42 @@ MIGRATIONS: tuple[str, ...] = (
         FROM events WHERE mac IS NOT NULL GROUP BY 1, 2;
     CREATE INDEX events_mac_id ON events(mac, id);
     """,
+    # 4: rollouts (docs/rollout.md): one row per rollout (its resolved plan, state, an operator's
+    # request) and one per device of it (wave, stage, the arming it is waiting on). Written at each
+    # transition BEFORE acting, so `provision rollout resume` after a kill -9 knows what was done.
+    # Read and written by provision.store.rollouts.RolloutStore.
+    """
+    CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        created REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        updated REAL NOT NULL,
+        accepted_wave INTEGER NOT NULL DEFAULT -1,
+        owner TEXT,
+        heartbeat REAL
+    );
+    CREATE TABLE rollout_devices (
+        rollout TEXT NOT NULL,
+        name TEXT NOT NULL,
+        wave INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        stage TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        install_id TEXT,
+        armed_event INTEGER,
+        driver_started REAL,
+        version_before TEXT,
+        note TEXT,
+        error TEXT,
+        since REAL NOT NULL,
+        PRIMARY KEY (rollout, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX rollout_devices_wave ON rollout_devices(rollout, wave, position);
+    """,
 )
 
 _FLUSH_AT = 2000  # buffered rows that force a commit even inside a burst
