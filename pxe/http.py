@@ -49,6 +49,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError
 
+from pxe.counters import Transfers
 from pxe.files import PathRefused, Refusal, resolve
 from pxe.limits import Bounds, Gate
 from pxe.logsafe import safe
@@ -134,6 +135,7 @@ class HttpServer:
         self.waiting: dict[_Guard, None] = {}
         self.bounds = Bounds(log)
         self.stats = self.bounds.stats  # every bound reached, for the observability export
+        self.counters = Transfers()  # file responses by result, bytes, durations
         self.app = web.Application(
             client_max_size=limits.max_body, middlewares=[_middleware(self._body_guard)]
         )
@@ -329,6 +331,8 @@ class HttpServer:
         length = resp.content_length
         if request.method == "HEAD":
             length = 0
+        seconds = time.monotonic() - started
+        self.counters.done("aborted" if aborted else "complete", 0 if aborted else length or 0, seconds)
         self._emit(
             "http.sent",
             mac,
@@ -338,7 +342,7 @@ class HttpServer:
                 "method": request.method,
                 "status": resp.status,
                 "bytes": length or 0,
-                "seconds": round(time.monotonic() - started, 6),
+                "seconds": round(seconds, 6),
                 "range": request.headers.get("Range"),
                 "rendered": rendered,
                 "aborted": aborted,
@@ -348,6 +352,7 @@ class HttpServer:
     def _plain(
         self, request: web.Request, status: int, text: str, path: str, mac: str | None, started: float
     ) -> web.Response:
+        self.counters.refused(_RESULT_OF_STATUS.get(status, "error"))
         self._emit(
             "http.sent",
             mac,
@@ -364,6 +369,10 @@ class HttpServer:
             },
         )
         return web.Response(status=status, text=text + "\n")
+
+
+# A file request answered without a body, by the result it is counted under.
+_RESULT_OF_STATUS = {404: "not-found", 403: "forbidden", 416: "bad-range"}
 
 
 class _MeasuredFileResponse(web.FileResponse):

@@ -25,6 +25,7 @@ from dhcp4.options import (
     CLIENT_PORT,
     FLAG_BROADCAST,
     OPT_HOSTNAME,
+    OPT_MESSAGE_TYPE,
     OPT_PARAM_REQUEST,
     OPT_RELAY_AGENT,
     OPT_REQUESTED_IP,
@@ -88,6 +89,7 @@ class Handler:
         self._all_relays = frozenset(r for s in config.subnets for r in s.relays)
         self._on_link: dict[tuple[str, str | None], tuple[Subnet, ...]] = {}
         self.refusals = Refusals()
+        self.counts: dict[tuple[MessageType, int], int] = {}  # see handle()
         self._offered: dict[tuple[str, int], tuple[Client, BootDecision, float]] = {}
         self._who_of: Packet | None = None
         self._who_detail: dict[str, object] = {}
@@ -273,9 +275,19 @@ class Handler:
         mtype = pkt.message_type
         if mtype is None:
             return None
+        refused = self.refusals.total
         if self.config.mode is Mode.PROXY:
-            return self._proxy(pkt, mtype, arrival)
-        return self._authoritative(pkt, mtype, arrival)
+            out = self._proxy(pkt, mtype, arrival)
+        else:
+            out = self._authoritative(pkt, mtype, arrival)
+        # Packets by (type, the reply's option 53 | 0 no reply | -1 refused): one dict increment,
+        # read by an exporter (provision's /metrics)
+        if out is not None:
+            key = (mtype, out.packet.options[OPT_MESSAGE_TYPE][0])
+        else:
+            key = (mtype, -1 if self.refusals.total != refused else 0)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return out
 
     # --- authoritative ------------------------------------------------------------------------
     def _authoritative(self, pkt: Packet, mtype: MessageType, arrival: Arrival) -> Outgoing | None:

@@ -24,10 +24,12 @@ class Refusals:
         self.interval = interval
         self.clock = clock
         self.counts: dict[str, int] = {}
+        self.total = 0  # every refusal: the handler tells a refused packet from an ignored one
         self._last: dict[object, tuple[float, int]] = {}  # key -> (when logged, suppressed since)
 
     def count(self, reason: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
+        self.total += 1
 
     def due(self, key: object) -> bool:
         """Would `warn(key, ...)` log now? (to skip building an expensive message)"""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pxe.counters import Transfers
 from pxe.files import PathRefused, Refusal, resolve
 from pxe.limits import Bounds, Gate
 from pxe.logsafe import safe
@@ -54,6 +55,8 @@ _REFUSAL_CODES = {
     Refusal.OUTSIDE_ROOT: P.ErrorCode.ACCESS_VIOLATION,
     Refusal.BAD_NAME: P.ErrorCode.ACCESS_VIOLATION,
 }
+# A request answered with an ERROR before any transfer, by the result it is counted under.
+_RESULT_OF_CODE = {P.ErrorCode.FILE_NOT_FOUND: "not-found", P.ErrorCode.ACCESS_VIOLATION: "forbidden"}
 
 
 def _netascii(data: bytes) -> bytes:
@@ -96,6 +99,7 @@ class TftpServer:
         self.bounds = Bounds(log)
         # Counters of every bound reached (and refusals), for the observability export.
         self.stats = self.bounds.stats
+        self.counters = Transfers()  # requests and transfers by result, bytes, durations
         self._meta: dict[ReadTransfer, tuple[str, str, str | None]] = {}
         self._requests: dict[ReadTransfer, P.Request] = {}  # what started each transfer
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -123,6 +127,7 @@ class TftpServer:
     def _error(self, peer: tuple[str, int], code: int, message: str, path: str, mac: str | None) -> None:
         with contextlib.suppress(OSError):
             self.sock.sendto(P.build_error(code, message), peer)
+        self.counters.refused(_RESULT_OF_CODE.get(code, "error"))
         self._emit("tftp.error", mac, peer[0], path=path, code=int(code), message=message, by="server")
 
     # -- requests ----------------------------------------------------------------------------
@@ -374,6 +379,11 @@ class TftpServer:
         if meta is not None:
             self.gate.release(ip)
         self._requests.pop(transfer, None)
+        if result.outcome is not Outcome.CANCELLED:
+            # EDK2's tsize probe (ERROR 8 before any data) is expected: counted apart from errors
+            probe = result.error_code == P.ErrorCode.OPTION_REFUSED and result.bytes_sent == 0
+            name = "size-probe" if probe else result.outcome.value
+            self.counters.done(name, result.bytes_sent, result.seconds, result.retransmits)
         for key, value in list(self.transfers.items()):
             if value is transfer:
                 del self.transfers[key]
