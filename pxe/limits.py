@@ -63,7 +63,9 @@ class Bounds:
         more = total - then - 1
         if more:
             text += f" ({more} more since the last report)"
-        self.logger.log(level, "%s [%s, %d in all]", text, name, total)
+        # Fields (docs/observability.md "Logs"): which bound, how often, beside the prose line
+        fields = {"bound": name, "total": total, "since_last": more}
+        self.logger.log(level, "%s [%s, %d in all]", text, name, total, extra={"fields": fields})
         self._logged[name] = (start, lines + 1, total)
         return True
 

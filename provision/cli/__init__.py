@@ -15,7 +15,7 @@ import logging
 
 import click
 
-from provision import __version__
+from provision import __version__, logs
 
 # Each command and the module that defines it (one module per area, so that areas grow without
 # editing each other). A module is imported only when one of its commands runs or help lists
@@ -59,7 +59,16 @@ class _CommandsByModule(click.Group):
 )
 @click.version_option(__version__, prog_name="provision")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    envvar=logs.ENV_FORMAT,
+    show_default=True,
+    help="Log lines as logfmt (text) or one JSON object per line (json); env PROVISION_LOG_FORMAT. "
+    "Keys: docs/observability.md.",
+)
+def cli(verbose: int, log_format: str) -> None:
     """Bring bare metal to life: build ONIE installers, network-boot switches and servers, drive BMCs.
 
     \b
@@ -69,11 +78,9 @@ def cli(verbose: int) -> None:
       provision serve examples/lab.yml                   # DHCP + TFTP + HTTP boot server
       provision power cycle leaf-01                      # BMC: power-cycle into ONIE
       provision status                                   # who booted, fetched, installed
+      provision --log-format json serve lab.yml          # logs for Loki/Elasticsearch
     """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(max(logging.WARNING - 10 * verbose, logging.DEBUG), log_format)
 
 
 def main() -> None:

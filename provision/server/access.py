@@ -119,8 +119,10 @@ class Refusals:
         since = self.counts[kind] - (last[1] if last else 0)
         self._logged[kind] = (now, self.counts[kind])
         log.warning(
-            message + " (%d refused since the last such line, %d in all)", *args, since, self.counts[kind]
-        )
+            message + " (%d refused since the last such line, %d in all)",
+            *args, since, self.counts[kind],
+            extra={"fields": {"refusal": kind, "since_last": since, "total": self.counts[kind]}},
+        )  # fmt: skip
 
 
 class DeviceFileGuard:

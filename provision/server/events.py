@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from provision.onie.identity import mac_from_headers
-from pxe.logsafe import safe
 from pxe.policy import Event
 
 log = logging.getLogger("provision.serve")
@@ -20,6 +19,8 @@ log = logging.getLogger("provision.serve")
 Subscriber = Callable[[Event], None]
 # Kinds an operator must see at WARNING: a refused lease, an address a client says is taken.
 _WARN_SUFFIXES = ("error", "nak", "decline")
+# The steps of one DHCP exchange: debug lines, so the default log has one line per lease (its ack)
+PACKET_KINDS = frozenset({"dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.inform"})
 
 
 class EventBus:
@@ -39,7 +40,10 @@ class EventBus:
             try:
                 subscriber(event)
             except Exception:
-                log.exception("event %s for %s: subscriber %s failed", event.kind, event.mac, name)
+                log.exception(
+                    "event subscriber failed",
+                    extra={"fields": {"subscriber": name, "kind": event.kind, "mac": event.mac}},
+                )
 
 
 @dataclass
@@ -62,13 +66,25 @@ class AddressBook:
 
 
 def log_event(event: Event) -> None:
-    """One log line per event, keyed on MAC so an operator can follow one machine. Every part
-    may be what a client sent (a path, a report message, a header), so each is escaped
-    (`pxe.logsafe.safe`): a newline in it cannot forge a second line."""
-    detail = " ".join(
-        f"{safe(k)}={safe(v)}" for k, v in sorted(event.detail.items()) if v not in (None, "", {})
-    )
-    level = logging.WARNING if event.kind.endswith(_WARN_SUFFIXES) else logging.INFO
-    log.log(
-        level, "mac=%s ip=%s %s %s", safe(event.mac or "-"), safe(event.ip or "-"), safe(event.kind), detail
-    )
+    """One log line per event, keyed on MAC so an operator can follow one machine: the message
+    `event`, and as fields (provision.logs, docs/observability.md "Logs") the kind, MAC, address
+    and the event's detail. Every value may be what a client sent (a path, a report message, a
+    header); the log formatter quotes and escapes it, so a newline in it cannot forge a line or
+    a key. DHCP's packet steps (discover, offer, request, inform) are debug lines: at the default
+    level a lease is its one `dhcp.ack` line."""
+    fields: dict[str, object] = {"kind": event.kind}
+    if event.mac:
+        fields["mac"] = event.mac
+    if event.ip:
+        fields["ip"] = event.ip
+    for key, value in sorted(event.detail.items()):
+        if value in (None, "", {}) or fields.get(key) == value:
+            continue
+        fields[f"detail.{key}" if key in fields else key] = value
+    if event.kind.endswith(_WARN_SUFFIXES):
+        level = logging.WARNING
+    elif event.kind in PACKET_KINDS:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    log.log(level, "event", extra={"fields": fields})

@@ -49,7 +49,7 @@ from provision.server.preflight import (
 )
 from provision.server.reports import RateLimiter, ReportAuth
 from provision.server.router import Router
-from provision.server.summary import summary_lines
+from provision.server.summary import summary_fields, summary_lines
 from provision.server.tokens import Tokens, load_secret, write_read_token
 from provision.store.integrity import open_checked
 from provision.store.retention import prune_forever
@@ -227,8 +227,9 @@ class BootServer:
                 files = await asyncio.to_thread(self._boot_files, cfg, servers)
         except ProvisionError as exc:
             log.error(
-                "reload of %s refused, the running configuration stays: %s", source, exc.format_message()
-            )
+                "reload of %s refused, the running configuration stays: %s", source, exc.format_message(),
+                extra={"fields": {"source": str(source), "error": exc.format_message()}},
+            )  # fmt: skip
             self.events(Event(kind="serve.reload_refused", detail={"error": exc.format_message()}))
             return False
         old_onie = self.policy.onie
@@ -252,7 +253,7 @@ class BootServer:
         if self.api is not None:
             self.api.accept_reports = cfg.onie.report if cfg.onie is not None else True
         for line in summary_lines(cfg, self.ifaces, self.fleet, router):
-            log.info("reloaded: %s", line)
+            log.info("reloaded: %s", line, extra=summary_fields(line, "reload"))
         self.events(Event(kind="serve.reloaded", detail={"source": str(source)}))
         return True
 
@@ -463,10 +464,14 @@ class BootServer:
             await self.close()
             raise
         names = ", ".join(f"{i.ifname} ({i.address})" for i in self.ifaces)
-        log.info("serving %s on %s; state in %s", self.cfg.mode.value, names, self.cfg.paths.db_path)
+        log.info(
+            "serving %s on %s; state in %s", self.cfg.mode.value, names, self.cfg.paths.db_path,
+            extra={"fields": {"mode": self.cfg.mode.value, "interfaces": list(self.cfg.interfaces),
+                              "db": str(self.cfg.paths.db_path)}},
+        )  # fmt: skip
         if self.fleet is not None:
             for line in summary_lines(self.cfg, self.ifaces, self.fleet, self.policy):
-                log.info("%s", line)
+                log.info("%s", line, extra=summary_fields(line, "start"))
         self.events(Event(kind="serve.started", detail={"interfaces": list(self.cfg.interfaces)}))
         if self.on_ready:
             self.on_ready()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from provision.config.lab import LabConfig
 from provision.devices.lifecycle import Lifecycle
@@ -61,3 +62,9 @@ def summary_lines(
             f"{onie.settings.installers}: {found or 'none found'}"
         )
     return lines
+
+
+def summary_fields(line: str, phase: str) -> dict[str, Any]:
+    """`extra=` of a summary line (provision.logs): its topic (the line's first word: interfaces,
+    subnet, devices, boot, onie) and whether it was logged at start or after a reload."""
+    return {"fields": {"summary": line.split(":", 1)[0].split(" ", 1)[0], "phase": phase}}

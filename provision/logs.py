@@ -1,0 +1,131 @@
+"""Log lines as logfmt or JSON (`provision --log-format text|json`, env PROVISION_LOG_FORMAT).
+
+One record is one line with the same keys in both formats (docs/observability.md "Logs"):
+
+    ts=2026-12-05T03:50:00.123Z level=info logger=pxe.dhcp msg="lease acked" mac=52:54:00:12:34:56
+    {"ts": "2026-12-05T03:50:00.123Z", "level": "info", "logger": "pxe.dhcp", "msg": "lease acked", ...}
+
+The convention every module follows: a short constant message, and what varies as fields,
+
+    log.info("lease acked", extra={"fields": {"mac": mac, "ip": ip}})
+
+so a line can be filtered by key (`mac=...`) without parsing prose. A record without fields
+renders its formatted message as `msg`. A traceback is the field `exc` (one line: its newlines
+escaped), never a second line.
+
+Fields may hold what a client on the boot LAN sent (a host name, a path). Neither format lets
+such a value forge a line or a key: in logfmt a value is bare only when it is printable ASCII
+without space, `"`, `=` or `\\`, else it is quoted with `\\"`, `\\\\` and the escapes of
+`pxe.logsafe.safe` (controls, C1, line separators, bidi overrides); JSON escapes every control
+and non-ASCII character (`\\uNNNN`). Keys are our code's, but are sanitised anyway (anything but
+`[A-Za-z0-9_.-]` becomes `_`); a field named like a fixed key (`ts`, `level`, `logger`, `msg`,
+`exc`) gets a trailing `_` instead of overwriting it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+from pxe.logsafe import safe
+
+FORMATS = ("text", "json")
+ENV_FORMAT = "PROVISION_LOG_FORMAT"
+FIXED_KEYS = ("ts", "level", "logger", "msg", "exc")
+_BARE = re.compile(r"[!#-<>-\[\]-~]+")  # printable ASCII but space, '"', '=' and '\'
+_KEY_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def iso_ms(created: float) -> str:
+    """UTC with milliseconds and a Z, the same shape as the API's times."""
+    ms = round(created * 1000)
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000))
+    return f"{whole}.{ms % 1000:03d}Z"
+
+
+def clean_key(key: object) -> str:
+    text = _KEY_BAD.sub("_", str(key))
+    return text or "_"
+
+
+def _entries(record: logging.LogRecord, formatter: logging.Formatter) -> Iterator[tuple[str, object]]:
+    """(key, value) in line order: the fixed keys, the record's fields, then `exc`."""
+    yield "ts", iso_ms(record.created)
+    yield "level", record.levelname.lower()
+    yield "logger", record.name
+    yield "msg", record.getMessage()
+    seen = set(FIXED_KEYS)
+    fields = getattr(record, "fields", None)
+    if isinstance(fields, Mapping):
+        for raw_key, value in fields.items():
+            key = clean_key(raw_key)
+            while key in seen:
+                key += "_"
+            seen.add(key)
+            yield key, value
+    if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+        record.exc_text = formatter.formatException(record.exc_info)
+    if record.exc_text:
+        yield "exc", record.exc_text
+    if record.stack_info:
+        yield "stack", formatter.formatStack(record.stack_info)
+
+
+def logfmt_value(value: object) -> str:
+    """One value: bare when it is plain, else quoted and escaped (see the module doc)."""
+    if value is None:
+        text = ""
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str | int | float):
+        text = str(value)
+    elif isinstance(value, Mapping | list | tuple):
+        text = json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = str(value)
+    if _BARE.fullmatch(text):
+        return text
+    return '"' + safe(text).replace('"', '\\"') + '"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    """`key=value` pairs separated by one space (logfmt), values quoted where needed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{key}={logfmt_value(value)}" for key, value in _entries(record, self))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, ASCII only (a U+2028 in a value cannot break a viewer's line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(dict(_entries(record, self)), default=str, ensure_ascii=True)
+
+
+def formatter(fmt: str) -> logging.Formatter:
+    if fmt == "json":
+        return JsonFormatter()
+    if fmt == "text":
+        return LogfmtFormatter()
+    raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+def configure(level: int, fmt: str = "text", stream: IO[str] | None = None) -> None:
+    """The root logger's handler for a command (stderr); like logging.basicConfig, a no-op when
+    the root logger already has a handler (a test's capture, an embedding program's)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(formatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+def fields(**values: Any) -> dict[str, dict[str, Any]]:
+    """`extra=fields(mac=..., ip=...)`: the same as `extra={"fields": {...}}`, shorter to type."""
+    return {"fields": values}
+
+
+__all__ = ["FORMATS", "JsonFormatter", "LogfmtFormatter", "configure", "fields", "formatter", "logfmt_value"]

@@ -1,0 +1,148 @@
+"""provision.logs: logfmt and JSON lines with the same keys; a hostile value forges no line or key."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+
+import pytest
+
+from provision.logs import JsonFormatter, LogfmtFormatter, logfmt_value
+from tests.support.cli import run_cli
+
+# A logfmt line as a parser reads it: key=bare or key="quoted with \" and \\ escapes".
+PAIR = re.compile(r'([A-Za-z0-9_.\-]+)=("(?:[^"\\]|\\.)*"|[^ "=]*)(?: |$)')
+
+
+def parse_logfmt(line: str) -> dict[str, str]:
+    pairs = PAIR.findall(line)
+    assert " ".join(f"{k}={v}" for k, v in pairs) == line, f"not logfmt: {line!r}"
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        assert key not in out, f"duplicate key {key} in {line!r}"
+        if value.startswith('"'):
+            # Python's unicode_escape undoes \\, \", \n, \xNN, \uNNNN (the escapes used here).
+            value = value[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
+        out[key] = value
+    return out
+
+
+def record(msg: str, *args: object, fields=None, level=logging.INFO, exc_info=None) -> logging.LogRecord:
+    rec = logging.LogRecord("pxe.dhcp", level, __file__, 1, msg, args, exc_info)
+    rec.created = 1796442600.123  # 2026-12-05T03:50:00.123Z
+    if fields is not None:
+        rec.fields = fields
+    return rec
+
+
+def test_logfmt_shape_of_the_convention():
+    rec = record("lease acked", fields={"mac": "52:54:00:12:34:56", "ip": "198.18.0.10", "lease_time": 3600})
+    line = LogfmtFormatter().format(rec)
+    assert line == (
+        'ts=2026-12-05T03:50:00.123Z level=info logger=pxe.dhcp msg="lease acked" '
+        "mac=52:54:00:12:34:56 ip=198.18.0.10 lease_time=3600"
+    )
+
+
+def test_json_has_the_same_keys_and_values():
+    rec = record("lease acked", fields={"mac": "52:54:00:12:34:56", "ok": True, "n": 3, "none": None})
+    doc = json.loads(JsonFormatter().format(rec))
+    assert doc == {
+        "ts": "2026-12-05T03:50:00.123Z", "level": "info", "logger": "pxe.dhcp", "msg": "lease acked",
+        "mac": "52:54:00:12:34:56", "ok": True, "n": 3, "none": None,
+    }  # fmt: skip
+    text = parse_logfmt(LogfmtFormatter().format(rec))
+    assert list(text) == list(doc)
+    assert text["ok"] == "true" and text["n"] == "3" and text["none"] == ""
+
+
+def test_record_without_fields_renders_its_message():
+    rec = record("serving %s on %s", "dhcp", "sv0 (198.18.20.1)", level=logging.WARNING)
+    parsed = parse_logfmt(LogfmtFormatter().format(rec))
+    assert parsed["msg"] == "serving dhcp on sv0 (198.18.20.1)" and parsed["level"] == "warning"
+    assert json.loads(JsonFormatter().format(rec))["msg"] == "serving dhcp on sv0 (198.18.20.1)"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("pxelinux.0", "pxelinux.0"),
+        ("", '""'),
+        ("two words", '"two words"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("a=b", '"a=b"'),
+        ("back\\slash", '"back\\\\slash"'),
+        ("line\nlevel=error", '"line\\nlevel=error"'),
+        ("\x1b[2J", '"\\x1b[2J"'),
+        ("café", '"café"'),
+        ({"a": 1}, '"{\\"a\\":1}"'),
+    ],
+)
+def test_logfmt_quoting(value, shown):
+    assert logfmt_value(value) == shown
+
+
+HOSTILE = [
+    'evil\n2026-12-05T00:00:00.000Z level=error logger=pxe.dhcp msg="forged"',
+    'x" level=critical msg="forged',
+    "x level=critical",
+    "bidi\u202etxt.exe\u2028next line\x85nel",
+    "nul\x00 del\x7f bell\x07 \\x41",
+    "nbsp\u00a0level=error",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_values_stay_one_line_and_one_key(hostile):
+    rec = record("lease acked", fields={"hostname": hostile, "mac": "52:54:00:12:34:56"})
+    line = LogfmtFormatter().format(rec)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u2028" not in line
+    assert "\u202e" not in line and "\x85" not in line
+    parsed = parse_logfmt(line)
+    assert parsed["level"] == "info" and parsed["msg"] == "lease acked"
+    assert parsed["hostname"] == hostile  # escaped, and read back exactly
+    assert set(parsed) == {"ts", "level", "logger", "msg", "hostname", "mac"}
+    js = JsonFormatter().format(rec)
+    assert js.isascii() and "\n" not in js
+    assert json.loads(js)["hostname"] == hostile
+
+
+def test_hostile_keys_are_sanitised_and_cannot_overwrite_fixed_ones():
+    fields = {"msg": "forged", "level": "critical", "a b=c": 1, "a_b_c": 2, "\n": 3, "": 4}
+    line = LogfmtFormatter().format(record("lease acked", fields=fields))
+    parsed = parse_logfmt(line)
+    assert parsed["msg"] == "lease acked" and parsed["level"] == "info"
+    assert parsed["msg_"] == "forged" and parsed["level_"] == "critical"
+    assert parsed["a_b_c"] == "1" and parsed["a_b_c_"] == "2" and parsed["_"] == "3" and parsed["__"] == "4"
+    doc = json.loads(JsonFormatter().format(record("lease acked", fields=fields)))
+    assert doc["msg"] == "lease acked" and doc["msg_"] == "forged" and len(doc) == 4 + len(fields)
+
+
+def test_traceback_is_one_field():
+    try:
+        raise ValueError("disk\nfull")
+    except ValueError:
+        rec = record(
+            "commit failed", fields={"path": "/var/lib/provision/provision.db"}, exc_info=sys.exc_info()
+        )
+    line = LogfmtFormatter().format(rec)
+    assert "\n" not in line
+    parsed = parse_logfmt(line)
+    assert parsed["exc"].startswith("Traceback (most recent call last):")
+    assert parsed["exc"].rstrip().endswith("ValueError: disk\nfull")
+    assert parsed["path"] == "/var/lib/provision/provision.db"
+    doc = json.loads(JsonFormatter().format(rec))
+    assert doc["exc"] == parsed["exc"] and list(doc)[-1] == "exc"
+
+
+def test_cli_option_choices():
+    """The option and its env variable exist; a wrong value is a usage error (exit 2). JSON lines
+    of a real `provision --log-format json serve` are parsed in tests/provision/server/test_stream_netns.py."""
+    out = run_cli("--help", timeout=60)
+    assert "--log-format [text|json]" in out.stdout and "PROVISION_LOG_FORMAT" in out.stdout
+    bad = run_cli("--log-format", "xml", "status", timeout=60)
+    assert bad.returncode == 2 and "xml" in bad.stderr
+    bad = run_cli("status", env={"PROVISION_LOG_FORMAT": "yaml"}, timeout=60)
+    assert bad.returncode == 2 and "yaml" in bad.stderr
