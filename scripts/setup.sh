@@ -11,6 +11,8 @@ PKGS_INSTALLER="busybox-static gdisk fdisk dosfstools mtools e2fsprogs squashfs-
 PKGS_SERVE="dnsmasq isc-dhcp-client isc-dhcp-relay tftp-hpa atftp tftpd-hpa nginx-light ipxe nftables"
 PKGS_VM="qemu-system-x86 qemu-system-arm ipxe-qemu ovmf qemu-efi-aarch64 u-boot-qemu linux-image-amd64 grub-efi-amd64-bin grub-pc-bin grub-common efibootmgr busybox-static cpio"
 PKGS_BMC="openipmi ipmitool"
+# The web status page's tests (tests/provision/server/test_web_browser.py): a real headless browser.
+PKGS_WEB="chromium fonts-dejavu-core"
 # The ONIE-like QEMU guest (tests/support/onie_guest.py): its initramfs copies these tools in.
 PKGS_ONIEVM="qemu-system-x86 ovmf linux-image-amd64 busybox-static cpio gzip kmod gdisk e2fsprogs dosfstools mtools util-linux efibootmgr grub-common grub-efi-amd64-bin grub-pc-bin dnsmasq"
 
@@ -19,7 +21,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 3
 fi
 export DEBIAN_FRONTEND=noninteractive
-want=$(echo $PKGS_CORE $PKGS_INSTALLER $PKGS_SERVE $PKGS_VM $PKGS_BMC $PKGS_ONIEVM)
+want=$(echo $PKGS_CORE $PKGS_INSTALLER $PKGS_SERVE $PKGS_VM $PKGS_BMC $PKGS_ONIEVM $PKGS_WEB)
 missing=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null | awk '$NF!="installed"{print $1}'; \
           for p in $want; do dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done)
 missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')

@@ -192,6 +192,13 @@ class ReadGuard:
                 out.append(r)
         return out
 
+    def wrap_all(self, routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
+        """Every GET of `routes` behind this policy (the web page: it shows what status shows)."""
+        return [
+            web.RouteDef(r.method, r.path, self._guarded(r.handler), r.kwargs) if r.method == "GET" else r
+            for r in routes
+        ]
+
     def _guarded(self, handler: Any) -> Any:
         async def guarded(request: web.Request) -> web.StreamResponse:
             if not self.allowed(request.remote, request.headers.get("Authorization")):

@@ -144,6 +144,11 @@ class Api:
         finally:
             self._reads -= 1
 
+    async def read(self, fn: Callable[[Store], Any]) -> Any:
+        """`fn(reader store)` off the loop, sharing the API's reader and its bound (the web page's
+        reads, provision.server.web); None when the server is stopping."""
+        return await self._off_loop(fn)
+
     async def status(self, request: web.Request) -> web.Response:
         q = request.query
         try:

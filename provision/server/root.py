@@ -51,6 +51,7 @@ from provision.server.reports import RateLimiter, ReportAuth
 from provision.server.router import Router
 from provision.server.summary import summary_fields, summary_lines
 from provision.server.tokens import Tokens, load_secret, write_read_token
+from provision.server.web import WebPage, shadowed_files
 from provision.store.integrity import open_checked
 from provision.store.retention import prune_forever
 from provision.store.sqlite import Store, StoreError
@@ -408,7 +409,11 @@ class BootServer:
             report_limit=RateLimiter(self.cfg.api.report_rate, self.cfg.api.report_burst),
         )
         self._closers.append(api.close)
-        routes = self._read_guard().wrap(api.routes())
+        guard = self._read_guard()
+        page = WebPage(api, lambda: self.dhcp.config if self.dhcp is not None else None)
+        for path in shadowed_files(http_root):
+            log.warning("%s is not served: the status page owns that path (docs/web.md); rename it", path)
+        routes = guard.wrap(api.routes()) + guard.wrap_all(page.routes())
         # Per-device files (iPXE scripts, grub.cfg) only to the address holding the MAC's lease
         policy = DeviceFileGuard(self.policy, self.leases, self.refusals)
         retention = asyncio.get_running_loop().create_task(

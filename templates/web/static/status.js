@@ -1,0 +1,190 @@
+/* provision status page: live over the event stream (docs/web.md). Without this file the page
+   is the same tables, current when loaded. */
+(function () {
+  "use strict";
+  // A marker that survives only as long as this document: a reload or navigation resets it.
+  if (!window.__loadedAt) window.__loadedAt = Date.now();
+  window.__streamOpen = false;
+  window.__updates = 0;
+  var body = document.body;
+  var page = body.getAttribute("data-page");
+  var streamUrl = body.getAttribute("data-stream");
+  var kinds = (body.getAttribute("data-kinds") || "").split(" ").filter(Boolean);
+  var deviceKeys = (body.getAttribute("data-device-keys") || "").split(" ").filter(Boolean);
+  var live = document.getElementById("live");
+  if (!streamUrl || !window.EventSource || !window.fetch || (page !== "index" && page !== "device")) return;
+
+  function setLive(on, text) {
+    if (!live) return;
+    live.className = "live " + (on ? "on" : "off");
+    live.textContent = text;
+  }
+
+  var pending = {};
+  var summaryDue = false;
+  var timer = null;
+
+  function schedule(delay) {
+    if (!timer) timer = setTimeout(flush, delay || 250);
+  }
+
+  function flush() {
+    timer = null;
+    var keys = Object.keys(pending);
+    pending = {};
+    if (keys.length) refreshRows(keys);
+    if (summaryDue && page === "index") {
+      summaryDue = false;
+      refreshSummary();
+    }
+  }
+
+  function get(url) {
+    return fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      if (!r.ok) throw new Error(url + ": " + r.status);
+      return r.text();
+    });
+  }
+
+  function retryLater(keys) {
+    keys.forEach(function (k) { pending[k] = true; });
+    setTimeout(function () { schedule(); }, 2000);
+  }
+
+  function refreshRows(keys) {
+    // The index's own filters go along: a row that no longer matches them leaves the table.
+    var q = new URLSearchParams(page === "index" ? location.search : "");
+    q.delete("after");
+    q.delete("key");
+    keys.forEach(function (k) { q.append("key", k); });
+    get("/web/fragment/rows?" + q.toString())
+      .then(function (html) { applyRows(keys, html); })
+      .catch(function () { retryLater(keys); });
+  }
+
+  function hasKey(tr, key) {
+    return (" " + (tr.getAttribute("data-keys") || "") + " ").indexOf(" " + key + " ") >= 0;
+  }
+
+  function applyRows(keys, html) {
+    var tbody = document.querySelector("#devices tbody");
+    if (!tbody) return;
+    var doc = new DOMParser().parseFromString("<table><tbody>" + html + "</tbody></table>", "text/html");
+    var claimed = {};
+    doc.querySelectorAll("tr[data-cursor]").forEach(function (tr) {
+      var cursor = tr.getAttribute("data-cursor");
+      (tr.getAttribute("data-keys") || "").split(" ").forEach(function (k) { claimed[k] = true; });
+      var node = document.importNode(tr, true);
+      node.classList.add("changed");
+      var old = null;
+      tbody.querySelectorAll("tr[data-cursor]").forEach(function (row) {
+        if (row.getAttribute("data-cursor") === cursor) old = row;
+      });
+      if (old) {
+        old.replaceWith(node);
+      } else if (page === "index") {
+        var empty = tbody.querySelector("tr.empty");
+        if (empty) empty.remove();
+        var before = null;
+        tbody.querySelectorAll("tr[data-cursor]").forEach(function (row) {
+          if (!before && row.getAttribute("data-cursor") > cursor) before = row;
+        });
+        tbody.insertBefore(node, before);
+      }
+    });
+    if (page === "index") {
+      // Asked about, not returned: it no longer matches the page's filters.
+      keys.forEach(function (k) {
+        if (claimed[k]) return;
+        tbody.querySelectorAll("tr[data-cursor]").forEach(function (row) {
+          if (hasKey(row, k)) row.remove();
+        });
+      });
+      var count = document.querySelector("#fleet .count");
+      if (count) count.textContent = String(tbody.querySelectorAll("tr[data-cursor]").length);
+    }
+    window.__updates += 1;
+  }
+
+  function refreshSummary() {
+    get("/web/fragment/summary")
+      .then(function (html) {
+        var box = document.getElementById("summary");
+        if (box) box.innerHTML = html;
+      })
+      .catch(function () { summaryDue = true; setTimeout(function () { schedule(); }, 2000); });
+  }
+
+  function text(tag, value, cls) {
+    var el = document.createElement(tag);
+    el.textContent = value == null ? "" : String(value);
+    if (cls) el.className = cls;
+    return el;
+  }
+
+  function addTimeline(ev) {
+    var tbody = document.querySelector("#timeline tbody");
+    if (!tbody) return;
+    var empty = tbody.querySelector("tr.empty");
+    if (empty) empty.remove();
+    var tr = document.createElement("tr");
+    tr.className = "changed";
+    if (ev.id != null) tr.setAttribute("data-id", ev.id);
+    var when = String(ev.time || "").replace("T", " ").replace("Z", "");
+    tr.appendChild(text("td", when, "mono"));
+    tr.appendChild(text("td", ev.kind));
+    tr.appendChild(text("td", ev.ip, "mono"));
+    var detail = document.createElement("td");
+    detail.className = "detail";
+    Object.keys(ev.detail || {}).sort().forEach(function (k) {
+      var v = ev.detail[k];
+      detail.appendChild(text("span", k + "=" + (typeof v === "object" ? JSON.stringify(v) : v), "kv"));
+      detail.appendChild(document.createTextNode(" "));
+    });
+    tr.appendChild(detail);
+    tbody.insertBefore(tr, tbody.firstChild);
+  }
+
+  function onEvent(msg) {
+    var ev;
+    try { ev = JSON.parse(msg.data); } catch (e) { return; }
+    if (!ev || typeof ev !== "object") return;
+    if (!ev.kind && msg.type !== "message") ev.kind = msg.type;
+    if (ev.id == null && msg.lastEventId) ev.id = Number(msg.lastEventId);
+    var mac = ev.mac ? String(ev.mac).toLowerCase() : null;
+    var name = ev.detail && ev.detail.name ? String(ev.detail.name) : null;
+    if (page === "device") {
+      var mine = (mac && deviceKeys.indexOf(mac) >= 0) || (name && deviceKeys.indexOf(name) >= 0);
+      if (!mine) return;
+      addTimeline(ev);
+      pending[name && deviceKeys.indexOf(name) >= 0 ? name : mac] = true;
+    } else {
+      if (kinds.indexOf(ev.kind) < 0) return;
+      if (name) pending[name] = true;
+      else if (mac) pending[mac] = true;
+      summaryDue = true;
+    }
+    schedule();
+  }
+
+  var source = new EventSource(streamUrl);
+  window.__stream = source;
+  kinds.forEach(function (kind) { source.addEventListener(kind, onEvent); });
+  source.onmessage = onEvent;
+  var opened = false;
+  source.onopen = function () {
+    window.__streamOpen = true;
+    setLive(true, "live");
+    if (opened && page === "index") {
+      // Back after a break: what changed meanwhile came as replayed events (Last-Event-ID);
+      // the pool and rollout counts are read anew all the same.
+      summaryDue = true;
+      schedule();
+    }
+    opened = true;
+  };
+  source.onerror = function () {
+    window.__streamOpen = false;
+    setLive(false, source.readyState === EventSource.CLOSED ? "not live: reload" : "reconnecting\u2026");
+  };
+})();

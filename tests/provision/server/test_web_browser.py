@@ -1,0 +1,139 @@
+"""The web status page in a real headless Chromium (Debian's), against `provision serve` in a
+namespace pair (198.18.41.0/24); the browser runs in the client namespace as an operator's would.
+
+- the page loads (200) and its table shows the lab's devices, pools and rollouts sections;
+- with scripts disabled the tables are all there and the filter form (typed into and clicked, a
+  GET) filters; a device's page shows its timeline;
+- a simulated switch (`provision onie-sim` in the client namespace) installs and its row turns
+  `installed` with no reload (window.__loadedAt, set once per document, is unchanged), over the
+  event stream;
+- on a phone-sized viewport (390x844) the page does not scroll sideways;
+- a reader outside the read policy gets the API's own 403 (curl from another address).
+Screenshots go to $PROVISION_TEST_ARTEFACTS (default: a folder under the test's tmp path).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from onie import discovery
+from tests.support.browser import artefacts_dir, launch
+
+pytestmark = [pytest.mark.netns, pytest.mark.browser]
+
+SERVER_IP = "198.18.41.1"
+BROWSER_IP = "198.18.41.50"  # in api.read_from
+OUTSIDER_IP = "198.18.41.60"  # not in it
+URL = f"http://{SERVER_IP}:8080"
+KVM = "x86_64-kvm_x86_64-r0"
+MLNX = "x86_64-mlnx_msn2700-r0"
+MACS = {"LEAF-01": "52:54:00:41:00:01", "LEAF-02": "52:54:00:41:00:02"}
+
+LAB = """\
+interfaces: [wv0]
+subnets:
+  - network: 198.18.41.0/24
+    interface: wv0
+    pool: [198.18.41.100-198.18.41.199]
+paths:
+  state_dir: {state}
+http_port: 8080
+api: {{read: local, read_from: [{browser}/32]}}
+onie:
+  installers: {installers}
+devices:
+  - {{name: leaf-01, serial: LEAF-01, ip: 198.18.41.11, profile: kvm_x86_64}}
+  - {{name: leaf-02, serial: LEAF-02, ip: 198.18.41.12, platform: {mlnx}}}
+"""
+
+ROWS = "[...document.querySelectorAll('#devices tbody tr[data-cursor]')]"
+STATE_OF = (
+    ROWS + ".filter(r => r.dataset.keys.split(' ').includes({name!r})).map(r => r.dataset.state)[0] || null"
+)
+NO_OVERFLOW = "document.documentElement.scrollWidth <= window.innerWidth"
+
+
+def _lab(tmp_path: Path) -> Path:
+    installers = tmp_path / "installers"
+    installers.mkdir()
+    for platform in (KVM, MLNX):
+        (installers / discovery.installer_file_name(platform)).write_bytes(
+            f"#!/bin/sh\ntarget_platform='{platform}'\nnos_name='demo'\nnos_version='1.0'\nexit 0\n".encode()
+        )
+    lab = tmp_path / "lab.yml"
+    lab.write_text(LAB.format(state=tmp_path / "state", installers=installers, browser=BROWSER_IP, mlnx=MLNX))
+    return lab
+
+
+def _serve(serve_netns, tmp_path: Path):
+    lab = _lab(tmp_path)
+    link = serve_netns(server_if="wv0", client_if="wc0", server_addr=f"{SERVER_IP}/24", prefix="wb")
+    for addr in (BROWSER_IP, OUTSIDER_IP):  # the first is the source the browser's requests use
+        link.client.run(["ip", "addr", "add", f"{addr}/24", "dev", "wc0"])
+    sp = link.serve(str(lab))
+    return lab, link, sp
+
+
+def _shot(page, tmp_path: Path, name: str) -> Path:
+    path = page.screenshot(artefacts_dir(tmp_path) / f"{name}.png")
+    print(f"screenshot: {path}")
+    return path
+
+
+def test_page_tables_without_javascript_and_on_a_phone(serve_netns, tmp_path):
+    _, link, sp = _serve(serve_netns, tmp_path)
+    with launch(link.client, tmp_path / "chrome") as browser:
+        page = browser.new_page()
+        page.navigate(URL + "/")
+        assert page.evaluate("performance.getEntriesByType('navigation')[0].responseStatus") == 200
+        names = page.evaluate(ROWS + ".map(r => r.querySelector('td.name').textContent.trim())")
+        assert names == ["leaf-01", "leaf-02"]
+        assert page.evaluate("document.querySelector('#pools td.free').textContent") == "100"
+        assert page.evaluate("!!document.querySelector('#rollouts')")
+        assert page.evaluate("window.__loadedAt > 0")  # status.js ran
+        _shot(page, tmp_path, "index-laptop")
+
+        # A phone: no sideways scrolling of the page; the tables scroll inside their box.
+        page.viewport(390, 844, mobile=True, scale=2)
+        page.navigate(URL + "/")
+        assert page.evaluate(NO_OVERFLOW), page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        _shot(page, tmp_path, "index-phone")
+        page.navigate(URL + "/devices/leaf-01")
+        assert page.evaluate(NO_OVERFLOW)
+        page.viewport(1280, 900)
+
+        # Scripts off: the same tables; the filter form is a plain GET.
+        page.send("Emulation.setScriptExecutionDisabled", value=True)
+        page.navigate(URL + "/")
+        assert page.evaluate("window.__loadedAt") is None  # status.js did not run
+        assert page.evaluate(ROWS + ".length") == 2
+        since = len(browser.events)
+        page.type_into("form.filters input[name=name]", "leaf-02")
+        page.click("form.filters button[type=submit]")
+        page.wait_load(since)
+        assert page.evaluate("location.search") == "?state=&platform=&name=leaf-02"
+        assert page.evaluate(ROWS + ".map(r => r.dataset.cursor)") == ["d:leaf-02"]
+        page.navigate(URL + "/?state=installed")
+        assert page.evaluate("document.querySelector('#devices tbody tr.empty').textContent") == (
+            "No devices match."
+        )
+        # A device's page and its timeline, by name and by MAC; an unknown one is 404.
+        page.navigate(URL + "/devices/leaf-01")
+        assert page.evaluate("document.querySelector('#devices td.name').textContent.trim()") == "leaf-01"
+        assert page.evaluate("!!document.querySelector('#timeline')")
+        page.navigate(URL + "/devices/nosuch")
+        assert page.evaluate("performance.getEntriesByType('navigation')[0].responseStatus") == 404
+
+    # Outside the read policy: the API's own answer, on the page's paths too.
+    for path in ("/", "/devices/leaf-01", "/web/fragment/summary", "/api/v1/status"):
+        out = link.client.run(
+            ["curl", "-s", "--interface", OUTSIDER_IP, "-o", "-", "-w", "\n%{http_code}", URL + path]
+        )
+        body, _, code = out.stdout.rpartition("\n")
+        assert code == "403" and "forbidden" in json.loads(body)["error"], (path, out.stdout)
+    assert "Traceback" not in sp.output
