@@ -15,13 +15,15 @@ PKGS_BMC="openipmi ipmitool"
 PKGS_WEB="chromium fonts-dejavu-core"
 # The ONIE-like QEMU guest (tests/support/onie_guest.py): its initramfs copies these tools in.
 PKGS_ONIEVM="qemu-system-x86 ovmf linux-image-amd64 busybox-static cpio gzip kmod gdisk e2fsprogs dosfstools mtools util-linux efibootmgr grub-common grub-efi-amd64-bin grub-pc-bin dnsmasq"
+# The shared state store's tests (tests/support/postgres.py): a throwaway cluster run as `postgres`.
+PKGS_STORE="postgresql"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: run as root (it installs Debian packages and the tests create network namespaces)" >&2
   exit 3
 fi
 export DEBIAN_FRONTEND=noninteractive
-want=$(echo $PKGS_CORE $PKGS_INSTALLER $PKGS_SERVE $PKGS_VM $PKGS_BMC $PKGS_ONIEVM $PKGS_WEB)
+want=$(echo $PKGS_CORE $PKGS_INSTALLER $PKGS_SERVE $PKGS_VM $PKGS_BMC $PKGS_ONIEVM $PKGS_WEB $PKGS_STORE)
 missing=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null | awk '$NF!="installed"{print $1}'; \
           for p in $want; do dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done)
 missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')

@@ -61,6 +61,21 @@ class LeaseStore(Protocol):
         ...
 
 
+class SharedLeaseStore(LeaseStore, Protocol):
+    """A store several servers allocate from (provision.store.postgres). The engine uses these
+    two when the store has them; a store one server owns (SQLite) has neither."""
+
+    def claim(self, lease: Lease) -> Sequence[Lease]:
+        """Durably make `lease.ip` this MAC's before the ACK: empty when done; else nothing was
+        written and these are leases to learn: the live one of another MAC holding the address
+        first, then others that other servers made since, so the next offers avoid them."""
+        ...
+
+    def recall(self, subnet: str, mac: str) -> Lease | None:
+        """This MAC's binding on `subnet`, which another server may have made."""
+        ...
+
+
 class MemoryLeaseStore:
     """A LeaseStore that forgets everything on exit: for library users and unit tests."""
 
@@ -187,6 +202,9 @@ class LeaseEngine:
         self.by_mac: dict[tuple[str, str], Lease] = {}
         self.offers: dict[tuple[str, str], tuple[int, float]] = {}
         self.offered_ips: dict[int, tuple[str, float]] = {}
+        # Shared allocation (SharedLeaseStore): None for a store this server owns alone.
+        self._claim: Callable[[Lease], Sequence[Lease]] | None = getattr(store, "claim", None)
+        self._recall: Callable[[str, str], Lease | None] | None = getattr(store, "recall", None)
         for lease in store.load_leases():
             self._index(lease)
 
@@ -227,6 +245,16 @@ class LeaseEngine:
 
     def lease_of(self, subnet: Subnet, mac: str) -> Lease | None:
         return self.by_mac.get((subnet.network, mac))
+
+    def _recalled(self, key: tuple[str, str]) -> Lease | None:
+        """A shared store's binding of a MAC we hold none for (another server made it: a client
+        of a server that died rebinding here keeps its address)."""
+        if self._recall is None:
+            return None
+        lease = self._recall(*key)
+        if lease is not None:
+            self._index(lease)
+        return lease
 
     def _free_for(self, ip: int, mac: str, now: float, *, reclaim: bool) -> bool:
         """May `mac` have `ip`? Never someone else's reservation, offer or live lease."""
@@ -285,7 +313,7 @@ class LeaseEngine:
                 return None
         else:
             ip = None
-            current = self.by_mac.get(key)
+            current = self.by_mac.get(key) or self._recalled(key)
             if current is not None:
                 cur = _int(current.ip)
                 if cur in pool.members and self._free_for(cur, mac, now, reclaim=False):
@@ -381,6 +409,8 @@ class LeaseEngine:
             return Answer(Outcome.NAK, reason=f"{mac} is reserved {fixed}, asked for {ip}")
         offer = self.offers.get(key)
         current = self.by_mac.get(key)
+        if current is None and offer is None:
+            current = self._recalled(key)
         known = (
             fixed == ip
             or (offer is not None and offer[0] == want)
@@ -410,6 +440,12 @@ class LeaseEngine:
             client_id=client_id,
             updated=now,
         )
+        if self._claim is not None:
+            learn = self._claim(lease)  # shared store: the address is ours, durably, or not at all
+            if learn:
+                for other in learn:  # other servers' clients: not offered from here again
+                    self._index(other)
+                return Answer(Outcome.NAK, reason=f"{ip} is held by {learn[0].mac} (shared lease store)")
         self._put(lease)
         return Answer(Outcome.ACK, ip=ip, lease_time=seconds)
 

@@ -1,0 +1,128 @@
+"""What provision uses of its state store, and `open_store(location)` choosing the backend.
+
+Two backends keep the same records (docs/scale-out.md):
+- SQLite (provision.store.sqlite): a file, the default; one `provision serve` owns it.
+- PostgreSQL (provision.store.postgres): `postgresql://…` (lab.yml `state:`, or `--db URL`); several
+  `provision serve` instances share it, and lease addresses are claimed in it (`claim`), so two
+  servers allocating from one pool never hand out the same address.
+
+Every caller outside provision/store goes through `StateStore`; a new method needed by a caller
+is added here and to both backends (tests/provision/test_store_backends.py runs the same
+behavioural tests against both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from provision.store.records import EnrolledRecord, Intent
+from provision.store.sqlite import Store
+from pxe.dhcp.leases import Lease
+from pxe.policy import Event
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(location: str | Path | None) -> bool:
+    """A PostgreSQL connection URL (libpq's URI form), as opposed to a SQLite file path."""
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+def redact(location: str | Path) -> str:
+    """The location for messages and logs: a URL's password replaced by ***."""
+    text = str(location)
+    if not is_url(text):
+        return text
+    scheme, _, rest = text.partition("://")
+    auth, at, host = rest.partition("@")
+    if at and ":" in auth:
+        auth = auth.split(":", 1)[0] + ":***"
+    return f"{scheme}://{auth}{at}{host}"
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Leases (pxe.dhcp.LeaseStore), events (an EventSink), devices, intents and retention."""
+
+    counters: dict[str, int]
+
+    @property
+    def path(self) -> Path | str: ...  # the SQLite file, or the PostgreSQL URL
+    @property
+    def schema_version(self) -> int: ...
+
+    # leases: buffered until commit(), which the DHCP server calls before its replies leave
+    def load_leases(self) -> Iterable[Lease]: ...
+    def save_lease(self, lease: Lease) -> None: ...
+    def delete_lease(self, ip: str) -> None: ...
+    def commit(self) -> None: ...
+    def flush(self) -> None: ...
+
+    # events (buffered, written in batches) and devices
+    def add_event(self, event: Event) -> None: ...
+    def __call__(self, event: Event) -> None: ...
+    def upsert_device(
+        self,
+        mac: str,
+        *,
+        serial: str | None = None,
+        platform: str | None = None,
+        hostname: str | None = None,
+        identity: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    # intent (docs/lifecycle.md), written at once; data_version changes when another
+    # connection (the CLI, another server) changed it, and is cheap enough to ask per packet
+    @property
+    def data_version(self) -> int: ...
+    def enroll(self, name: str, doc: dict[str, Any], by: str) -> None: ...
+    def unenroll(self, name: str) -> bool: ...
+    def enrolled(self) -> list[EnrolledRecord]: ...
+    def arm(self, name: str, target: str | None, install_id: str, by: str) -> None: ...
+    def end_arming(
+        self, name: str, outcome: str, by: str, reason: str | None = None, install_id: str | None = None
+    ) -> bool: ...
+    def intents(self) -> dict[str, Intent]: ...
+
+    # reads
+    def leases(self) -> list[Lease]: ...
+    def devices(self) -> list[Any]: ...  # DeviceRecord
+    def events(
+        self,
+        mac: str | None = None,
+        kinds: Sequence[str] | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[Event]: ...
+    def last_events(self, keys: Iterable[str] | None = None) -> dict[str, list[Event]]: ...
+    def event_page(
+        self,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        mac: str | None = None,
+        kinds: Sequence[str] | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[tuple[int, Event]]: ...
+
+    # retention
+    def prune_events(self, keep_per_device: int, keep_days: float, chunk: int = ...) -> tuple[int, bool]: ...
+
+    def close(self) -> None: ...
+    def __enter__(self) -> StateStore: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def open_store(location: str | Path, **kw: Any) -> StateStore:
+    """SQLite for a path (or ':memory:'), PostgreSQL for a `postgresql://` URL (migrated on open)."""
+    if is_url(location):
+        from provision.store.postgres import PgStore  # optional heavy dependency: psycopg
+
+        return PgStore(str(location), **kw)
+    return Store(location, **kw)
+
+
+__all__ = ["POSTGRES_SCHEMES", "StateStore", "is_url", "open_store", "redact"]

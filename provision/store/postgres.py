@@ -1,0 +1,746 @@
+"""The shared state of provision in PostgreSQL: what provision.store.sqlite keeps, for several servers.
+
+Why psycopg 3 and not asyncpg: one driver with both a blocking and an asyncio API (the store is
+called from the DHCP burst handler, which must not await, and from CLI commands that have no
+loop), pipeline mode (a burst's lease rows, events and device rows reach the server in one round
+trip), COPY, libpq's own connection strings (`postgresql:///db?host=/run/postgresql`, .pgpass,
+service files), maintained by the psycopg2 project, and packaged by Debian (python3-psycopg).
+asyncpg is asyncio-only and speaks its own protocol implementation. docs/scale-out.md.
+
+- Migrations: `MIGRATIONS`, counted in `schema_version`, applied in one transaction under an
+  advisory lock, so two servers starting at once never race (the second waits, then finds the
+  schema current). Append new versions, never edit an applied one.
+- Leases: `claim(lease)` makes an address this MAC's in one conditional upsert, committed before
+  the ACK; a row held by another MAC (live, not released) is left alone and returned, so two
+  servers allocating from one pool never hand out the same address (pxe.dhcp.leases calls it).
+  `recall(subnet, mac)` reads a binding another server made (a client of a server that died).
+- Events: buffered, written by `commit()`/`flush()` in one INSERT … SELECT FROM unnest(…) per burst.
+- Intent: written at once; `data_version` is a counter row bumped by a trigger on `enrolled` and
+  `intents` (any server, any CLI), read at most every `version_poll` seconds: the lifecycle's
+  refresh() asks it per packet, and a cached integer is as cheap as SQLite's PRAGMA.
+- One thread per PgStore (psycopg connections are thread-safe, but the buffers are not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+
+from provision.store.base import redact
+from provision.store.records import EnrolledRecord, Intent
+from provision.store.sqlite import (
+    _FLUSH_AT,
+    EVENTS_BUFFER_MAX,
+    PRUNE_CHUNK,
+    WARN_EVERY_S,
+    DeviceRecord,
+    StoreError,
+    _json,
+)
+from pxe.dhcp.leases import Lease, LeaseState
+from pxe.policy import Event
+
+log = logging.getLogger(__name__)
+
+_instances = itertools.count(1)  # a store's own rows: owner host:pid:n
+MIGRATION_LOCK = 0x70726F76  # pg_advisory_xact_lock key while migrating ('prov')
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the SQLite store's migrations 1-3 in one (leases, devices, events, intent, events_last),
+    # plus the owner of a lease row (which server wrote it) and the intent version counter.
+    """
+    CREATE SEQUENCE lease_seq;
+    CREATE TABLE leases (
+        ip text PRIMARY KEY,  -- one row per address: the constraint that makes claims exclusive
+        mac text NOT NULL,
+        state text NOT NULL,
+        expires double precision NOT NULL,
+        hostname text,
+        client_id bytea,
+        subnet text NOT NULL,
+        updated double precision NOT NULL,
+        owner text,  -- the server that wrote the row (host:pid:n)
+        seq bigint NOT NULL DEFAULT nextval('lease_seq')  -- change order, for claim's catch-up
+    );
+    CREATE INDEX leases_subnet_mac ON leases (subnet, mac);
+    CREATE INDEX leases_seq ON leases (seq);
+    CREATE TABLE devices (
+        mac text PRIMARY KEY,
+        serial text,
+        platform text,
+        hostname text,
+        first_seen double precision NOT NULL,
+        last_seen double precision NOT NULL,
+        identity jsonb NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ts double precision NOT NULL,
+        kind text NOT NULL,
+        mac text,
+        ip text,
+        detail jsonb NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_mac_ts ON events (mac, ts);
+    CREATE INDEX events_kind_ts ON events (kind, ts);
+    CREATE INDEX events_ts ON events (ts);
+    CREATE INDEX events_mac_id ON events (mac, id);
+    CREATE TABLE enrolled (
+        name text PRIMARY KEY,
+        doc jsonb NOT NULL,
+        enrolled_at double precision NOT NULL,
+        enrolled_by text NOT NULL
+    );
+    CREATE TABLE intents (
+        name text PRIMARY KEY,
+        armed boolean NOT NULL DEFAULT false,
+        target text,
+        install_id text,
+        armed_at double precision,
+        armed_by text,
+        outcome text,
+        outcome_at double precision,
+        outcome_by text,
+        reason text,
+        updated double precision NOT NULL
+    );
+    -- status in a bounded number of queries: the last event of each class per device
+    -- (provision.store.sqlite migration 3); a statement trigger, once per batch of events
+    CREATE TABLE events_last (
+        key text NOT NULL,
+        class text NOT NULL,
+        id bigint NOT NULL,
+        PRIMARY KEY (key, class)
+    );
+    CREATE FUNCTION events_last_keep() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO events_last (key, class, id)
+        SELECT coalesce(n.mac, 'name:' || (n.detail ->> 'name')),
+               CASE WHEN n.kind = 'installer.report' AND lower(n.detail ->> 'status') = 'failed'
+                    THEN 'installer.report:failed' ELSE n.kind END,
+               max(n.id)
+        FROM new_rows n
+        WHERE n.mac IS NOT NULL
+           OR (n.kind LIKE 'device.%' AND jsonb_typeof(n.detail) = 'object'
+               AND n.detail ->> 'name' IS NOT NULL)
+        GROUP BY 1, 2
+        ORDER BY 1, 2  -- one lock order for every server: no deadlock between two batches
+        ON CONFLICT (key, class) DO UPDATE SET id = greatest(events_last.id, excluded.id);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER events_last_insert AFTER INSERT ON events
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_last_keep();
+    -- intent changed (any server, any CLI): what data_version reads
+    CREATE TABLE state_version (id int PRIMARY KEY CHECK (id = 1), v bigint NOT NULL);
+    INSERT INTO state_version VALUES (1, 0);
+    CREATE FUNCTION state_version_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE state_version SET v = v + 1 WHERE id = 1;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER enrolled_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON enrolled
+        FOR EACH STATEMENT EXECUTE FUNCTION state_version_bump();
+    CREATE TRIGGER intents_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON intents
+        FOR EACH STATEMENT EXECUTE FUNCTION state_version_bump();
+    """,
+)
+
+# One row per lease in one statement. The WHERE of the conflict arm is the whole race guard: an
+# address already in the table changes hands only when it is this MAC's (and not quarantined),
+# released, or past its expiry; otherwise nothing is written and RETURNING is empty.
+_UPSERT_FROM = """
+    INSERT INTO leases AS l (ip, mac, state, expires, hostname, client_id, subnet, updated, owner)
+    {source}
+    ON CONFLICT (ip) DO UPDATE SET mac = excluded.mac, state = excluded.state,
+        expires = excluded.expires, hostname = excluded.hostname, client_id = excluded.client_id,
+        subnet = excluded.subnet, updated = excluded.updated, owner = excluded.owner,
+        seq = nextval('lease_seq')
+    WHERE (l.mac = excluded.mac AND (l.state <> 'declined' OR excluded.state = 'declined'))
+       OR l.state = 'released' OR l.expires <= excluded.updated
+    RETURNING ip
+"""
+_CLAIM = _UPSERT_FROM.format(source="VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+_SAVE_MANY = _UPSERT_FROM.format(
+    source="SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], "
+    "%s::bytea[], %s::text[], %s::float8[], %s::text[])"
+)
+_LEASE_COLS = "ip, mac, state, expires, hostname, client_id, subnet, updated"
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text holds no NUL; a DHCP hostname or an ONIE field from the wire may."""
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
+
+
+def _jsonb(value: Any) -> str:
+    # jsonb refuses \u0000 (SQLite's TEXT took it): a NUL in a string becomes U+FFFD
+    return _json(value).replace("\\u0000", "\\ufffd")
+
+
+def _lease(row: Sequence[Any]) -> Lease:
+    ip, mac, state, exp, host, cid, sub, upd = row
+    return Lease(
+        ip=ip, mac=mac, state=LeaseState(state), expires=exp, subnet=sub, hostname=host,
+        client_id=bytes(cid) if cid is not None else None, updated=upd,
+    )  # fmt: skip
+
+
+class PgStore:
+    """`PgStore(url)`; the same methods as provision.store.sqlite.Store (provision.store.base),
+    plus `claim` and `recall` for shared lease allocation (pxe.dhcp.leases)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        event_flush_interval: float = 0.25,
+        version_poll: float = 0.5,
+        connect_timeout: int = 10,
+    ) -> None:
+        self.url = url
+        self.path = url  # what api.py compares to find its reader's connection
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{next(_instances)}"
+        self._connect_timeout = connect_timeout
+        try:
+            self._db = self._connect()
+            self._migrate()
+        except psycopg.Error as exc:
+            raise StoreError(f"{redact(url)}: {exc}".strip()) from exc
+        self._leases: dict[str, Lease | None] = {}
+        self._known: dict[str, str] = {}  # ip -> MAC of the rows this server wrote or read
+        self._claimed: Lease | None = None  # written by claim(): its save_lease is a no-op
+        self._seq = 0  # lease rows up to this change number are known (leases(), claim())
+        self._events: list[Event] = []
+        self._scheduled = False
+        self._event_timer: asyncio.TimerHandle | None = None
+        self._event_interval = event_flush_interval
+        self._events_flushed = time.monotonic()
+        self._version_poll = version_poll
+        self._version = 0
+        self._version_read = float("-inf")
+        self.counters = {
+            "events_dropped": 0, "commit_failures": 0, "acks_on_durable": 0, "pruned": 0,
+            "claims": 0, "claims_lost": 0, "recalled": 0, "lease_writes_refused": 0,
+        }  # fmt: skip
+        self._warned: dict[str, float] = {}
+
+    # --- connection ------------------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=self._connect_timeout,
+            application_name=f"provision {os.getpid()}",
+        )
+
+    @property
+    def db(self) -> psycopg.Connection[Any]:
+        """The connection, made again after the server restarted or the link broke (the failing
+        statement raised; the next one reconnects)."""
+        if self._db.closed or self._db.broken:
+            self._db = self._connect()
+        return self._db
+
+    # --- schema ----------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        db = self._db
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            row = db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"{redact(self.url)}: schema version {version} is newer than this provision knows "
+                    f"({len(MIGRATIONS)}); upgrade provision"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                db.execute(script.encode())  # no parameters: several statements in one go
+                db.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+
+    @property
+    def schema_version(self) -> int:
+        row = self.db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
+
+    # --- leases shared between servers -----------------------------------------------------------
+    def claim(self, lease: Lease) -> list[Lease]:
+        """Make `lease.ip` this MAC's, committed before the ACK leaves: [] when done. Else nothing
+        was written, and the lease holding the address (another MAC's, live) comes first, then
+        every row other servers wrote since our last look: one lost claim teaches the engine all
+        of them, instead of one NAK per address the other servers took."""
+        self.counters["claims"] += 1
+        try:
+            row = self.db.execute(
+                _CLAIM,
+                (lease.ip, lease.mac, lease.state.value, lease.expires, _text(lease.hostname),
+                 lease.client_id, lease.subnet, lease.updated, self.owner),
+                prepare=True,
+            ).fetchone()  # fmt: skip
+            if row is not None:
+                self._known[lease.ip] = lease.mac
+                self._claimed = lease
+                return []
+            held = self.db.execute(
+                f"SELECT {_LEASE_COLS} FROM leases WHERE ip = %s", (lease.ip,), prepare=True
+            ).fetchone()
+            if held is None:  # deleted between the two statements: try once more
+                return self.claim(lease)
+            news = self.db.execute(
+                f"SELECT {_LEASE_COLS}, seq FROM leases WHERE seq > %s AND owner IS DISTINCT FROM %s "
+                "ORDER BY seq",
+                (self._seq, self.owner),
+            ).fetchall()
+        except psycopg.Error as exc:
+            raise StoreError(f"{redact(self.url)}: lease claim failed: {exc}") from exc
+        self.counters["claims_lost"] += 1
+        if news:
+            self._seq = max(self._seq, int(news[-1][-1]))
+        learn = [_lease(held)] + [_lease(r[:-1]) for r in news if r[0] != held[0]]
+        for le in learn:
+            self._known[le.ip] = le.mac
+        return learn
+
+    def recall(self, subnet: str, mac: str) -> Lease | None:
+        """This MAC's binding on `subnet` in the shared table (another server may have made it)."""
+        try:
+            row = self.db.execute(
+                f"SELECT {_LEASE_COLS} FROM leases WHERE subnet = %s AND mac = %s AND state <> 'declined' "
+                "ORDER BY updated DESC LIMIT 1",
+                (subnet, mac),
+                prepare=True,
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"{redact(self.url)}: lease lookup failed: {exc}") from exc
+        if row is None:
+            return None
+        self.counters["recalled"] += 1
+        lease = _lease(row)
+        self._known[lease.ip] = lease.mac
+        return lease
+
+    # --- writes (buffered) -----------------------------------------------------------------------
+    def save_lease(self, lease: Lease) -> None:
+        if lease is self._claimed:  # claim() wrote exactly this row already
+            self._claimed = None
+            self._leases.pop(lease.ip, None)
+            return
+        self._leases[lease.ip] = lease
+        self._lease_pending()
+
+    def delete_lease(self, ip: str) -> None:
+        self._leases[ip] = None
+        self._lease_pending()
+
+    def add_event(self, event: Event) -> None:
+        """Buffered like the SQLite store's: written within `event_flush_interval`, in batches."""
+        self._events.append(event)
+        if len(self._events) >= _FLUSH_AT:
+            self._flush_quietly()
+        elif self._event_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._flush_quietly()
+                return
+            self._event_timer = loop.call_later(self._event_interval, self._timed_flush)
+
+    __call__ = add_event
+
+    def _lease_pending(self) -> None:
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.commit()
+            return
+        self._scheduled = True
+        loop.call_soon(self._scheduled_commit)
+
+    def _scheduled_commit(self) -> None:
+        self._scheduled = False
+        self.commit()
+
+    def _timed_flush(self) -> None:
+        self._event_timer = None
+        self._flush_quietly()
+
+    def _warn(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -WARN_EVERY_S) >= WARN_EVERY_S:
+            self._warned[key] = now
+            log.warning(message, *args)
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except (psycopg.Error, StoreError) as exc:
+            self._warn(
+                "events", "%s: events not written (%s); %d waiting, %d dropped so far",
+                redact(self.url), exc, len(self._events), self.counters["events_dropped"],
+            )  # fmt: skip
+
+    def flush(self) -> None:
+        self._commit(with_events=True)
+
+    def commit(self) -> None:
+        """Make the buffered leases durable (events ride along when their interval is due)."""
+        due = time.monotonic() - self._events_flushed >= self._event_interval
+        self._commit(with_events=due)
+
+    def _commit(self, *, with_events: bool) -> None:
+        if not self._leases and not (with_events and self._events):
+            return
+        leases, self._leases = self._leases, {}
+        events: list[Event] = []
+        if with_events:
+            events, self._events = self._events, []
+            self._events_flushed = time.monotonic()
+            if self._event_timer is not None:
+                self._event_timer.cancel()
+                self._event_timer = None
+        try:
+            db = self.db
+            # One transaction, one round trip (pipeline mode): leases, events, device rows.
+            with db.pipeline(), db.transaction():
+                gone = [(ip, self._known.get(ip)) for ip, le in leases.items() if le is None]
+                if gone:
+                    # Only rows this server knows as the same MAC's: another server may have
+                    # taken the address since (an expired lease reclaimed there).
+                    db.execute(
+                        "DELETE FROM leases l USING unnest(%s::text[], %s::text[]) d(ip, mac) "
+                        "WHERE l.ip = d.ip AND l.mac = d.mac",
+                        ([g[0] for g in gone], [g[1] for g in gone]),
+                    )
+                rows = [le for le in leases.values() if le is not None]
+                cur = None
+                if rows:
+                    cur = db.execute(
+                        _SAVE_MANY,
+                        ([le.ip for le in rows], [le.mac for le in rows], [le.state.value for le in rows],
+                         [le.expires for le in rows], [_text(le.hostname) for le in rows],
+                         [le.client_id for le in rows], [le.subnet for le in rows],
+                         [le.updated for le in rows], [self.owner] * len(rows)),
+                    )  # fmt: skip
+                if events:
+                    db.execute(
+                        "INSERT INTO events (ts, kind, mac, ip, detail) SELECT ts, kind, mac, ip, "
+                        "detail::jsonb FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[], "
+                        "%s::text[]) AS e(ts, kind, mac, ip, detail)",
+                        ([e.ts for e in events], [_text(e.kind) for e in events], [e.mac for e in events],
+                         [e.ip for e in events],
+                         [_jsonb(e.detail if type(e.detail) is dict else dict(e.detail)) for e in events]),
+                    )  # fmt: skip
+                    seen: dict[str, tuple[float, float]] = {}
+                    for e in events:
+                        if e.mac:
+                            first, last = seen.get(e.mac, (e.ts, e.ts))
+                            seen[e.mac] = (min(first, e.ts), max(last, e.ts))
+                    if seen:
+                        macs = sorted(seen)  # one lock order for every server
+                        db.execute(
+                            "INSERT INTO devices (mac, first_seen, last_seen) SELECT * FROM "
+                            "unnest(%s::text[], %s::float8[], %s::float8[]) ON CONFLICT (mac) DO UPDATE "
+                            "SET last_seen = greatest(devices.last_seen, excluded.last_seen)",
+                            (macs, [seen[m][0] for m in macs], [seen[m][1] for m in macs]),
+                        )
+            written = {r[0] for r in cur.fetchall()} if cur is not None else set()
+        except (psycopg.Error, StoreError) as exc:
+            self._leases = {**leases, **self._leases}
+            self._events = events + self._events
+            self._bound_events()
+            self.counters["commit_failures"] += 1
+            if not leases:  # only telemetry: never a reason to withhold replies
+                self._warn(
+                    "events", "%s: events not written (%s); %d waiting, %d dropped so far",
+                    redact(self.url), exc, len(self._events), self.counters["events_dropped"],
+                )  # fmt: skip
+                return
+            raise StoreError(f"{redact(self.url)}: commit failed: {exc}") from exc
+        for le in rows:
+            if le.ip in written:
+                self._known[le.ip] = le.mac
+            else:
+                # Another server holds the address (it reclaimed it after our lease ended):
+                # our RELEASE/DECLINE of it is moot; its row stays.
+                self.counters["lease_writes_refused"] += 1
+        for ip, _mac in gone:
+            self._known.pop(ip, None)
+
+    def _bound_events(self) -> None:
+        over = len(self._events) - EVENTS_BUFFER_MAX
+        if over > 0:
+            del self._events[:over]
+            self.counters["events_dropped"] += over
+            self._warn(
+                "dropped", "%s: commits failing; dropped the %d oldest unwritten events (%d in all)",
+                redact(self.url), over, self.counters["events_dropped"],
+            )  # fmt: skip
+
+    def upsert_device(
+        self,
+        mac: str,
+        *,
+        serial: str | None = None,
+        platform: str | None = None,
+        hostname: str | None = None,
+        identity: dict[str, Any] | None = None,
+    ) -> None:
+        """Record what we learnt of a device; fields left None keep their stored value."""
+        now = time.time()
+        self.flush()
+        self.db.execute(
+            "INSERT INTO devices (mac, serial, platform, hostname, first_seen, last_seen, identity) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (mac) DO UPDATE SET "
+            "serial = coalesce(excluded.serial, devices.serial), "
+            "platform = coalesce(excluded.platform, devices.platform), "
+            "hostname = coalesce(excluded.hostname, devices.hostname), last_seen = excluded.last_seen, "
+            "identity = CASE WHEN %s THEN excluded.identity ELSE devices.identity END",
+            (mac, _text(serial), _text(platform), _text(hostname), now, now, _jsonb(identity or {}),
+             identity is not None),
+        )  # fmt: skip
+
+    # --- intent (written at once) ----------------------------------------------------------------
+    @property
+    def data_version(self) -> int:
+        """The intent counter (bumped by any server or CLI writing `enrolled`/`intents`), read at
+        most every `version_poll` seconds: the lifecycle asks per packet."""
+        now = time.monotonic()
+        if now - self._version_read >= self._version_poll:
+            row = self.db.execute("SELECT v FROM state_version WHERE id = 1", prepare=True).fetchone()
+            self._version = int(row[0]) if row else 0
+            self._version_read = now
+        return self._version
+
+    def _write_now(self, sql: str, args: Sequence[object]) -> int:
+        self.flush()
+        cur = self.db.execute(sql, args)
+        self._version_read = float("-inf")  # our own write: read the counter afresh
+        return cur.rowcount
+
+    def enroll(self, name: str, doc: dict[str, Any], by: str) -> None:
+        self._write_now(
+            "INSERT INTO enrolled (name, doc, enrolled_at, enrolled_by) VALUES (%s, %s::jsonb, %s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+            (name, _jsonb(doc), time.time(), by),
+        )
+
+    def unenroll(self, name: str) -> bool:
+        with self.db.transaction():
+            gone = self._write_now("DELETE FROM enrolled WHERE name = %s", (name,))
+            self._write_now("DELETE FROM intents WHERE name = %s", (name,))
+        return gone > 0
+
+    def enrolled(self) -> list[EnrolledRecord]:
+        rows = self.db.execute("SELECT name, doc, enrolled_at, enrolled_by FROM enrolled ORDER BY name")
+        return [EnrolledRecord(n, d, at, by) for n, d, at, by in rows]
+
+    def arm(self, name: str, target: str | None, install_id: str, by: str) -> None:
+        now = time.time()
+        self._write_now(
+            "INSERT INTO intents (name, armed, target, install_id, armed_at, armed_by, updated) "
+            "VALUES (%s, true, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET armed = true, "
+            "target = excluded.target, install_id = excluded.install_id, armed_at = excluded.armed_at, "
+            "armed_by = excluded.armed_by, outcome = NULL, outcome_at = NULL, outcome_by = NULL, "
+            "reason = NULL, updated = excluded.updated",
+            (name, target, install_id, now, by, now),
+        )
+
+    def end_arming(
+        self, name: str, outcome: str, by: str, reason: str | None = None, install_id: str | None = None
+    ) -> bool:
+        """Disarm with why; with `install_id`, only that arming (as the SQLite store)."""
+        now = time.time()
+        sql = (
+            "INSERT INTO intents (name, armed, outcome, outcome_at, outcome_by, reason, updated) "
+            "VALUES (%s, false, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET armed = false, "
+            "outcome = excluded.outcome, outcome_at = excluded.outcome_at, "
+            "outcome_by = excluded.outcome_by, reason = excluded.reason, updated = excluded.updated"
+        )
+        args: list[object] = [name, outcome, now, by, _text(reason), now]
+        if install_id is not None:
+            sql += " WHERE intents.install_id IS NOT DISTINCT FROM %s AND intents.armed"
+            args.append(install_id)
+        return self._write_now(sql, args) > 0
+
+    def intents(self) -> dict[str, Intent]:
+        rows = self.db.execute(
+            "SELECT name, armed, target, install_id, armed_at, armed_by, outcome, outcome_at, "
+            "outcome_by, reason, updated FROM intents"
+        )
+        return {r[0]: Intent(r[0], bool(r[1]), *r[2:]) for r in rows}
+
+    # --- reads -----------------------------------------------------------------------------------
+    def load_leases(self) -> Iterable[Lease]:
+        return self.leases()
+
+    def leases(self) -> list[Lease]:
+        self.flush()
+        rows = self.db.execute(f"SELECT {_LEASE_COLS}, seq FROM leases ORDER BY ip").fetchall()
+        found = [_lease(r[:-1]) for r in rows]
+        self._known.update((le.ip, le.mac) for le in found)
+        self._seq = max([self._seq, *(int(r[-1]) for r in rows)])
+        return found
+
+    def devices(self) -> list[DeviceRecord]:
+        self.flush()
+        rows = self.db.execute(
+            "SELECT mac, serial, platform, hostname, first_seen, last_seen, identity FROM devices ORDER BY mac"
+        )
+        return [DeviceRecord(m, s, p, h, f, la, i or {}) for m, s, p, h, f, la, i in rows]
+
+    def events(
+        self,
+        mac: str | None = None,
+        kinds: Sequence[str] | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events oldest first; with `limit`, the most recent `limit` of them."""
+        self.flush()
+        where: list[str] = []
+        args: list[object] = []
+        if mac is not None:
+            where.append("mac = %s")
+            args.append(mac)
+        if kinds:
+            where.append("kind = ANY(%s)")
+            args.append(list(kinds))
+        if since is not None:
+            where.append("ts >= %s")
+            args.append(since)
+        sql = "SELECT ts, kind, mac, ip, detail FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(int(limit))
+        rows = list(self.db.execute(sql, args))
+        rows.reverse()
+        return [Event(kind=k, mac=m, ip=ip, detail=d, ts=ts) for ts, k, m, ip, d in rows]
+
+    def last_event_per_device(self) -> dict[str, Event]:
+        self.flush()
+        rows = self.db.execute(
+            "SELECT DISTINCT ON (mac) ts, kind, mac, ip, detail FROM events WHERE mac IS NOT NULL "
+            "ORDER BY mac, id DESC"
+        )
+        return {m: Event(kind=k, mac=m, ip=ip, detail=d, ts=ts) for ts, k, m, ip, d in rows}
+
+    def last_events(self, keys: Iterable[str] | None = None) -> dict[str, list[Event]]:
+        """{device key: the last event of each class}, for `keys` or every device (bounded)."""
+        self.flush()
+        sql = (
+            "SELECT l.key, e.id, e.ts, e.kind, e.mac, e.ip, e.detail FROM events_last l "
+            "JOIN events e ON e.id = l.id"
+        )
+        args: list[object] = []
+        if keys is not None:
+            sql += " WHERE l.key = ANY(%s)"
+            args.append(sorted(set(keys)))
+        found: dict[str, list[Event]] = {}
+        for key, _id, ts, kind, mac, ip, detail in self.db.execute(sql + " ORDER BY e.id", args):
+            found.setdefault(key, []).append(Event(kind=kind, mac=mac, ip=ip, detail=detail, ts=ts))
+        return found
+
+    def event_page(
+        self,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        mac: str | None = None,
+        kinds: Sequence[str] | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[tuple[int, Event]]:
+        """(id, event) pairs, oldest first (as the SQLite store's)."""
+        self.flush()
+        where: list[str] = []
+        args: list[object] = []
+        for clause, value in (
+            ("mac = %s", mac),
+            ("ts >= %s", since),
+            ("id > %s", after),
+            ("id < %s", before),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        if kinds:
+            where.append("kind = ANY(%s)")
+            args.append(list(kinds))
+        sql = "SELECT id, ts, kind, mac, ip, detail FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id {'ASC' if after is not None else 'DESC'} LIMIT %s"
+        args.append(int(limit))
+        rows = list(self.db.execute(sql, args))
+        if after is None:
+            rows.reverse()
+        return [(i, Event(kind=k, mac=m, ip=ip, detail=d, ts=ts)) for i, ts, k, m, ip, d in rows]
+
+    # --- retention -------------------------------------------------------------------------------
+    def prune_events(
+        self, keep_per_device: int, keep_days: float, chunk: int = PRUNE_CHUNK
+    ) -> tuple[int, bool]:
+        """As the SQLite store's: older than `keep_days`, then beyond `keep_per_device` per MAC,
+        about `chunk` rows per call; the last event of each class of a device stays."""
+        self.flush()
+        keep_last = " AND NOT EXISTS (SELECT 1 FROM events_last l WHERE l.id = events.id)"
+        cutoff = time.time() - keep_days * 86400
+        db = self.db
+        deleted = db.execute(
+            f"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < %s{keep_last} LIMIT %s)",
+            (cutoff, chunk),
+        ).rowcount
+        if deleted < chunk:
+            over = db.execute(
+                "SELECT mac FROM events GROUP BY mac HAVING count(*) > %s LIMIT 100", (keep_per_device,)
+            ).fetchall()
+            for (mac,) in over:
+                row = db.execute(
+                    "SELECT id FROM events WHERE mac IS NOT DISTINCT FROM %s ORDER BY id DESC LIMIT 1 OFFSET %s",
+                    (mac, keep_per_device),
+                ).fetchone()
+                if row is None:
+                    continue
+                deleted += db.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE mac IS NOT DISTINCT FROM %s "
+                    f"AND id <= %s{keep_last} LIMIT %s)",
+                    (mac, row[0], chunk - deleted),
+                ).rowcount
+                if deleted >= chunk:
+                    break
+        self.counters["pruned"] += deleted
+        return deleted, deleted >= chunk
+
+    def close(self) -> None:
+        if self._event_timer is not None:
+            self._event_timer.cancel()
+            self._event_timer = None
+        try:
+            self.flush()
+        finally:
+            self._db.close()
+
+    def __enter__(self) -> PgStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["MIGRATIONS", "PgStore"]

@@ -1,0 +1,251 @@
+"""The same behaviour from both state stores (provision.store.base): SQLite on a file, PostgreSQL on
+a throwaway cluster (tests/support/postgres.py, marked `postgres`). Then what only a shared store
+does: migrations under a lock, and lease claims from several processes never duplicating."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from provision.config.inventory import Inventory
+from provision.devices.lifecycle import Lifecycle
+from provision.store.base import StateStore, is_url, open_store, redact
+from provision.store.postgres import MIGRATIONS, PgStore
+from provision.store.sqlite import StoreError
+from pxe.dhcp.config import Subnet
+from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState, Outcome
+from pxe.policy import Event
+
+MAC1, MAC2 = "52:54:00:00:00:01", "52:54:00:00:00:02"
+NET = "198.18.0.0/24"
+
+
+def lease(ip: str, mac: str, state: LeaseState = LeaseState.BOUND, expires: float = 2e9) -> Lease:
+    return Lease(ip=ip, mac=mac, state=state, expires=expires, subnet=NET, hostname="h",
+                 client_id=b"\x01x", updated=5.0)  # fmt: skip
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def location(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "p.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def opened(location: str, **kw: Any) -> StateStore:
+    if is_url(location):
+        kw.setdefault("version_poll", 0.0)  # tests look at once
+    return open_store(location, **kw)
+
+
+def test_open_store_picks_the_backend(location):
+    with opened(location) as s:
+        assert isinstance(s, StateStore)
+        assert isinstance(s, PgStore) == is_url(location)
+        assert s.schema_version >= 1
+
+
+def test_redact_hides_the_password():
+    assert redact("postgresql://prov:secret@db1/prov") == "postgresql://prov:***@db1/prov"
+    assert redact("/var/lib/provision/provision.db") == "/var/lib/provision/provision.db"
+
+
+def test_leases_survive_reopen_and_another_connection_sees_them(location):
+    s = opened(location)
+    s.save_lease(lease("198.18.0.10", MAC1))
+    s.save_lease(lease("198.18.0.11", MAC2))
+    s.commit()
+    with opened(location) as other:
+        assert sorted(le.ip for le in other.leases()) == ["198.18.0.10", "198.18.0.11"]
+    s.delete_lease("198.18.0.11")
+    s.save_lease(lease("198.18.0.10", MAC1, LeaseState.RELEASED))
+    s.close()
+    with opened(location) as s:
+        (only,) = s.leases()
+        assert only == lease("198.18.0.10", MAC1, LeaseState.RELEASED)
+        eng = LeaseEngine([Subnet(NET, pools=(("198.18.0.10", "198.18.0.20"),))], (), s)
+        assert eng.offer(eng.pools[NET].subnet, MAC1) == "198.18.0.10"
+
+
+def test_events_queries_last_events_and_devices(location):
+    with opened(location) as s:
+        s.add_event(Event("dhcp.discover", MAC1, None, {"xid": "1", "circuit": b"\x01"}, ts=100))
+        s.add_event(Event("dhcp.ack", MAC1, "198.18.0.10", {"xid": "1"}, ts=101))
+        s.add_event(Event("installer.report", MAC1, None, {"status": "failed"}, ts=101.5))
+        s.add_event(Event("installer.report", MAC1, None, {"status": "installed"}, ts=101.7))
+        s.add_event(Event("dhcp.discover", MAC2, None, {}, ts=102))
+        s.add_event(Event("tftp.sent", MAC2, "198.18.0.11", {"bytes": 10}, ts=103))
+        s.add_event(Event("device.armed", None, None, {"name": "leaf1"}, ts=104))
+        assert [e.ts for e in s.events()] == [100, 101, 101.5, 101.7, 102, 103, 104]
+        assert [e.kind for e in s.events(mac=MAC2)] == ["dhcp.discover", "tftp.sent"]
+        assert [e.mac for e in s.events(kinds=["dhcp.discover"])] == [MAC1, MAC2]
+        assert [e.ts for e in s.events(since=102)] == [102, 103, 104]
+        assert [e.ts for e in s.events(limit=2)] == [103, 104]
+        assert s.events(mac=MAC1)[0].detail == {"xid": "1", "circuit": "01"}
+        last = s.last_events()
+        assert {e.kind for e in last[MAC1]} == {"dhcp.discover", "dhcp.ack", "installer.report"}
+        assert [e.detail["status"] for e in last[MAC1] if e.kind == "installer.report"] == [
+            "failed",
+            "installed",
+        ]
+        assert [e.kind for e in last["name:leaf1"]] == ["device.armed"]
+        assert set(s.last_events([MAC2])) == {MAC2}
+        page = s.event_page(limit=2)
+        assert [e.ts for _, e in page] == [103, 104]
+        after = s.event_page(after=page[0][0], limit=10)
+        assert [e.ts for _, e in after] == [104]
+        devices = {d.mac: d for d in s.devices()}
+        assert devices[MAC1].first_seen == 100 and devices[MAC1].last_seen == 101.7
+        s.upsert_device(MAC1, serial="SN1", platform="x86_64-kvm_x86_64-r0", identity={"vendor": "kvm"})
+        s.upsert_device(MAC1, hostname="sw\x001")  # a NUL from the wire: stored, not fatal
+        d = {d.mac: d for d in s.devices()}[MAC1]
+        assert (d.serial, d.platform, d.identity) == ("SN1", "x86_64-kvm_x86_64-r0", {"vendor": "kvm"})
+        assert d.hostname is not None and d.hostname.startswith("sw")
+
+
+def test_events_are_batched_by_interval_leases_per_loop_turn(location):
+    s = opened(location, event_flush_interval=0.2)
+
+    def rows() -> tuple[int, int]:
+        with opened(location) as other:
+            return len(other.leases()), len(other.events())
+
+    async def burst() -> tuple[tuple[int, int], tuple[int, int]]:
+        for i in range(500):
+            s(Event("http.sent", MAC1, None, {"i": i}))
+        s.save_lease(lease("198.18.0.10", MAC1))
+        await asyncio.sleep(0)  # one loop turn: the lease is written, the events wait
+        early = rows()
+        await asyncio.sleep(0.3)
+        return early, rows()
+
+    assert asyncio.run(burst()) == ((1, 0), (1, 500))
+    s.close()
+
+
+def test_intent_and_data_version_seen_by_another_connection(location):
+    with opened(location) as server, opened(location) as cli:
+        fleet = Lifecycle(server, Inventory([]))
+        before = server.data_version
+        cli.enroll("leaf1", {"name": "leaf1", "macs": [MAC1]}, "test")
+        cli.arm("leaf1", "nos-1", "id1", "test")
+        assert server.data_version != before
+        assert fleet.intent("leaf1") is not None and fleet.intent("leaf1").armed  # type: ignore[union-attr]
+        assert [r.name for r in server.enrolled()] == ["leaf1"]
+        assert not cli.end_arming("leaf1", "installed", "test", install_id="older")
+        assert cli.end_arming("leaf1", "installed", "test", install_id="id1")
+        assert server.intents()["leaf1"].outcome == "installed"
+        assert cli.unenroll("leaf1") and not cli.unenroll("leaf1")
+        assert server.enrolled() == [] and server.intents() == {}
+
+
+def test_prune_keeps_the_last_of_each_class(location):
+    with opened(location) as s:
+        old = time.time() - 10 * 86400
+        for i in range(20):
+            s.add_event(Event("http.sent", MAC1, None, {"i": i}, ts=old + i))
+        s.add_event(Event("dhcp.ack", MAC2, None, {}, ts=old))
+        total = 0
+        more = True
+        while more:
+            deleted, more = s.prune_events(keep_per_device=5, keep_days=1, chunk=7)
+            total += deleted
+        assert total == 19  # the newest http.sent of MAC1 and MAC2's only event stay (events_last)
+        assert {e.mac for e in s.events()} == {MAC1, MAC2}
+
+
+# --- PostgreSQL only: migrations and shared allocation -------------------------------------------
+
+
+@pytest.mark.postgres
+def test_migrations_race_free_and_newer_schema_refused(pg_url):
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            PgStore(pg_url).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]  # four servers starting at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with psycopg.connect(pg_url) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
+        assert versions == list(range(1, len(MIGRATIONS) + 1))
+        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (len(MIGRATIONS) + 1,))
+    with pytest.raises(StoreError, match="newer than this provision knows"):
+        PgStore(pg_url)
+
+
+@pytest.mark.postgres
+def test_claim_refuses_a_live_address_of_another_mac(pg_url):
+    with PgStore(pg_url) as a, PgStore(pg_url) as b:
+        now = time.time()
+        mine = Lease("198.18.0.10", MAC1, LeaseState.BOUND, now + 60, NET, updated=now)
+        assert a.claim(mine) == []
+        a.claim(Lease("198.18.0.11", MAC1, LeaseState.BOUND, now + 60, NET, updated=now))
+        theirs = Lease("198.18.0.10", MAC2, LeaseState.BOUND, now + 60, NET, updated=now)
+        learn = b.claim(theirs)  # the holder first, then what the other server wrote since
+        assert [(le.ip, le.mac) for le in learn] == [("198.18.0.10", MAC1), ("198.18.0.11", MAC1)]
+        assert b.claim(mine) == []  # the same MAC renewing through another server: honoured
+        assert b.recall(NET, MAC1) is not None and b.recall(NET, MAC2) is None
+        # expired: the address changes hands
+        later = Lease("198.18.0.10", MAC2, LeaseState.BOUND, now + 200, NET, updated=now + 100)
+        assert b.claim(later) == []
+        # a RELEASE sent to the first server after that must not free MAC2's address
+        a.save_lease(Lease("198.18.0.10", MAC1, LeaseState.RELEASED, now, NET, updated=now))
+        a.commit()
+        row = {le.ip: le for le in b.leases()}["198.18.0.10"]
+        assert (row.mac, row.state) == (MAC2, LeaseState.BOUND)
+        assert a.counters["lease_writes_refused"] == 1
+
+
+def _allocate(url: str, first: int, n: int, out: Any) -> None:
+    """A server process: its own engine (its own idea of the pool) and connection."""
+    subnet = Subnet(NET, pools=(("198.18.0.10", "198.18.0.209"),))
+    store = PgStore(url)
+    eng = LeaseEngine([subnet], (), store)
+    acked: list[tuple[str, str]] = []
+    for i in range(first, first + n):
+        mac = f"02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}"
+        for _attempt in range(50):  # a NAK sends the client back to DISCOVER (RFC 2131 §3.1)
+            ip = eng.offer(subnet, mac)
+            assert ip is not None
+            answer = eng.request(subnet, mac, ip, selecting=True)
+            store.commit()
+            if answer.outcome is Outcome.ACK:
+                acked.append((mac, ip))
+                break
+    store.close()
+    out.put((acked, dict(store.counters)))
+
+
+@pytest.mark.postgres
+def test_concurrent_allocation_from_four_processes_never_duplicates(pg_url):
+    PgStore(pg_url).close()  # migrated once, so the timing below is allocation only
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_allocate, args=(pg_url, k * 50, 50, out)) for k in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=10)
+        assert p.exitcode == 0
+    acked = [pair for r, _ in results for pair in r]
+    assert len(acked) == 200  # every client got an address: the pool holds 200
+    ips = [ip for _, ip in acked]
+    assert len(set(ips)) == 200, "an address was ACKed to two clients"
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT ip, mac FROM leases WHERE state = 'bound'").fetchall()
+    assert sorted(rows) == sorted((ip, mac) for mac, ip in acked)
