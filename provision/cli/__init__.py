@@ -35,6 +35,7 @@ _COMMANDS = {
     "boot": "provision.cli.bmc_cmds",
     "bmc": "provision.cli.bmc_cmds",
     "check": "provision.cli.check_cmds",
+    "rollout": "provision.cli.rollout_cmds",
 }
 
 

@@ -435,8 +435,10 @@ class Lifecycle:
         self.events(Event(KIND_FORGOTTEN, detail={"name": name, "by": by}))
         return gone
 
-    def arm(self, name: str, target: str | None, by: str) -> Intent:
-        install_id = secrets.token_hex(8)
+    def arm(self, name: str, target: str | None, by: str, install_id: str | None = None) -> Intent:
+        """Arm `name` for one install of `target`. `install_id`: chosen by the caller (a rollout
+        writes it to its own state before arming, so a resume knows which arming is its own)."""
+        install_id = install_id or secrets.token_hex(8)
         if self.store is None:
             self._memory.intents[name] = Intent(name, True, target, install_id, self.clock(), by)
         else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provision.store.sqlite import Store
+from pxe.policy import Event
 
 # Device stages (docs/rollout.md "Stages"); the last three are final.
 STAGES = ("pending", "arming", "installing", "installed", "verified", "failed", "skipped")
@@ -203,6 +204,20 @@ class RolloutStore:
         self.store.flush()
         row = self.db.execute("SELECT max(id) FROM events").fetchone()
         return int(row[0] or 0)
+
+    def armed_event_id(self, install_id: str, after: int = 0) -> int | None:
+        """The id of the `device.armed` event of arming `install_id` (None: not written yet)."""
+        self.store.flush()
+        row = self.db.execute(
+            "SELECT min(id) FROM events WHERE kind='device.armed' AND id > ? AND json_valid(detail) "
+            "AND json_extract(detail, '$.install_id') = ?",
+            (after, install_id),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def events_after(self, after: int, kinds: Sequence[str], limit: int = 1000) -> list[tuple[int, Event]]:
+        """(id, event) of `kinds` after event id `after`, oldest first, at most `limit`."""
+        return self.store.event_page(after=after, kinds=kinds, limit=limit)
 
 
 __all__ = ["FINAL_STAGES", "STAGES", "RolloutDevice", "RolloutRecord", "RolloutStore"]
