@@ -17,13 +17,15 @@ PKGS_WEB="chromium fonts-dejavu-core"
 PKGS_ONIEVM="qemu-system-x86 ovmf linux-image-amd64 busybox-static cpio gzip kmod gdisk e2fsprogs dosfstools mtools util-linux efibootmgr grub-common grub-efi-amd64-bin grub-pc-bin dnsmasq"
 # The shared state store's tests (tests/support/postgres.py): a throwaway cluster run as `postgres`.
 PKGS_STORE="postgresql"
+# Rollout rehearsal (provision lab fleet) and the ssh driver tests: a real sshd per simulated fleet.
+PKGS_ROLLOUT="openssh-server openssh-client busybox-static openssl"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: run as root (it installs Debian packages and the tests create network namespaces)" >&2
   exit 3
 fi
 export DEBIAN_FRONTEND=noninteractive
-want=$(echo $PKGS_CORE $PKGS_INSTALLER $PKGS_SERVE $PKGS_VM $PKGS_BMC $PKGS_ONIEVM $PKGS_WEB $PKGS_STORE)
+want=$(echo $PKGS_CORE $PKGS_INSTALLER $PKGS_SERVE $PKGS_VM $PKGS_BMC $PKGS_ONIEVM $PKGS_WEB $PKGS_STORE $PKGS_ROLLOUT)
 missing=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null | awk '$NF!="installed"{print $1}'; \
           for p in $want; do dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done)
 missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')

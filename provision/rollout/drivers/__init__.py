@@ -10,9 +10,12 @@ from typing import Any
 
 from provision.errors import EXIT_INPUT
 from provision.rollout.drivers.base import ArmingError, ArmRequest, Driver
+from provision.rollout.drivers.ssh import SshDriver
 
 # name -> factory(options). Filled as drivers land: ssh, bmc, qemu, manual.
-DRIVERS: dict[str, Callable[[Mapping[str, Any]], Driver]] = {}
+DRIVERS: dict[str, Callable[[Mapping[str, Any]], Driver]] = {
+    "ssh": SshDriver,
+}
 
 
 def driver_for(name: str, options: Mapping[str, Any]) -> Driver:
