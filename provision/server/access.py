@@ -35,7 +35,7 @@ from pxe.policy import BootDecision, Client, Event, Policy, RenderedFile
 log = logging.getLogger("provision.serve")
 
 WARN_EVERY_S = 60.0  # refusals: counted always, logged once a minute per kind
-READ_PATHS = ("/api/v1/status", "/api/v1/events")
+READ_PATHS = ("/api/v1/status", "/api/v1/events", "/metrics")
 
 
 class LeaseIndex:

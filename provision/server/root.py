@@ -38,6 +38,7 @@ from provision.server import hostnet
 from provision.server.access import DeviceFileGuard, LeaseIndex, ReadGuard, Refusals
 from provision.server.api import Api
 from provision.server.events import AddressBook, EventBus, log_event
+from provision.server.metrics import Metrics
 from provision.server.preflight import (
     ServeError,
     check_root,
@@ -166,6 +167,8 @@ class BootServer:
         self.ifaces: list[hostnet.InterfaceAddress] = []
         self.front_ends: list[Any] = []  # the TFTP and HTTP servers, per interface
         self._closers: list[Callable[[], Any]] = []
+        self.metrics: Metrics | None = None  # GET /metrics (docs/observability.md)
+        self._guard: ReadGuard | None = None
 
     def prepare(self) -> None:
         """Everything that can fail with an operator-fixable error, before binding anything."""
@@ -315,18 +318,21 @@ class BootServer:
         )
 
     def _read_guard(self) -> ReadGuard:
+        if self._guard is not None:  # one policy (and one read token) for every guarded route
+            return self._guard
         assert self.tokens is not None
         read_token = None
         if self.cfg.api.read.value == "token":
             read_token = self.tokens.read_token()
             path = write_read_token(self.cfg.paths.state_dir, self.tokens)
             log.info("api.read: token; the bearer token is in %s", path)
-        return ReadGuard(
+        self._guard = ReadGuard(
             self.cfg.api,
             own_addresses=lambda: [str(i.address) for i in self.ifaces],
             read_token=read_token,
             refusals=self.refusals,
         )
+        return self._guard
 
     def _roots(self) -> tuple[Path, Path]:
         p = self.cfg.paths
@@ -420,6 +426,10 @@ class BootServer:
             prune_forever(lambda: self.store, self.cfg.events), name="event retention"
         )
         self._closers.append(retention.cancel)
+        # GET /metrics, under the read policy of /api/v1/status; counts from the store from now on
+        self.metrics = Metrics(self, api._off_loop, lambda: api.lab)
+        self.metrics.start(store)
+        routes = [*routes, *self._read_guard().wrap(self.metrics.routes())]
         # Descriptors: the soft limit raised to what the TFTP/HTTP caps need (caps lowered to fit
         # a low hard limit), so both refuse new work at their caps, never with EMFILE.
         plan = plan_descriptors(len(self.ifaces), HttpLimits().backlog)

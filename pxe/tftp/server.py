@@ -56,7 +56,10 @@ _REFUSAL_CODES = {
     Refusal.BAD_NAME: P.ErrorCode.ACCESS_VIOLATION,
 }
 # A request answered with an ERROR before any transfer, by the result it is counted under.
-_RESULT_OF_CODE = {P.ErrorCode.FILE_NOT_FOUND: "not-found", P.ErrorCode.ACCESS_VIOLATION: "forbidden"}
+_RESULT_OF_CODE: dict[int, str] = {
+    P.ErrorCode.FILE_NOT_FOUND: "not-found",
+    P.ErrorCode.ACCESS_VIOLATION: "forbidden",
+}
 
 
 def _netascii(data: bytes) -> bytes:

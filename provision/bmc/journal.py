@@ -1,0 +1,66 @@
+"""BMC operations recorded as events, so `provision serve`'s /metrics can show their latency and
+errors although they run in other processes (`provision power|boot|bmc info`, a rollout's BMC
+driver): one `bmc.operation` event per target and operation in the state store, which serve reads
+incrementally at scrape time (provision.server.metrics, docs/observability.md "Metrics").
+
+The event carries only bounded fields: the operation (a name from our own commands), the
+protocol (redfish | ipmi), ok, seconds and the error's kind (one of our exception class names),
+plus the target's name for the device's timeline. No BMC address, user or message text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from provision.bmc.runner import TargetResult
+from provision.bmc.target import BmcTarget
+from provision.store.sqlite import Store
+from pxe.policy import Event
+
+log = logging.getLogger(__name__)
+
+KIND_BMC_OPERATION = "bmc.operation"
+_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def operation_name(text: str) -> str:
+    """`power cycle` -> `power-cycle`: lower case, letters, digits and dashes, at most 32."""
+    return _NAME.sub("-", text.lower()).strip("-")[:32] or "unknown"
+
+
+def operation_event(operation: str, target: BmcTarget, result: TargetResult, mac: str | None = None) -> Event:
+    detail: dict[str, object] = {
+        "name": result.name,
+        "operation": operation_name(operation),
+        "protocol": target.protocol,
+        "ok": result.ok,
+        "seconds": round(result.seconds, 3),
+    }
+    if not result.ok:
+        detail["error"] = result.error_kind or "Error"
+    return Event(KIND_BMC_OPERATION, mac=mac, detail=detail)
+
+
+def record(db: Path | None, operation: str, done: Iterable[tuple[BmcTarget, TargetResult]]) -> int:
+    """Write one event per (target, result) to the store at `db`, if `provision serve` made one
+    there (a missing file is not created: without a server nobody reads them). Never raises: the
+    BMC operation itself has succeeded or failed already. Returns how many were written."""
+    if db is None or not db.is_file():
+        return 0
+    n = 0
+    try:
+        with Store(db) as store:
+            for target, result in done:
+                store.add_event(operation_event(operation, target, result))
+                n += 1
+            store.flush()
+    except Exception as exc:  # a locked or damaged store (StoreError, sqlite3, OSError): say so, go on
+        log.warning("BMC operations not recorded in %s: %s", db, exc)
+        return 0
+    return n
+
+
+__all__ = ["KIND_BMC_OPERATION", "operation_event", "operation_name", "record"]
