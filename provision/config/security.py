@@ -8,6 +8,8 @@ how long events are kept (docs/security.md says why each default is what it is).
                              # with its install)
       report_rate: 1.0       # reports per second per source address (token bucket) ...
       report_burst: 30       # ... and the burst above it; beyond: 429
+      stream_keepalive: 15   # seconds between two keepalive comments of GET /api/v1/stream
+      stream_subscribers: 64 # event streams open at once; beyond: 503
     events:
       keep_per_device: 1000  # newest events kept per MAC (and for events with no MAC, as one)
       keep_days: 30          # events older than this are deleted
@@ -37,6 +39,8 @@ DEFAULT_REPORT_BURST = 30
 DEFAULT_KEEP_PER_DEVICE = 1000
 DEFAULT_KEEP_DAYS = 30
 DEFAULT_PRUNE_EVERY = 300
+DEFAULT_STREAM_KEEPALIVE = 15
+DEFAULT_STREAM_SUBSCRIBERS = 64
 
 _RATE = Str(r"\d{1,6}(\.\d{1,3})?", "a number of reports per second such as 1 or 0.5")
 
@@ -57,6 +61,14 @@ API = Obj(
         ),
         "report_rate": Field(_RATE, default=None, doc="installer reports per second per source address"),
         "report_burst": Field(Int(1, 100000), default=DEFAULT_REPORT_BURST, doc="reports above the rate"),
+        "stream_keepalive": Field(
+            Int(1, 3600),
+            default=DEFAULT_STREAM_KEEPALIVE,
+            doc="seconds between keepalive comments on /api/v1/stream (below a proxy's idle timeout)",
+        ),
+        "stream_subscribers": Field(
+            Int(1, 10000), default=DEFAULT_STREAM_SUBSCRIBERS, doc="/api/v1/stream connections at once"
+        ),
     },
     name="api",
 )
@@ -80,6 +92,8 @@ class ApiSettings:
     token_ttl: int = DEFAULT_TOKEN_TTL
     report_rate: float = DEFAULT_REPORT_RATE
     report_burst: int = DEFAULT_REPORT_BURST
+    stream_keepalive: int = DEFAULT_STREAM_KEEPALIVE
+    stream_subscribers: int = DEFAULT_STREAM_SUBSCRIBERS
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,8 @@ def api_from_section(section: Section | None) -> ApiSettings:
         token_ttl=section["token_ttl"],
         report_rate=float(rate) if rate is not None else DEFAULT_REPORT_RATE,
         report_burst=section["report_burst"],
+        stream_keepalive=section["stream_keepalive"],
+        stream_subscribers=section["stream_subscribers"],
     )
 
 

@@ -10,7 +10,7 @@
   reading its kernel command line. Refused as not found (pxe's files are found or not; a 404
   tells the asker nothing more). Without a known lease (proxy mode, a device with a static
   address) the file is served as before.
-- `ReadGuard`: /api/v1/status and /api/v1/events for this host, the `read_from` networks,
+- `ReadGuard`: /api/v1/status, /api/v1/events and /api/v1/stream for this host, the `read_from` networks,
   anyone with the read token (`read: token`), or everyone (`read: open`).
 """
 
@@ -35,7 +35,8 @@ from pxe.policy import BootDecision, Client, Event, Policy, RenderedFile
 log = logging.getLogger("provision.serve")
 
 WARN_EVERY_S = 60.0  # refusals: counted always, logged once a minute per kind
-READ_PATHS = ("/api/v1/status", "/api/v1/events", "/metrics")
+READ_PATHS: tuple[str, ...] = ("/api/v1/status", "/api/v1/events", "/metrics")
+READ_PATHS += ("/api/v1/stream",)  # the events, live (provision.server.stream)
 
 
 class LeaseIndex:

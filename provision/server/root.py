@@ -50,6 +50,7 @@ from provision.server.preflight import (
 )
 from provision.server.reports import RateLimiter, ReportAuth
 from provision.server.router import Router
+from provision.server.stream import EventStream
 from provision.server.summary import summary_fields, summary_lines
 from provision.server.tokens import Tokens, load_secret, write_read_token
 from provision.server.web import WebPage, shadowed_files
@@ -420,6 +421,15 @@ class BootServer:
         for path in shadowed_files(http_root):
             log.warning("%s is not served: the status page owns that path (docs/web.md); rename it", path)
         routes = guard.wrap(api.routes()) + guard.wrap_all(page.routes())
+        # GET /api/v1/stream: the store's events as SSE, under the read policy of /api/v1/events
+        stream = EventStream(
+            lambda: self.store,
+            lambda: api.inventory,
+            keepalive=self.cfg.api.stream_keepalive,
+            max_subscribers=self.cfg.api.stream_subscribers,
+        )
+        self.events.subscribe("stream", stream.publish)
+        routes = [*routes, *self._read_guard().wrap(stream.routes())]
         # Per-device files (iPXE scripts, grub.cfg) only to the address holding the MAC's lease
         policy = DeviceFileGuard(self.policy, self.leases, self.refusals)
         retention = asyncio.get_running_loop().create_task(
@@ -476,8 +486,10 @@ class BootServer:
             self.dhcp = dhcp
             self._closers.append(dhcp.close)
         except BaseException:
+            await stream.close()
             await self.close()
             raise
+        self._closers.append(stream.close)  # streams end before the HTTP servers close
         names = ", ".join(f"{i.ifname} ({i.address})" for i in self.ifaces)
         log.info(
             "serving %s on %s; state in %s", self.cfg.mode.value, names, self.cfg.paths.db_path,

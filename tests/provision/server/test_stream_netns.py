@@ -1,0 +1,137 @@
+"""`provision --log-format json serve` in a namespace pair, its /api/v1/stream read by aiohttp's
+client: busybox udhcpc's exchange and `provision devices arm` (another process writing the
+store) arrive in order with their ids; a reconnect with Last-Event-ID loses nothing; the
+subscriber cap; keepalives at lab.yml's interval; a SIGHUP reload leaves the streams running and
+SIGTERM ends them cleanly. Every log line of that serve is a JSON object."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.support.cli import cli_argv, cli_env, run_cli
+from tests.support.serving import READY, ServeProc
+from tests.support.sse import SseReader
+from tests.support.tools import require_tool
+
+pytestmark = pytest.mark.netns
+
+SERVER_IP = "198.18.24.1"
+CLIENT_MAC = "52:54:00:24:00:01"
+LAB = """\
+interfaces: [st0]
+subnets:
+  - network: 198.18.24.0/24
+    interface: st0
+    pool: [198.18.24.100-198.18.24.150]
+paths:
+  state_dir: {state}
+api:
+  stream_keepalive: 1
+  stream_subscribers: 3
+devices:
+  - {{name: leaf-01, mac: '{mac}'}}
+"""
+STREAM = f"http://{SERVER_IP}/api/v1/stream"
+
+
+def udhcpc(link, busybox: str) -> None:
+    r = link.client.run(
+        [busybox, "udhcpc", "-i", "ct0", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", "/bin/true"], check=False
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_stream_follows_dhcp_and_the_cli_replays_and_survives_reload(serve_netns, tmp_path):
+    busybox = require_tool("busybox")
+    curl = require_tool("curl")
+    link = serve_netns(
+        server_if="st0", client_if="ct0", server_addr=f"{SERVER_IP}/24", client_mac=CLIENT_MAC, prefix="st"
+    )
+    lab = tmp_path / "lab.yml"
+    lab.write_text(LAB.format(state=tmp_path / "state", mac=CLIENT_MAC))
+    proc = link.server.popen(
+        cli_argv("--log-format", "json", "-v", "serve", str(lab)),
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    sp = ServeProc(link.server, proc)
+    link.started.append(sp)  # stopped by PID after the test, also on failure
+    sp.wait_ready()
+
+    live = SseReader(STREAM, ns=link.server)
+    try:
+        live.wait_connected()
+        assert live.status == 200 and live.response_headers["Content-Type"] == "text/event-stream"
+        udhcpc(link, busybox)
+        live.wait(lambda: any(e["event"] == "dhcp.ack" for e in live.events))
+        armed = run_cli("devices", "arm", "leaf-01", "--lab", str(lab))
+        assert armed.returncode == 0, armed.stderr
+        live.wait(lambda: any(e["event"] == "device.armed" for e in live.events))
+        kinds = [e["event"] for e in live.events]
+        assert kinds[:4] == ["dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.ack"], kinds
+        ids = [int(e["id"]) for e in live.events]
+        assert ids == sorted(set(ids))
+        ack = next(e for e in live.events if e["event"] == "dhcp.ack")
+        assert ack["data"]["mac"] == CLIENT_MAC and ack["data"]["id"] == int(ack["id"])
+        arm = next(e for e in live.events if e["event"] == "device.armed")
+        assert arm["data"]["detail"]["name"] == "leaf-01"
+        # keepalive comments at lab.yml's 1 s (15 s by default)
+        live.wait(lambda: sum(1 for f in live.frames if f.get("comment") == "keepalive") >= 2, timeout=10)
+
+        # Disconnect, let more happen, reconnect with Last-Event-ID: exactly what was missed.
+        last = live.events[-1]["id"]
+        live.close()
+        udhcpc(link, busybox)
+        run_cli("devices", "disarm", "leaf-01", "--lab", str(lab))
+        missed = json.loads(
+            link.server.run([curl, "-sf", f"http://{SERVER_IP}/api/v1/events?after={last}"]).stdout
+        )["events"]
+        assert missed and missed[0]["kind"] == "dhcp.discover"
+        live = SseReader(STREAM, headers={"Last-Event-ID": last}, ns=link.server)
+        live.wait(lambda: len(live.events) >= len(missed))
+        assert [e["data"] for e in live.events[: len(missed)]] == missed
+
+        # The cap (lab.yml: 3): two more fit, the fourth is told to come back later.
+        more = [SseReader(STREAM, ns=link.server) for _ in range(2)]
+        try:
+            for r in more:
+                r.wait_connected()
+                assert r.status == 200
+            over = SseReader(STREAM, ns=link.server)
+            over.wait(lambda: over.ended)
+            assert over.status == 503 and over.response_headers["Retry-After"] == "5", over.body
+        finally:
+            for r in more:
+                r.close()
+        for r in more:  # their slots are freed once the server notices (its next keepalive write)
+            r.close()
+
+        # SIGHUP: a reload, and the stream goes on (the reload's own event comes through it).
+        before = len(live.events)
+        sp.proc.send_signal(signal.SIGHUP)
+        live.wait(lambda: any(e["event"] == "serve.reloaded" for e in live.events[before:]))
+        assert not live.ended
+
+        # SIGTERM: serve stops promptly; the stream ends cleanly, serve.stopped its last event.
+        started = time.monotonic()
+        assert sp.stop() == 0, sp.output[-3000:]
+        assert time.monotonic() - started < 5
+        live.wait(lambda: live.ended)
+        assert live.error is None and live.events[-1]["event"] == "serve.stopped"
+    finally:
+        live.close()
+
+    # every line of that serve's log is one JSON object with the common keys
+    lines = [ln for ln in sp.lines if ln.strip() and READY not in ln]
+    assert lines
+    docs = [json.loads(ln) for ln in lines]
+    assert all({"ts", "level", "logger", "msg"} <= set(d) for d in docs)
+    acks = [d for d in docs if d.get("kind") == "dhcp.ack"]
+    assert acks and acks[0]["mac"] == CLIENT_MAC and acks[0]["msg"] == "event"
+    assert not [d for d in docs if d.get("kind") == "dhcp.discover"]  # packet steps: debug only
