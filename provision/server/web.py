@@ -26,6 +26,7 @@ import calendar
 import fnmatch
 import functools
 import ipaddress
+import json
 import logging
 import mimetypes
 import time
@@ -95,6 +96,7 @@ def web_env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["ago"] = _ago
+    env.filters["jsonish"] = _jsonish
     env.globals["state_codes"] = STATE_CODES
     return env
 
@@ -116,6 +118,12 @@ def _ago(when: str | None, now: float | None = None) -> str:
         if s >= size:
             return f"{s // size} {unit} ago"
     return f"{s} s ago"
+
+
+def _jsonish(value: object) -> str:
+    """An event detail value as /api/v1/events writes it (null, true; text as is), so the
+    server-drawn timeline reads like the rows status.js adds from the stream."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def glob_literal(text: str) -> str:
@@ -246,6 +254,7 @@ class WebPage:
             web.get("/", self.index),
             web.get("/devices/{key}", self.device),
             web.get("/web/fragment/rows", self.rows),
+            web.get("/web/fragment/device/{key}", self.facts),
             web.get("/web/fragment/summary", self.summary),
             web.get("/web/static/{name}", self.static),
         ]
@@ -297,8 +306,11 @@ class WebPage:
             **summary,
         )
 
-    async def device(self, request: web.Request) -> web.Response:
-        key = request.match_info["key"]
+    async def _device(
+        self, key: str, with_timeline: bool
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The row of the device named `key` (a name, or a MAC in any usual spelling) and, if
+        asked, its timeline; (None, []) when there is none."""
         mac = normalise_mac(key)
         filters = Filters(macs=(mac,)) if mac else Filters(names=(glob_literal(key),))
         lab = self.api.lab
@@ -309,12 +321,26 @@ class WebPage:
             if not rows:
                 return None, []
             row = rows[0]
+            if not with_timeline:
+                return row, []
             return row, timeline(st, row["macs"] or ([mac] if mac else []), row["name"])
 
-        row, events = await self._read(read)
+        found: tuple[dict[str, Any] | None, list[dict[str, Any]]] = await self._read(read)
+        return found
+
+    async def device(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        row, events = await self._device(key, with_timeline=True)
         if row is None:
             return self._render("missing.html.j2", status=404, key=key, kinds=())
         return self._render("device.html.j2", row=row, events=events, kinds=TIMELINE_KINDS)
+
+    async def facts(self, request: web.Request) -> web.Response:
+        """A device page's facts (stage, lease, arming, last fetch), for status.js."""
+        row, _ = await self._device(request.match_info["key"], with_timeline=False)
+        if row is None:
+            raise web.HTTPNotFound(text="no such device")
+        return self._render("facts.html.j2", row=row)
 
     async def rows(self, request: web.Request) -> web.Response:
         """The rows of the devices named by `key=` (MACs or names), under the page's filters."""

@@ -33,6 +33,7 @@
     var keys = Object.keys(pending);
     pending = {};
     if (keys.length) refreshRows(keys);
+    if (keys.length && page === "device") refreshFacts();
     if (summaryDue && page === "index") {
       summaryDue = false;
       refreshSummary();
@@ -104,6 +105,19 @@
       if (count) count.textContent = String(tbody.querySelectorAll("tr[data-cursor]").length);
     }
     window.__updates += 1;
+  }
+
+  function refreshFacts() {
+    var device = body.getAttribute("data-device");
+    if (!device) return;
+    get("/web/fragment/device/" + encodeURIComponent(device))
+      .then(function (html) {
+        var facts = document.getElementById("facts");
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("facts");
+        if (facts && fresh) facts.replaceWith(document.importNode(fresh, true));
+      })
+      .catch(function () { /* the next event of this device asks again */ });
   }
 
   function refreshSummary() {

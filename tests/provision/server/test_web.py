@@ -94,6 +94,9 @@ def test_index_device_pages_and_fragments(site):
         assert "installer.report" in html and "dhcp.ack" in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert get(site, "/devices/nosuch")[0] == 404
+    status, html = get(site, f"/web/fragment/device/{MAC1}")  # the facts a device page refreshes
+    assert status == 200 and html.lstrip().startswith('<dl id="facts"') and "Stage" in html
+    assert get(site, "/web/fragment/device/nosuch")[0] == 404
     assert get(site, "/devices/leaf-*")[0] == 404  # a name is a name, not a glob
 
     # Fragments: the rows asked for, under the page's filters; none when filtered out.

@@ -31,6 +31,7 @@ URL = f"http://{SERVER_IP}:8080"
 KVM = "x86_64-kvm_x86_64-r0"
 MLNX = "x86_64-mlnx_msn2700-r0"
 MACS = {"LEAF-01": "52:54:00:41:00:01", "LEAF-02": "52:54:00:41:00:02"}
+STRAY = "52:54:00:41:00:09"
 
 LAB = """\
 interfaces: [wv0]
@@ -51,7 +52,7 @@ devices:
 
 ROWS = "[...document.querySelectorAll('#devices tbody tr[data-cursor]')]"
 STATE_OF = (
-    ROWS + ".filter(r => r.dataset.keys.split(' ').includes({name!r})).map(r => r.dataset.state)[0] || null"
+    "(" + ROWS + ".filter(r => r.dataset.keys.split(' ').includes({name!r})).map(r => r.dataset.state)[0])"
 )
 NO_OVERFLOW = "document.documentElement.scrollWidth <= window.innerWidth"
 
