@@ -10,11 +10,17 @@ from typing import Any
 
 from provision.errors import EXIT_INPUT
 from provision.rollout.drivers.base import ArmingError, ArmRequest, Driver
+from provision.rollout.drivers.bmc import BmcArmDriver
+from provision.rollout.drivers.manual import ManualDriver
+from provision.rollout.drivers.qemu import QemuDriver
 from provision.rollout.drivers.ssh import SshDriver
 
-# name -> factory(options). Filled as drivers land: ssh, bmc, qemu, manual.
+# name -> factory(options)
 DRIVERS: dict[str, Callable[[Mapping[str, Any]], Driver]] = {
     "ssh": SshDriver,
+    "bmc": BmcArmDriver,
+    "qemu": QemuDriver,
+    "manual": ManualDriver,
 }
 
 
