@@ -52,7 +52,7 @@ def test_qemu_driver_sets_bootindex_and_resets(tmp_path: Path):
                 line = await asyncio.wait_for(observer.reader.readline(), 5)
                 events.append(json.loads(line).get("event"))
             index = await observer.execute("qom-get", path="/machine/peripheral/net1", property="bootindex")
-            with pytest.raises(ArmingError, match="DeviceNotFound|not found"):
+            with pytest.raises(ArmingError, match=r"DeviceNotFound|not found"):
                 await driver.arm(_req(dev, qmp=str(drv), bootindex={"nosuch": 0}))
             with pytest.raises(ArmingError, match="cannot open the QMP socket"):
                 await driver.arm(_req(dev, qmp=str(tmp_path / "absent.qmp")))
