@@ -21,7 +21,8 @@ import click
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
 from provision.cli.state import StatePlace, state_place
 from provision.devices.status import STATE_CODES, Filters, parse_time, snapshot
-from provision.store.sqlite import Store, StoreError
+from provision.store.base import open_store
+from provision.store.sqlite import StoreError
 
 DEFAULT_WIDTH = 100
 ERROR_ROOM = 36
@@ -134,12 +135,12 @@ def _summary(rows: list[dict[str, Any]]) -> str:
 
 def _read(place: StatePlace, filters: Filters) -> dict[str, Any]:
     try:
-        with Store(place.db) as store:
+        with open_store(place.location) as store:
             snap = snapshot(store, place.lab, filters=filters)
     except StoreError as exc:  # exit 3; the fix says where `status` looked
         exc.fix = f"point --lab/--state-dir/--db at the state of `provision serve` ({place.how})"
         raise
-    snap["db"] = str(place.db)
+    snap["db"] = place.where  # a PostgreSQL URL without its password
     return snap
 
 
@@ -159,7 +160,8 @@ def _draw(place: StatePlace, filters: Filters, as_json: bool, width: int | None)
             click.echo(line)
     else:
         click.echo("no devices" + (" match" if filters != Filters() else " seen yet"))
-    click.echo(_cut(f"{_summary(rows)} · state: {place.db.resolve()} ({place.how})", w))
+    where = place.where if place.url else place.db.resolve()
+    click.echo(_cut(f"{_summary(rows)} · state: {where} ({place.how})", w))
     if place.hint:
         click.echo(_cut(place.hint, w))
 
@@ -177,7 +179,10 @@ def _draw(place: StatePlace, filters: Filters, as_json: bool, width: int | None)
     help="The folder `provision serve` keeps state in (default /var/lib/provision).",
 )
 @click.option(
-    "--db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="The SQLite file itself."
+    "--db",
+    default=None,
+    metavar="FILE|URL",
+    help="The SQLite file itself, or the PostgreSQL URL several servers share (postgresql://…).",
 )
 @click.option("--state", "states", multiple=True, type=click.Choice(STATE_CODES), help="Only this state.")
 @click.option("--platform", "platforms", multiple=True, help="Only this platform (a glob: '*accton*').")
@@ -196,7 +201,7 @@ def _draw(place: StatePlace, filters: Filters, as_json: bool, width: int | None)
 def status(
     lab: Path | None,
     state_dir: Path | None,
-    db: Path | None,
+    db: str | None,
     states: tuple[str, ...],
     platforms: tuple[str, ...],
     names: tuple[str, ...],
@@ -211,11 +216,12 @@ def status(
       provision status --state installing --watch    # redraw every 2 s
       provision status --name 'leaf-*' --json        # schema: docs/lifecycle.md
       COLUMNS=80 provision status                    # narrower: fewer columns
+      provision status --db postgresql://provision@db1/provision   # every server sharing it
     """
     place = state_place(lab, state_dir, db)
-    if not place.db.is_file():
+    if not place.exists():
         raise CLIError(
-            f"no provision state at {place.db} ({place.how})",
+            f"no provision state at {place.where} ({place.how})",
             "start `provision serve` first; or give --lab lab.yml (its paths.state_dir) or "
             "--state-dir DIR where `provision serve` keeps its state",
             EXIT_ENV,

@@ -54,9 +54,10 @@ from provision.server.stream import EventStream
 from provision.server.summary import summary_fields, summary_lines
 from provision.server.tokens import Tokens, load_secret, write_read_token
 from provision.server.web import WebPage, shadowed_files
+from provision.store.base import StateStore, open_store, redact
 from provision.store.integrity import open_checked
 from provision.store.retention import prune_forever
-from provision.store.sqlite import Store, StoreError
+from provision.store.sqlite import StoreError
 from pxe.dhcp import DhcpServer, DhcpServerConfig, DhcpStartError, Reservation, start_dhcp
 from pxe.dhcp import Mode as DhcpMode
 from pxe.dhcp import Subnet as DhcpSubnet
@@ -148,7 +149,7 @@ class BootServer:
     def __init__(self, cfg: LabConfig, on_ready: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
         self.on_ready = on_ready
-        self.store: Store | None = None
+        self.store: StateStore | None = None
         self.addresses = AddressBook()
         self.events = EventBus()
         self.events.subscribe("address book", self.addresses.learn)
@@ -269,7 +270,8 @@ class BootServer:
         for finding in report.warnings:
             log.warning("%s", str(finding).replace("\n ", ";"))
         report.raise_errors()
-        fixed = [k for k in ("interfaces", "mode", "tftp_port") if getattr(cfg, k) != getattr(self.cfg, k)]
+        restart = ("interfaces", "mode", "tftp_port", "state")
+        fixed = [k for k in restart if getattr(cfg, k) != getattr(self.cfg, k)]
         if fixed:
             raise ServeError(f"{', '.join(fixed)} changed", "restart provision serve to apply that")
         if (cfg.paths, cfg.http_port) != (self.cfg.paths, self.cfg.http_port):
@@ -281,17 +283,32 @@ class BootServer:
         # Paths and the HTTP port stay as running (they may come from --state-dir/--http-port).
         return dataclasses.replace(cfg, paths=self.cfg.paths, http_port=self.cfg.http_port)
 
-    def _open_store(self) -> Store:
-        db = self.cfg.paths.db_path
-        db.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # WAL checked before SQLite replays it, quick_check after (provision.store.integrity)
-            store = open_checked(db)
-        except StoreError as exc:
-            raise ServeError(
-                str(exc),
-                exc.fix or f"move {db} aside (it is not a provision state file) or pick another --state-dir",
-            ) from None
+    def _open_store(self) -> StateStore:
+        store: StateStore
+        if self.cfg.state is not None:
+            # PostgreSQL, shared with other `provision serve` instances (docs/scale-out.md)
+            try:
+                store = open_store(self.cfg.state)
+            except StoreError as exc:
+                raise ServeError(
+                    str(exc),
+                    exc.fix
+                    or "check lab.yml `state:` (host, database, user; the password in ~/.pgpass) "
+                    "and that the PostgreSQL server is up",
+                ) from None
+            log.info("state in PostgreSQL %s (schema %d)", redact(self.cfg.state), store.schema_version)
+        else:
+            db = self.cfg.paths.db_path
+            db.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # WAL checked before SQLite replays it, quick_check after (provision.store.integrity)
+                store = open_checked(db)
+            except StoreError as exc:
+                raise ServeError(
+                    str(exc),
+                    exc.fix
+                    or f"move {db} aside (it is not a provision state file) or pick another --state-dir",
+                ) from None
         self.events.subscribe("store", store.add_event)
         if self.fleet is not None:
             self.fleet.attach(store)  # intent (enrolled devices, armings) lives in the store

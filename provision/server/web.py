@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
@@ -275,7 +276,10 @@ class WebPage:
         }
 
     def _render(self, template: str, status: int = 200, **ctx: Any) -> web.Response:
-        html = web_env().get_template(template).render(title=self.title, stream_url=STREAM_URL, **ctx)
+        # The stream carries only the kinds the page acts on (not every DHCP DISCOVER or TFTP block).
+        kinds = ctx.get("kinds") or ()
+        stream_url = STREAM_URL + ("?" + urlencode([("kind", k) for k in kinds]) if kinds else "")
+        html = web_env().get_template(template).render(title=self.title, stream_url=stream_url, **ctx)
         return web.Response(
             text=html,
             status=status,

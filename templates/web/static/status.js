@@ -24,8 +24,12 @@
   var summaryDue = false;
   var timer = null;
 
+  var GATHER_MS = 300; // events of a burst are asked for together
+  var SUMMARY_MS = 2000; // pools and rollouts: at most this often (a pass over every lease)
+  var summaryAt = 0;
+
   function schedule(delay) {
-    if (!timer) timer = setTimeout(flush, delay || 250);
+    if (!timer) timer = setTimeout(flush, delay || GATHER_MS);
   }
 
   function flush() {
@@ -35,8 +39,14 @@
     if (keys.length) refreshRows(keys);
     if (keys.length && page === "device") refreshFacts();
     if (summaryDue && page === "index") {
-      summaryDue = false;
-      refreshSummary();
+      var wait = summaryAt + SUMMARY_MS - Date.now();
+      if (wait > 0) {
+        schedule(wait);
+      } else {
+        summaryDue = false;
+        summaryAt = Date.now();
+        refreshSummary();
+      }
     }
   }
 

@@ -106,6 +106,7 @@ def test_page_tables_without_javascript_and_on_a_phone(serve_netns, tmp_path):
         _shot(page, tmp_path, "index-phone")
         page.navigate(URL + "/devices/leaf-01")
         assert page.evaluate(NO_OVERFLOW)
+        _shot(page, tmp_path, "device-phone")
         page.viewport(1280, 900)
 
         # Scripts off: the same tables; the filter form is a plain GET.
