@@ -32,7 +32,7 @@ from provision.devices import importer
 from provision.devices.lifecycle import InstallMode, Lifecycle, device_doc
 from provision.devices.status import circuit_id, event_dict, snapshot
 from provision.onie.catalog import Catalog
-from provision.store.sqlite import Store
+from provision.store.base import StateStore, open_store
 
 GLOB_CHARS = "*?["
 
@@ -50,7 +50,10 @@ def who() -> str:
 
 def _state_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
-        "--db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="The SQLite file itself."
+        "--db",
+        default=None,
+        metavar="FILE|URL",
+        help="The SQLite file itself, or the PostgreSQL URL (postgresql://…) several servers share.",
     )(fn)
     fn = click.option(
         "--state-dir",
@@ -68,11 +71,11 @@ def _state_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _fleet(place: StatePlace, write: bool) -> Iterator[tuple[Lifecycle, Store]]:
+def _fleet(place: StatePlace, write: bool) -> Iterator[tuple[Lifecycle, Any]]:
     """The lifecycle on the state store. Reading a state that does not exist yet reads an empty
     one (nothing written); writing creates the folder, as `provision serve` would."""
-    path: Path | str = place.db
-    if not place.db.is_file():
+    path: Path | str = place.location
+    if not place.exists():
         if write:
             try:
                 place.db.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +88,8 @@ def _fleet(place: StatePlace, write: bool) -> Iterator[tuple[Lifecycle, Store]]:
         else:
             click.echo(f"note: no state at {place.db} yet ({place.how}): nothing enrolled or armed", err=True)
             path = ":memory:"
-    with Store(path) as store:
+    store: StateStore  # (yielded as Any: rollout_cmds types it as the SQLite Store it needs today)
+    with open_store(path) as store:
         yield Lifecycle(store, place.lab, store, groups=place.cfg.groups if place.cfg else None), store
 
 
@@ -172,7 +176,7 @@ def devices() -> None:
 @devices.command("list")
 @_state_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
-def list_cmd(lab: Path | None, state_dir: Path | None, db: Path | None, as_json: bool) -> None:
+def list_cmd(lab: Path | None, state_dir: Path | None, db: str | None, as_json: bool) -> None:
     """The devices (lab.yml's and the enrolled ones), their state and arming."""
     place = state_place(lab, state_dir, db)
     with _fleet(place, write=False) as (fleet, store):
@@ -224,7 +228,7 @@ def list_cmd(lab: Path | None, state_dir: Path | None, db: Path | None, as_json:
 @click.option("--events", "n_events", type=click.IntRange(0, 10000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
 def show_cmd(
-    name: str, lab: Path | None, state_dir: Path | None, db: Path | None, n_events: int, as_json: bool
+    name: str, lab: Path | None, state_dir: Path | None, db: str | None, n_events: int, as_json: bool
 ) -> None:
     """One device: its entry, state, arming and latest events."""
     place = state_place(lab, state_dir, db)
@@ -285,7 +289,7 @@ def arm_cmd(
     target: str | None,
     lab: Path | None,
     state_dir: Path | None,
-    db: Path | None,
+    db: str | None,
 ) -> None:
     """Allow one install: the device installs at its next network boot, once.
 
@@ -334,7 +338,7 @@ def disarm_cmd(
     reason: str | None,
     lab: Path | None,
     state_dir: Path | None,
-    db: Path | None,
+    db: str | None,
 ) -> None:
     """Withdraw an arming: the device is not handed an installer until armed again."""
     place = state_place(lab, state_dir, db)
@@ -392,7 +396,7 @@ def _doc_errors(doc: dict[str, Any]) -> tuple[Device | None, list[str]]:
 @click.option("--position", default=None)
 @click.option("--asset-tag", default=None)
 @_state_options
-def enroll_cmd(name: str, seen_mac: str | None, lab: Path | None, state_dir: Path | None, db: Path | None,
+def enroll_cmd(name: str, seen_mac: str | None, lab: Path | None, state_dir: Path | None, db: str | None,
                **values: str | None) -> None:  # fmt: skip
     """Add a device to the inventory in the store (lab.yml's own devices are enrolled by lab.yml).
 
@@ -418,7 +422,7 @@ def enroll_cmd(name: str, seen_mac: str | None, lab: Path | None, state_dir: Pat
             rec = next((r for r in store.devices() if r.mac == mac), None)
             if rec is None:
                 raise CLIError(
-                    f"no device with MAC {mac} was seen in {place.db}",
+                    f"no device with MAC {mac} was seen in {place.where}",
                     "provision status lists what was seen (check --lab/--state-dir point at the server's state)",
                     EXIT_INPUT,
                 )
@@ -448,7 +452,7 @@ def enroll_cmd(name: str, seen_mac: str | None, lab: Path | None, state_dir: Pat
 @devices.command("forget")
 @click.argument("name")
 @_state_options
-def forget_cmd(name: str, lab: Path | None, state_dir: Path | None, db: Path | None) -> None:
+def forget_cmd(name: str, lab: Path | None, state_dir: Path | None, db: str | None) -> None:
     """Remove an enrolled device (and its arming) from the store; its events stay."""
     place = state_place(lab, state_dir, db)
     if place.lab.named(name) is not None:
@@ -468,7 +472,7 @@ def forget_cmd(name: str, lab: Path | None, state_dir: Path | None, db: Path | N
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Check and say what would change; write nothing.")
 @_state_options
-def import_cmd(file: Path, dry_run: bool, lab: Path | None, state_dir: Path | None, db: Path | None) -> None:
+def import_cmd(file: Path, dry_run: bool, lab: Path | None, state_dir: Path | None, db: str | None) -> None:
     """Enroll devices from NetBox's device CSV export or a YAML `devices:` list.
 
     Every bad row is reported at once (file:line:column and the fix) and nothing is imported.
@@ -524,7 +528,7 @@ def export_cmd(
     output: Path | None,
     lab: Path | None,
     state_dir: Path | None,
-    db: Path | None,
+    db: str | None,
 ) -> None:
     """The enrolled devices, as `provision devices import` reads them back."""
     place = state_place(lab, state_dir, db)

@@ -143,6 +143,11 @@ LAB = Obj(
         "tftp_port": Field(Int(1, 65535), default=69),
         "boot": Field(BOOT, default=None),
         "paths": Field(PATHS, default=None),
+        "state": Field(
+            Str(r"postgres(ql)?://\S*", "a PostgreSQL URL such as postgresql://provision@db1/provision"),
+            default=None,
+            doc="shared state in PostgreSQL (docs/scale-out.md); unset: SQLite at paths.db",
+        ),
         "onie": Field(ONIE, default=None, doc="ONIE installer serving (provision.config.onie)"),
         "api": Field(API, default=None, doc="API access and callback limits (docs/security.md)"),
         "events": Field(EVENTS, default=None, doc="event retention (docs/security.md)"),
@@ -226,7 +231,13 @@ class LabConfig:
     groups: dict[str, dict[str, str | None]] = field(default_factory=dict)  # `groups:`, for enrolled devices
     api: ApiSettings = field(default_factory=ApiSettings)  # the `api:` section (docs/security.md)
     events: EventRetention = field(default_factory=EventRetention)  # the `events:` section
+    state: str | None = None  # `state: postgresql://…` (docs/scale-out.md); None: SQLite at paths.db
     source: Path | None = None
+
+    @property
+    def state_location(self) -> str | Path:
+        """Where the state store is: the PostgreSQL URL, or the SQLite file."""
+        return self.state or self.paths.db_path
 
 
 def _pool(raw: str) -> Pool:
@@ -367,6 +378,7 @@ def from_section(data: Section, source: Path | None = None, check: bool = True) 
         onie=settings_from_section(data["onie"]) if data["onie"] is not None else None,
         api=api_from_section(data["api"]),
         events=events_from_section(data["events"]),
+        state=data["state"],
         source=source,
     )
     if check:

@@ -35,7 +35,8 @@ from provision.devices.status import EVENTS_VERSION, STATE_CODES, Filters, event
 from provision.onie.progress import KIND_REPORT
 from provision.server.access import Refusals
 from provision.server.reports import RateLimiter, ReportAuth, capped_fields
-from provision.store.sqlite import Store
+from provision.store.base import StateStore as Store
+from provision.store.base import open_store
 from pxe.policy import Event, EventSink
 
 log = logging.getLogger(__name__)
@@ -114,15 +115,16 @@ class Api:
         return self.fleet.lab if self.fleet is not None else self._inventory
 
     def _read_store(self, path: Any) -> Store:
-        """The reader thread's own connection (sqlite3 objects stay in the thread that made them)."""
+        """The reader thread's own connection (sqlite3 objects stay in the thread that made them;
+        a PostgreSQL store gets its own connection too: reads never queue behind the DHCP path)."""
         store: Store | None = getattr(self._local, "store", None)
         if store is None or store.path != path:
             if store is not None:
                 store.close()
-            store = self._local.store = Store(path)
+            store = self._local.store = open_store(path)
         return store
 
-    async def _off_loop(self, fn: Callable[[Store], Any]) -> Any:
+    async def _off_loop(self, fn: Callable[[Any], Any]) -> Any:
         """Run `fn(reader store)` in the reader thread; None when the server is stopping; raises
         web.HTTPServiceUnavailable when too many reads wait."""
         live = self._store()
@@ -144,7 +146,7 @@ class Api:
         finally:
             self._reads -= 1
 
-    async def read(self, fn: Callable[[Store], Any]) -> Any:
+    async def read(self, fn: Callable[[Any], Any]) -> Any:  # fn takes a StateStore
         """`fn(reader store)` off the loop, sharing the API's reader and its bound (the web page's
         reads, provision.server.web); None when the server is stopping."""
         return await self._off_loop(fn)

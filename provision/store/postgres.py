@@ -698,6 +698,12 @@ class PgStore:
     ) -> tuple[int, bool]:
         """As the SQLite store's: older than `keep_days`, then beyond `keep_per_device` per MAC,
         about `chunk` rows per call; the last event of each class of a device stays."""
+        try:
+            return self._prune(keep_per_device, keep_days, chunk)
+        except psycopg.Error as exc:
+            raise StoreError(f"{redact(self.url)}: prune failed: {exc}") from exc
+
+    def _prune(self, keep_per_device: int, keep_days: float, chunk: int) -> tuple[int, bool]:
         self.flush()
         keep_last = " AND NOT EXISTS (SELECT 1 FROM events_last l WHERE l.id = events.id)"
         cutoff = time.time() - keep_days * 86400

@@ -14,7 +14,8 @@ import sqlite3
 from collections.abc import Callable
 
 from provision.config.security import EventRetention
-from provision.store.sqlite import Store
+from provision.store.base import StateStore as Store
+from provision.store.sqlite import StoreError
 
 log = logging.getLogger("provision.store")
 
@@ -43,7 +44,7 @@ async def prune_forever(store_of: Callable[[], Store | None], retention: EventRe
                 deleted, more = store.prune_events(retention.keep_per_device, retention.keep_days)
                 total += deleted
                 await asyncio.sleep(0)  # let DHCP in between two chunks
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             log.warning("event retention: prune failed (%s); next try in %d s", exc, retention.prune_every)
             continue
         if total:

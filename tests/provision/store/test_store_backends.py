@@ -5,6 +5,7 @@ does: migrations under a lock, and lease claims from several processes never dup
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import threading
 import time
@@ -21,6 +22,7 @@ from provision.store.sqlite import StoreError
 from pxe.dhcp.config import Subnet
 from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState, Outcome
 from pxe.policy import Event
+from tests.support.cli import run_cli
 
 MAC1, MAC2 = "52:54:00:00:00:01", "52:54:00:00:00:02"
 NET = "198.18.0.0/24"
@@ -249,3 +251,23 @@ def test_concurrent_allocation_from_four_processes_never_duplicates(pg_url):
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT ip, mac FROM leases WHERE state = 'bound'").fetchall()
     assert sorted(rows) == sorted((ip, mac) for mac, ip in acked)
+
+
+@pytest.mark.postgres
+def test_cli_status_and_devices_read_one_shared_store(pg_url, tmp_path):
+    """Two servers' writes, one inventory: `status --db URL` lists the devices both saw, and
+    `devices enroll` through one URL is seen by a store opened by another process."""
+    with PgStore(pg_url) as one, PgStore(pg_url) as two:
+        one.add_event(Event("dhcp.ack", MAC1, "198.18.0.10", {}, ts=time.time()))
+        two.add_event(Event("dhcp.ack", MAC2, "198.18.0.11", {}, ts=time.time()))
+    out = run_cli("status", "--db", pg_url, "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert {row["mac"] for row in doc["devices"]} == {MAC1, MAC2}
+    assert "password" not in doc["db"] and doc["db"].startswith("postgresql://")
+    out = run_cli("devices", "enroll", "leaf9", "--mac", MAC1, "--db", pg_url)
+    assert out.returncode == 0, out.stderr
+    with PgStore(pg_url) as three:
+        assert [r.name for r in three.enrolled()] == ["leaf9"]
+    bad = run_cli("status", "--db", "postgresql:///nosuchdb?host=/nonexistent")
+    assert bad.returncode == 3 and "nosuchdb" in bad.stderr and "Traceback" not in bad.stderr
