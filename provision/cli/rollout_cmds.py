@@ -26,7 +26,7 @@ from provision.errors import EXIT_FAILED
 from provision.rollout import drivers as driver_registry
 from provision.rollout.engine import CANARY_PAUSE, Engine, abort, create, owner_alive, wave_to_accept
 from provision.rollout.plan import Plan, load_plan, plan_from_flags
-from provision.rollout.view import ENDED_STATES, rollout_summaries, summary
+from provision.rollout.view import ENDED_STATES, iso, rollout_summaries, summary
 from provision.store.rollouts import RolloutDevice, RolloutRecord, RolloutStore
 from provision.store.sqlite import Store
 
@@ -73,7 +73,7 @@ def _device_dict(d: RolloutDevice) -> dict[str, Any]:
         "install_id": d.install_id,
         "note": d.note,
         "error": d.error,
-        "since": d.since,
+        "since": iso(d.since),
     }
 
 
@@ -93,7 +93,10 @@ def _status_doc(store: Store, rec: RolloutRecord) -> dict[str, Any]:
 
 # -- drawing ---------------------------------------------------------------------------------------
 
+DEVICE_ROWS_MAX = 40
 _COUNTS = ("pending", "arming", "installing", "installed", "verified", "failed", "skipped")
+# Short headers: the table fits 80 columns. BOOT: installed, waiting to see the new version.
+_HEADERS = ("PEND", "ARM", "INST", "BOOT", "OK", "FAIL", "SKIP")
 
 
 def _wave_table(doc: dict[str, Any]) -> Any:
@@ -105,9 +108,9 @@ def _wave_table(doc: dict[str, Any]) -> Any:
         title=f"rollout {r['id']} {r['name']} → {r['target']}: {r['state']}{reason}", title_justify="left"
     )
     table.add_column("WAVE", justify="right")
-    table.add_column("DEVICES", justify="right")
-    for col in _COUNTS:
-        table.add_column(col.upper(), justify="right")
+    table.add_column("DEV", justify="right")
+    for col in _HEADERS:
+        table.add_column(col, justify="right")
     table.add_column("STATE")
     for w in r["waves"]:
         label = "canary" if w["index"] == 0 and doc.get("canaries") else str(w["index"])
@@ -120,10 +123,17 @@ def _wave_table(doc: dict[str, Any]) -> Any:
 def _device_table(doc: dict[str, Any]) -> Any:
     from rich.table import Table  # optional heavy dependency: rich
 
-    table = Table(title="devices", title_justify="left")
+    rows = doc["devices"]
+    hidden = 0
+    if len(rows) > DEVICE_ROWS_MAX:  # a rack is listed whole; 500 devices show what needs a look
+        shown = [d for d in rows if d["stage"] != "verified"]
+        hidden = len(rows) - len(shown)
+        rows = shown
+    title = "devices" + (f" ({hidden} verified not listed: status --json has them all)" if hidden else "")
+    table = Table(title=title, title_justify="left")
     for col in ("DEVICE", "WAVE", "STAGE", "TRIES", "NOTE / ERROR"):
         table.add_column(col)
-    for d in doc["devices"]:
+    for d in rows:
         text = d["error"] if d["stage"] == "failed" else (d["note"] or d["error"] or "")
         table.add_row(d["name"], str(d["wave"]), d["stage"], str(d["attempts"]), text or "")
     return table
@@ -384,7 +394,8 @@ def _dry_run(plan: Plan, as_json: bool) -> None:
     for i, wave in enumerate(plan.waves):
         label = "canary" if i == 0 and plan.canaries else str(i)
         drivers = sorted({plan.drivers[n].name for n in wave})
-        table.add_row(label, str(len(wave)), ", ".join(wave), ", ".join(drivers))
+        names = ", ".join(wave[:8]) + (f", … (+{len(wave) - 8})" if len(wave) > 8 else "")
+        table.add_row(label, str(len(wave)), names, ", ".join(drivers))
     console = _console()
     console.print(table)
     console.print(

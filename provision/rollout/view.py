@@ -17,7 +17,7 @@ ROLLOUT_STATES = ("running", "paused", "stopped", "aborted", "done", "partial")
 ENDED_STATES = ("aborted", "done", "partial")
 
 
-def _iso(ts: float | None) -> str | None:
+def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
@@ -61,9 +61,9 @@ def summary(rec: RolloutRecord, waves: dict[int, dict[str, int]]) -> dict[str, A
         "name": rec.name,
         "state": rec.state,
         "reason": rec.reason,
-        "created": _iso(rec.created),
+        "created": iso(rec.created),
         "created_by": rec.created_by,
-        "updated": _iso(rec.updated),
+        "updated": iso(rec.updated),
         "target": rec.plan.get("target"),
         "waves": [wave_dict(i, rec.state, waves[i]) for i in sorted(waves)],
     }
@@ -78,4 +78,4 @@ def rollout_summaries(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     return [summary(r, counts.get(r.id, {})) for r in recs]
 
 
-__all__ = ["ENDED_STATES", "ROLLOUT_STATES", "rollout_summaries", "summary", "wave_dict", "wave_state"]
+__all__ = ["ENDED_STATES", "ROLLOUT_STATES", "iso", "rollout_summaries", "summary", "wave_dict", "wave_state"]
