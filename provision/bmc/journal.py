@@ -17,6 +17,8 @@ from pathlib import Path
 
 from provision.bmc.runner import TargetResult
 from provision.bmc.target import BmcTarget
+from provision.config.lab import load_lab
+from provision.errors import ProvisionError
 from provision.store.sqlite import Store
 from pxe.policy import Event
 
@@ -42,6 +44,19 @@ def operation_event(operation: str, target: BmcTarget, result: TargetResult, mac
     if not result.ok:
         detail["error"] = result.error_kind or "Error"
     return Event(KIND_BMC_OPERATION, mac=mac, detail=detail)
+
+
+def state_db(state_dir: str | Path | None, lab: str | Path | None) -> Path | None:
+    """Where `provision power|boot|bmc info` record: --state-dir, else the state folder of the
+    lab file given with -i (a devices-only inventory names none: nothing is recorded)."""
+    if state_dir:
+        return Path(state_dir) / "provision.db"
+    if not lab:
+        return None
+    try:
+        return load_lab(Path(lab), check_files=False).paths.db_path
+    except ProvisionError:
+        return None
 
 
 def record(db: Path | None, operation: str, done: Iterable[tuple[BmcTarget, TargetResult]]) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ from provision.bmc import (
     BootDevice,
     BootMode,
     PowerAction,
+    journal,
     make_target,
 )
 from provision.bmc.base import OFF_SETTLE_WITHOUT_WAIT, SETTLED_STATE, Driver
@@ -99,6 +101,13 @@ def target_options(fn: Callable) -> Callable:
             help="Targets at once.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON document with every result."),
+        click.option(
+            "--state-dir",
+            type=click.Path(file_okay=False),
+            help="Record each operation's time and outcome in provision serve's database there, for "
+            "its /metrics [default: the lab file's paths.state_dir when -i is a lab file; nothing is "
+            "recorded where serve has no database].",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -230,10 +239,14 @@ def execute(
     parallel: int,
     as_json: bool,
     power_timeout: float = 300.0,
+    record_in: Path | None = None,
 ) -> None:
-    """Run, render (progress on a terminal, then a table or JSON), and exit with the summary code."""
+    """Run, render (progress on a terminal, then a table or JSON), and exit with the summary code.
+    `record_in`: the state database the operations are recorded in (provision.bmc.journal)."""
     targets = [p for p in planned if isinstance(p, BmcTarget)]
-    ran = iter(_run_with_progress(targets, op, title, parallel, as_json, power_timeout) if targets else [])
+    done = _run_with_progress(targets, op, title, parallel, as_json, power_timeout) if targets else []
+    journal.record(record_in, title, zip(targets, done, strict=True))
+    ran = iter(done)
     results = [p if isinstance(p, TargetResult) else next(ran) for p in planned]
     ok = sum(r.ok for r in results)
     if as_json:
@@ -371,11 +384,14 @@ def power_cmd(action: str, wait: bool, wait_timeout: float, parallel: int, as_js
 
     Exit status: 0 all ok, 4 some failed, 1 all failed, 2 bad input.
     """
+    record_in = journal.state_db(kw.pop("state_dir"), kw.get("inventory"))
     targets = resolve_targets(**kw)
     act = POWER_ACTIONS.get(action)
     # Without --wait a cycle done as off-then-on still waits for Off, briefly (OFF_SETTLE_WITHOUT_WAIT).
     settle = wait_timeout if wait else min(wait_timeout, OFF_SETTLE_WITHOUT_WAIT)
-    execute(targets, _power_op(act, wait, wait_timeout), f"power {action}", parallel, as_json, settle)
+    execute(
+        targets, _power_op(act, wait, wait_timeout), f"power {action}", parallel, as_json, settle, record_in
+    )
 
 
 # --- boot ----------------------------------------------------------------------------------------
@@ -426,6 +442,7 @@ def boot_cmd(device: str, mode: str | None, url: str | None, parallel: int, as_j
     boot_device = BootDevice(device)
     if url and boot_device is not BootDevice.HTTP:
         raise CLIError("--url only goes with --once http", "drop --url, or use --once http", EXIT_INPUT)
+    record_in = journal.state_db(kw.pop("state_dir"), kw.get("inventory"))
     targets = resolve_targets(**kw)
     execute(
         targets,
@@ -433,6 +450,7 @@ def boot_cmd(device: str, mode: str | None, url: str | None, parallel: int, as_j
         f"boot --once {device}",
         parallel,
         as_json,
+        record_in=record_in,
     )
 
 
@@ -465,7 +483,8 @@ def bmc_info_cmd(parallel: int, as_json: bool, **kw: Any) -> None:
     Example:
       provision bmc info leaf-01 --json
     """
-    execute(resolve_targets(**kw), _info_op, "bmc info", parallel, as_json)
+    record_in = journal.state_db(kw.pop("state_dir"), kw.get("inventory"))
+    execute(resolve_targets(**kw), _info_op, "bmc info", parallel, as_json, record_in=record_in)
 
 
 COMMANDS = [power_cmd, boot_cmd, bmc_group]

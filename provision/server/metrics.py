@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from dhcp4.options import MessageType
@@ -585,8 +585,10 @@ class Metrics:
 
     async def handle(self, request: web.Request) -> web.Response:
         await self.refresh()
-        body = generate_latest(self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # The format the scraper asks for (Accept): Prometheus's text format 0.0.4 by default,
+        # OpenMetrics or text 1.0.0 when asked
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
 
 
 __all__ = [
