@@ -20,12 +20,15 @@ import click
 
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
 from provision.cli.state import StatePlace, state_place
+from provision.cli.watch import ENV_SERVER, EventStream, StreamUnavailable, server_url, stream_query
+from provision.cli.watch import read_token as stream_token
 from provision.devices.status import STATE_CODES, Filters, parse_time, snapshot
 from provision.store.base import open_store
 from provision.store.sqlite import StoreError
 
 DEFAULT_WIDTH = 100
 ERROR_ROOM = 36
+IDLE_REDRAW_S = 30.0  # --watch on the stream, nothing happening: the SINCE column still ages
 SEP = "  "
 
 
@@ -166,6 +169,58 @@ def _draw(place: StatePlace, filters: Filters, as_json: bool, width: int | None)
         click.echo(_cut(place.hint, w))
 
 
+def _watch(place: StatePlace, filters: Filters, as_json: bool, interval: float, server: str | None) -> None:
+    """--watch: a redraw after each burst of the server's events (provision.cli.watch), or every
+    `interval` seconds when the stream cannot be followed; with --json one document per change."""
+    tty = sys.stdout.isatty() and not as_json
+    base = server_url(server, place.cfg)
+    token = stream_token(place.cfg.paths.state_dir if place.cfg is not None else place.db.parent)
+    why = "" if base is not None else " (no server URL: --server, or --lab on the server)"
+    shown: str | None = None
+
+    def redraw(live: str | None) -> None:
+        nonlocal shown
+        if as_json and live is not None:
+            snap = _read(place, filters)
+            same = json.dumps(
+                {k: v for k, v in snap.items() if k != "generated"}, sort_keys=True, default=str
+            )
+            if same != shown:  # one document per change
+                shown = same
+                click.echo(json.dumps(snap, sort_keys=True, default=str))
+            return
+        if tty:
+            click.echo("\x1b[H\x1b[2J", nl=False)  # home, clear: redraw in place
+        width = terminal_width()
+        _draw(place, filters, as_json, width)
+        if tty:
+            how = f"live: {live}" if live else f"every {interval:g}s{why}"
+            click.echo(_cut(f"{how} · Ctrl-C to stop", width))
+        elif not as_json:
+            click.echo("")
+
+    while True:
+        stream = None
+        if base is not None:
+            try:
+                stream = EventStream(base, stream_query(filters), token)
+            except StreamUnavailable as exc:
+                why = f" (event stream: {exc})"
+        if stream is None:
+            redraw(None)
+            time.sleep(interval)
+            continue
+        try:
+            redraw(stream.url)
+            for _ in stream.changes(idle=None if as_json else IDLE_REDRAW_S):
+                redraw(stream.url)
+        except StreamUnavailable as exc:
+            why = f" (event stream: {exc})"
+            time.sleep(min(interval, 2.0))  # then the stream again, else a poll
+        finally:
+            stream.close()
+
+
 @click.command("status")
 @click.option(
     "--lab",
@@ -195,7 +250,15 @@ def _draw(place: StatePlace, filters: Filters, as_json: bool, width: int | None)
     flag_value=2.0,
     default=None,
     metavar="[SECONDS]",
-    help="Redraw every SECONDS (2 when not given); Ctrl-C ends it.",
+    help="Redraw on each change, following the server's event stream; every SECONDS (2 when not "
+    "given) when the stream cannot be reached. Ctrl-C ends it.",
+)
+@click.option(
+    "--server",
+    envvar=ENV_SERVER,
+    metavar="URL",
+    help="The server's HTTP base URL for --watch (http://10.0.0.1[:port]; env PROVISION_SERVER). "
+    "Default: lab.yml's first interface address and http_port, with --lab.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable (docs/lifecycle.md).")
 def status(
@@ -207,13 +270,15 @@ def status(
     names: tuple[str, ...],
     macs: tuple[str, ...],
     watch: float | None,
+    server: str | None,
     as_json: bool,
 ) -> None:
     """Each device's lifecycle state and since when, serial, platform, NOS and last error.
 
     \b
       provision status --lab lab.yml                 # names and state folder from the lab file
-      provision status --state installing --watch    # redraw every 2 s
+      provision status --lab lab.yml --watch         # redraw as events happen (event stream)
+      provision status --state installing --watch 5  # every 5 s when the stream is unreachable
       provision status --name 'leaf-*' --json        # schema: docs/lifecycle.md
       COLUMNS=80 provision status                    # narrower: fewer columns
       provision status --db postgresql://provision@db1/provision   # every server sharing it
@@ -232,18 +297,8 @@ def status(
     if watch is None:
         _draw(place, filters, as_json, None)
         return
-    tty = sys.stdout.isatty() and not as_json
     try:
-        while True:
-            if tty:
-                click.echo("\x1b[H\x1b[2J", nl=False)  # home, clear: redraw in place
-            width = terminal_width()
-            _draw(place, filters, as_json, width)
-            if tty:
-                click.echo(f"every {watch:g}s · Ctrl-C to stop")
-            elif not as_json:
-                click.echo("")
-            time.sleep(watch)
+        _watch(place, filters, as_json, watch, server)
     except KeyboardInterrupt:
         return  # exit 0: stopping a watch is not an error
 

@@ -2,13 +2,16 @@
 client: busybox udhcpc's exchange and `provision devices arm` (another process writing the
 store) arrive in order with their ids; a reconnect with Last-Event-ID loses nothing; the
 subscriber cap; keepalives at lab.yml's interval; a SIGHUP reload leaves the streams running and
-SIGTERM ends them cleanly. Every log line of that serve is a JSON object."""
+SIGTERM ends them cleanly. Every log line of that serve is a JSON object. `provision status
+--watch --json` redraws on the stream's events and polls when it is gone."""
 
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -41,7 +44,8 @@ STREAM = f"http://{SERVER_IP}/api/v1/stream"
 
 def udhcpc(link, busybox: str) -> None:
     r = link.client.run(
-        [busybox, "udhcpc", "-i", "ct0", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", "/bin/true"], check=False
+        [busybox, "udhcpc", "-i", "ct0", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", "/bin/true"],
+        check=False,
     )
     assert r.returncode == 0, r.stderr
 
@@ -135,3 +139,65 @@ def test_stream_follows_dhcp_and_the_cli_replays_and_survives_reload(serve_netns
     acks = [d for d in docs if d.get("kind") == "dhcp.ack"]
     assert acks and acks[0]["mac"] == CLIENT_MAC and acks[0]["msg"] == "event"
     assert not [d for d in docs if d.get("kind") == "dhcp.discover"]  # packet steps: debug only
+
+
+def _lines(proc: subprocess.Popen) -> queue.Queue:
+    q: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            q.put(line)
+        q.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
+
+
+def _next_doc(q: queue.Queue, timeout: float) -> dict:
+    line = q.get(timeout=timeout)
+    assert line is not None, "provision status --watch ended"
+    return json.loads(line)
+
+
+def test_status_watch_json_follows_the_stream_and_falls_back_to_polling(serve_netns, tmp_path):
+    """`provision status --lab lab.yml --watch 60 --json`: one document at once, then one per
+    change, seconds after it (polling would take 60 s); when serve stops, it polls."""
+    busybox = require_tool("busybox")
+    link = serve_netns(
+        server_if="st0", client_if="ct0", server_addr=f"{SERVER_IP}/24", client_mac=CLIENT_MAC, prefix="sw"
+    )
+    lab = tmp_path / "lab.yml"
+    lab.write_text(LAB.format(state=tmp_path / "state", mac=CLIENT_MAC))
+    sp = link.serve(str(lab))
+    # in the server's namespace: lab.yml's interface address is where it finds the server
+    watch = link.server.popen(
+        cli_argv("status", "--lab", str(lab), "--watch", "60", "--json"),
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        q = _lines(watch)
+        first = _next_doc(q, 20)
+        row = next(r for r in first["devices"] if r["name"] == "leaf-01")
+        assert row["ip"] is None
+        started = time.monotonic()
+        udhcpc(link, busybox)
+        doc = _next_doc(q, 15)
+        while not next(r for r in doc["devices"] if r["name"] == "leaf-01")["ip"]:
+            doc = _next_doc(q, 15)
+        assert time.monotonic() - started < 15  # the stream, not the 60 s poll
+        run_cli("devices", "arm", "leaf-01", "--lab", str(lab))
+        doc = _next_doc(q, 15)
+        while next(r for r in doc["devices"] if r["name"] == "leaf-01")["state"] != "armed":
+            doc = _next_doc(q, 15)
+        assert q.empty()  # nothing printed without a change
+        # serve stops: the stream ends, --watch polls (a document at once, then every 60 s)
+        assert sp.stop() == 0
+        after = _next_doc(q, 15)
+        assert next(r for r in after["devices"] if r["name"] == "leaf-01")["state"] == "armed"
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(15) == 0, watch.stderr.read()
+    finally:
+        link.server.stop(watch)
