@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -251,8 +252,15 @@ def launch(ns: Any, profile: Path) -> Iterator[Browser]:
         "--lang=en-US",
         "about:blank",
     ]
-    # fd 3 and 4 in chromium: the shell moves our pipe ends there, then execs it.
-    shell = ["sh", "-c", f'exec "$@" 3<&{to_r} 4>&{from_w} {to_r}<&- {from_w}>&-', "sh", *argv]
+    # fd 3 and 4 in chromium: a tiny exec wrapper moves our pipe ends there (dash cannot name an
+    # fd above 9 in a redirection, and ours can be higher).
+    move = (
+        "import fcntl, os, sys; ends = [int(sys.argv[1]), int(sys.argv[2])];"
+        " high = [fcntl.fcntl(f, fcntl.F_DUPFD, 10) for f in ends];"  # clear of 3 and 4 first
+        " [os.close(f) for f in ends]; os.dup2(high[0], 3); os.dup2(high[1], 4);"
+        " [os.close(f) for f in high]; os.execv(sys.argv[3], sys.argv[3:])"
+    )
+    shell = [sys.executable, "-c", move, str(to_r), str(from_w), *argv]
     log = open(profile / "chromium.log", "wb")  # noqa: SIM115 (closed below)
     proc = ns.popen(shell, stdout=log, stderr=subprocess.STDOUT, pass_fds=(to_r, from_w))
     os.close(to_r)

@@ -15,12 +15,14 @@ Screenshots go to $PROVISION_TEST_ARTEFACTS (default: a folder under the test's 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from onie import discovery
 from tests.support.browser import artefacts_dir, launch
+from tests.support.cli import onie_sim, run_cli
 
 pytestmark = [pytest.mark.netns, pytest.mark.browser]
 
@@ -138,4 +140,66 @@ def test_page_tables_without_javascript_and_on_a_phone(serve_netns, tmp_path):
         )
         body, _, code = out.stdout.rpartition("\n")
         assert code == "403" and "forbidden" in json.loads(body)["error"], (path, out.stdout)
+    assert "Traceback" not in sp.output
+
+
+def _arm(lab: Path, name: str) -> None:
+    """`provision devices arm`, another process writing to the server's state, as an operator."""
+    out = run_cli("devices", "arm", name, "--lab", str(lab))
+    assert out.returncode == 0, out.stderr
+
+
+def test_install_shows_live_without_reload(serve_netns, tmp_path):
+    lab, link, sp = _serve(serve_netns, tmp_path)
+    with launch(link.client, tmp_path / "chrome") as browser:
+        page = browser.new_page()
+        page.navigate(URL + "/")
+        page.wait_for("window.__streamOpen", timeout=15)
+        loaded_at = page.evaluate("window.__loadedAt")
+        assert page.evaluate(STATE_OF.format(name="leaf-01")) == "enrolled"
+
+        _arm(lab, "leaf-01")
+        page.wait_for(STATE_OF.format(name="leaf-01") + " === 'armed'", timeout=15)
+        args = ("--serial", "LEAF-01", "--platform", KVM, "--mac", MACS["LEAF-01"])
+        rc, doc, _ = onie_sim(link.client, *args, ifname="wc0")
+        assert rc == 0 and doc["switches"][0]["outcome"] == "installed", doc
+        page.wait_for(STATE_OF.format(name="leaf-01") + " === 'installed'", timeout=15)
+
+        assert page.evaluate("window.__loadedAt") == loaded_at  # the same document: no reload
+        row = page.evaluate(ROWS + ".find(r => r.dataset.cursor === 'd:leaf-01').innerText")
+        assert "demo 1.0" in row and KVM in row, row
+        assert page.evaluate("document.querySelector('#pools td.free').textContent") == "100"  # reserved
+
+        # A switch no inventory lists: its row appears, in order, and it takes a pool address.
+        args = ("--serial", "STRAY-9", "--platform", MLNX, "--mac", STRAY)
+        rc, doc, _ = onie_sim(link.client, *args, ifname="wc0")
+        assert doc["switches"][0]["installer_runs"] == 0, doc
+        page.wait_for(ROWS + f".map(r => r.dataset.cursor).join() === 'd:leaf-01,d:leaf-02,u:{STRAY}'")
+        page.wait_for("document.querySelector('#pools td.free').textContent === '99'")
+        assert page.evaluate("window.__loadedAt") == loaded_at
+        _shot(page, tmp_path, "index-live-installed")
+
+        # Its page: the timeline has the install, and follows the next events live.
+        page.navigate(URL + "/devices/leaf-01")
+        kinds = page.evaluate(
+            "[...document.querySelectorAll('#timeline tbody tr td:nth-child(2)')].map(t => t.textContent)"
+        )
+        assert "device.installed" in kinds and "installer.fetched" in kinds, kinds
+        page.wait_for("window.__streamOpen", timeout=15)
+        before = page.evaluate("document.querySelectorAll('#timeline tbody tr').length")
+        _arm(lab, "leaf-01")
+        page.wait_for(
+            f"document.querySelectorAll('#timeline tbody tr').length > {before}"
+            " && document.querySelector('#timeline tbody tr td:nth-child(2)').textContent === 'device.armed'",
+            timeout=15,
+        )
+        page.wait_for("document.querySelector('#devices tr[data-cursor]').dataset.state === 'armed'")
+        page.wait_for(
+            "[...document.querySelectorAll('#facts dd')].some(d => d.textContent.startsWith('armed ('))"
+        )
+        assert page.evaluate("window.__loadedAt") != loaded_at  # (this page was navigated to)
+        _shot(page, tmp_path, "device-timeline")
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline and "Traceback" not in sp.output:
+        time.sleep(0.2)
     assert "Traceback" not in sp.output
