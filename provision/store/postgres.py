@@ -151,6 +151,40 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER intents_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON intents
         FOR EACH STATEMENT EXECUTE FUNCTION state_version_bump();
     """,
+    # 2: rollouts (docs/rollout.md), as the SQLite store's migration 4; provision.store.rollouts_pg
+    """
+    CREATE TABLE rollouts (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        plan text NOT NULL,
+        state text NOT NULL,
+        reason text,
+        created double precision NOT NULL,
+        created_by text NOT NULL,
+        updated double precision NOT NULL,
+        accepted_wave integer NOT NULL DEFAULT -1,
+        owner text,
+        heartbeat double precision
+    );
+    CREATE TABLE rollout_devices (
+        rollout text NOT NULL,
+        name text NOT NULL,
+        wave integer NOT NULL,
+        position integer NOT NULL,
+        stage text NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        install_id text,
+        armed_event bigint,
+        driver_started double precision,
+        version_before text,
+        note text,
+        error text,
+        since double precision NOT NULL,
+        PRIMARY KEY (rollout, name)
+    );
+    CREATE INDEX rollout_devices_wave ON rollout_devices (rollout, wave, position);
+    CREATE INDEX events_armed_install ON events ((detail ->> 'install_id')) WHERE kind = 'device.armed';
+    """,
 )
 
 # One row per lease in one statement. The WHERE of the conflict arm is the whole race guard: an

@@ -70,6 +70,14 @@ def _rollout(row: Sequence[Any]) -> RolloutRecord:
 class RolloutStore:
     """The rollout tables on a Store's connection (one thread, like the Store itself)."""
 
+    def __new__(cls, store: Any) -> RolloutStore:
+        # A PostgreSQL store's rollouts (provision.store.rollouts_pg): the same methods in its SQL
+        if cls is RolloutStore and not isinstance(store, Store):
+            from provision.store.rollouts_pg import PgRolloutStore  # optional heavy dependency: psycopg
+
+            return super().__new__(PgRolloutStore)
+        return super().__new__(cls)
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self.db = store.db

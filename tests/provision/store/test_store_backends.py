@@ -18,6 +18,8 @@ from provision.config.inventory import Inventory
 from provision.devices.lifecycle import Lifecycle
 from provision.store.base import StateStore, is_url, open_store, redact
 from provision.store.postgres import MIGRATIONS, PgStore
+from provision.store.rollouts import RolloutStore
+from provision.store.rollouts_pg import PgRolloutStore
 from provision.store.sqlite import StoreError
 from pxe.dhcp.config import Subnet
 from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState, Outcome
@@ -271,3 +273,52 @@ def test_cli_status_and_devices_read_one_shared_store(pg_url, tmp_path):
         assert [r.name for r in three.enrolled()] == ["leaf9"]
     bad = run_cli("status", "--db", "postgresql:///nosuchdb?host=/nonexistent")
     assert bad.returncode == 3 and "nosuchdb" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_rollout_tables_behave_the_same(location):
+    """provision.store.rollouts on either store (PostgreSQL: provision.store.rollouts_pg)."""
+    with opened(location) as s, opened(location) as cli:
+        rs = RolloutStore(s)
+        assert isinstance(rs, PgRolloutStore) == is_url(location)
+        rs.create(
+            "r1abc",
+            "spring",
+            {"target": "2.0"},
+            [("leaf-01", 0, 0), ("leaf-02", 1, 0), ("leaf-03", 1, 1)],
+            "t",
+        )
+        rs.create("r2xyz", "empty", {}, [], "t")
+        other = RolloutStore(cli)  # another process (`provision rollout pause`) sees it at once
+        rec = other.get("r1abc")
+        assert rec is not None and (rec.name, rec.plan, rec.state, rec.accepted_wave) == (
+            "spring", {"target": "2.0"}, "running", -1,
+        )  # fmt: skip
+        assert [r.id for r in other.find("r1")] == ["r1abc"] and other.get("nope") is None
+        assert [r.id for r in other.recent(1)] == ["r2xyz"]
+        assert other.set_state("r1abc", "paused", "by op", expect=("running",))
+        assert not rs.set_state("r1abc", "running", expect=("running",))  # compare-and-set lost
+        rs.accept_wave("r1abc", 1)
+        rs.accept_wave("r1abc", 0)  # never backwards
+        rs.claim("r1abc", "host:1")
+        rs.heartbeat("r1abc")
+        rec = other.get("r1abc")
+        assert rec is not None and (rec.state, rec.reason, rec.accepted_wave, rec.owner) == (
+            "paused", "by op", 1, "host:1",
+        )  # fmt: skip
+        rs.update_device("r1abc", "leaf-02", stage="arming", attempts=1, install_id="i-2")
+        with pytest.raises(ValueError):
+            rs.update_device("r1abc", "leaf-02", bogus=1)
+        devs = other.devices("r1abc")
+        assert [(d.name, d.wave, d.position, d.stage) for d in devs] == [
+            ("leaf-01", 0, 0, "pending"), ("leaf-02", 1, 0, "arming"), ("leaf-03", 1, 1, "pending"),
+        ]  # fmt: skip
+        assert devs[1].install_id == "i-2" and devs[1].attempts == 1
+        assert other.stage_counts(["r1abc", "r2xyz"]) == {
+            "r1abc": {0: {"pending": 1}, 1: {"arming": 1, "pending": 1}}
+        }
+        before = rs.last_event_id()
+        s.add_event(Event("device.armed", None, None, {"name": "leaf-02", "install_id": "i-2"}))
+        s.add_event(Event("installer.report", MAC1, None, {"status": "installed"}))
+        armed = rs.armed_event_id("i-2", after=before)
+        assert armed is not None and armed > before and rs.armed_event_id("i-9") is None
+        assert [e.kind for _, e in other.events_after(before, ["installer.report"])] == ["installer.report"]
