@@ -263,7 +263,10 @@ class _Problems:
 
     def raise_any(self) -> None:
         if self.findings:
-            raise ConfigErrors(self.findings)
+            where = [(f.mark.line, f.mark.column) if f.mark else (0, 0) for f in self.findings]
+            raise ConfigErrors(
+                [f for _w, f in sorted(zip(where, self.findings, strict=True), key=lambda p: p[0])]
+            )
 
 
 def _did_you_mean(name: str, names: Collection[str]) -> str:
@@ -443,7 +446,7 @@ def resolve(
                     "name an installer of onie.installers (file, NOS version or name-version) or a boot entry",
                     "bad-target",
                 )
-    if gates_section is not None and gates_section["pause_after_canaries"] and not canary_names:
+    if gates_section is not None and gates_section["pause_after_canaries"] and not canaries:
         problems.add(
             gates_section.mark_of("pause_after_canaries"),
             "pause_after_canaries without canaries",

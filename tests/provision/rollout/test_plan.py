@@ -151,3 +151,18 @@ def test_bad_plans_exit_2_through_the_cli(lab: Path, tmp_path: Path) -> None:
         f"{typo}:3:1: error: unknown key 'wave_sise'" in r.stderr and "did you mean 'wave_size'" in r.stderr
     )
     assert "srv-01 has install: never" in r.stderr
+
+
+def test_the_example_plan(tmp_path: Path) -> None:
+    """examples/rollout.yml against a site of 120 leaves and 2 spines (docs/rollout.md's example)."""
+    from provision.config.inventory import Device, Inventory
+    from provision.rollout.plan import load_plan
+    from tests.support.cli import REPO
+
+    devices = [Device(f"leaf-{i:02d}", role="switch", site="ams1") for i in range(1, 121)]
+    devices += [Device(f"spine-0{i}", role="switch", site="ams1", group="spines") for i in (1, 2)]
+    plan = load_plan(REPO / "examples" / "rollout.yml", Inventory(devices), drivers=("ssh", "manual"))
+    assert plan.waves[0] == ("leaf-01", "leaf-02")
+    assert [len(w) for w in plan.waves] == [2, 50, 50, 17]  # leaf-99 excluded
+    assert plan.drivers["leaf-07"].name == "manual" and plan.drivers["leaf-08"].options == {"user": "admin"}
+    assert plan.pause_after_canaries and plan.max_failures == 2 and plan.max_failure_percent == 5
