@@ -36,6 +36,7 @@ _COMMANDS = {
     "bmc": "provision.cli.bmc_cmds",
     "check": "provision.cli.check_cmds",
     "rollout": "provision.cli.rollout_cmds",
+    "lab": "provision.cli.lab_cmds",
 }
 
 
