@@ -42,6 +42,7 @@ from aiohttp import web
 from onie.platform import normalise_mac
 from provision.devices.status import STATE_CODES, Filters, event_dict, snapshot
 from provision.resources import templates_dir
+from provision.rollout.view import rollout_summaries
 from provision.server.api import Api
 from provision.store.sqlite import Store
 from pxe.dhcp.config import DhcpServerConfig, Mode
@@ -77,13 +78,15 @@ ROW_KINDS = (
 # Also on a device's timeline (it shows everything said about the device).
 TIMELINE_KINDS = (*ROW_KINDS, "dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.nak", "dhcp.inform")
 
+ROLLOUTS_SHOWN = 10  # the newest rollouts on the page (`provision rollout list` has them all)
+
 # Rollout progress (docs/rollout.md): (reader store) -> [{"id", "name", "state", "waves": [...]}].
 RolloutSummaries = Callable[[Store], list[dict[str, Any]]]
 
 
-def no_rollouts(store: Store) -> list[dict[str, Any]]:
-    """The rollout hook until provision.rollout.view is wired in (root.py): no rollouts."""
-    return []
+def recent_rollouts(store: Store) -> list[dict[str, Any]]:
+    """The newest rollouts with their waves (provision.rollout.view: two queries)."""
+    return rollout_summaries(store, limit=ROLLOUTS_SHOWN)
 
 
 @functools.cache
@@ -242,7 +245,7 @@ class WebPage:
         self,
         api: Api,
         dhcp_config: Callable[[], DhcpServerConfig | None] = lambda: None,
-        rollouts: RolloutSummaries = no_rollouts,
+        rollouts: RolloutSummaries = recent_rollouts,
         title: str = "provision",
     ) -> None:
         self.api = api
@@ -398,7 +401,7 @@ __all__ = [
     "WEB_PREFIXES",
     "PageFilters",
     "WebPage",
-    "no_rollouts",
     "pool_usage",
+    "recent_rollouts",
     "shadowed_files",
 ]

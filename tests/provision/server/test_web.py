@@ -4,6 +4,7 @@ boot files, and the pool counts."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from provision.config.inventory import Device, Inventory
 from provision.server.api import Api
 from provision.server.events import EventBus
 from provision.server.web import WebPage, pool_usage, shadowed_files
+from provision.store.rollouts import RolloutStore
 from provision.store.sqlite import Store
 from pxe.dhcp.config import DhcpServerConfig, Mode, Reservation, Subnet
 from pxe.dhcp.leases import Lease, LeaseState
@@ -54,7 +56,9 @@ def site(tmp_path: Path) -> Iterator[SimpleNamespace]:
         loop.run(_call(lambda: bus(e)))
 
     try:
-        yield SimpleNamespace(url=srv.url, emit=emit, store=store, root=root)
+        yield SimpleNamespace(
+            url=srv.url, emit=emit, store=store, root=root, on_loop=lambda fn: loop.run(_call(fn))
+        )
     finally:
         loop.run(srv.close())
         api.close()
@@ -106,6 +110,32 @@ def test_index_device_pages_and_fragments(site):
     assert status == 200 and "<tr" not in html
     status, html = get(site, "/web/fragment/summary")
     assert status == 200 and 'data-network="198.18.0.0/24"' in html
+
+
+def test_rollout_progress_per_wave(site):
+    # A rollout as the engine writes it (provision.store.rollouts), read by provision.rollout.view.
+    def write() -> None:
+        rs = RolloutStore(site.store)
+        devices = [("leaf-01", 0, 0), ("leaf-02", 1, 0), ("leaf-03", 1, 1)]
+        rs.create("r1", "spine <upgrade>", {"target": "demo 2.0"}, devices, by="test")
+        rs.update_device("r1", "leaf-01", stage="verified")  # installed, and back at the target
+        rs.update_device("r1", "leaf-02", stage="installing")
+
+    site.on_loop(write)
+    status, html = get(site, "/web/fragment/summary")
+    assert status == 200 and 'data-rollout="r1"' in html
+    assert "spine &lt;upgrade&gt;" in html and "to demo 2.0" in html
+    waves = [
+        [c.strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
+        for tr in re.findall(
+            r"<tr>(.*?)</tr>", html.split('class="waves"')[1].split("<tbody>")[1].split("</tbody>")[0], re.S
+        )
+    ]
+    # wave, progress, devices, pending, arming, installing, installed, failed, skipped, state
+    assert [w[0] for w in waves] == ["0", "1"]
+    assert waves[0][2:9] == ["1", "0", "0", "0", "1", "0", "0"] and "done" in waves[0][9]
+    assert waves[1][2:9] == ["2", "1", "0", "1", "0", "0", "0"] and "running" in waves[1][9]
+    assert 'data-rollout="r1"' in get(site, "/")[1]
 
 
 def test_static_files_and_what_stays_with_the_boot_files(site):
