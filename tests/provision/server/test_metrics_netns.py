@@ -12,6 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.provision.server.test_metrics import dashboard_exprs, exported_names, metric_names, value
+from tests.provision.server.test_status_poll_netns import write_installer
+from tests.support.cli import onie_sim, run_cli
 from tests.support.tools import require_tool
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
@@ -107,3 +109,53 @@ def test_metrics_count_what_a_real_client_did(serve_netns, tmp_path):
     exported = exported_names(m)
     for expr in dashboard_exprs():
         assert metric_names(expr) <= exported, expr
+
+
+KVM = "x86_64-kvm_x86_64-r0"
+ONIE_LAB = """\
+interfaces: [mp0]
+subnets:
+  - network: 198.18.24.0/24
+    interface: mp0
+    pool: [198.18.24.100-198.18.24.109]
+paths:
+  state_dir: {state}
+onie:
+  installers: {installers}
+  discovery: exact
+devices:
+  - {{name: leaf-24, serial: LEAF-24, ip: 198.18.24.24, platform: {platform}}}
+"""
+
+
+def test_an_onie_install_shows_in_devices_and_install_durations(serve_netns, tmp_path):
+    """onie-sim as the switch: refused while not armed, installs once armed (its installer's
+    reports reach /api/v1/report); the install is one observation of the duration histogram."""
+    curl = require_tool("curl")
+    link = serve_netns(server_if="mp0", client_if="mc0", server_addr=f"{SERVER_IP}/24", prefix="mo")
+    installers = tmp_path / "installers"
+    installers.mkdir()
+    write_installer(installers, KVM)
+    lab = tmp_path / "lab.yml"
+    lab.write_text(ONIE_LAB.format(state=tmp_path / "state", installers=installers, platform=KVM))
+    link.serve(str(lab))
+    sim = ("-p", KVM, "--serial", "LEAF-24", "--mac", "52:54:00:24:07:07")
+    rc, _, _ = onie_sim(link.client, *sim, ifname="mc0")
+    assert rc != 0  # not armed: a lease, no installer
+    armed = run_cli("devices", "arm", "leaf-24", "--lab", str(lab))
+    assert armed.returncode == 0, armed.stderr
+    rc, doc, _ = onie_sim(link.client, *sim, ifname="mc0")
+    assert rc == 0, doc
+    reports = doc["switches"][0]["reports"]
+    assert reports and all(r["http_status"] == 200 for r in reports)
+
+    text = link.server.run([curl, "-sf", f"http://{SERVER_IP}/metrics"]).stdout
+    m = {f.name: f for f in text_string_to_metric_families(text)}
+    hist = "provision_install_duration_seconds"
+    done = {"platform": KVM, "result": "installed"}
+    assert value(m, hist, f"{hist}_count", **done) == 1
+    assert value(m, hist, f"{hist}_bucket", le="60.0", **done) == 1  # the simulated installer is quick
+    assert value(m, "provision_devices", state="installed") == 1
+    assert value(m, "provision_reports", result="accepted") == len(reports)
+    assert value(m, "provision_lifecycle", event="installed") == 1
+    assert value(m, "provision_lifecycle", event="refused") >= 1  # the first walk, before the arming
