@@ -191,7 +191,10 @@ class Engine:
         return self.rs.devices(self.id)
 
     def _row(self, name: str) -> RolloutDevice:
-        return next(d for d in self.rs.devices(self.id) if d.name == name)
+        row = self.rs.device(self.id, name)
+        if row is None:
+            raise LookupError(f"rollout {self.id} has no device {name!r}")
+        return row
 
     def _set(self, name: str, **fields: Any) -> None:
         self.rs.update_device(self.id, name, **fields)

@@ -179,6 +179,12 @@ class RolloutStore:
         )
         return [RolloutDevice(*r) for r in rows]
 
+    def device(self, rollout_id: str, name: str) -> RolloutDevice | None:
+        row = self.db.execute(
+            f"SELECT {_DEVICE_COLS} FROM rollout_devices WHERE rollout=? AND name=?", (rollout_id, name)
+        ).fetchone()
+        return RolloutDevice(*row) if row else None
+
     def update_device(self, rollout_id: str, name: str, **fields: Any) -> None:
         """Set the given columns of one device row; a new `stage` restarts its `since` clock."""
         unknown = set(fields) - _DEVICE_FIELDS

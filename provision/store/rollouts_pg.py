@@ -106,6 +106,12 @@ class PgRolloutStore(RolloutStore):
         )
         return [RolloutDevice(*r) for r in rows]
 
+    def device(self, rollout_id: str, name: str) -> RolloutDevice | None:
+        row = self.pg.db.execute(
+            f"SELECT {_DEVICE_COLS} FROM rollout_devices WHERE rollout = %s AND name = %s", (rollout_id, name)
+        ).fetchone()
+        return RolloutDevice(*row) if row else None
+
     def update_device(self, rollout_id: str, name: str, **fields: Any) -> None:
         unknown = set(fields) - _DEVICE_FIELDS
         if unknown:

@@ -8,6 +8,8 @@ STAND-IN for real switches (the simulated fleet's rehearsal is the end-to-end te
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from provision.store.sqlite import Store
 from pxe.policy import Event
 from tests.provision.rollout.conftest import by_name, db_of, events, make_plan, plan_text, run_engine
 from tests.provision.rollout.scripted import FakeServer, Fleet
+from tests.support.cli import REPO, cli_env
 
 
 def test_all_done_exit_0_and_each_device_armed_once(lab: Path, fleet: Fleet, server: FakeServer) -> None:
@@ -227,3 +230,32 @@ def test_abort_withdraws_outstanding_armings(lab: Path, fleet: Fleet, server: Fa
         assert RolloutStore(store).get(rid).state == "aborted"  # type: ignore[union-attr]
     assert not intents["leaf-01"].armed and intents["leaf-01"].outcome == "disarmed"
     assert "leaf-03" not in intents
+
+
+def test_continue_after_a_gate_then_resume(lab: Path, fleet: Fleet, server: FakeServer) -> None:
+    """A gate stopped wave 1; `continue` (another process) accepts its failures; `resume` runs
+    the rest: the failed devices stay failed (not armed again), the next wave goes."""
+    from tests.support.cli import run_cli
+
+    fleet.set_script({"leaf-01": "fail", "leaf-02": "fail"})
+    text = "devices: ['leaf-0[1-6]']\ntarget: '2.0'\nwave_size: 3\ngates: {max_failures: 1}\n"
+    code, rid, _rows = run_engine(lab, make_plan(lab, plan_text(fleet, text)))
+    assert code == 1
+    r = run_cli("rollout", "resume", rid, "--lab", str(lab))
+    assert r.returncode == 1 and "stopped by a gate" in r.stderr and "continue" in r.stderr
+    r = run_cli("rollout", "continue", rid, "--lab", str(lab))
+    assert r.returncode == 0 and f"provision rollout resume {rid}" in r.stdout, r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "tests.provision.rollout.scripted", "rollout", "resume", rid, "--lab", str(lab),
+         "--poll", "0.1"],
+        cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 4, r.stdout + r.stderr  # done, two failed (accepted)
+    with Store(db_of(lab)) as store:
+        rows = by_name(RolloutStore(store).devices(rid))
+        rec = RolloutStore(store).get(rid)
+    assert rec is not None and rec.state == "partial" and rec.accepted_wave == 0
+    assert [n for n, d in rows.items() if d.stage == "failed"] == ["leaf-01", "leaf-02"]
+    assert all(rows[f"leaf-0{i}"].stage == "verified" for i in (3, 4, 5, 6))
+    names = [a["name"] for a in fleet.arms()]
+    assert names.count("leaf-01") == 1 and names.count("leaf-02") == 1

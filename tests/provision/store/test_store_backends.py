@@ -313,6 +313,7 @@ def test_rollout_tables_behave_the_same(location):
             ("leaf-01", 0, 0, "pending"), ("leaf-02", 1, 0, "arming"), ("leaf-03", 1, 1, "pending"),
         ]  # fmt: skip
         assert devs[1].install_id == "i-2" and devs[1].attempts == 1
+        assert other.device("r1abc", "leaf-02") == devs[1] and other.device("r1abc", "nope") is None
         assert other.stage_counts(["r1abc", "r2xyz"]) == {
             "r1abc": {0: {"pending": 1}, 1: {"arming": 1, "pending": 1}}
         }
