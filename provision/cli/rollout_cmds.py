@@ -19,10 +19,11 @@ from typing import Any
 import click
 
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
-from provision.cli.devices_cmds import _check_target, _fleet, _state_options, who
+from provision.cli.devices_cmds import _check_target, _expected_platform, _fleet, _state_options, who
 from provision.cli.state import StatePlace, state_place
 from provision.config.inventory import Device
 from provision.errors import EXIT_FAILED
+from provision.onie.catalog import Catalog
 from provision.rollout import drivers as driver_registry
 from provision.rollout.engine import CANARY_PAUSE, Engine, abort, create, owner_alive, wave_to_accept
 from provision.rollout.plan import Plan, load_plan, plan_from_flags
@@ -37,6 +38,25 @@ def _known_drivers() -> list[str]:
 
 def _target_check(place: StatePlace) -> Callable[[Device, str], str | None]:
     return lambda dev, target: _check_target(place, dev, target)
+
+
+def _version_of(place: StatePlace) -> Callable[[Device, str], str | None]:
+    """The NOS version a target installs, as `provision serve` would pick the installer (the
+    catalog's pin resolution, docs/onie.md); "" for a boot entry (servers: no version to see)."""
+
+    def version(dev: Device, target: str) -> str | None:
+        cfg = place.cfg
+        if cfg is None:
+            return None
+        if target in cfg.boot.entries:
+            return ""
+        folder = cfg.onie.installers if cfg.onie is not None else None
+        if folder is None or not Path(folder).is_dir():
+            return None
+        entry = Catalog(Path(folder)).resolve_pin(target, _expected_platform(dev)).entry
+        return entry.nos_version if entry is not None else None
+
+    return version
 
 
 def _open(place: StatePlace) -> Store:
@@ -337,7 +357,13 @@ def start_cmd(
     with _fleet(place, write=False) as (fleet, _store):
         inventory = fleet.inventory
     if plan_file:
-        plan = load_plan(plan_file, inventory, drivers=_known_drivers(), check_target=_target_check(place))
+        plan = load_plan(
+            plan_file,
+            inventory,
+            drivers=_known_drivers(),
+            check_target=_target_check(place),
+            version_of=_version_of(place),
+        )
     else:
         options: dict[str, str] = {}
         for item in driver_options:
@@ -363,6 +389,7 @@ def start_cmd(
             driver=driver,
             options=options,
             check_target=_target_check(place),
+            version_of=_version_of(place),
         )
     for note in plan.notes:
         click.echo(f"note: {note}", err=True)

@@ -345,11 +345,14 @@ def resolve(
     source: str,
     drivers: Collection[str],
     check_target: Callable[[Device, str], str | None] | None = None,
+    version_of: Callable[[Device, str], str | None] | None = None,
     problems: _Problems | None = None,
 ) -> Plan:
     """The plan of a checked document (`PLAN`), against `inventory`; every problem at once
     (ConfigErrors, exit 2). `drivers`: the known driver names; `check_target(dev, target)`: why
-    `target` cannot be armed for `dev` (None: it can)."""
+    `target` cannot be armed for `dev` (None: it can); `version_of(dev, target)`: the NOS version
+    that target installs (the installer's header), "" for a boot entry (no version to check),
+    None when it cannot be told (then `version`, else `target` itself, is the version)."""
     problems = problems or _Problems()
     sel: Section = data["devices"]
     gates = data["gates"] or {"max_failures": None, "max_failure_percent": None}
@@ -462,11 +465,15 @@ def resolve(
     max_failures, max_percent = gates["max_failures"], gates["max_failure_percent"]
     if max_failures is None and max_percent is None:
         max_failures = 0  # the safe default: any failure in a wave stops the rollout
+    version: str | None = data["version"]
+    if version is None:
+        told = version_of(devices[0], target) if version_of and devices else None
+        version = target if told is None else (told or None)
     return Plan(
         name=data["name"] or Path(source).stem,
         source=source,
         target=target,
-        version=data["version"] or target,
+        version=version,
         waves=tuple(waves),
         canaries=len(canary_names),
         max_parallel=max_parallel or wave_size,
@@ -487,6 +494,7 @@ def load_plan(
     *,
     drivers: Collection[str],
     check_target: Callable[[Device, str], str | None] | None = None,
+    version_of: Callable[[Device, str], str | None] | None = None,
 ) -> Plan:
     """Read, check and resolve a plan file: every problem at once (ConfigErrors, exit 2)."""
     try:
@@ -501,7 +509,13 @@ def load_plan(
     problems = _Problems()
     problems.findings += [Finding("error", e.code or "bad-value", e.mark, e.message, e.fix) for e in errors]
     return resolve(
-        data, inventory, source=str(path), drivers=drivers, check_target=check_target, problems=problems
+        data,
+        inventory,
+        source=str(path),
+        drivers=drivers,
+        check_target=check_target,
+        version_of=version_of,
+        problems=problems,
     )
 
 
@@ -524,6 +538,7 @@ def plan_from_flags(
     driver: str | None = None,
     options: Mapping[str, Any] | None = None,
     check_target: Callable[[Device, str], str | None] | None = None,
+    version_of: Callable[[Device, str], str | None] | None = None,
 ) -> Plan:
     """The simple case from flags, through the same checks as a file (errors without a place)."""
     problems = _Problems()
@@ -559,7 +574,13 @@ def plan_from_flags(
         driver=drv,
     )
     return resolve(
-        data, inventory, source="flags", drivers=drivers, check_target=check_target, problems=problems
+        data,
+        inventory,
+        source="flags",
+        drivers=drivers,
+        check_target=check_target,
+        version_of=version_of,
+        problems=problems,
     )
 
 

@@ -77,3 +77,32 @@ def test_dry_run_prints_waves_and_stores_nothing(lab: Path, tmp_path: Path) -> N
     assert r.returncode == 0 and "canary" in r.stdout and "leaf-01, leaf-02" in r.stdout
     assert "any canary failure stops it" in r.stdout
     assert not (tmp_path / "state" / "provision.db").exists()
+
+
+def test_version_from_the_installer_and_none_for_a_boot_entry(tmp_path: Path) -> None:
+    """A target naming an installer file: the version to see is the installer's nos_version (as
+    `provision serve` would pick it); a boot entry has none (servers: no version check)."""
+    (tmp_path / "installers").mkdir()
+    (tmp_path / "installers" / "tor-nos.bin").write_text(
+        "#!/bin/sh\ntarget_platform=x86_64-kvm_x86_64-r0\nnos_name=tor\nnos_version=2.1.0\nexit 0\n"
+    )
+    (tmp_path / "lab.yml").write_text(
+        "interfaces: [eth9]\nsubnets:\n  - network: 198.18.62.0/24\n    interface: eth9\n"
+        "    pool: [198.18.62.100-198.18.62.199]\npaths:\n  state_dir: state\n"
+        "onie:\n  installers: installers\n"
+        "boot:\n  entries:\n    rescue:\n      x86_64:\n        kernel: k\n"
+        "devices:\n  - {name: leaf-01, mac: '52:54:00:62:00:01', platform: x86_64-kvm_x86_64-r0}\n"
+        "  - {name: srv-01, mac: '52:54:00:62:00:02', role: server}\n"
+    )
+    lab = str(tmp_path / "lab.yml")
+    r = run_cli("rollout", "start", "--devices", "leaf-01", "--target", "tor-nos.bin", "--driver", "ssh",
+                "--dry-run", "--json", "--lab", lab)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["version"] == "2.1.0"
+    r = run_cli("rollout", "start", "--devices", "srv-01", "--target", "rescue", "--driver", "ssh",
+                "--dry-run", "--json", "--lab", lab)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["version"] is None
+    r = run_cli("rollout", "start", "--devices", "leaf-01", "--target", "9.9", "--driver", "ssh",
+                "--dry-run", "--lab", lab)  # fmt: skip
+    assert r.returncode == 2 and "target '9.9' for leaf-01: pinned installer '9.9' not found" in r.stderr
