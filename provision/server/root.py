@@ -170,6 +170,7 @@ class BootServer:
         self.front_ends: list[Any] = []  # the TFTP and HTTP servers, per interface
         self._closers: list[Callable[[], Any]] = []
         self.metrics: Metrics | None = None  # GET /metrics (docs/observability.md)
+        self.stream: EventStream | None = None  # GET /api/v1/stream (its `counters`, `subscribers`)
         self._guard: ReadGuard | None = None
 
     def prepare(self) -> None:
@@ -439,7 +440,7 @@ class BootServer:
             log.warning("%s is not served: the status page owns that path (docs/web.md); rename it", path)
         routes = guard.wrap(api.routes()) + guard.wrap_all(page.routes())
         # GET /api/v1/stream: the store's events as SSE, under the read policy of /api/v1/events
-        stream = EventStream(
+        stream = self.stream = EventStream(
             lambda: self.store,
             lambda: api.inventory,
             keepalive=self.cfg.api.stream_keepalive,

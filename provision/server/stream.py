@@ -36,6 +36,7 @@ import fnmatch
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ MAX_SUBSCRIBERS = 64
 QUEUE_SIZE = 1000
 PAGE = 500  # rows per read (tail and replay)
 RETRY_AFTER_S = 5
+GONE_CHECK_S = 1.0  # how often a quiet stream checks that its client is still connected
 
 
 @dataclass(frozen=True)
@@ -317,14 +319,22 @@ class EventStream:
             await resp.prepare(request)
             if after is not None and after < start:
                 last_sent = await self._replay(resp, filt, after, start)
+            quiet_since = time.monotonic()
             while True:
                 try:
-                    item = await asyncio.wait_for(sub.queue.get(), self.keepalive)
+                    item = await asyncio.wait_for(sub.queue.get(), min(self.keepalive, GONE_CHECK_S))
                 except TimeoutError:
-                    await resp.write(KEEPALIVE)
+                    # aiohttp does not cancel a handler whose client left: look, so that its
+                    # slot is freed within a second, not at the next keepalive
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    if time.monotonic() - quiet_since >= self.keepalive:
+                        await resp.write(KEEPALIVE)
+                        quiet_since = time.monotonic()
                     continue
                 if item is None:
                     break
+                quiet_since = time.monotonic()
                 await resp.write(frame(*item))
                 self.counters["sent"] += 1
                 last_sent = item[0]

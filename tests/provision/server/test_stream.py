@@ -5,6 +5,7 @@ process writes, filters, the subscriber cap, keepalives, overflow and a clean cl
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,6 +157,14 @@ def test_subscriber_cap_keepalive_and_clean_close(served):
             refused.wait_connected()
         assert refused.status == 503 and refused.response_headers["Retry-After"] == "5"
         assert "too many event streams" in refused.body
+        # a client that leaves frees its slot within a second (aiohttp does not tell the handler)
+        readers[2].close()
+        deadline = time.monotonic() + 5
+        while len(served.stream.subscribers) > 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        readers[2] = SseReader(served.stream_url)
+        readers[2].wait_connected()
+        assert readers[2].status == 200
         # keepalive comments (0.4 s here, 15 s by default) while nothing happens
         readers[0].wait(lambda: sum(1 for f in readers[0].frames if f.get("comment") == "keepalive") >= 2)
         served.emit(ev("dhcp.ack", n=1))

@@ -113,8 +113,6 @@ def test_stream_follows_dhcp_and_the_cli_replays_and_survives_reload(serve_netns
         finally:
             for r in more:
                 r.close()
-        for r in more:  # their slots are freed once the server notices (its next keepalive write)
-            r.close()
 
         # SIGHUP: a reload, and the stream goes on (the reload's own event comes through it).
         before = len(live.events)
