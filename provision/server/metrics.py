@@ -23,6 +23,7 @@ is no per-MAC or per-address label.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import re
@@ -43,7 +44,7 @@ from provision.devices.lifecycle import KIND_INSTALLING, State
 from provision.devices.status import snapshot
 from provision.onie.progress import KIND_REPORT, REPORT_STAGE_COMPLETE, REPORT_STATUS_FAILED, REPORT_STATUS_OK
 from pxe.counters import DURATION_BUCKETS, Transfers
-from pxe.dhcp.leases import LeaseEngine, LeaseState
+from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState
 from pxe.policy import Event
 
 log = logging.getLogger("provision.serve")
@@ -239,9 +240,16 @@ class StoreFacts:
 class ServeCollector(Collector):
     """Reads the running server's counters at scrape time (on the event loop's thread)."""
 
-    def __init__(self, server: Served, facts: Callable[[], StoreFacts | None]) -> None:
+    def __init__(
+        self,
+        server: Served,
+        facts: Callable[[], StoreFacts | None],
+        pools: Callable[[], Mapping[str, Mapping[str, int]] | None] | None = None,
+    ) -> None:
         self.server = server
         self.facts = facts
+        # pool usage counted before the scrape, off the loop (Metrics.handle); None: count here
+        self.pools = pools
 
     def collect(self) -> Iterator[Metric]:
         yield from self._dhcp()
@@ -304,8 +312,11 @@ class ServeCollector(Collector):
             for outcome, key in (("received", "received"), ("replied", "replied"), ("malformed", "bad"),
                                  ("error", "errors"), ("withheld", "withheld")):  # fmt: skip
                 datagrams.add_metric([outcome], stats.get(key, 0))
-            if dhcp.engine is not None:
-                for subnet, counts in pool_usage(dhcp.engine).items():
+            usage = self.pools() if self.pools is not None else None
+            if usage is None and dhcp.engine is not None:
+                usage = pool_usage(dhcp.engine)
+            if usage is not None:
+                for subnet, counts in usage.items():
                     for state in ("bound", "offered", "declined"):
                         leases.add_metric([subnet, state], counts[state])
                     pool_size.add_metric([subnet], counts["size"])
@@ -496,33 +507,80 @@ def _dhcp_result(mtype: MessageType, reply: int) -> str:
     return "none" if mtype in (MessageType.RELEASE, MessageType.DECLINE) else "ignored"
 
 
-def pool_usage(engine: LeaseEngine, now: float | None = None) -> dict[str, dict[str, int]]:
+@dataclass(frozen=True)
+class LeaseTables:
+    """Copies of the lease engine's tables (each one C-level dict copy on the loop: a few ms for
+    100,000 leases), so the counting can run in another thread while DHCP goes on."""
+
+    now: float
+    pools: dict[str, tuple[int, tuple[tuple[int, int], ...]]]  # network -> (size, ranges)
+    subnets: dict[str, Any]  # network -> pxe.dhcp.Subnet (for `contains`)
+    by_ip: dict[int, Lease]
+    offered: dict[int, tuple[str, float]]
+    reserved: tuple[int, ...]
+
+    @classmethod
+    def of(cls, engine: LeaseEngine) -> LeaseTables:
+        return cls(
+            now=engine.clock(),
+            pools={n: (len(p.addresses), tuple(p.ranges)) for n, p in engine.pools.items()},
+            subnets={n: p.subnet for n, p in engine.pools.items()},
+            by_ip=dict(engine.by_ip),
+            offered=dict(engine.offered_ips),
+            reserved=tuple(engine.reserved_ips),
+        )
+
+
+def _in(ranges: tuple[tuple[int, int], ...], ip: int) -> bool:
+    return any(a <= ip <= b for a, b in ranges)
+
+
+def pool_usage(tables: LeaseTables | LeaseEngine) -> dict[str, dict[str, int]]:
     """Per subnet: pool size, live bound/offered/declined addresses (anywhere in the subnet) and
     free pool addresses. Walks the leases, offers and reservations, never the pool itself."""
-    now = engine.clock() if now is None else now
-    out: dict[str, dict[str, int]] = {}
-    taken: dict[str, set[int]] = {}
-    for network, pool in engine.pools.items():
-        out[network] = {"size": len(pool.addresses), "bound": 0, "offered": 0, "declined": 0, "free": 0}
-        taken[network] = {ip for ip in engine.reserved_ips if ip in pool.members}
-    for ip, lease in list(engine.by_ip.items()):
-        counts = out.get(lease.subnet)
-        if counts is None or lease.expires <= now or lease.state is LeaseState.RELEASED:
+    t = tables if isinstance(tables, LeaseTables) else LeaseTables.of(tables)
+    now = t.now
+    out = {
+        n: {"size": size, "bound": 0, "offered": 0, "declined": 0, "free": 0}
+        for n, (size, _) in t.pools.items()
+    }
+    taken = dict.fromkeys(t.pools, 0)
+    ranges = {n: r for n, (_, r) in t.pools.items()}
+    bound, released = LeaseState.BOUND, LeaseState.RELEASED
+
+    def live(ip: int) -> bool:
+        lease = t.by_ip.get(ip)
+        return lease is not None and lease.expires > now and lease.state is not released
+
+    for ip, lease in t.by_ip.items():  # the one loop over every lease: kept tight
+        if lease.expires <= now or lease.state is released:
             continue
-        counts["bound" if lease.state is LeaseState.BOUND else "declined"] += 1
-        if ip in engine.pools[lease.subnet].members:
-            taken[lease.subnet].add(ip)
-    for ip, (_mac, expires) in list(engine.offered_ips.items()):
+        counts = out.get(lease.subnet)
+        if counts is None:
+            continue
+        counts["bound" if lease.state is bound else "declined"] += 1
+        for a, b in ranges[lease.subnet]:
+            if a <= ip <= b:
+                taken[lease.subnet] += 1
+                break
+    for ip, (_mac, expires) in t.offered.items():
         if expires <= now:
             continue
-        for network, pool in engine.pools.items():
-            if pool.subnet.contains(ip):
+        for network, subnet in t.subnets.items():
+            if subnet.contains(ip):
                 out[network]["offered"] += 1
-                if ip in pool.members:
-                    taken[network].add(ip)
+                if _in(ranges[network], ip) and not live(ip):
+                    taken[network] += 1
+                break
+    for ip in t.reserved:
+        if live(ip) or (ip in t.offered and t.offered[ip][1] > now):
+            continue  # counted above
+        for network, r in ranges.items():
+            if _in(r, ip):
+                taken[network] += 1
                 break
     for network, counts in out.items():
-        counts["free"] = max(0, counts["size"] - len(taken[network]))
+        counts["free"] = max(0, counts["size"] - taken[network])
     return out
 
 
@@ -540,14 +598,16 @@ class Metrics:
         rollouts: RolloutSummaries | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.server = server
         self.read = read
         self.lab = lab
         self.rollouts = rollouts
         self.clock = clock
         self.tally = Tally()
         self.facts: StoreFacts | None = None
+        self.pools: dict[str, dict[str, int]] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ServeCollector(server, lambda: self.facts))
+        self.registry.register(ServeCollector(server, lambda: self.facts, lambda: self.pools))
 
     def start(self, store: Any) -> None:
         """Count install and BMC events from now on (called at start, store open)."""
@@ -585,6 +645,11 @@ class Metrics:
 
     async def handle(self, request: web.Request) -> web.Response:
         await self.refresh()
+        dhcp = self.server.dhcp
+        engine = dhcp.engine if dhcp is not None else None
+        # Pool usage walks every lease (50,000 leases: ~0.3 s of Python): counted in a thread on
+        # copies of the engine's tables, so DHCP is not held up while Prometheus scrapes
+        self.pools = None if engine is None else await asyncio.to_thread(pool_usage, LeaseTables.of(engine))
         # The format the scraper asks for (Accept): Prometheus's text format 0.0.4 by default,
         # OpenMetrics or text 1.0.0 when asked
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
