@@ -111,9 +111,14 @@ def test_pause_after_canaries_waits_for_continue(lab: Path, fleet: Fleet, server
                 r = run_cli("rollout", "continue", engine.id[:8], "--lab", str(lab))
                 continued.append(r.returncode)
 
-            threading.Thread(target=go, daemon=True).start()
+            helper = threading.Thread(target=go, daemon=True)
+            helpers.append(helper)
+            helper.start()
 
+    helpers: list[threading.Thread] = []
     code, _rid, rows = run_engine(lab, plan, on_tick=on_tick)
+    for helper in helpers:
+        helper.join(60)  # the CLI wrote the store before it exits: the engine may finish first
     assert code == 0 and seen_pause and continued == [0]
     assert all(r.stage == "verified" for r in rows)
     later = [a["time"] for a in fleet.arms() if a["name"] != "leaf-01"]
