@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from tests.provision.test_logs import parse_logfmt
 from tests.support.cli import cli_argv, cli_env, run_cli
 from tests.support.serving import READY, ServeProc
 from tests.support.sse import SseReader
@@ -42,11 +43,13 @@ devices:
 STREAM = f"http://{SERVER_IP}/api/v1/stream"
 
 
-def udhcpc(link, busybox: str) -> None:
-    r = link.client.run(
-        [busybox, "udhcpc", "-i", "ct0", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", "/bin/true"],
-        check=False,
-    )
+# A vendor class (option 60) is the client's to choose: it reaches the log as a field.
+HOSTILE = 'udhcp "x"\nts=0 level=critical msg=forged \x1b[2J'
+
+
+def udhcpc(link, busybox: str, vendor: str | None = None) -> None:
+    argv = [busybox, "udhcpc", "-i", "ct0", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", "/bin/true"]
+    r = link.client.run(argv + (["-V", vendor] if vendor else []), check=False)
     assert r.returncode == 0, r.stderr
 
 
@@ -72,7 +75,7 @@ def test_stream_follows_dhcp_and_the_cli_replays_and_survives_reload(serve_netns
     try:
         live.wait_connected()
         assert live.status == 200 and live.response_headers["Content-Type"] == "text/event-stream"
-        udhcpc(link, busybox)
+        udhcpc(link, busybox, vendor=HOSTILE)
         live.wait(lambda: any(e["event"] == "dhcp.ack" for e in live.events))
         armed = run_cli("devices", "arm", "leaf-01", "--lab", str(lab))
         assert armed.returncode == 0, armed.stderr
@@ -136,6 +139,7 @@ def test_stream_follows_dhcp_and_the_cli_replays_and_survives_reload(serve_netns
     assert all({"ts", "level", "logger", "msg"} <= set(d) for d in docs)
     acks = [d for d in docs if d.get("kind") == "dhcp.ack"]
     assert acks and acks[0]["mac"] == CLIENT_MAC and acks[0]["msg"] == "event"
+    assert acks[0]["vendor_class"] == HOSTILE and all(d["level"] != "critical" for d in docs)
     assert not [d for d in docs if d.get("kind") == "dhcp.discover"]  # packet steps: debug only
 
 
@@ -181,7 +185,7 @@ def test_status_watch_json_follows_the_stream_and_falls_back_to_polling(serve_ne
         row = next(r for r in first["devices"] if r["name"] == "leaf-01")
         assert row["ip"] is None
         started = time.monotonic()
-        udhcpc(link, busybox)
+        udhcpc(link, busybox, vendor=HOSTILE)
         doc = _next_doc(q, 15)
         while not next(r for r in doc["devices"] if r["name"] == "leaf-01")["ip"]:
             doc = _next_doc(q, 15)
@@ -199,3 +203,8 @@ def test_status_watch_json_follows_the_stream_and_falls_back_to_polling(serve_ne
         assert watch.wait(15) == 0, watch.stderr.read()
     finally:
         link.server.stop(watch)
+    # that serve logged logfmt (the default): every line parses, the hostile value is one value
+    lines = [parse_logfmt(ln) for ln in sp.lines if ln.strip() and READY not in ln]
+    assert all(set(p) >= {"ts", "level", "logger", "msg"} for p in lines)
+    acks = [p for p in lines if p.get("kind") == "dhcp.ack"]
+    assert acks and acks[0]["vendor_class"] == HOSTILE and not [p for p in lines if p["level"] == "critical"]
