@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import click
 
+from provision import logs
 from provision.cli.common import EXIT_INPUT, CLIError
 from provision.config import ConfigError
 from provision.config import lab as labconfig
@@ -120,8 +122,9 @@ def serve(
 
     logging.getLogger("provision").setLevel(min(logging.getLogger().level, logging.INFO))
     logging.getLogger("pxe").setLevel(min(logging.getLogger().level, logging.INFO))
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not logging.getLogger().handlers:  # run without the `provision` group (a test's runner)
+        fmt = os.environ.get(logs.ENV_FORMAT, "")
+        logs.configure(logging.getLogger().level, fmt if fmt in logs.FORMATS else "text")
     server = BootServer(cfg, on_ready=lambda: click.echo("provision serve: ready", err=True))
     try:
         server.prepare()  # ServeError (exit 3) or ConfigError (exit 2), each with its fix
