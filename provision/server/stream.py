@@ -154,6 +154,8 @@ class EventStream:
         self._published = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-read")
         self._local = threading.local()
 
@@ -165,7 +167,10 @@ class EventStream:
         """The server emitted an event: read soon (it is in the store's buffer, flushed then)."""
         if self.subscribers and not self._closed:
             self._published = True
-            self._wake.set()
+            if threading.get_ident() == self._loop_thread:
+                self._wake.set()
+            elif self._loop is not None:  # an event emitted from a worker thread
+                self._loop.call_soon_threadsafe(self._wake.set)
 
     def _store_in_thread(self, path: Path | str) -> Any:
         store = getattr(self._local, "store", None)
@@ -260,7 +265,9 @@ class EventStream:
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="event stream tail")
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            self._task = self._loop.create_task(self._run(), name="event stream tail")
 
     # -- one subscriber ----------------------------------------------------------------------
     def _parse(self, request: web.Request) -> tuple[StreamFilter, int | None] | web.Response:
