@@ -47,7 +47,10 @@ from pxe.policy import Event
 log = logging.getLogger(__name__)
 
 CANARY_PAUSE = "after the canaries"  # the reason a plan's pause_after_canaries writes
-ALIVE_S = 15.0  # an engine whose heartbeat is older than this is gone (it beats every poll)
+ALIVE_S = 15.0  # an engine whose heartbeat is older than this is gone
+# A heartbeat is a write, and every write to the store makes `provision serve` re-read intent
+# (its data_version changes): one every few seconds, not one per poll.
+HEARTBEAT_S = 4.0
 EXIT_OF_STATE = {"done": EXIT_OK, "partial": EXIT_PARTIAL, "stopped": EXIT_FAILED, "aborted": EXIT_FAILED}
 _WATCHED = (KIND_REPORT,)
 
@@ -182,6 +185,7 @@ class Engine:
         self.plan = Plan.from_doc(rec.plan)
         self.state = rec.state
         self._stopping: str | None = None  # a gate tripped in this wave: start nothing more
+        self._beat = time.monotonic()  # claim() beats first
         # Read once per poll for every device (not per device: 500 devices, one query).
         self.inventory = fleet.inventory
         self.intents = store.intents()
@@ -224,7 +228,10 @@ class Engine:
     def _refresh(self) -> None:
         """Once per poll: heartbeat, the rollout's state (another terminal may have changed
         it), and the reports of every install in flight."""
-        self.rs.heartbeat(self.id)
+        now = time.monotonic()
+        if now - self._beat >= HEARTBEAT_S:
+            self._beat = now
+            self.rs.heartbeat(self.id)
         rec = self.rs.get(self.id)
         if rec is not None:
             self.rec = rec

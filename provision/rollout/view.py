@@ -25,13 +25,13 @@ def iso(ts: float | None) -> str | None:
 
 def wave_state(rollout_state: str, counts: dict[str, int]) -> str:
     """pending (nothing started) | running | done (every device final) | the rollout's own state
-    (paused, stopped, aborted) for a wave it left unfinished."""
+    (paused, stopped, aborted) for a wave it left part done."""
     total = sum(counts.values())
     final = sum(counts.get(s, 0) for s in FINAL_STAGES)
     if total and final == total:
         return "done"
     if counts.get("pending", 0) == total:
-        return "pending" if rollout_state in ("running", "done", "partial") else rollout_state
+        return "pending"
     if rollout_state in ("paused", "stopped", "aborted"):
         return rollout_state
     return "running"
