@@ -43,6 +43,7 @@ from provision.config.inventory import Inventory
 from provision.devices.lifecycle import KIND_INSTALLING, State
 from provision.devices.status import snapshot
 from provision.onie.progress import KIND_REPORT, REPORT_STAGE_COMPLETE, REPORT_STATUS_FAILED, REPORT_STATUS_OK
+from provision.rollout.view import rollout_summaries
 from pxe.counters import DURATION_BUCKETS, Transfers
 from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState
 from pxe.policy import Event
@@ -64,9 +65,12 @@ _LABEL = re.compile(r"[^A-Za-z0-9_.:-]+")
 
 # Rollout progress: provision.rollout.view.rollout_summaries(store) -> [{"id", "name", "state",
 # "waves": [{"index", "devices", "pending", "arming", "installing", "installed", "failed",
-# "skipped", "state"}]}]. Not present in this tree yet: the composition root passes it to
-# `Metrics(rollouts=...)` once the rollout view exists; without it no rollout metric is exported.
+# "skipped", "state"}]}], newest first.
 RolloutSummaries = Callable[[Any], list[dict[str, Any]]]
+
+
+def newest_rollouts(store: Any) -> list[dict[str, Any]]:
+    return rollout_summaries(store, limit=MAX_ROLLOUTS)
 
 
 class Served(Protocol):
@@ -78,6 +82,7 @@ class Served(Protocol):
     fleet: Any  # provision.devices.lifecycle.Lifecycle | None
     store: Any  # the open state store | None
     refusals: Any  # provision.server.access.Refusals
+    stream: Any  # provision.server.stream.EventStream | None
 
 
 class Histogram:
@@ -402,6 +407,13 @@ class ServeCollector(Collector):
             "Lifecycle gate decisions and outcomes: refused, handouts, installed, failed",
             labels=["event"],
         )
+        streams = CounterMetricFamily(
+            "provision_event_streams",
+            "Event stream (GET /api/v1/stream) subscriptions and events: connected, refused (at "
+            "the subscriber cap), overflowed (a slow subscriber dropped), sent",
+            labels=["counter"],
+        )
+        subscribers = GaugeMetricFamily("provision_event_stream_subscribers", "Event streams open now")
         store_ops = CounterMetricFamily(
             "provision_store",
             "State store trouble and work: events_dropped, commit_failures, acks_on_durable, pruned",
@@ -423,7 +435,12 @@ class ServeCollector(Collector):
         if store is not None:
             for key, n in sorted(dict(getattr(store, "counters", {})).items()):
                 store_ops.add_metric([key], n)
-        yield from (reports, cut, access, lifecycle, store_ops)
+        stream = getattr(self.server, "stream", None)
+        if stream is not None:
+            for key, n in sorted(dict(stream.counters).items()):
+                streams.add_metric([key], n)
+            subscribers.add_metric([], len(stream.subscribers))
+        yield from (reports, cut, access, lifecycle, streams, subscribers, store_ops)
 
     # -- from the store --------------------------------------------------------------------------
     def _stored(self, facts: StoreFacts) -> Iterator[Metric]:
@@ -595,7 +612,7 @@ class Metrics:
         server: Served,
         read: Callable[[Callable[[Any], Any]], Awaitable[Any]],
         lab: Callable[[], Inventory],
-        rollouts: RolloutSummaries | None = None,
+        rollouts: RolloutSummaries | None = newest_rollouts,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.server = server

@@ -32,6 +32,7 @@ from provision.server.metrics import (
     cumulative,
     pool_usage,
 )
+from provision.store.rollouts import RolloutStore
 from provision.store.sqlite import Store
 from pxe.counters import DURATION_BUCKETS, Transfers
 from pxe.dhcp import DhcpServer, DhcpServerConfig, Subnet
@@ -90,6 +91,7 @@ def served(**kw: Any) -> SimpleNamespace:
         "fleet": None,
         "store": None,
         "refusals": Refusals(),
+        "stream": None,
     }
     base.update(kw)
     return SimpleNamespace(**base)
@@ -312,3 +314,28 @@ def test_every_dashboard_query_names_exported_metrics():
         names = metric_names(expr)
         assert names, f"query reads no provision_ metric: {expr}"
         assert names <= exported, f"{expr}: {sorted(names - exported)} not exported"
+
+
+def test_rollout_progress_from_the_store(tmp_path):
+    # A rollout as the engine writes it (provision.store.rollouts), read through the rollout view.
+    with Store(tmp_path / "provision.db") as store:
+        rs = RolloutStore(store)
+        devices = [("leaf-01", 0, 0), ("leaf-02", 1, 0), ("leaf-03", 1, 1)]
+        rs.create("r1", "spine upgrade", {"target": "demo 2.0"}, devices, by="test")
+        rs.update_device("r1", "leaf-01", stage="verified")  # installed, and back at the target
+        rs.update_device("r1", "leaf-02", stage="installing")
+        facts = Metrics(served(), read=None, lab=lambda: Inventory([])).read_facts(store)  # type: ignore[arg-type]
+    m = scrape(served(), facts)
+    assert value(m, "provision_rollout_devices", rollout="r1", wave="0", stage="installed") == 1
+    assert value(m, "provision_rollout_devices", rollout="r1", wave="1", stage="installing") == 1
+    assert value(m, "provision_rollout_devices", rollout="r1", wave="1", stage="pending") == 1
+    assert value(m, "provision_rollout_wave_info", rollout="r1", wave="0", state="done") == 1
+
+
+def test_event_stream_counters():
+    stream = SimpleNamespace(
+        counters={"connected": 3, "refused": 1, "overflowed": 0, "sent": 40}, subscribers={1, 2}
+    )
+    m = scrape(served(stream=stream))
+    assert value(m, "provision_event_streams", counter="sent") == 40
+    assert value(m, "provision_event_stream_subscribers") == 2
