@@ -310,6 +310,8 @@ def test_every_dashboard_query_names_exported_metrics():
     assert doc["title"] and doc["schemaVersion"] >= 30 and doc["panels"]
     exprs = dashboard_exprs()
     assert len(exprs) >= 10
+    variables = [v.get("definition", "") for v in doc["templating"]["list"]]
+    assert all(metric_names(v) <= exported for v in variables), variables
     for expr in exprs:
         names = metric_names(expr)
         assert names, f"query reads no provision_ metric: {expr}"

@@ -9,6 +9,7 @@ import os
 import re
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.provision.server.test_metrics import dashboard_exprs, exported_names, metric_names, value
@@ -104,6 +105,19 @@ def test_metrics_count_what_a_real_client_did(serve_netns, tmp_path):
     assert value(m, "provision_devices", state="enrolled") == 1
     assert value(m, "provision_devices", state="unknown") == 0
     assert value(m, "provision_access_refusals", kind="api_read") == 1
+
+    # OpenMetrics when the scraper asks for it, the same figures
+    om = link.server.run(
+        [
+            curl,
+            "-sf",
+            "-H",
+            "Accept: application/openmetrics-text; version=1.0.0",
+            f"http://{SERVER_IP}/metrics",
+        ]
+    ).stdout
+    families = {f.name: f for f in openmetrics_families(om)}
+    assert value(families, "provision_transfer_bytes", protocol="http") == len(payload)
 
     # The dashboard reads only what this server exports
     exported = exported_names(m)
