@@ -24,6 +24,7 @@ and non-ASCII character (`\\uNNNN`). Keys are our code's, but are sanitised anyw
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -41,13 +42,19 @@ _BARE = re.compile(r"[!#-<>-\[\]-~]+")  # printable ASCII but space, '"', '=' an
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted: most lines share it
+
+
 def iso_ms(created: float) -> str:
     """UTC with milliseconds and a Z, the same shape as the API's times."""
-    ms = round(created * 1000)
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000))
-    return f"{whole}.{ms % 1000:03d}Z"
+    global _second
+    sec, ms = divmod(round(created * 1000), 1000)
+    if _second[0] != sec:
+        _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{_second[1]}.{ms:03d}Z"
 
 
+@functools.lru_cache(maxsize=4096)  # keys are few (our code's), lines many
 def clean_key(key: object) -> str:
     text = _KEY_BAD.sub("_", str(key))
     return text or "_"
@@ -78,7 +85,12 @@ def _entries(record: logging.LogRecord, formatter: logging.Formatter) -> Iterato
 
 def logfmt_value(value: object) -> str:
     """One value: bare when it is plain, else quoted and escaped (see the module doc)."""
-    if value is None:
+    kind = type(value)
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+    elif kind is int:
+        return str(value)  # digits and a sign: always bare
+    elif value is None:
         text = ""
     elif isinstance(value, bool):
         text = "true" if value else "false"
