@@ -25,10 +25,10 @@ from __future__ import annotations
 import calendar
 import fnmatch
 import functools
-import ipaddress
 import json
 import logging
 import mimetypes
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -172,23 +172,16 @@ def pool_usage(config: DhcpServerConfig | None, leases: Iterable[Lease], now: fl
     not counted. From the store's leases: read in the reader thread, not from the DHCP engine."""
     if config is None or config.mode is not Mode.AUTHORITATIVE:
         return []
-    nets = [(s, ipaddress.IPv4Network(s.network)) for s in config.subnets]
-    ranges = {
-        s.network: [(ipaddress.IPv4Address(a), ipaddress.IPv4Address(b)) for a, b in s.pools] for s, _ in nets
-    }
-    reserved_ips = {ipaddress.IPv4Address(r.ip) for r in config.reservations}
-    counts = {s.network: {"leased": 0, "declined": 0, "outside": 0} for s, _ in nets}
-    seen_reserved: set[ipaddress.IPv4Address] = set()
+    ranges = {s.network: [(_int(a), _int(b)) for a, b in s.pools] for s in config.subnets}
+    reserved_ips = {_int(r.ip) for r in config.reservations}
+    counts = {s.network: {"leased": 0, "declined": 0, "outside": 0} for s in config.subnets}
+    seen_reserved: set[int] = set()
     for lease in leases:
-        if lease.expires <= now or lease.state not in (LeaseState.BOUND, LeaseState.DECLINED):
+        c = counts.get(lease.subnet)  # the Subnet.network the DHCP server filed it under
+        if c is None or lease.expires <= now or lease.state is LeaseState.RELEASED:
             continue
-        ip = ipaddress.IPv4Address(lease.ip)
-        subnet = next((s.network for s, n in nets if ip in n), None)
-        if subnet is None:
-            continue
-        c = counts[subnet]
-        inside = any(a <= ip <= b for a, b in ranges[subnet])
-        if not inside:
+        ip = _int(lease.ip)
+        if not any(a <= ip <= b for a, b in ranges[lease.subnet]):
             c["outside"] += lease.state is LeaseState.BOUND
         elif lease.state is LeaseState.DECLINED:
             c["declined"] += 1
@@ -197,9 +190,9 @@ def pool_usage(config: DhcpServerConfig | None, leases: Iterable[Lease], now: fl
             if ip in reserved_ips:
                 seen_reserved.add(ip)
     out: list[dict[str, Any]] = []
-    for s, _ in nets:
+    for s in config.subnets:
         rs = ranges[s.network]
-        size = sum(int(b) - int(a) + 1 for a, b in rs)
+        size = sum(b - a + 1 for a, b in rs)
         reserved = sum(1 for ip in reserved_ips - seen_reserved if any(a <= ip <= b for a, b in rs))
         c = counts[s.network]
         free = max(0, size - c["leased"] - c["declined"] - reserved)
@@ -207,7 +200,7 @@ def pool_usage(config: DhcpServerConfig | None, leases: Iterable[Lease], now: fl
             {
                 "network": s.network,
                 "interface": s.interface,
-                "ranges": [f"{a}-{b}" for a, b in rs],
+                "ranges": [f"{a}-{b}" for a, b in s.pools],
                 "size": size,
                 "leased": c["leased"],
                 "declined": c["declined"],
@@ -218,6 +211,10 @@ def pool_usage(config: DhcpServerConfig | None, leases: Iterable[Lease], now: fl
             }
         )
     return out
+
+
+def _int(ip: str) -> int:
+    return int.from_bytes(socket.inet_aton(ip), "big")
 
 
 def timeline(
