@@ -338,9 +338,9 @@ class Engine:
                 self.state = rec.state if rec else "aborted"
                 if self.state != "running" and not await self._wait_running():
                     return
-                self.fleet.arm(name, self.plan.target, self.by, install_id=install_id)
+                intent = self.fleet.arm(name, self.plan.target, self.by, install_id=install_id)
                 self.store.flush()
-                self.intents = self.store.intents()
+                self.intents[name] = intent  # not a re-read of every intent per arming
             armed = self.rs.armed_event_id(install_id)
             if armed is None:  # an arming without its event (written by an older provision): from now
                 armed = before
