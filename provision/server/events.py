@@ -72,6 +72,14 @@ def log_event(event: Event) -> None:
     header); the log formatter quotes and escapes it, so a newline in it cannot forge a line or
     a key. DHCP's packet steps (discover, offer, request, inform) are debug lines: at the default
     level a lease is its one `dhcp.ack` line."""
+    if event.kind.endswith(_WARN_SUFFIXES):
+        level = logging.WARNING
+    elif event.kind in PACKET_KINDS:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    if not log.isEnabledFor(level):
+        return  # (per packet: the fields of a line nobody reads are not built)
     fields: dict[str, object] = {"kind": event.kind}
     if event.mac:
         fields["mac"] = event.mac
@@ -81,10 +89,4 @@ def log_event(event: Event) -> None:
         if value in (None, "", {}) or fields.get(key) == value:
             continue
         fields[f"detail.{key}" if key in fields else key] = value
-    if event.kind.endswith(_WARN_SUFFIXES):
-        level = logging.WARNING
-    elif event.kind in PACKET_KINDS:
-        level = logging.DEBUG
-    else:
-        level = logging.INFO
     log.log(level, "event", extra={"fields": fields})

@@ -17,7 +17,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,43 @@ def _default(obj: Any) -> Any:
 _json = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _write(db: sqlite3.Connection, leases: dict[str, Lease | None], events: list[Event]) -> None:
+    """One transaction: the buffered leases (None: deleted) and events; rolled back on error."""
+    db.execute("BEGIN")
+    try:
+        gone = [(ip,) for ip, lease in leases.items() if lease is None]
+        if gone:
+            db.executemany("DELETE FROM leases WHERE ip=?", gone)
+        rows = [
+            (le.ip, le.mac, le.state.value, le.expires, le.hostname, le.client_id, le.subnet, le.updated)
+            for le in leases.values()
+            if le is not None
+        ]
+        if rows:
+            db.executemany("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?,?)", rows)
+        if events:
+            db.executemany(
+                "INSERT INTO events (ts, kind, mac, ip, detail) VALUES (?,?,?,?,?)",
+                [(e.ts, e.kind, e.mac, e.ip, _json(e.detail if type(e.detail) is dict else dict(e.detail)))
+                 for e in events],
+            )  # fmt: skip
+            seen: dict[str, tuple[float, float]] = {}
+            for e in events:
+                if e.mac:
+                    first, last = seen.get(e.mac, (e.ts, e.ts))
+                    seen[e.mac] = (min(first, e.ts), max(last, e.ts))
+            db.executemany(
+                "INSERT INTO devices (mac, first_seen, last_seen) VALUES (?,?,?) "
+                "ON CONFLICT(mac) DO UPDATE SET last_seen=max(last_seen, excluded.last_seen)",
+                [(mac, first, last) for mac, (first, last) in seen.items()],
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 class Store:
     """`Store(path)`; implements pxe.dhcp.LeaseStore and is an EventSink (`store(event)`)."""
 
@@ -229,6 +266,9 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
         self._leases: dict[str, Lease | None] = {}  # ip -> lease to save, or None to delete
+        self.lease_writes = 0  # save/delete calls so far: tells a caller whether a packet wrote one
+        self._wdb: sqlite3.Connection | None = None  # the group-commit writer's (begin_commit)
+        self._synchronous = synchronous.upper()
         self._events: list[Event] = []
         self._scheduled = False
         self._event_timer: asyncio.TimerHandle | None = None
@@ -236,6 +276,7 @@ class Store:
         self._events_flushed = time.monotonic()
         self.counters = {"events_dropped": 0, "commit_failures": 0, "acks_on_durable": 0, "pruned": 0}
         self._warned: dict[str, float] = {}
+        self._taken: tuple[dict[str, Lease | None], list[Event]] = ({}, [])
 
     # --- schema -------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -262,10 +303,12 @@ class Store:
     # --- writes (buffered) ----------------------------------------------------------------------
     def save_lease(self, lease: Lease) -> None:
         self._leases[lease.ip] = lease
+        self.lease_writes += 1
         self._lease_pending()
 
     def delete_lease(self, ip: str) -> None:
         self._leases[ip] = None
+        self.lease_writes += 1
         self._lease_pending()
 
     def add_event(self, event: Event) -> None:
@@ -286,8 +329,8 @@ class Store:
     __call__ = add_event  # a Store is an EventSink
 
     def _lease_pending(self) -> None:
-        if self._scheduled:
-            return
+        if self._scheduled or self._wdb is not None:
+            return  # (a group-committing server commits after every burst: begin_commit)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -341,39 +384,9 @@ class Store:
             if self._event_timer is not None:
                 self._event_timer.cancel()
                 self._event_timer = None
-        db = self.db
-        db.execute("BEGIN")
         try:
-            gone = [(ip,) for ip, lease in leases.items() if lease is None]
-            if gone:
-                db.executemany("DELETE FROM leases WHERE ip=?", gone)
-            rows = [
-                (le.ip, le.mac, le.state.value, le.expires, le.hostname, le.client_id, le.subnet, le.updated)
-                for le in leases.values()
-                if le is not None
-            ]
-            if rows:
-                db.executemany("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?,?)", rows)
-            if events:
-                db.executemany(
-                    "INSERT INTO events (ts, kind, mac, ip, detail) VALUES (?,?,?,?,?)",
-                    [(e.ts, e.kind, e.mac, e.ip, _json(e.detail if type(e.detail) is dict else dict(e.detail)))
-                     for e in events],
-                )  # fmt: skip
-                seen: dict[str, tuple[float, float]] = {}
-                for e in events:
-                    if e.mac:
-                        first, last = seen.get(e.mac, (e.ts, e.ts))
-                        seen[e.mac] = (min(first, e.ts), max(last, e.ts))
-                db.executemany(
-                    "INSERT INTO devices (mac, first_seen, last_seen) VALUES (?,?,?) "
-                    "ON CONFLICT(mac) DO UPDATE SET last_seen=max(last_seen, excluded.last_seen)",
-                    [(mac, first, last) for mac, (first, last) in seen.items()],
-                )
-            db.execute("COMMIT")
+            _write(self.db, leases, events)
         except BaseException as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             # Put the rows back; the caller decides what to do. Leases are all kept; events up to
             # EVENTS_BUFFER_MAX, the oldest dropped first (counted, logged once a minute).
             self._leases = {**leases, **self._leases}
@@ -411,6 +424,43 @@ class Store:
                 )  # fmt: skip
                 return
             raise
+
+    # --- group commit (the DHCP server's writer thread) ------------------------------------------
+    def begin_commit(self) -> Callable[[], None] | None:
+        """Take everything buffered (on the loop thread) and return the function that writes it in
+        one transaction, for ONE other thread to run (pxe.dhcp.server's writer) on a connection of
+        its own: the loop goes on handling packets during the fsync, and what they buffer meanwhile
+        goes in the next transaction (group commit; a burst's ACKs still wait for theirs). None:
+        nothing to write. When the function raises, call `abort_commit()` on the loop thread: the
+        rows go back to the buffers, and `commit()` then applies its full-disk rules."""
+        if not self._leases and not self._events:
+            return None
+        leases, self._leases = self._leases, {}
+        events, self._events = self._events, []
+        self._events_flushed = time.monotonic()
+        if self._event_timer is not None:
+            self._event_timer.cancel()
+            self._event_timer = None
+        self._taken = (leases, events)
+        if self._wdb is None:
+            self._wdb = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            self._wdb.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._wdb.execute("PRAGMA busy_timeout=5000")
+        wdb = self._wdb
+
+        def write() -> None:
+            _write(wdb, leases, events)
+
+        return write
+
+    def abort_commit(self) -> None:
+        """The writer's transaction failed: its rows back in front of what came since (the
+        `commit()` that follows counts the failure if it fails too)."""
+        leases, events = self._taken
+        self._taken = ({}, [])
+        self._leases = {**leases, **self._leases}
+        self._events = events + self._events
+        self._bound_events()
 
     def _bound_events(self) -> None:
         over = len(self._events) - EVENTS_BUFFER_MAX
@@ -706,6 +756,8 @@ class Store:
         try:
             self.flush()
         finally:
+            if self._wdb is not None:
+                self._wdb.close()
             self.db.close()
 
     def __enter__(self) -> Store:

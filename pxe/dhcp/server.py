@@ -17,6 +17,7 @@ import logging
 import socket
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 from dhcp4.codec import DecodeError, decode, encode
@@ -126,6 +127,11 @@ class DhcpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = {"received": 0, "bad": 0, "replied": 0, "errors": 0}
         self._commit_logged = float("-inf")
+        # Group commit (a store with begin_commit): one writer thread, one transaction at a time.
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: asyncio.Future[None] | None = None
+        self._held: list[tuple[socket.socket, Outgoing]] = []
+        self._dirty = False  # leases written since the last transaction began
 
     def _engine(self, config: DhcpServerConfig) -> LeaseEngine | None:
         """The lease engine (authoritative mode); leases come from the store."""
@@ -188,6 +194,9 @@ class DhcpServer:
             sock.close()
         self._socks.clear()
         self._neigh.close()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)  # the transaction in flight ends before the store closes
+            self._writer = None
         with contextlib.suppress(Exception):
             self.store.commit()
 
@@ -199,6 +208,9 @@ class DhcpServer:
 
     def _readable(self, sock: socket.socket, ifname: str, port: int) -> None:
         out: list[tuple[socket.socket, Outgoing]] = []
+        store = self.store
+        writes = start = getattr(store, "lease_writes", None)  # a store that counts: group commit
+        free: list[tuple[socket.socket, Outgoing]] = []  # replies that wrote no lease
         for _ in range(self.config.max_batch):
             try:
                 data, anc, _flags, (src_ip, src_port) = sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
@@ -223,8 +235,60 @@ class DhcpServer:
                     "failed on packet mac=%s xid=%08x from %s on %s", pkt.mac, pkt.xid, src_ip, ifname
                 )
                 continue
-            if reply is not None:
+            if writes is not None:
+                before, writes = writes, store.lease_writes  # type: ignore[attr-defined]
+                if reply is not None:
+                    (out if writes != before else free).append((sock, reply))
+            elif reply is not None:
                 out.append((sock, reply))
+        if writes is not None:
+            # OFFERs and NAKs of unchanged leases owe nothing to the disk: out at once. The rest
+            # wait for the transaction that holds their leases (_group_commit). Events alone
+            # start no transaction: they ride along, or go on the store's own timer.
+            for s, reply in free:
+                self._send(s, reply)
+            self._held.extend(out)
+            self._dirty = self._dirty or writes != start
+            if self._writing is None and self._dirty:
+                self._group_commit()
+            return
+        self._commit_then_send(out)
+
+    def _group_commit(self) -> None:
+        """Start the writer on what the store buffered; the held replies leave when it is done.
+        Packets handled meanwhile buffer their leases for the next transaction, so a burst of
+        clients shares one fsync and the loop never waits on the disk (docs/netboot.md)."""
+        begin = getattr(self.store, "begin_commit", None)
+        write = begin() if begin is not None else None
+        held, self._held = self._held, []
+        self._dirty = False
+        if write is None:
+            self._commit_then_send(held)
+            return
+        assert self._loop is not None
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="dhcp-commit")
+        fut = self._writing = self._loop.run_in_executor(self._writer, write)
+        fut.add_done_callback(lambda f: self._written(f, held))
+
+    def _written(self, fut: asyncio.Future[None], held: list[tuple[socket.socket, Outgoing]]) -> None:
+        self._writing = None
+        if not self._socks:
+            return  # closed meanwhile: close() committed what was left
+        if fut.cancelled() or fut.exception() is not None:
+            # The writer's transaction failed: its rows go back, and the synchronous commit
+            # decides (the full-disk rules of the store); nothing is sent on a failure there.
+            abort = getattr(self.store, "abort_commit", None)
+            if abort is not None:
+                abort()
+            self._commit_then_send(held)
+        else:
+            for s, reply in held:
+                self._send(s, reply)
+        if self._dirty and self._socks:
+            self._group_commit()
+
+    def _commit_then_send(self, out: list[tuple[socket.socket, Outgoing]]) -> None:
         try:
             self.store.commit()
         except Exception as exc:
