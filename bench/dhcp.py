@@ -1,6 +1,7 @@
-"""DHCP boot-storm benchmark: full DORA for N distinct clients against provision and dnsmasq.
+"""DHCP boot-storm benchmark: full DORA for N distinct clients against the real `provision serve`,
+Kea and dnsmasq, in one invocation.
 
-    sudo python bench/dhcp.py [--clients 5000] [--window 64] [--cap 120] [--only provision]
+    sudo python bench/dhcp.py [--clients 5000] [--window 64] [--repeat 3] [--only provision,kea]
 
 Layout (all inside namespaces this script creates, addresses in 198.18.0.0/15 only):
 
@@ -9,29 +10,43 @@ Layout (all inside namespaces this script creates, addresses in 198.18.0.0/15 on
 
 The load generator plays a DHCP relay (giaddr 198.19.0.1, source port 67): one process then
 stands for thousands of clients, since replies come back to the relay and not to chaddr. Each
-client does DISCOVER → OFFER → REQUEST → ACK; a NAK starts it over; 2 s without an answer
-retransmits; after 5 tries the client is lost. At most `window` clients are in flight.
+client is a BIOS PXE ROM (options 60 and 93) and does DISCOVER → OFFER → REQUEST → ACK; a NAK
+starts it over; 2 s without an answer retransmits; after 5 tries the client is lost. At most
+`window` clients are in flight.
 
-Runs: provision (SQLite, synchronous=FULL: durable before each ACK), dnsmasq with
-`--leasefile-ro` and with a lease file (both with --no-ping: its ping check blocks the daemon),
-each for consecutive and random MACs, --repeat rounds interleaved. Prints leases/s, duplicates,
-lost, NAKs, retransmits, the server's CPU per lease (user+system, from /proc: steadier than
-leases/s on a shared machine), medians, and the ratios provision/dnsmasq. A run longer than --cap
-seconds stops and counts what is left as lost (and is not repeated).
+Servers, each pinned to one core (taskset), fresh state per run:
+  provision  `python -m provision serve lab.yml` (the product: a lab file written here with one
+             relayed subnet, `boot: unknown: discover`, an `onie:` section, so Router → BootPolicy
+             and OniePolicy, lifecycle, events, the SQLite store, default logging to a file);
+             `--log-level WARNING` adds a run with logging at WARNING to show what logging costs
+  kea        kea-dhcp4 (Debian's kea-dhcp4-server), memfile with persist=true, WARN logging; its
+             PostgreSQL lease backend when kea-admin's schema and tests/support/postgres.py exist
+  dnsmasq    --leasefile-ro (keeps nothing) and with a lease file, both --no-ping
+
+Consecutive and random MACs, --repeat rounds interleaved. Prints leases/s, duplicates, lost,
+NAKs, retransmits, the server's CPU per lease (user+system, from /proc: steadier than leases/s on
+a shared machine), medians, and the ratios provision/dnsmasq and provision/Kea. A run longer than
+--cap seconds stops and counts what is left as lost (and is not repeated).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import ipaddress
 import json
 import os
 import random
 import select
+import shutil
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,23 +57,28 @@ import contextlib
 from dhcp4.codec import DecodeError, Packet, decode, encode
 from dhcp4.options import (
     BOOTREQUEST,
+    OPT_CLIENT_ARCH,
     OPT_MESSAGE_TYPE,
     OPT_PARAM_REQUEST,
     OPT_REQUESTED_IP,
     OPT_SERVER_ID,
+    OPT_VENDOR_CLASS,
     MessageType,
 )
 from tests.support.netns import namespaces, veth
 
+PXE_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"
 RELAY_IP = "198.19.0.1"
 NETWORK = "198.19.0.0/18"
 POOL = ("198.19.0.10", "198.19.63.250")
+KEA = "/usr/sbin/kea-dhcp4"
 
 
 @dataclass
 class Result:
     name: str
     clients: int
+    kind: str = ""
     done: int = 0
     seconds: float = 0.0
     duplicates: int = 0
@@ -88,7 +108,9 @@ def _request(mac: bytes, xid: int, mtype: MessageType, opts: dict[int, bytes]) -
     pkt = Packet(op=BOOTREQUEST, xid=xid, hops=1, giaddr=RELAY_IP, chaddr=mac.ljust(16, b"\0"))
     pkt.options[OPT_MESSAGE_TYPE] = bytes((mtype,))
     pkt.options.update(opts)
-    pkt.options[OPT_PARAM_REQUEST] = bytes((1, 3, 6, 15, 51, 54))
+    pkt.options[OPT_PARAM_REQUEST] = bytes((1, 3, 6, 15, 51, 54, 66, 67))
+    pkt.options[OPT_VENDOR_CLASS] = PXE_VENDOR_CLASS
+    pkt.options[OPT_CLIENT_ARCH] = b"\x00\x00"  # BIOS [RFC 4578 §2.1]
     return encode(pkt)
 
 
@@ -210,23 +232,6 @@ def codec_costs(n: int = 20000) -> None:
     print(line, flush=True)
 
 
-def _wait_port(ns, proc, marker: str | None, timeout: float = 10) -> None:
-    if marker is not None:
-        line = proc.stdout.readline()
-        if marker not in line:
-            raise RuntimeError(f"server did not start: {line}{proc.stdout.read()}")
-        return
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stdout.read()}")
-        out = ns.run(["ss", "-uln", "sport = :67"], check=False).stdout
-        if ":67" in out:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("server did not bind port 67")
-
-
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds a process has used so far (/proc/PID/stat fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -234,32 +239,218 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def run_one(name, srv, ld, start_server, clients, consecutive, window, cap) -> Result:
-    proc, marker = start_server()
+def _wait_ready(ns, proc, log: Path | None, marker: str | None, timeout: float = 60) -> None:
+    """Until `marker` is in the server's log (provision), else until something listens on :67."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace")[-3000:] if log else ""
+            raise RuntimeError(f"server exited ({proc.returncode}): {text}")
+        if marker is not None and log is not None:
+            if marker in log.read_text(errors="replace"):
+                return
+        elif ":67" in ns.run(["ss", "-uln", "sport = :67"], check=False).stdout:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"server not ready after {timeout}s")
+
+
+@dataclass
+class Server:
+    """How to start one column's server: `start(tmp)` -> (Popen, log path, ready marker or None)."""
+
+    name: str
+    start: Callable[[Path], tuple[subprocess.Popen, Path | None, str | None]]
+
+
+def lab_yml(run_dir: Path, clients: int) -> Path:
+    """The lab file `provision serve` runs from: the bench's relayed subnet, every unknown PXE
+    client booted into `discover` (BootPolicy), an `onie:` section (OniePolicy in the router)."""
+    # Never booted, only checked: a bzImage header ("HdrS" at 0x202) and an empty gzipped cpio
+    (run_dir / "vmlinuz").write_bytes(b"\0" * 0x202 + b"HdrS" + b"\0" * 0x1FA)
+    trailer = b"070701" + b"0" * 8 * 11 + b"0000000B" + b"0" * 8 + b"TRAILER!!!\0"
+    (run_dir / "initrd.gz").write_bytes(gzip.compress(trailer.ljust(512, b"\0")))
+    (run_dir / "installers").mkdir(exist_ok=True)
+    last = ipaddress.ip_address(POOL[0]) + clients + 256
+    assert last <= ipaddress.ip_address(POOL[1]), "--clients too many for the pool"
+    lab = {
+        "interfaces": ["s0"],
+        "mode": "authoritative",
+        "subnets": [
+            {
+                "network": NETWORK,
+                "pool": [f"{POOL[0]}-{POOL[1]}"],
+                "router": RELAY_IP,
+                "lease_time": 3600,
+                "relays": ["198.18.0.2"],  # the load generator's source address
+            }
+        ],
+        "http_port": 8080,
+        "boot": {
+            "unknown": "discover",
+            "discover": "live",
+            "entries": {"live": {"x86_64": {"kernel": "vmlinuz", "initrd": "initrd.gz"}}},
+        },
+        "onie": {"installers": "installers", "unknown": "ignore"},
+        "paths": {"state_dir": "state"},
+    }
+    path = run_dir / "lab.yml"
+    path.write_text(json.dumps(lab, indent=1))  # JSON is YAML
+    return path
+
+
+def provision_server(root: str, srv, clients: int, core: str, level: str | None) -> Server:
+    def start(run_dir: Path):
+        lab = lab_yml(run_dir, clients)
+        log = run_dir / "provision.log"
+        env = dict(os.environ, PYTHONPATH=root)
+        argv = ["taskset", "-c", core, sys.executable, "-m", "provision", "serve", str(lab)]
+        if level is not None:
+            # The same CLI with every record below `level` dropped (logging.disable)
+            code = f"import logging; logging.disable(logging.{level} - 1); from provision.cli import main; main()"
+            argv[4:6] = ["-c", code]
+        with open(log, "w") as f:
+            proc = srv.popen(argv, cwd=root, env=env, stdout=f, stderr=f)
+        return proc, log, "provision serve: ready"
+
+    label = "provision (sqlite, default logging)" if level is None else f"provision (sqlite, {level.lower()})"
+    return Server(label, start)
+
+
+def kea_server(srv, core: str, backend: str, db: dict | None = None) -> Server:
+    def start(run_dir: Path):
+        lease_db: dict = {"type": "memfile", "persist": True, "lfc-interval": 0,
+                          "name": str(run_dir / "kea-leases4.csv")}  # fmt: skip
+        if backend == "postgresql":
+            assert db is not None
+            lease_db = {"type": "postgresql", **db}
+        cfg = {
+            "Dhcp4": {
+                "interfaces-config": {"interfaces": ["s0"], "dhcp-socket-type": "udp"},
+                "lease-database": lease_db,
+                "valid-lifetime": 3600,
+                "authoritative": True,
+                "boot-file-name": "undionly.kpxe",
+                "subnet4": [
+                    {
+                        "id": 1,
+                        "subnet": NETWORK,
+                        "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}],
+                        "option-data": [{"name": "routers", "data": RELAY_IP}],
+                    }
+                ],
+                "loggers": [
+                    {
+                        "name": "kea-dhcp4",
+                        "severity": "WARN",
+                        "output_options": [{"output": str(run_dir / "kea.log")}],
+                    }
+                ],
+            }
+        }
+        conf = run_dir / "kea-dhcp4.conf"
+        conf.write_text(json.dumps(cfg, indent=1))
+        env = dict(os.environ, KEA_PIDFILE_DIR=str(run_dir), KEA_LOCKFILE_DIR=str(run_dir))
+        log = run_dir / "kea.out"
+        with open(log, "w") as f:
+            proc = srv.popen(["taskset", "-c", core, KEA, "-c", str(conf)], env=env, stdout=f, stderr=f)
+        return proc, log, None
+
+    return Server(f"kea ({backend})", start)
+
+
+def dnsmasq_server(srv, core: str, leasefile: bool) -> Server:
+    def start(run_dir: Path):
+        argv = [
+            "taskset", "-c", core,
+            "dnsmasq", "--no-daemon", "--port=0", "--interface=s0", "--bind-interfaces",
+            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.192.0,1h", "--dhcp-authoritative",
+            "--no-ping", "--dhcp-lease-max=100000", "--quiet-dhcp", "--log-facility=/dev/null",
+            "--conf-file=/dev/null", "--pid-file=", "--dhcp-boot=undionly.kpxe",
+        ]  # fmt: skip
+        argv.append(f"--dhcp-leasefile={run_dir}/dnsmasq.leases" if leasefile else "--leasefile-ro")
+        # Its stderr must not be a pipe nobody reads: with --leasefile-ro it logs a warning per
+        # packet, fills the pipe and blocks (seen here: 50 clients then a stall).
+        log = run_dir / "dnsmasq.log"
+        with open(log, "w") as f:
+            proc = srv.popen(argv, stdout=f, stderr=f)
+        return proc, None, None
+
+    return Server("dnsmasq (lease file)" if leasefile else "dnsmasq (--leasefile-ro)", start)
+
+
+def kea_postgresql() -> tuple[dict | None, str]:
+    """Kea's PostgreSQL lease backend needs kea-admin's schema and a throwaway cluster
+    (tests/support/postgres.py): the connection settings, or why that column is skipped."""
+    schema = Path("/usr/share/kea/scripts/pgsql/dhcpdb_create.pgsql")
+    if not schema.exists():
+        return None, f"{schema} missing (Debian package kea-admin ships Kea's PostgreSQL schema)"
     try:
-        _wait_port(srv, proc, marker)
+        import tests.support.postgres  # noqa: F401  # optional heavy dependency: tests.support.postgres
+    except ImportError:
+        return None, "tests/support/postgres.py (the throwaway cluster helper) is not there yet"
+    return None, "the throwaway cluster helper is not wired into this bench yet"
+
+
+def run_one(
+    server: Server, srv, ld, tmp: Path, clients, consecutive, window, cap, load_core, n, spy=None
+) -> Result:
+    run_dir = tmp / f"run{n}"
+    run_dir.mkdir()
+    proc, log, marker = server.start(run_dir)
+    try:
+        _wait_ready(srv, proc, log, marker)
         before = cpu_seconds(proc.pid)
-        out = ld.run(
-            [
-                sys.executable,
-                __file__,
-                "--load",
-                json.dumps({"n": len(clients), "consecutive": consecutive, "window": window, "cap": cap}),
-            ],
-            timeout=cap + 120,
-            check=False,
-        )
+        sampler = None
+        if spy and server.name.startswith("provision"):
+            # py-spy samples the server from outside (pip install py-spy): no profiler overhead
+            out_file = f"{spy}.{n}.txt"
+            sampler = subprocess.Popen([shutil.which("py-spy") or "py-spy", "record", "--pid", str(proc.pid),
+                                        "--format", "raw", "-o", out_file, "--nonblocking"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            time.sleep(1)
+        cfg = {"n": len(clients), "consecutive": consecutive, "window": window, "cap": cap}
+        argv = ["taskset", "-c", load_core, sys.executable, __file__, "--load", json.dumps(cfg)]
+        out = ld.run(argv, timeout=cap + 120, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
         data = json.loads(out.stdout.strip().splitlines()[-1])
         after = cpu_seconds(proc.pid)
+        if sampler is not None:
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait(10)
     finally:
         srv.stop(proc)
-    res = Result(name, len(clients), **data)
+    res = Result(server.name, len(clients), **data)
     # CPU the server spent per lease: steadier than leases/s on a shared machine
     res.user_us = (after[0] - before[0]) / max(res.done, 1) * 1e6
     res.sys_us = (after[1] - before[1]) / max(res.done, 1) * 1e6
+    shutil.rmtree(run_dir, ignore_errors=True)
     return res
+
+
+def summary(results: list[Result]) -> None:
+    print("\nmedians (the machine is shared: single runs vary; CPU per lease is steadier)")
+    names = list(dict.fromkeys(r.name for r in results))
+    rate: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for name in names:
+        runs_of = [r for r in results if r.name == name]
+        rate[name] = statistics.median(r.rate for r in runs_of)
+        cpu[name] = statistics.median(r.user_us + r.sys_us for r in runs_of)
+        worst = (max(r.duplicates for r in runs_of), max(r.lost for r in runs_of))
+        print(
+            f"{name:58s} {rate[name]:8.1f} leases/s over {len(runs_of)} run(s)  max dup {worst[0]}  "
+            f"max lost {worst[1]}  server cpu {cpu[name]:.0f} us/lease"
+        )
+    for mine in (n for n in names if n.split()[1] == "provision"):
+        kind = mine.split()[0]
+        for peer in (n for n in names if n.split()[:1] == [kind] and n.split()[1] != "provision"):
+            if rate[peer] and cpu[mine]:
+                print(
+                    f"ratio {mine} / {peer}: {rate[mine] / rate[peer]:.2f} (leases/s), "
+                    f"{cpu[peer] / cpu[mine]:.2f} (inverse CPU per lease)"
+                )
 
 
 def main() -> int:
@@ -267,20 +458,21 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=5000)
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--cap", type=float, default=120.0, help="seconds before a run is cut short")
-    ap.add_argument("--only", choices=["provision", "dnsmasq"], help="run just one server")
+    ap.add_argument("--only", default="provision,kea,dnsmasq", help="servers to run (comma list)")
     ap.add_argument("--macs", choices=["both", "consecutive", "random"], default="both")
     ap.add_argument(
-        "--synchronous",
-        default="FULL,NORMAL",
-        help="provision's SQLite synchronous modes to run (comma list)",
-    )
+        "--log-level", action="append", default=[], metavar="LEVEL",
+        help="also run provision with its logging at LEVEL (e.g. WARNING: what default logging costs)",
+    )  # fmt: skip
+    ap.add_argument("--core", default="1", help="CPU the servers are pinned to (taskset -c)")
+    ap.add_argument("--load-core", default="0", help="CPU the load generator is pinned to")
     ap.add_argument(
         "--repeat",
         type=int,
         default=3,
         help="rounds, interleaved; medians are compared (runs that hit --cap: once)",
     )
-    ap.add_argument("--profile", help="write cProfile stats of the provision server to PREFIX.<macs>.<sync>")
+    ap.add_argument("--py-spy", metavar="PREFIX", help="sample provision with py-spy into PREFIX.<run>.txt")
     ap.add_argument("--load", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.load:
@@ -297,98 +489,54 @@ def main() -> int:
         print("bench/dhcp.py needs root (it creates network namespaces)", file=sys.stderr)
         return 3
     root = str(Path(__file__).resolve().parents[1])
+    only = {s.strip() for s in args.only.split(",")}
     results: list[Result] = []
     kinds = ["consecutive", "random"] if args.macs == "both" else [args.macs]
-    with tempfile.TemporaryDirectory(prefix="dhcpbench") as tmp, namespaces(2, prefix="bd") as (srv, ld):
+    with tempfile.TemporaryDirectory(prefix="dhcpbench") as tmpname, namespaces(2, prefix="bd") as (srv, ld):
+        tmp = Path(tmpname)
         veth(srv, "s0", ld, "l0", "198.18.0.1/24", "198.18.0.2/24")
         ld.run(["ip", "addr", "add", f"{RELAY_IP}/32", "dev", "l0"])
         srv.run(["ip", "route", "add", NETWORK, "via", "198.18.0.2"])
+        servers: list[Server] = []
+        if "provision" in only:
+            servers.append(provision_server(root, srv, args.clients, args.core, None))
+            servers += [
+                provision_server(root, srv, args.clients, args.core, lv.upper()) for lv in args.log_level
+            ]
+        if "kea" in only:
+            if not Path(KEA).exists():
+                print(f"kea: skipped, {KEA} missing (Debian package kea-dhcp4-server)")
+            else:
+                servers.append(kea_server(srv, args.core, "memfile"))
+                db, why = kea_postgresql()
+                if db is None:
+                    print(f"kea (postgresql): skipped, {why}")
+                else:
+                    servers.append(kea_server(srv, args.core, "postgresql", db))
+        if "dnsmasq" in only:
+            servers += [dnsmasq_server(srv, args.core, leasefile) for leasefile in (False, True)]
+        n = 0
         for kind in kinds:
             clients = macs(args.clients, kind == "consecutive")
-            runs = []
-            for sync in (
-                [m.strip().upper() for m in args.synchronous.split(",")] if args.only != "dnsmasq" else []
-            ):
-
-                def provision(kind=kind, sync=sync):
-                    db = f"{tmp}/provision-{kind}.db"
-                    cfg = {
-                        "interfaces": ["s0"],
-                        "subnets": [
-                            {
-                                "network": NETWORK,
-                                "pools": [list(POOL)],
-                                "router": RELAY_IP,
-                                "lease_time": 3600,
-                                "relays": ["198.18.0.2"],  # the load generator's source address
-                            }
-                        ],
-                        "db": db,
-                        "synchronous": sync,
-                        "profile": f"{args.profile}.{kind}.{sync}" if args.profile else None,
-                        "bootfile": "undionly.kpxe",
-                    }
-                    log = open(f"{tmp}/provision.log", "a")  # noqa: SIM115
-                    argv = [sys.executable, "-m", "tests.support.dhcp_server", json.dumps(cfg)]
-                    proc = srv.popen(argv, text=True, cwd=root, stderr=log)
-                    return proc, "READY"
-
-                runs.append((f"provision ({kind}, sqlite {sync.lower()})", provision))
-            if args.only in (None, "dnsmasq"):
-                for leasefile in (False, True):
-
-                    def dnsmasq(kind=kind, leasefile=leasefile):
-                        argv = [
-                            "dnsmasq", "--no-daemon", "--port=0", "--interface=s0", "--bind-interfaces",
-                            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.192.0,1h", "--dhcp-authoritative",
-                            "--no-ping", "--dhcp-lease-max=100000", "--quiet-dhcp", "--log-facility=/dev/null",
-                            "--conf-file=/dev/null", "--pid-file=", "--dhcp-boot=undionly.kpxe",
-                        ]  # fmt: skip
-                        if leasefile:
-                            argv.append(f"--dhcp-leasefile={tmp}/dnsmasq-{kind}.leases")
-                        else:
-                            argv.append("--leasefile-ro")
-                        # Its stderr must not be a pipe nobody reads: with --leasefile-ro it logs a warning
-                        # per packet, fills the pipe and blocks (seen here: 50 clients then a stall).
-                        log = open(f"{tmp}/dnsmasq.log", "a")  # noqa: SIM115
-                        return srv.popen(argv, text=True, stdout=log, stderr=log), None
-
-                    label = "lease file" if leasefile else "--leasefile-ro"
-                    runs.append((f"dnsmasq ({kind}, {label})", dnsmasq))
             capped: set[str] = set()
             for _round in range(args.repeat):
-                for name, starter in runs:
-                    if name in capped:
+                for server in servers:
+                    if server.name in capped:
                         continue
-                    res = run_one(
-                        name, srv, ld, starter, clients, kind == "consecutive", args.window, args.cap
-                    )
+                    n += 1
+                    res = run_one(server, srv, ld, tmp, clients, kind == "consecutive", args.window,
+                                  args.cap, args.load_core, n, args.py_spy)  # fmt: skip
+                    res.name, res.kind = f"{kind:11s} {server.name}", kind
                     results.append(res)
                     if res.seconds >= args.cap:
-                        capped.add(name)
+                        capped.add(server.name)
                     print(
-                        f"{res.name:45s} {res.done:6d}/{res.clients} in {res.seconds:7.2f}s  {res.rate:8.1f} leases/s  "
+                        f"{res.name:58s} {res.done:6d}/{res.clients} in {res.seconds:6.2f}s {res.rate:8.1f}/s  "
                         f"dup {res.duplicates}  lost {res.lost}  nak {res.naks}  retx {res.retransmits}  "
                         f"cpu/lease {res.user_us:.0f}+{res.sys_us:.0f} us",
                         flush=True,
                     )
-    print("\nmedians (the machine is shared: single runs vary by 2x)")
-    names = list(dict.fromkeys(r.name for r in results))
-    med = {}
-    for name in names:
-        runs_of = [r for r in results if r.name == name]
-        med[name] = statistics.median(r.rate for r in runs_of)
-        worst = (max(r.duplicates for r in runs_of), max(r.lost for r in runs_of))
-        cpu = statistics.median(r.user_us + r.sys_us for r in runs_of)
-        print(
-            f"{name:45s} {med[name]:8.1f} leases/s over {len(runs_of)} run(s)  max dup {worst[0]}  "
-            f"max lost {worst[1]}  server cpu {cpu:.0f} us/lease"
-        )
-    for mine in (n for n in names if n.startswith("provision")):
-        kind = mine.split("(")[1].split(",")[0]
-        for peer in (n for n in names if n.startswith(f"dnsmasq ({kind},")):
-            if med[peer]:
-                print(f"ratio {mine} / {peer}: {med[mine] / med[peer]:.2f}")
+    summary(results)
     return 0
 
 

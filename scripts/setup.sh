@@ -17,6 +17,8 @@ PKGS_WEB="chromium fonts-dejavu-core"
 PKGS_ONIEVM="qemu-system-x86 ovmf linux-image-amd64 busybox-static cpio gzip kmod gdisk e2fsprogs dosfstools mtools util-linux efibootmgr grub-common grub-efi-amd64-bin grub-pc-bin dnsmasq"
 # The shared state store's tests (tests/support/postgres.py): a throwaway cluster run as `postgres`.
 PKGS_STORE="postgresql"
+# bench/dhcp.py's peers in the same run as provision: Kea (memfile) next to dnsmasq.
+PKGS_BENCH="kea-dhcp4-server"
 # Rollout rehearsal (provision lab fleet) and the ssh driver tests: a real sshd per simulated fleet.
 PKGS_ROLLOUT="openssh-server openssh-client busybox-static openssl"
 
@@ -25,7 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 3
 fi
 export DEBIAN_FRONTEND=noninteractive
-want=$(echo $PKGS_CORE $PKGS_INSTALLER $PKGS_SERVE $PKGS_VM $PKGS_BMC $PKGS_ONIEVM $PKGS_WEB $PKGS_STORE $PKGS_ROLLOUT)
+want=$(echo $PKGS_CORE $PKGS_INSTALLER $PKGS_SERVE $PKGS_VM $PKGS_BMC $PKGS_ONIEVM $PKGS_WEB $PKGS_STORE $PKGS_ROLLOUT $PKGS_BENCH)
 missing=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null | awk '$NF!="installed"{print $1}'; \
           for p in $want; do dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done)
 missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
