@@ -19,7 +19,7 @@ from provision.bmc.runner import TargetResult
 from provision.bmc.target import BmcTarget
 from provision.config.lab import load_lab
 from provision.errors import ProvisionError
-from provision.store.sqlite import Store
+from provision.store.base import is_url, open_store, redact
 from pxe.policy import Event
 
 log = logging.getLogger(__name__)
@@ -46,34 +46,38 @@ def operation_event(operation: str, target: BmcTarget, result: TargetResult, mac
     return Event(KIND_BMC_OPERATION, mac=mac, detail=detail)
 
 
-def state_db(state_dir: str | Path | None, lab: str | Path | None) -> Path | None:
-    """Where `provision power|boot|bmc info` record: --state-dir, else the state folder of the
-    lab file given with -i (a devices-only inventory names none: nothing is recorded)."""
+def state_db(state_dir: str | Path | None, lab: str | Path | None) -> str | Path | None:
+    """Where `provision power|boot|bmc info` record: --state-dir's database, else the state store
+    of the lab file given with -i (its `state:` PostgreSQL URL or its SQLite file); a
+    devices-only inventory names none: nothing is recorded."""
     if state_dir:
         return Path(state_dir) / "provision.db"
     if not lab:
         return None
     try:
-        return load_lab(Path(lab), check_files=False).paths.db_path
+        return load_lab(Path(lab), check_files=False).state_location
     except ProvisionError:
         return None
 
 
-def record(db: Path | None, operation: str, done: Iterable[tuple[BmcTarget, TargetResult]]) -> int:
-    """Write one event per (target, result) to the store at `db`, if `provision serve` made one
-    there (a missing file is not created: without a server nobody reads them). Never raises: the
-    BMC operation itself has succeeded or failed already. Returns how many were written."""
-    if db is None or not db.is_file():
+def record(
+    location: str | Path | None, operation: str, done: Iterable[tuple[BmcTarget, TargetResult]]
+) -> int:
+    """Write one event per (target, result) to the state store at `location`, if `provision
+    serve` made one there (a missing SQLite file is not created: without a server nobody reads
+    them). Never raises: the BMC operation itself has succeeded or failed already. Returns how
+    many were written."""
+    if location is None or (not is_url(location) and not Path(location).is_file()):
         return 0
     n = 0
     try:
-        with Store(db) as store:
+        with open_store(location) as store:
             for target, result in done:
                 store.add_event(operation_event(operation, target, result))
                 n += 1
             store.flush()
     except Exception as exc:  # a locked or damaged store (StoreError, sqlite3, OSError): say so, go on
-        log.warning("BMC operations not recorded in %s: %s", db, exc)
+        log.warning("BMC operations not recorded in %s: %s", redact(location), exc)
         return 0
     return n
 

@@ -105,8 +105,8 @@ def target_options(fn: Callable) -> Callable:
             "--state-dir",
             type=click.Path(file_okay=False),
             help="Record each operation's time and outcome in provision serve's database there, for "
-            "its /metrics [default: the lab file's paths.state_dir when -i is a lab file; nothing is "
-            "recorded where serve has no database].",
+            "its /metrics [default: the lab file's state store (paths.state_dir or state: URL) when -i "
+            "is a lab file; nothing is recorded where serve has no database].",
         ),
     ]
     for option in reversed(options):
@@ -239,10 +239,10 @@ def execute(
     parallel: int,
     as_json: bool,
     power_timeout: float = 300.0,
-    record_in: Path | None = None,
+    record_in: str | Path | None = None,
 ) -> None:
     """Run, render (progress on a terminal, then a table or JSON), and exit with the summary code.
-    `record_in`: the state database the operations are recorded in (provision.bmc.journal)."""
+    `record_in`: the state store the operations are recorded in (provision.bmc.journal)."""
     targets = [p for p in planned if isinstance(p, BmcTarget)]
     done = _run_with_progress(targets, op, title, parallel, as_json, power_timeout) if targets else []
     journal.record(record_in, title, zip(targets, done, strict=True))

@@ -4,15 +4,21 @@ event per target, and the metrics tally aggregates them into latency and error s
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from provision.bmc.journal import KIND_BMC_OPERATION
 from provision.config.inventory import Inventory
 from provision.server.metrics import Metrics
+from provision.store.base import open_store
 from provision.store.sqlite import Store
 from tests.provision.bmc.test_cli import ENV, inventory
 from tests.provision.server.test_metrics import scrape, served, value
 from tests.support.bmc.fixture_bmc import FixtureBmc, FixtureServer, Quirks
 from tests.support.cli import run_cli
 from tests.support.ports import free_port
+from tests.support.postgres import pg_cluster, pg_url  # noqa: F401  (fixtures)
 
 
 def test_power_operations_are_recorded_for_metrics(tmp_path):
@@ -47,3 +53,32 @@ def test_nothing_is_recorded_where_serve_keeps_no_database(tmp_path):
         r = run_cli("power", "status", "good", "-i", inv, "--state-dir", str(tmp_path / "none"), env=ENV)
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.postgres
+def test_recorded_in_the_lab_files_postgresql_state(tmp_path, pg_url):  # noqa: F811
+    with open_store(pg_url) as store:  # what a `provision serve` with `state:` made
+        metrics = Metrics(served(), read=None, lab=lambda: Inventory([]))  # type: ignore[arg-type]
+        metrics.start(store)
+    bmc = FixtureBmc(Quirks())
+    with FixtureServer(bmc) as srv:
+        inv = Path(inventory(tmp_path, {"good": srv.url}))
+        lab = tmp_path / "pg-lab.yml"
+        lab.write_text(LAB_HEAD.format(url=pg_url) + inv.read_text())
+        r = run_cli("power", "status", "good", "-i", str(lab), env=ENV)
+    assert r.returncode == 0, r.stderr
+    with open_store(pg_url) as store:
+        facts = metrics.read_facts(store)
+    hist = "provision_bmc_operation_duration_seconds"
+    m = scrape(served(), facts)
+    assert value(m, hist, f"{hist}_count", operation="power-status", protocol="redfish") == 1
+
+
+LAB_HEAD = """\
+interfaces: [pv0]
+subnets:
+  - network: 198.18.30.0/24
+    interface: pv0
+    pool: [198.18.30.100-198.18.30.110]
+state: {url}
+"""
