@@ -114,6 +114,7 @@ def _status_doc(store: Store, rec: RolloutRecord) -> dict[str, Any]:
 # -- drawing ---------------------------------------------------------------------------------------
 
 DEVICE_ROWS_MAX = 40
+RECENT_LINES = 8
 _COUNTS = ("pending", "arming", "installing", "installed", "verified", "failed", "skipped")
 # Short headers: the table fits 80 columns. BOOT: installed, waiting to see the new version.
 _HEADERS = ("PEND", "ARM", "INST", "BOOT", "OK", "FAIL", "SKIP")
@@ -188,6 +189,7 @@ class _Progress:
         self.tty = sys.stdout.isatty() and not quiet
         self.live: Any = None
         self.stages: dict[str, str] = {}
+        self.recent: list[str] = []  # the last changes, under the live table
 
     def __enter__(self) -> _Progress:
         if self.tty:
@@ -204,24 +206,36 @@ class _Progress:
     def tick(self, engine: Engine) -> None:
         if self.quiet:
             return
-        if self.live is not None:
-            doc = _status_doc(self.store, engine.rec)
-            doc["canaries"] = engine.plan.canaries
-            self.live.update(_wave_table(doc))
+        lines = self._changes(engine)
+        if self.live is None:
+            for line in lines:
+                click.echo(line)
             return
+        from rich.console import Group  # optional heavy dependency: rich
+        from rich.text import Text  # optional heavy dependency: rich
+
+        self.recent = (self.recent + lines)[-RECENT_LINES:]
+        doc = _status_doc(self.store, engine.rec)
+        doc["canaries"] = engine.plan.canaries
+        self.live.update(Group(_wave_table(doc), *(Text(line) for line in self.recent)))
+
+    def _changes(self, engine: Engine) -> list[str]:
+        """One line per device that changed stage since the last tick, and per rollout state."""
+        now = time.strftime("%H:%M:%S")
+        out = []
         for d in engine.devices():
             if self.stages.get(d.name) != d.stage:
                 if d.name in self.stages or d.stage != "pending":
                     text = d.error if d.stage in ("failed", "pending") and d.error else d.note
-                    extra = f": {text}" if text else ""
-                    click.echo(f"{time.strftime('%H:%M:%S')} wave {d.wave} {d.name} {d.stage}{extra}")
+                    out.append(f"{now} wave {d.wave} {d.name} {d.stage}" + (f": {text}" if text else ""))
                 self.stages[d.name] = d.stage
         state = f"rollout:{engine.state}"
         if self.stages.get("\0") != state:
             if "\0" in self.stages or engine.state != "running":
                 reason = f" ({engine.rec.reason})" if engine.rec.reason else ""
-                click.echo(f"{time.strftime('%H:%M:%S')} rollout {engine.id} {engine.state}{reason}")
+                out.append(f"{now} rollout {engine.id} {engine.state}{reason}")
             self.stages["\0"] = state
+        return out
 
 
 def _run(place: StatePlace, rollout_id: str, poll: float, as_json: bool) -> int:
