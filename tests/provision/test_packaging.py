@@ -31,6 +31,11 @@ def test_wheel_carries_templates_and_profiles(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "provision/_data/hardware-profiles/kvm_x86_64.yml" in names
     assert any(n.startswith("provision/_data/templates/") for n in names)
+    # the web page's templates and its static files (docs/web.md): nothing fetched at run time
+    assert {
+        "provision/_data/templates/web/index.html.j2",
+        "provision/_data/templates/web/static/status.js",
+    } <= set(names)
     assert "onie/__init__.py" in names and "pxe/__init__.py" in names
     # The installed layout resolves them without the source tree.
     target = tmp_path / "site"

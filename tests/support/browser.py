@@ -124,6 +124,18 @@ class Browser:
                     raise CdpError(f"no {method} in {timeout} s")
                 self._cond.wait(left)
 
+    def js_errors(self) -> list[str]:
+        """Uncaught exceptions and console.error calls in any page so far."""
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e.get("method") == "Runtime.exceptionThrown":
+                d = p.get("exceptionDetails", {})
+                out.append(str(d.get("exception", {}).get("description") or d.get("text")))
+            elif e.get("method") == "Runtime.consoleAPICalled" and p.get("type") == "error":
+                out.append(" ".join(str(a.get("value", a.get("description"))) for a in p.get("args", [])))
+        return out
+
     def new_page(self, width: int = 1280, height: int = 900) -> Page:
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]

@@ -191,6 +191,22 @@
     schedule();
   }
 
+  // "Since" cells say "3 min ago": recount them from their exact time (the title) as time passes.
+  function ago(iso) {
+    var s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+    if (isNaN(s)) return null;
+    if (s >= 86400) return Math.floor(s / 86400) + " d ago";
+    if (s >= 3600) return Math.floor(s / 3600) + " h ago";
+    if (s >= 60) return Math.floor(s / 60) + " min ago";
+    return s + " s ago";
+  }
+  setInterval(function () {
+    document.querySelectorAll("td.since[title]").forEach(function (td) {
+      var text = td.title ? ago(td.title) : null;
+      if (text) td.textContent = text;
+    });
+  }, 15000);
+
   var source = new EventSource(streamUrl);
   window.__stream = source;
   kinds.forEach(function (kind) { source.addEventListener(kind, onEvent); });

@@ -132,6 +132,7 @@ def test_page_tables_without_javascript_and_on_a_phone(serve_netns, tmp_path):
         assert page.evaluate("!!document.querySelector('#timeline')")
         page.navigate(URL + "/devices/nosuch")
         assert page.evaluate("performance.getEntriesByType('navigation')[0].responseStatus") == 404
+        assert browser.js_errors() == []
 
     # Outside the read policy: the API's own answer, on the page's paths too.
     for path in ("/", "/devices/leaf-01", "/web/fragment/summary", "/api/v1/status"):
@@ -199,6 +200,7 @@ def test_install_shows_live_without_reload(serve_netns, tmp_path):
         )
         assert page.evaluate("window.__loadedAt") != loaded_at  # (this page was navigated to)
         _shot(page, tmp_path, "device-timeline")
+        assert browser.js_errors() == []
     deadline = time.monotonic() + 1
     while time.monotonic() < deadline and "Traceback" not in sp.output:
         time.sleep(0.2)
