@@ -341,3 +341,25 @@ def test_event_stream_counters():
     m = scrape(served(stream=stream))
     assert value(m, "provision_event_streams", counter="sent") == 40
     assert value(m, "provision_event_stream_subscribers") == 2
+
+
+def test_store_figures_are_reused_and_slow_reads_are_spaced_out():
+    now = [1000.0]
+    reads: list[float] = []
+
+    async def read(fn):
+        reads.append(now[0])
+        return StoreFacts(now[0], {}, Tally(), [])
+
+    metrics = Metrics(served(), read, lambda: Inventory([]), clock=lambda: now[0])
+
+    async def scrapes(times):
+        for t in times:
+            now[0] = t
+            await metrics.refresh()
+
+    asyncio.run(scrapes([1000.0, 1005.0, 1010.0, 1011.0]))
+    assert reads == [1000.0, 1010.0]  # one read per FACTS_MAX_AGE, whatever the scrape rate
+    metrics._read_seconds = 2.0  # a slow store: at most READ_SHARE of the time goes to reading
+    asyncio.run(scrapes([1025.0, 1049.0, 1051.0]))
+    assert reads == [1000.0, 1010.0, 1051.0]
