@@ -10,6 +10,7 @@ Events): on an event it asks for the affected rows again, rendered by the same m
 - GET /devices/<name or MAC>       one device and its timeline of events, newest first
 - GET /web/fragment/rows?key=...   the table rows of those devices (MACs or names), under the
                                    page's own filters (what status.js swaps in)
+- GET /web/fragment/device/<key>   a device page's facts (stage, lease, arming, last fetch)
 - GET /web/fragment/summary        the rollout and pool sections (what status.js swaps in)
 - GET /web/static/<file>           status.css, status.js
 
@@ -236,7 +237,7 @@ def timeline(
 
 class WebPage:
     """The page's routes; `dhcp_config`: the running DHCP configuration (pools, reservations) or
-    None; `rollouts`: the rollout hook (docs/web.md)."""
+    None; `rollouts`: the rollouts to show (default: the newest, provision.rollout.view)."""
 
     def __init__(
         self,
