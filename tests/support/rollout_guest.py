@@ -59,7 +59,10 @@ PLATFORM = "x86_64-kvm_x86_64-r0"
 BOOTED = "PROVISION-NOS-BOOTED"  # + " demo VERSION ip=ADDR": the NOS is up and sshd listens
 
 SSHD = "/usr/sbin/sshd"
-NOS_TOOLS = ("/usr/bin/grub-editenv",)  # + sshd; grub-reboot is a shell script (below)
+# + sshd; grub-reboot is a shell script (below). util-linux's mount and mountpoint as on a Debian
+# based NOS: the ssh driver's `mount LABEL=ONIE-BOOT` needs label lookup (libblkid), which
+# Debian's busybox mount lacks.
+NOS_TOOLS = ("/usr/bin/grub-editenv", "/usr/bin/mount", "/usr/bin/mountpoint")
 
 SPEC = """\
 nos:
@@ -343,7 +346,7 @@ class RolloutGuest:
     serial: str
     name: str = ""
     disk: Path = field(init=False)
-    lines: list[tuple[float, str]] = field(init=False, default_factory=list)
+    lines: list[tuple[float, str]] = field(init=False, default_factory=list)  # (time.time(), line)
     proc: subprocess.Popen | None = field(init=False, default=None)
     started: float = field(init=False, default=0.0)
     _cond: threading.Condition = field(init=False, default_factory=threading.Condition)
@@ -374,7 +377,7 @@ class RolloutGuest:
                 log.write(line + "\n")
                 log.flush()
                 with self._cond:
-                    self.lines.append((time.monotonic() - self.started, line))
+                    self.lines.append((time.time(), line))
                     self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
@@ -383,6 +386,12 @@ class RolloutGuest:
         """A position in the console: wait_for(..., after=mark) sees only lines after it."""
         with self._cond:
             return len(self.lines)
+
+    def when(self, pattern: str, after: int = 0) -> float | None:
+        """Wall-clock time (the host's, as the store's event times) of the first matching line."""
+        rx = re.compile(pattern)
+        with self._cond:
+            return next((t for t, line in self.lines[after:] if rx.search(line)), None)
 
     def wait_for(self, pattern: str, timeout: float, after: int = 0) -> re.Match[str]:
         rx = re.compile(pattern)
