@@ -4,7 +4,8 @@
 postgresql package creates it; initdb refuses to run as root), listens on a unix socket in that
 private folder only (listen_addresses='': no TCP at all, so nothing on the host can reach it and
 no port can clash) and a private port number that only names the socket file. fsync is off:
-tests need no durability across a power cut, and it makes each commit cheap. `stop()` kills the
+tests need no durability across a power cut, and it makes each commit cheap (`durable=True`
+keeps PostgreSQL's defaults, for a benchmark against servers that do sync). `stop()` kills the
 postmaster by its PID (from postmaster.pid) and removes the folder.
 
 Not found (no postgresql package): `find_bin()` returns None and the `postgres` tests skip.
@@ -48,6 +49,7 @@ class Cluster:
     port: int = 5433
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="provision-pg-")))
     pid: int | None = None
+    durable: bool = False  # fsync and synchronous commits on: for benchmarks, never needed by tests
     _n: int = 0
 
     @property
@@ -93,7 +95,8 @@ class Cluster:
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "-l", str(self.base / "log"),
             "-o", f"-c listen_addresses='' -c unix_socket_directories={self.sock} -p {self.port} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60",
+            "-c max_connections=60"
+            + ("" if self.durable else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"),
             "start",
         )  # fmt: skip
         pidfile = self.data / "postmaster.pid"

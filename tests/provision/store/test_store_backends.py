@@ -323,3 +323,26 @@ def test_rollout_tables_behave_the_same(location):
         armed = rs.armed_event_id("i-2", after=before)
         assert armed is not None and armed > before and rs.armed_event_id("i-9") is None
         assert [e.kind for _, e in other.events_after(before, ["installer.report"])] == ["installer.report"]
+
+
+@pytest.mark.postgres
+def test_claims_are_made_durable_by_the_burst_commit(pg_url):
+    """A claim commits asynchronously; commit() writes one durable transaction (the servers row)
+    whose WAL flush covers the claims before it, and a failing one withholds the replies."""
+    with PgStore(pg_url) as s:
+        now = time.time()
+        s.commit()  # nothing pending: no transaction at all
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT count(*) FROM servers").fetchone() == (0,)
+        assert s.claim(Lease("198.18.0.10", MAC1, LeaseState.BOUND, now + 60, NET, updated=now)) == []
+        with psycopg.connect(pg_url) as conn:  # visible to the other servers at once
+            assert conn.execute("SELECT mac FROM leases").fetchall() == [(MAC1,)]
+        assert s.claims_db.execute("SHOW synchronous_commit").fetchone() == ("off",)
+        s.commit()
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT owner FROM servers").fetchall() == [(s.owner,)]
+        assert s._unflushed == 0
+        s.claim(Lease("198.18.0.11", MAC2, LeaseState.BOUND, now + 60, NET, updated=now))
+        s._db.close()  # the link to the database breaks: the next commit reconnects
+        s.commit()
+        assert s._unflushed == 0
