@@ -111,7 +111,7 @@ def test_boot_http_url_and_info_over_sessions_with_debug_log(tmp_path):
     assert json.loads(r2.stdout)["results"][0]["identity"]["serial"] == "FX123456"
     assert len(bmc.sessions_deleted) == 2 and not bmc.sessions_live  # both runs logged out
     for run in (r, r2):
-        assert "DEBUG" in run.stderr
+        assert "level=debug" in run.stderr  # logfmt (provision/logs.py)
         clean(run)
 
 
