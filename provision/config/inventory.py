@@ -80,6 +80,11 @@ DEVICE = Obj(
         "rack": Field(Str(), default=None),
         "position": Field(Str(), default=None),
         "asset_tag": Field(Str(), default=None),
+        "tags": Field(
+            List(Str(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*", "a tag such as tor or pod-2")),
+            default_factory=list,
+            doc="free labels (NetBox's tags); a rollout plan can select on them",
+        ),
         "bmc": Field(BMC, default=None),
     },
     name="device",
@@ -135,6 +140,7 @@ class Device:
     rack: str | None = None
     position: str | None = None
     asset_tag: str | None = None
+    tags: tuple[str, ...] = ()
     bmc: BmcConfig | None = None
     source: str = "lab"  # lab: lab.yml's devices; store: enrolled with `provision devices`
     mark: Mark | None = field(default=None, compare=False, repr=False)
@@ -146,8 +152,8 @@ class Device:
 
 def device_from_section(data: Section) -> Device:
     bmc = BmcConfig(**data["bmc"]) if data["bmc"] else None
-    fields = {k: v for k, v in data.items() if k not in ("bmc", "macs")}
-    return Device(**fields, macs=tuple(data["macs"]), bmc=bmc, mark=data.mark)
+    fields = {k: v for k, v in data.items() if k not in ("bmc", "macs", "tags")}
+    return Device(**fields, macs=tuple(data["macs"]), tags=tuple(data["tags"]), bmc=bmc, mark=data.mark)
 
 
 def with_group(dev: Device, group: Mapping[str, str | None]) -> Device:

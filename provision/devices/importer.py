@@ -58,7 +58,9 @@ CSV_COLUMNS = (
     CsvColumn("install", "install", ("install",)),
     CsvColumn("group", "group", ("group",)),
     CsvColumn("role", "provision_role", ("provision_role", "provision role")),
+    CsvColumn("tags", "Tags", ("tags",)),
 )
+_LISTS = {"macs": " ", "tags": ","}  # list columns, and how export joins them
 _BY_ALIAS = {alias: col for col in CSV_COLUMNS for alias in col.aliases}
 
 
@@ -178,7 +180,10 @@ def parse_csv(
                 continue
             if col.key == "ip" and "/" in value:
                 value = value.split("/", 1)[0]  # NetBox writes the address with its prefix length
-            items.append((col.key, value.split() if col.key == "macs" else value, _mark(path, line, i)))
+            if col.key in _LISTS:  # NetBox separates tags with commas, we MACs with spaces: take both
+                items.append((col.key, value.replace(",", " ").split(), _mark(path, line, i)))
+            else:
+                items.append((col.key, value, _mark(path, line, i)))
         if len(row) > len(columns):
             errors.append(
                 ConfigError(
@@ -300,7 +305,7 @@ def csv_text(devices: Iterable[Device]) -> str:
         doc: dict[str, Any] = device_doc(dev)
         writer.writerow(
             [
-                " ".join(doc.get(c.key) or ()) if c.key == "macs" else str(doc.get(c.key) or "")
+                _LISTS[c.key].join(doc.get(c.key) or ()) if c.key in _LISTS else str(doc.get(c.key) or "")
                 for c in CSV_COLUMNS
             ]
         )

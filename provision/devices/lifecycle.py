@@ -156,6 +156,7 @@ def device_from_doc(doc: dict[str, Any]) -> Device:
         rack=text("rack"),
         position=text("position"),
         asset_tag=text("asset_tag"),
+        tags=tuple(str(t) for t in doc.get("tags") or ()),
         bmc=BmcConfig(**bmc) if isinstance(bmc, dict) else None,
         source="store",
     )
@@ -187,6 +188,8 @@ def device_doc(dev: Device) -> dict[str, Any]:
             doc[key] = value
     if dev.macs:
         doc["macs"] = list(dev.macs)
+    if dev.tags:
+        doc["tags"] = list(dev.tags)
     return doc
 
 

@@ -25,7 +25,8 @@ from provision.config.inventory import Device, Inventory
 from provision.config.schema import Context, Schema, _compose
 
 GLOB_CHARS = "*?["
-FILTER_KEYS = ("role", "group", "site", "rack", "platform", "profile")
+# tags: a device must carry every tag listed (each may be a glob); the others: any value listed
+FILTER_KEYS = ("role", "group", "site", "rack", "platform", "profile", "tags")
 DEFAULT_TIMEOUTS = {"arm": 300, "install": 1800, "boot": 900}
 
 
@@ -275,6 +276,8 @@ def _did_you_mean(name: str, names: Collection[str]) -> str:
 
 
 def _matches(dev: Device, key: str, patterns: list[Marked]) -> bool:
+    if key == "tags":
+        return all(any(fnmatch.fnmatchcase(t, p) for t in dev.tags) for p in patterns)
     value = getattr(dev, key)
     return value is not None and any(fnmatch.fnmatchcase(str(value), p) for p in patterns)
 

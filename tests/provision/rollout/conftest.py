@@ -31,7 +31,7 @@ devices:
 for _i in range(1, 9):
     LAB += (
         f"  - {{name: leaf-0{_i}, mac: '52:54:00:61:00:0{_i}', serial: L{_i}, role: switch, site: ams1, "
-        f"rack: r{1 if _i <= 4 else 2}}}\n"
+        f"rack: r{1 if _i <= 4 else 2}, tags: [tor, 'pod-{1 if _i % 2 else 2}']}}\n"
     )
 LAB += """\
   - {name: spine-01, mac: '52:54:00:61:01:01', group: spines, site: ams1, rack: r9}

@@ -66,6 +66,8 @@ def test_list_form_role_rack_and_defaults(lab: Path, fleet: Fleet) -> None:
     assert plan.devices == ["leaf-05", "leaf-06", "leaf-07", "leaf-08", "spine-01"]  # spine: its group's role
     assert plan.waves[0] == ("leaf-05",) and plan.waves[1] == ("leaf-06", "leaf-07", "leaf-08", "spine-01")
     assert plan.max_failures == 0 and plan.max_parallel == 10  # the safe defaults
+    plan = make_plan(lab, plan_text(fleet, "devices: {tags: [tor, 'pod-2']}\ntarget: v2\n"))
+    assert plan.devices == ["leaf-02", "leaf-04", "leaf-06", "leaf-08"]  # every tag listed
     plan = make_plan(lab, plan_text(fleet, "devices: [leaf-02, 'leaf-0[34]']\ntarget: v2\nwave_size: 2\n"))
     assert plan.waves == (("leaf-02", "leaf-03"), ("leaf-04",)) and plan.canaries == 0
 
@@ -166,3 +168,23 @@ def test_the_example_plan(tmp_path: Path) -> None:
     assert [len(w) for w in plan.waves] == [2, 50, 50, 17]  # leaf-99 excluded
     assert plan.drivers["leaf-07"].name == "manual" and plan.drivers["leaf-08"].options == {"user": "admin"}
     assert plan.pause_after_canaries and plan.max_failures == 2 and plan.max_failure_percent == 5
+
+
+def test_tags_from_a_netbox_csv_survive_enrolment_and_export(tmp_path: Path) -> None:
+    """NetBox's Tags column (comma-separated) → an enrolled device's tags → export; a plan's
+    `tags:` selects on them."""
+    from provision.config.inventory import Inventory
+    from provision.devices.importer import csv_text, parse_file
+    from provision.devices.lifecycle import device_doc, device_from_doc
+    from provision.rollout.plan import load_plan
+
+    csv = tmp_path / "netbox.csv"
+    csv.write_text('"Name","Tags","MAC address"\n"tor-1","tor,pod-2","52:54:00:63:00:01"\n"tor-2","tor",""\n')
+    parsed = parse_file(csv)
+    assert not parsed.errors, parsed.errors
+    devs = [device_from_doc(device_doc(d)) for d, _mark in parsed.devices]  # as the store keeps them
+    assert [d.tags for d in devs] == [("tor", "pod-2"), ("tor",)]
+    assert "tor,pod-2" in csv_text(devs).splitlines()[1]
+    plan_file = tmp_path / "p.yml"
+    plan_file.write_text("devices: {tags: ['pod-*']}\ntarget: '2'\ndriver: ssh\n")
+    assert load_plan(plan_file, Inventory(devs), drivers=("ssh",)).devices == ["tor-1"]
