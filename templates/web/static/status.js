@@ -32,8 +32,18 @@
     if (!timer) timer = setTimeout(flush, delay || GATHER_MS);
   }
 
+  // At most one rows request at a time, and after one that took T ms a pause of 3T: however busy
+  // the fleet, one browser keeps the server's reader at most about a quarter of the time.
+  var rowsBusy = false;
+  var busyUntil = 0;
+
   function flush() {
     timer = null;
+    var wait = busyUntil - Date.now();
+    if (rowsBusy || wait > 0) {
+      schedule(Math.max(wait, GATHER_MS));
+      return;
+    }
     var keys = Object.keys(pending);
     pending = {};
     if (keys.length) refreshRows(keys);
@@ -68,9 +78,15 @@
     q.delete("after");
     q.delete("key");
     keys.forEach(function (k) { q.append("key", k); });
+    var started = Date.now();
+    rowsBusy = true;
+    function done() {
+      rowsBusy = false;
+      busyUntil = Date.now() + 3 * (Date.now() - started);
+    }
     get("/web/fragment/rows?" + q.toString())
-      .then(function (html) { applyRows(keys, html); })
-      .catch(function () { retryLater(keys); });
+      .then(function (html) { done(); applyRows(keys, html); })
+      .catch(function () { done(); retryLater(keys); });
   }
 
   function hasKey(tr, key) {
@@ -207,24 +223,46 @@
     });
   }, 15000);
 
-  var source = new EventSource(streamUrl);
-  window.__stream = source;
-  kinds.forEach(function (kind) { source.addEventListener(kind, onEvent); });
-  source.onmessage = onEvent;
+  // EventSource reconnects by itself after a network break (sending Last-Event-ID). A refusal
+  // (403, or 503 when the server has all the streams it takes) closes it for good: then connect
+  // again after a pause, from the last event seen (?after=), backing off up to a minute.
+  var lastId = null;
+  var backoff = 5000;
   var opened = false;
-  source.onopen = function () {
-    window.__streamOpen = true;
-    setLive(true, "live");
-    if (opened && page === "index") {
-      // Back after a break: what changed meanwhile came as replayed events (Last-Event-ID);
-      // the pool and rollout counts are read anew all the same.
-      summaryDue = true;
-      schedule();
+
+  function connect() {
+    var url = streamUrl;
+    if (lastId !== null) url += (url.indexOf("?") >= 0 ? "&" : "?") + "after=" + encodeURIComponent(lastId);
+    var source = new EventSource(url);
+    window.__stream = source;
+    function take(msg) {
+      if (msg.lastEventId) lastId = msg.lastEventId;
+      onEvent(msg);
     }
-    opened = true;
-  };
-  source.onerror = function () {
-    window.__streamOpen = false;
-    setLive(false, source.readyState === EventSource.CLOSED ? "not live: reload" : "reconnecting\u2026");
-  };
+    kinds.forEach(function (kind) { source.addEventListener(kind, take); });
+    source.onmessage = take;
+    source.onopen = function () {
+      window.__streamOpen = true;
+      backoff = 5000;
+      setLive(true, "live");
+      if (opened && page === "index") {
+        // Back after a break: what changed meanwhile came as replayed events; the pool and
+        // rollout counts are read anew all the same.
+        summaryDue = true;
+        schedule();
+      }
+      opened = true;
+    };
+    source.onerror = function () {
+      window.__streamOpen = false;
+      if (source.readyState !== EventSource.CLOSED) {
+        setLive(false, "reconnecting\u2026");
+        return;
+      }
+      setLive(false, "not live: retrying in " + Math.round(backoff / 1000) + " s");
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 60000);
+    };
+  }
+  connect();
 })();

@@ -44,7 +44,7 @@ subnets:
 paths:
   state_dir: {state}
 http_port: 8080
-api: {{read: local, read_from: [{browser}/32]}}
+api: {{read: local, read_from: [{browser}/32]{api_extra}}}
 onie:
   installers: {installers}
 devices:
@@ -59,7 +59,7 @@ STATE_OF = (
 NO_OVERFLOW = "document.documentElement.scrollWidth <= window.innerWidth"
 
 
-def _lab(tmp_path: Path) -> Path:
+def _lab(tmp_path: Path, api_extra: str = "") -> Path:
     installers = tmp_path / "installers"
     installers.mkdir()
     for platform in (KVM, MLNX):
@@ -67,12 +67,15 @@ def _lab(tmp_path: Path) -> Path:
             f"#!/bin/sh\ntarget_platform='{platform}'\nnos_name='demo'\nnos_version='1.0'\nexit 0\n".encode()
         )
     lab = tmp_path / "lab.yml"
-    lab.write_text(LAB.format(state=tmp_path / "state", installers=installers, browser=BROWSER_IP, mlnx=MLNX))
+    text = LAB.format(
+        state=tmp_path / "state", installers=installers, browser=BROWSER_IP, mlnx=MLNX, api_extra=api_extra
+    )
+    lab.write_text(text)
     return lab
 
 
-def _serve(serve_netns, tmp_path: Path):
-    lab = _lab(tmp_path)
+def _serve(serve_netns, tmp_path: Path, api_extra: str = ""):
+    lab = _lab(tmp_path, api_extra)
     link = serve_netns(server_if="wv0", client_if="wc0", server_addr=f"{SERVER_IP}/24", prefix="wb")
     for addr in (BROWSER_IP, OUTSIDER_IP):  # the first is the source the browser's requests use
         link.client.run(["ip", "addr", "add", f"{addr}/24", "dev", "wc0"])
@@ -205,3 +208,31 @@ def test_install_shows_live_without_reload(serve_netns, tmp_path):
     while time.monotonic() < deadline and "Traceback" not in sp.output:
         time.sleep(0.2)
     assert "Traceback" not in sp.output
+
+
+def test_refused_stream_is_retried_until_live(serve_netns, tmp_path):
+    """The server takes one stream (api.stream_subscribers: 1) and curl holds it: the page's
+    stream is refused (503, which ends an EventSource for good), the page says so and connects
+    again by itself once the slot is free, without a reload."""
+    _, link, _ = _serve(serve_netns, tmp_path, api_extra=", stream_subscribers: 1")
+    holder = link.client.popen(["curl", "-sN", URL + "/api/v1/stream"])
+    with launch(link.client, tmp_path / "chrome") as browser:
+        page = browser.new_page()
+        deadline = time.monotonic() + 10
+        while True:  # curl may take a moment to connect: reload until its stream holds the slot
+            page.navigate(URL + "/")
+            try:
+                page.wait_for(
+                    "document.getElementById('live').textContent.startsWith('not live: retrying')", 3
+                )
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+        loaded_at = page.evaluate("window.__loadedAt")
+        assert not page.evaluate("window.__streamOpen")
+        link.client.stop(holder)
+        page.wait_for("window.__streamOpen", timeout=20)
+        assert page.evaluate("document.getElementById('live').textContent") == "live"
+        assert page.evaluate("window.__loadedAt") == loaded_at
+        assert [e for e in browser.js_errors() if "503" not in e] == []
