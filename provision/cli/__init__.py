@@ -78,7 +78,7 @@ def cli(verbose: int, log_format: str) -> None:
       provision onie-installer examples/switch.yml      # build onie-installer-<platform>.bin
       provision check examples/lab.yml                   # every problem of the lab file at once
       provision serve examples/lab.yml                   # DHCP + TFTP + HTTP boot server
-      provision power cycle leaf-01                      # BMC: power-cycle into ONIE
+      provision rollout start rollout.yml --lab lab.yml  # reinstall in waves (--dry-run first)
       provision status                                   # who booted, fetched, installed
       provision --log-format json serve lab.yml          # logs for Loki/Elasticsearch
     """
