@@ -28,7 +28,7 @@ from provision.rollout import drivers as driver_registry
 from provision.rollout.engine import CANARY_PAUSE, Engine, abort, create, owner_alive, wave_to_accept
 from provision.rollout.plan import Plan, load_plan, plan_from_flags
 from provision.rollout.view import ENDED_STATES, iso, rollout_summaries, summary
-from provision.store.rollouts import RolloutDevice, RolloutRecord, RolloutStore
+from provision.store.rollouts import FINAL_STAGES, RolloutDevice, RolloutRecord, RolloutStore
 from provision.store.sqlite import Store
 
 
@@ -411,8 +411,32 @@ def start_cmd(
         _dry_run(plan, as_json)
         return
     with _fleet(place, write=True) as (_fleet_w, store):
+        _refuse_busy(store, plan)
         rollout_id = create(store, plan, who())
     sys.exit(_run(place, rollout_id, poll, as_json))
+
+
+def _refuse_busy(store: Store, plan: Plan) -> None:
+    """Two rollouts arming one device would each replace the other's arming: a device still in
+    flight in a rollout that has not ended is not taken by a new one."""
+    rs = RolloutStore(store)
+    wanted = set(plan.devices)
+    busy: dict[str, str] = {}
+    for rec in rs.recent(200):
+        if rec.state in ENDED_STATES:
+            continue
+        for d in rs.devices(rec.id):
+            if d.name in wanted and d.stage not in FINAL_STAGES:
+                busy.setdefault(d.name, rec.id)
+    if busy:
+        names = ", ".join(sorted(busy)[:10]) + (" ..." if len(busy) > 10 else "")
+        ids = sorted(set(busy.values()))
+        raise CLIError(
+            f"{len(busy)} device(s) are in rollouts that have not ended ({', '.join(ids)}): {names}",
+            f"let {'them' if len(ids) > 1 else 'it'} finish (provision rollout resume), or "
+            f"provision rollout abort {ids[0]}; or leave those devices out",
+            EXIT_INPUT,
+        )
 
 
 def _dry_run(plan: Plan, as_json: bool) -> None:

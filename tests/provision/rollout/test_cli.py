@@ -106,3 +106,23 @@ def test_version_from_the_installer_and_none_for_a_boot_entry(tmp_path: Path) ->
     r = run_cli("rollout", "start", "--devices", "leaf-01", "--target", "9.9", "--driver", "ssh",
                 "--dry-run", "--lab", lab)  # fmt: skip
     assert r.returncode == 2 and "target '9.9' for leaf-01: pinned installer '9.9' not found" in r.stderr
+
+
+def test_a_device_in_flight_elsewhere_is_not_taken(lab: Path, fleet: Fleet) -> None:
+    """A rollout not ended (here: its engine died) holds its devices: a new rollout naming one
+    of them is refused, exit 2, with what to do; nothing is stored or armed."""
+    from provision.rollout.engine import create
+    from provision.store.rollouts import RolloutStore
+    from provision.store.sqlite import Store
+    from tests.provision.rollout.conftest import db_of, make_plan, plan_text
+
+    db_of(lab).parent.mkdir(exist_ok=True)
+    with Store(db_of(lab)) as store:
+        rid = create(store, make_plan(lab, plan_text(fleet, "devices: ['leaf-0[12]']\ntarget: '2.0'\n")), "t")
+    r = run_cli("rollout", "start", "--devices", "leaf-02", "--devices", "leaf-03", "--target", "2.0",
+                "--driver", "ssh", "--lab", str(lab))  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert f"1 device(s) are in rollouts that have not ended ({rid}): leaf-02" in r.stderr
+    assert f"provision rollout abort {rid}" in r.stderr
+    with Store(db_of(lab)) as store:
+        assert [x.id for x in RolloutStore(store).recent()] == [rid] and store.intents() == {}
