@@ -179,7 +179,7 @@ def test_clear_text_warning_on_redfish_http():
     with FixtureServer(FixtureBmc()) as srv:
         r = run_cli("power", "status", "--bmc", srv.url, *AUTH, env=ENV)
     assert r.returncode == 0
-    assert "clear text" in r.stderr and "WARNING" in r.stderr
+    assert "clear text" in r.stderr and "level=warning" in r.stderr
 
 
 # --- the power-cycle fallback --------------------------------------------------------------------
