@@ -32,6 +32,12 @@ class ArmingError(ProvisionError):
 
 class Driver(Protocol):
     name: str
+    # Calling `arm` again for the same arming does no harm (ssh: the same ONIE mode set again,
+    # or no answer from a switch already in ONIE; manual: the text again), so an engine restarted
+    # after a kill -9 in the middle of `arm` may call it again. False (bmc, qemu): a second call
+    # would power cycle / reset a device that may be installing. Read with
+    # getattr(driver, "rearm_safe", False): an optional attribute, not part of the Protocol, so
+    # drivers without it (a test's stand-in) still conform.
 
     async def arm(self, req: ArmRequest) -> str:
         """Arm the device for an install; return a short note of what was done."""

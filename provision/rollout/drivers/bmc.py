@@ -32,6 +32,7 @@ def _enum(kind: type, value: Any, option: str, name: str):
 
 class BmcArmDriver:
     name = "bmc"
+    rearm_safe = False  # base.Driver
 
     def __init__(self, options: Mapping[str, Any]):
         self.options = dict(options)

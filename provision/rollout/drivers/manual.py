@@ -23,6 +23,7 @@ def _stderr(text: str) -> None:
 
 class ManualDriver:
     name = "manual"
+    rearm_safe = True  # base.Driver
 
     def __init__(self, options: Mapping[str, Any], say: Callable[[str], None] | None = None):
         self.options = dict(options)

@@ -76,6 +76,7 @@ class Qmp:
 
 class QemuDriver:
     name = "qemu"
+    rearm_safe = False  # base.Driver
 
     def __init__(self, options: Mapping[str, Any]):
         self.options = dict(options)

@@ -61,6 +61,7 @@ def _host_pattern(host: str, port: int) -> str:
 
 class SshDriver:
     name = "ssh"
+    rearm_safe = True  # base.Driver
 
     def __init__(self, options: Mapping[str, Any]):
         if "password" in options:
