@@ -17,29 +17,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from provision.store import rollouts_pg  # RolloutStore(a PgStore) is a PgRolloutStore
+from provision.store.location import POSTGRES_SCHEMES, is_url, redact
+from provision.store.postgres import PgStore
 from provision.store.records import EnrolledRecord, Intent
 from provision.store.sqlite import Store
 from pxe.dhcp.leases import Lease
 from pxe.policy import Event
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_url(location: str | Path | None) -> bool:
-    """A PostgreSQL connection URL (libpq's URI form), as opposed to a SQLite file path."""
-    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
-
-
-def redact(location: str | Path) -> str:
-    """The location for messages and logs: a URL's password replaced by ***."""
-    text = str(location)
-    if not is_url(text):
-        return text
-    scheme, _, rest = text.partition("://")
-    auth, at, host = rest.partition("@")
-    if at and ":" in auth:
-        auth = auth.split(":", 1)[0] + ":***"
-    return f"{scheme}://{auth}{at}{host}"
 
 
 @runtime_checkable
@@ -119,10 +103,8 @@ class StateStore(Protocol):
 def open_store(location: str | Path, **kw: Any) -> StateStore:
     """SQLite for a path (or ':memory:'), PostgreSQL for a `postgresql://` URL (migrated on open)."""
     if is_url(location):
-        from provision.store.postgres import PgStore  # optional heavy dependency: psycopg
-
         return PgStore(str(location), **kw)
     return Store(location, **kw)
 
 
-__all__ = ["POSTGRES_SCHEMES", "StateStore", "is_url", "open_store", "redact"]
+__all__ = ["POSTGRES_SCHEMES", "StateStore", "is_url", "open_store", "redact", "rollouts_pg"]

@@ -67,16 +67,16 @@ def _rollout(row: Sequence[Any]) -> RolloutRecord:
     return RolloutRecord(row[0], row[1], json.loads(row[2]), *row[3:])
 
 
+BACKENDS: dict[type, type[RolloutStore]] = {}  # store class -> its RolloutStore, besides SQLite's
+
+
 class RolloutStore:
     """The rollout tables on a Store's connection (one thread, like the Store itself)."""
 
     def __new__(cls, store: Any) -> RolloutStore:
-        # A PostgreSQL store's rollouts (provision.store.rollouts_pg): the same methods in its SQL
-        if cls is RolloutStore and not isinstance(store, Store):
-            from provision.store.rollouts_pg import PgRolloutStore  # optional heavy dependency: psycopg
-
-            return super().__new__(PgRolloutStore)
-        return super().__new__(cls)
+        # Another store's rollouts (provision.store.rollouts_pg registers PostgreSQL's in BACKENDS)
+        impl = BACKENDS.get(type(store)) if cls is RolloutStore else None
+        return super().__new__(impl or cls)
 
     def __init__(self, store: Store) -> None:
         self.store = store

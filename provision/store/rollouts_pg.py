@@ -1,6 +1,7 @@
 """The rollout tables in PostgreSQL (migration 2 of provision.store.postgres): RolloutStore's
 methods in PostgreSQL's SQL, so a rollout is run, paused and watched from any server or CLI
-sharing the database. `RolloutStore(store)` returns one of these for a PgStore."""
+sharing the database. `RolloutStore(store)` returns one of these for a PgStore (registered in
+provision.store.rollouts.BACKENDS on import; provision.store.base imports this module)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from provision.store.rollouts import (
     _DEVICE_COLS,
     _DEVICE_FIELDS,
     _ROLLOUT_COLS,
+    BACKENDS,
     RolloutDevice,
     RolloutRecord,
     RolloutStore,
@@ -154,5 +156,7 @@ class PgRolloutStore(RolloutStore):
     def events_after(self, after: int, kinds: Sequence[str], limit: int = 1000) -> list[tuple[int, Event]]:
         return self.pg.event_page(after=after, kinds=kinds, limit=limit)
 
+
+BACKENDS[PgStore] = PgRolloutStore
 
 __all__ = ["PgRolloutStore"]
