@@ -358,9 +358,31 @@ class Engine:
                 raise _Failure(f"driver {driver.name}: {exc}") from None
             self._set(name, stage="installing", note=note)
         else:
-            # The driver was called for this arming before a restart: never twice. It has its
-            # install timeout to report; if it does not, the attempt fails (and may retry).
-            self._set(name, stage="installing", note="driver called before a restart: not called again")
+            self._set(name, stage="installing", note=await self._rearm_after_restart(row))
+
+    async def _rearm_after_restart(self, row: RolloutDevice) -> str:
+        """The driver was called for this arming before a restart (a kill in the middle of its
+        `arm`, or before the stage after it was written). A driver that says a second call is
+        harmless (`rearm_safe`: ssh, manual) is called again, unless the install has visibly
+        begun or ended (a report of this arming, or the arming ended): driving a switch that
+        already runs the new NOS back into ONIE would find its arming spent. Others are never
+        called twice: the arming gets its install timeout to report, else the attempt fails."""
+        name, install_id = row.name, row.install_id or ""
+        driver, req = self._driver(name)
+        if not getattr(driver, "rearm_safe", False):
+            return "driver called before a restart: not called again"
+        dev = self.inventory.named(name)
+        self.watcher.watch(install_id, name, row.armed_event or 0, dev.all_macs if dev else ())
+        self.watcher.poll()
+        intent = self.store.intents().get(name)
+        begun = install_id in self.watcher.started or install_id in self.watcher.outcomes
+        if begun or intent is None or intent.install_id != install_id or not intent.armed:
+            return "driver called before a restart; the install has begun: not called again"
+        try:
+            note = await asyncio.wait_for(driver.arm(req), self.plan.timeouts["arm"])
+        except Exception as exc:  # the first call may have done it (a switch already in ONIE)
+            return f"driver called again after a restart ({driver.name}: safe): {exc or type(exc).__name__}"
+        return f"driver called again after a restart ({driver.name}: safe): {note}"
 
     async def _installing(self, row: RolloutDevice) -> None:
         name, install_id = row.name, row.install_id or ""

@@ -75,6 +75,7 @@ class ScriptedDriver:
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.fleet = Fleet(Path(options["folder"]))
+        self.rearm_safe = bool(options.get("rearm_safe"))  # as ssh and manual say (docs/rollout.md)
 
     async def arm(self, req: ArmRequest) -> str:
         if self.fleet.script().get(req.device.name) == "arm-error":

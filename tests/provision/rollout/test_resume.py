@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from provision.cli.devices_cmds import _fleet
 from provision.cli.state import state_place
 from provision.rollout.engine import Engine, create
@@ -75,11 +77,35 @@ def test_kill_9_mid_wave_then_resume(lab: Path, fleet: Fleet, server: FakeServer
     assert all(d["attempts"] == 1 for d in doc["devices"])
 
 
-def _engine_on(lab: Path, fleet: Fleet, text: str) -> tuple[str, Path]:
+def _engine_on(lab: Path, fleet: Fleet, text: str, rearm_safe: bool = False) -> tuple[str, Path]:
     place = state_place(lab, None, None)
+    full = plan_text(fleet, text)
+    if rearm_safe:
+        full = full.replace("options: {", "options: {rearm_safe: true, ")
     with _fleet(place, write=True) as (_fl, store):
-        rid = create(store, make_plan(lab, plan_text(fleet, text)), "test")
+        rid = create(store, make_plan(lab, full), "test")
     return rid, place.db
+
+
+def test_killed_in_the_driver_call_of_a_rearm_safe_driver(
+    lab: Path, fleet: Fleet, server: FakeServer
+) -> None:
+    """Killed during `arm` (driver_started written, no report yet): a driver that says a second
+    call is harmless (ssh, manual) is called again for the SAME arming (not armed again), and
+    the install goes on; a driver that does not say so is left alone (previous test)."""
+    rid, db = _engine_on(lab, fleet, "devices: [leaf-06]\ntarget: '2.0'\n", rearm_safe=True)
+    with Store(db) as store:
+        store.arm("leaf-06", "2.0", "00000000000000b6", "test rollout")
+        RolloutStore(store).update_device(
+            rid, "leaf-06", stage="arming", attempts=1, install_id="00000000000000b6", armed_event=0,
+            driver_started=time.time(), version_before="1.0",
+        )  # fmt: skip
+    assert _resume(lab, rid) == 0
+    assert [a["install_id"] for a in fleet.arms()] == ["00000000000000b6"]
+    assert events(lab, "device.armed") == []
+    with Store(db) as store:
+        (row,) = RolloutStore(store).devices(rid)
+    assert row.stage == "verified" and row.attempts == 1
 
 
 def _resume(lab: Path, rid: str) -> int:
@@ -104,10 +130,14 @@ def test_killed_after_the_arming_before_the_driver(lab: Path, fleet: Fleet, serv
     assert events(lab, "device.armed") == []  # the arming made "before the kill" was kept, not redone
 
 
-def test_killed_after_the_driver_was_called(lab: Path, fleet: Fleet, server: FakeServer) -> None:
-    """The driver was called before the kill (driver_started): resume never calls it again; the
-    install's own report (written here as the server would) completes the device."""
-    rid, db = _engine_on(lab, fleet, "devices: [leaf-03]\ntarget: '2.0'\n")
+@pytest.mark.parametrize("rearm_safe", [False, True])
+def test_killed_after_the_driver_was_called(
+    lab: Path, fleet: Fleet, server: FakeServer, rearm_safe: bool
+) -> None:
+    """The driver was called before the kill (driver_started) and the install reported: resume
+    never calls it again, even a driver that says a second call is safe; the install's own
+    report (written here as the server would) completes the device."""
+    rid, db = _engine_on(lab, fleet, "devices: [leaf-03]\ntarget: '2.0'\n", rearm_safe)
     with Store(db) as store:
         store.arm("leaf-03", "2.0", "00000000000000b3", "test rollout")
         RolloutStore(store).update_device(
