@@ -16,6 +16,7 @@ import requests
 from provision.config.inventory import BmcConfig, Device
 from provision.rollout.drivers import driver_for
 from provision.rollout.drivers.base import ArmingError, ArmRequest
+from provision.rollout.drivers.manual import ManualDriver
 from provision.rollout.drivers.qemu import Qmp
 from tests.support.bmc.emulator import sushy_emulator
 from tests.support.netns import stop_process
@@ -107,8 +108,6 @@ def test_bmc_driver_boot_once_pxe_and_power(tmp_path: Path, monkeypatch):
 
 def test_manual_driver_says_what_to_do_per_boot_style():
     said: list[str] = []
-    from provision.rollout.drivers.manual import ManualDriver
-
     driver = ManualDriver({}, say=said.append)
     asyncio.run(driver.arm(_req(Device(name="leaf-01", ip="198.18.0.9", profile="accton_as7712_32x"))))
     asyncio.run(driver.arm(_req(Device(name="leaf-02", profile="pegatron_dm6218_b"))))
