@@ -144,12 +144,11 @@ class BootPolicy(Policy):
             return None
         hostname = (device.hostname or device.name) if device else None
         ip = device.ip if device else None
-        base = BootDecision(hostname=hostname, ip=ip)
         stage, bootfile = self._bootfile(client)
         who = device.name if device else "unknown (discover)"
         if bootfile is None:
-            return _replace(base, note=f"{who}: {stage}")
-        return _replace(base, bootfile=bootfile, note=f"{who}: {stage} → {bootfile}")
+            return BootDecision(hostname=hostname, ip=ip, note=f"{who}: {stage}")
+        return BootDecision(hostname=hostname, ip=ip, bootfile=bootfile, note=f"{who}: {stage} → {bootfile}")
 
     def stage_of(self, client: Client) -> str:
         return self._bootfile(client)[0]

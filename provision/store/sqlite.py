@@ -161,6 +161,7 @@ _FLUSH_AT = 2000  # buffered rows that force a commit even inside a burst
 # never dropped (docs/security.md "Full disk").
 EVENTS_BUFFER_MAX = 50_000
 WARN_EVERY_S = 60.0  # a failing commit or a dropped event: logged once a minute, counted always
+VERSION_POLL_S = 0.1  # data_version under group commit: an arming is seen within this
 PRUNE_CHUNK = 5000  # events deleted per statement, so a prune never holds the loop for long
 
 
@@ -277,6 +278,8 @@ class Store:
         self.counters = {"events_dropped": 0, "commit_failures": 0, "acks_on_durable": 0, "pruned": 0}
         self._warned: dict[str, float] = {}
         self._taken: tuple[dict[str, Lease | None], list[Event]] = ({}, [])
+        self._version = 0
+        self._version_read = float("-inf")
 
     # --- schema -------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -523,8 +526,16 @@ class Store:
     @property
     def data_version(self) -> int:
         """Changes when ANOTHER connection commits (SQLite's PRAGMA data_version): how a running
-        server notices that `provision devices arm` wrote an intent, without polling tables."""
-        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        server notices that `provision devices arm` wrote an intent, without polling tables.
+        Under group commit (begin_commit) the writer's own transactions change it too, and the
+        lifecycle asks per packet: then it is read at most every VERSION_POLL_S."""
+        if self._wdb is not None:
+            now = time.monotonic()
+            if now - self._version_read < VERSION_POLL_S:
+                return self._version
+            self._version_read = now
+        self._version = int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        return self._version
 
     def _write_now(self, sql: str, args: Sequence[object]) -> int:
         self.flush()

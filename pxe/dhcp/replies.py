@@ -92,37 +92,43 @@ def add_lease_options(reply: Packet, subnet: Subnet, lease_time: int) -> None:
     reply.options[OPT_LEASE_TIME] = raw[0:4]
     reply.options[OPT_RENEWAL_T1] = raw[4:8]
     reply.options[OPT_REBINDING_T2] = raw[8:12]
-    reply.options.update(network_options(subnet))
-    reply.options[OPT_BROADCAST] = subnet_static(subnet)[OPT_BROADCAST]
+    reply.options.update(_cached(subnet)[1])
 
 
 def add_network_options(reply: Packet, subnet: Subnet) -> None:
     reply.options.update(network_options(subnet))
 
 
-_STATIC: dict[Subnet, dict[int, bytes]] = {}
+# id(subnet) -> (the subnet, its options without and with 28): keyed by identity, since hashing
+# the frozen dataclass (all its fields) cost more than building the options did.
+_STATIC: dict[int, tuple[Subnet, dict[int, bytes], dict[int, bytes]]] = {}
+
+
+def _cached(subnet: Subnet) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    hit = _STATIC.get(id(subnet))
+    if hit is None or hit[0] is not subnet:
+        static = subnet_static(subnet)
+        network = {code: value for code, value in static.items() if code != OPT_BROADCAST}
+        hit = _STATIC[id(subnet)] = (subnet, network, {**network, OPT_BROADCAST: static[OPT_BROADCAST]})
+    return hit[1], hit[2]
 
 
 def subnet_static(subnet: Subnet) -> dict[int, bytes]:
-    """Option bytes that never change for a subnet, built once (this runs for every reply)."""
-    cached = _STATIC.get(subnet)
-    if cached is None:
-        net = subnet.net
-        cached = {OPT_SUBNET_MASK: ip_bytes(str(net.netmask))}
-        if subnet.router:
-            cached[OPT_ROUTER] = ip_bytes(subnet.router)
-        if subnet.dns:
-            cached[OPT_DNS] = ip_list(subnet.dns)
-        if subnet.domain:
-            cached[OPT_DOMAIN] = subnet.domain.encode()
-        cached[OPT_BROADCAST] = ip_bytes(str(net.broadcast_address))
-        _STATIC[subnet] = cached
+    """Option bytes that never change for a subnet (network_options, add_lease_options cache them)."""
+    net = subnet.net
+    cached = {OPT_SUBNET_MASK: ip_bytes(str(net.netmask))}
+    if subnet.router:
+        cached[OPT_ROUTER] = ip_bytes(subnet.router)
+    if subnet.dns:
+        cached[OPT_DNS] = ip_list(subnet.dns)
+    if subnet.domain:
+        cached[OPT_DOMAIN] = subnet.domain.encode()
+    cached[OPT_BROADCAST] = ip_bytes(str(net.broadcast_address))
     return cached
 
 
 def network_options(subnet: Subnet) -> dict[int, bytes]:
-    static = subnet_static(subnet)
-    return {code: value for code, value in static.items() if code != OPT_BROADCAST}
+    return _cached(subnet)[0]
 
 
 def asked_for(prl: bytes | None) -> frozenset[int]:

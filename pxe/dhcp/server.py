@@ -14,10 +14,12 @@ import contextlib
 import errno
 import fcntl
 import logging
+import queue
 import socket
 import struct
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import ClassVar
 
 from dhcp4.codec import DecodeError, decode, encode
@@ -128,8 +130,11 @@ class DhcpServer:
         self.stats = {"received": 0, "bad": 0, "replied": 0, "errors": 0}
         self._commit_logged = float("-inf")
         # Group commit (a store with begin_commit): one writer thread, one transaction at a time.
-        self._writer: ThreadPoolExecutor | None = None
-        self._writing: asyncio.Future[None] | None = None
+        self._writer: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], None], list[tuple[socket.socket, Outgoing]]] | None
+        ] = queue.SimpleQueue()
+        self._writing = False
         self._held: list[tuple[socket.socket, Outgoing]] = []
         self._dirty = False  # leases written since the last transaction began
 
@@ -195,7 +200,8 @@ class DhcpServer:
         self._socks.clear()
         self._neigh.close()
         if self._writer is not None:
-            self._writer.shutdown(wait=True)  # the transaction in flight ends before the store closes
+            self._jobs.put(None)
+            self._writer.join()  # the transaction in flight ends before the store closes
             self._writer = None
         with contextlib.suppress(Exception):
             self.store.commit()
@@ -249,7 +255,7 @@ class DhcpServer:
                 self._send(s, reply)
             self._held.extend(out)
             self._dirty = self._dirty or writes != start
-            if self._writing is None and self._dirty:
+            if not self._writing and self._dirty:
                 self._group_commit()
             return
         self._commit_then_send(out)
@@ -265,17 +271,37 @@ class DhcpServer:
         if write is None:
             self._commit_then_send(held)
             return
-        assert self._loop is not None
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="dhcp-commit")
-        fut = self._writing = self._loop.run_in_executor(self._writer, write)
-        fut.add_done_callback(lambda f: self._written(f, held))
+            self._writer = threading.Thread(target=self._write_forever, name="dhcp-commit", daemon=True)
+            self._writer.start()
+        self._writing = True
+        self._jobs.put((write, held))
 
-    def _written(self, fut: asyncio.Future[None], held: list[tuple[socket.socket, Outgoing]]) -> None:
-        self._writing = None
+    def _write_forever(self) -> None:
+        """The writer thread: one transaction at a time, each reported back to the loop (a plain
+        queue and call_soon_threadsafe: an executor's futures cost more than the commit's CPU)."""
+        loop = self._loop
+        assert loop is not None
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            write, held = job
+            try:
+                write()
+                failed: BaseException | None = None
+            except BaseException as exc:
+                failed = exc
+            try:
+                loop.call_soon_threadsafe(self._written, failed, held)
+            except RuntimeError:  # the loop is closed: close() commits what is left
+                return
+
+    def _written(self, failed: BaseException | None, held: list[tuple[socket.socket, Outgoing]]) -> None:
+        self._writing = False
         if not self._socks:
             return  # closed meanwhile: close() committed what was left
-        if fut.cancelled() or fut.exception() is not None:
+        if failed is not None:
             # The writer's transaction failed: its rows go back, and the synchronous commit
             # decides (the full-disk rules of the store); nothing is sent on a failure there.
             abort = getattr(self.store, "abort_commit", None)
