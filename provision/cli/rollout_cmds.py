@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -28,6 +28,7 @@ from provision.rollout import drivers as driver_registry
 from provision.rollout.engine import CANARY_PAUSE, Engine, abort, create, owner_alive, wave_to_accept
 from provision.rollout.plan import Plan, load_plan, plan_from_flags
 from provision.rollout.view import ENDED_STATES, iso, rollout_summaries, summary
+from provision.store.base import open_store
 from provision.store.rollouts import FINAL_STAGES, RolloutDevice, RolloutRecord, RolloutStore
 from provision.store.sqlite import Store
 
@@ -60,13 +61,15 @@ def _version_of(place: StatePlace) -> Callable[[Device, str], str | None]:
 
 
 def _open(place: StatePlace) -> Store:
-    if not place.db.is_file():
+    if not place.exists():
         raise CLIError(
-            f"no provision state at {place.db} ({place.how}): no rollouts",
-            "give --lab lab.yml (its paths.state_dir), --state-dir DIR or --db FILE",
+            f"no provision state at {place.where} ({place.how}): no rollouts",
+            "give --lab lab.yml (its paths.state_dir), --state-dir DIR or --db FILE|URL",
             EXIT_ENV,
         )
-    return Store(place.db)
+    # A PgStore too (--db postgresql://…, lab.yml state:): the rollout code uses only the
+    # StateStore methods and RolloutStore (docs/scale-out.md); typed as the SQLite Store it was.
+    return cast(Store, open_store(place.location))
 
 
 def _find(store: Store, rollout_id: str) -> RolloutRecord:

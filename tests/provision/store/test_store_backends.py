@@ -346,3 +346,12 @@ def test_claims_are_made_durable_by_the_burst_commit(pg_url):
         s._db.close()  # the link to the database breaks: the next commit reconnects
         s.commit()
         assert s._unflushed == 0
+
+
+@pytest.mark.postgres
+def test_cli_rollout_list_reads_the_shared_store(pg_url):
+    with PgStore(pg_url) as s:
+        RolloutStore(s).create("r9shared", "shared", {"target": "2.0"}, [("leaf-01", 0, 0)], "test")
+    out = run_cli("rollout", "list", "--db", pg_url, "--json")
+    assert out.returncode == 0, out.stderr
+    assert "r9shared" in out.stdout
