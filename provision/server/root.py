@@ -510,9 +510,9 @@ class BootServer:
         self._closers.append(stream.close)  # streams end before the HTTP servers close
         names = ", ".join(f"{i.ifname} ({i.address})" for i in self.ifaces)
         log.info(
-            "serving %s on %s; state in %s", self.cfg.mode.value, names, self.cfg.paths.db_path,
+            "serving %s on %s; state in %s", self.cfg.mode.value, names, redact(self.cfg.state_location),
             extra={"fields": {"mode": self.cfg.mode.value, "interfaces": list(self.cfg.interfaces),
-                              "db": str(self.cfg.paths.db_path)}},
+                              "db": redact(self.cfg.state_location)}},
         )  # fmt: skip
         if self.fleet is not None:
             for line in summary_lines(self.cfg, self.ifaces, self.fleet, self.policy):
