@@ -270,7 +270,8 @@ class PgStore:
         self._known: dict[str, str] = {}  # ip -> MAC of the rows this server wrote or read
         self._claimed: Lease | None = None  # written by claim(): its save_lease is a no-op
         self._claim_db: psycopg.Connection[Any] | None = None  # made at the first claim
-        self._unflushed = 0  # claims committed asynchronously since the last durable commit
+        self._pending: list[Lease] = []  # claims committed asynchronously since the last durable commit
+        self._suspect = False  # a connection was lost since: those claims are checked at the commit
         self._seq = 0  # lease rows up to this change number are known (leases(), claim())
         self._events: list[Event] = []
         self._scheduled = False
@@ -303,6 +304,7 @@ class PgStore:
         past its statement, and costs no fsync; commit() makes them durable together."""
         conn = self._claim_db
         if conn is None or conn.closed or conn.broken:
+            self._suspect = self._suspect or (conn is not None and bool(self._pending))
             conn = self._claim_db = self._connect()
             conn.execute("SET synchronous_commit = off")
         return conn
@@ -312,8 +314,13 @@ class PgStore:
         """The connection, made again after the server restarted or the link broke (the failing
         statement raised; the next one reconnects)."""
         if self._db.closed or self._db.broken:
+            self._suspect = self._suspect or bool(self._pending)
             self._db = self._connect()
         return self._db
+
+    @property
+    def _unflushed(self) -> int:
+        return len(self._pending)
 
     # --- schema ----------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -351,10 +358,22 @@ class PgStore:
         connection), and the DHCP server's commit() at the end of the burst runs one synchronous
         transaction; PostgreSQL's WAL is flushed in order, so that one flush covers every claim
         committed before it, and the replies leave only after it. A claim per ACK with a flush
-        each measured 181-219 leases/s on this machine (docs/scale-out.md)."""
+        each measured 181-219 leases/s on this machine (docs/scale-out.md).
+
+        If the database restarted or failed over since (a lost connection), an asynchronously
+        committed claim may be gone: commit() then writes the burst's claims again, under the same
+        condition, and withholds the replies if one of them now belongs to someone else."""
         self.counters["claims"] += 1
-        db = self.claims_db
         try:
+            return self._claim_once(lease)
+        except StoreError:
+            if self._claim_db is None or not self._claim_db.broken:
+                raise
+            return self._claim_once(lease)  # a restarted or failed-over database: once more
+
+    def _claim_once(self, lease: Lease) -> list[Lease]:
+        try:
+            db = self.claims_db
             row = db.execute(
                 _CLAIM,
                 (lease.ip, lease.mac, lease.state.value, lease.expires, _text(lease.hostname),
@@ -364,13 +383,13 @@ class PgStore:
             if row is not None:
                 self._known[lease.ip] = lease.mac
                 self._claimed = lease
-                self._unflushed += 1
+                self._pending.append(lease)
                 return []
             held = db.execute(
                 f"SELECT {_LEASE_COLS} FROM leases WHERE ip = %s", (lease.ip,), prepare=True
             ).fetchone()
             if held is None:  # deleted between the two statements: try once more
-                return self.claim(lease)
+                return self._claim_once(lease)
             news = db.execute(
                 f"SELECT {_LEASE_COLS}, seq FROM leases WHERE seq > %s AND owner IS DISTINCT FROM %s "
                 "ORDER BY seq",
@@ -474,10 +493,12 @@ class PgStore:
         due = time.monotonic() - self._events_flushed >= self._event_interval
         self._commit(with_events=due)
 
-    def _commit(self, *, with_events: bool) -> None:
+    def _commit(self, *, with_events: bool, again: bool = True) -> None:
         if not self._leases and not (with_events and self._events) and not self._unflushed:
             return
         unflushed = self._unflushed
+        recheck: list[Lease] = []
+        lost: list[str] = []
         leases, self._leases = self._leases, {}
         events: list[Event] = []
         if with_events:
@@ -488,6 +509,8 @@ class PgStore:
                 self._event_timer = None
         try:
             db = self.db
+            # After a lost connection the claims are written again (the crash may have taken them)
+            recheck = list(self._pending) if self._suspect else []
             # One transaction, one round trip (pipeline mode): leases, events, device rows.
             with db.pipeline(), db.transaction():
                 if unflushed:
@@ -507,6 +530,7 @@ class PgStore:
                         ([g[0] for g in gone], [g[1] for g in gone]),
                     )
                 rows = [le for le in leases.values() if le is not None]
+                rows += [le for le in recheck if le.ip not in leases]
                 cur = None
                 if rows:
                     cur = db.execute(
@@ -539,11 +563,16 @@ class PgStore:
                             (macs, [seen[m][0] for m in macs], [seen[m][1] for m in macs]),
                         )
             written = {r[0] for r in cur.fetchall()} if cur is not None else set()
-            self._unflushed -= unflushed
+            del self._pending[:unflushed]
+            self._suspect = False
+            lost = [le.ip for le in recheck if le.ip not in written]
         except (_pg().Error, StoreError) as exc:
             self._leases = {**leases, **self._leases}
             self._events = events + self._events
             self._bound_events()
+            if again and self._db.broken:  # a restarted or failed-over database: once more
+                self._commit(with_events=with_events, again=False)
+                return
             self.counters["commit_failures"] += 1
             if not leases and not unflushed:  # only telemetry: never a reason to withhold replies
                 self._warn(
@@ -552,6 +581,12 @@ class PgStore:
                 )  # fmt: skip
                 return
             raise StoreError(f"{redact(self.url)}: commit failed: {exc}") from exc
+        if lost:  # the rest is committed; these clients' replies must not go
+            self.counters["commit_failures"] += 1
+            raise StoreError(
+                f"{redact(self.url)}: {len(lost)} lease claim(s) were lost with the connection and "
+                f"another client holds {', '.join(lost[:5])} now; the burst's replies are withheld"
+            )
         for le in rows:
             if le.ip in written:
                 self._known[le.ip] = le.mac

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import threading
 import time
 from typing import Any
@@ -355,3 +356,32 @@ def test_cli_rollout_list_reads_the_shared_store(pg_url):
     out = run_cli("rollout", "list", "--db", pg_url, "--json")
     assert out.returncode == 0, out.stderr
     assert "r9shared" in out.stdout
+
+
+@pytest.mark.postgres
+def test_claims_survive_a_lost_connection_and_lost_claims_withhold_replies(pg_url):
+    """The database restarts (here: our backends are terminated): the next claim reconnects and
+    goes through; the commit writes the burst's earlier claims again, and when one of them now
+    belongs to another client (the restart lost it, another server took it) the burst fails."""
+    now = time.time()
+
+    def kick(store: PgStore) -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (f"provision {os.getpid()}",),
+            )
+
+    with PgStore(pg_url) as s:
+        assert s.claim(Lease("198.18.0.10", MAC1, LeaseState.BOUND, now + 60, NET, updated=now)) == []
+        kick(s)
+        assert s.claim(Lease("198.18.0.11", MAC2, LeaseState.BOUND, now + 60, NET, updated=now)) == []
+        s.commit()  # both claims still theirs: written again, committed
+        assert sorted(le.ip for le in s.leases()) == ["198.18.0.10", "198.18.0.11"]
+        assert s.claim(Lease("198.18.0.12", MAC1, LeaseState.BOUND, now + 60, NET, updated=now)) == []
+        kick(s)
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # "lost", then taken elsewhere
+            conn.execute("UPDATE leases SET mac = 'aa:aa:aa:aa:aa:aa' WHERE ip = '198.18.0.12'")
+        with pytest.raises(StoreError, match="lost with the connection"):
+            s.commit()
+        s.commit()  # and the store goes on
