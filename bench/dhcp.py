@@ -19,8 +19,10 @@ Servers, each pinned to one core (taskset), fresh state per run:
              relayed subnet, `boot: unknown: discover`, an `onie:` section, so Router → BootPolicy
              and OniePolicy, lifecycle, events, the SQLite store, default logging to a file);
              `--log-level WARNING` adds a run with logging at WARNING to show what logging costs
-  kea        kea-dhcp4 (Debian's kea-dhcp4-server), memfile with persist=true, WARN logging; its
-             PostgreSQL lease backend when kea-admin's schema and tests/support/postgres.py exist
+  kea        kea-dhcp4 (Debian's kea-dhcp4-server), memfile with persist=true, WARN logging
+  PostgreSQL provision with `state: postgresql://` and Kea's pgsql lease backend (schema from
+             Debian's kea-admin), both on one throwaway cluster (tests/support/postgres.py) with
+             fsync and synchronous commits on, a fresh database per run; --no-postgresql skips
   dnsmasq    --leasefile-ro (keeps nothing) and with a lease file, both --no-ping
 
 Consecutive and random MACs, --repeat rounds interleaved. Prints leases/s, duplicates, lost,
@@ -54,6 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
+import psycopg
+
 from dhcp4.codec import DecodeError, Packet, decode, encode
 from dhcp4.options import (
     BOOTREQUEST,
@@ -72,6 +76,7 @@ RELAY_IP = "198.19.0.1"
 NETWORK = "198.19.0.0/18"
 POOL = ("198.19.0.10", "198.19.63.250")
 KEA = "/usr/sbin/kea-dhcp4"
+KEA_PG_SCHEMA = Path("/usr/share/kea/scripts/pgsql/dhcpdb_create.pgsql")  # Debian package kea-admin
 
 
 @dataclass
@@ -263,7 +268,7 @@ class Server:
     start: Callable[[Path], tuple[subprocess.Popen, Path | None, str | None]]
 
 
-def lab_yml(run_dir: Path, clients: int) -> Path:
+def lab_yml(run_dir: Path, clients: int, state: str | None = None) -> Path:
     """The lab file `provision serve` runs from: the bench's relayed subnet, every unknown PXE
     client booted into `discover` (BootPolicy), an `onie:` section (OniePolicy in the router)."""
     # Never booted, only checked: a bzImage header ("HdrS" at 0x202) and an empty gzipped cpio
@@ -294,14 +299,16 @@ def lab_yml(run_dir: Path, clients: int) -> Path:
         "onie": {"installers": "installers", "unknown": "ignore"},
         "paths": {"state_dir": "state"},
     }
+    if state is not None:
+        lab["state"] = state  # the shared PostgreSQL store (docs/scale-out.md)
     path = run_dir / "lab.yml"
     path.write_text(json.dumps(lab, indent=1))  # JSON is YAML
     return path
 
 
-def provision_server(root: str, srv, clients: int, core: str, level: str | None) -> Server:
+def provision_server(root: str, srv, clients: int, core: str, level: str | None, pg=None) -> Server:
     def start(run_dir: Path):
-        lab = lab_yml(run_dir, clients)
+        lab = lab_yml(run_dir, clients, pg.create_db() if pg is not None else None)
         log = run_dir / "provision.log"
         env = dict(os.environ, PYTHONPATH=root)
         argv = ["taskset", "-c", core, sys.executable, "-m", "provision", "serve", str(lab)]
@@ -313,17 +320,21 @@ def provision_server(root: str, srv, clients: int, core: str, level: str | None)
             proc = srv.popen(argv, cwd=root, env=env, stdout=f, stderr=f)
         return proc, log, "provision serve: ready"
 
-    label = "provision (sqlite, default logging)" if level is None else f"provision (sqlite, {level.lower()})"
-    return Server(label, start)
+    store = "postgresql" if pg is not None else "sqlite"
+    return Server(f"provision ({store}, {'default logging' if level is None else level.lower()})", start)
 
 
-def kea_server(srv, core: str, backend: str, db: dict | None = None) -> Server:
+def kea_server(srv, core: str, backend: str, pg=None) -> Server:
     def start(run_dir: Path):
         lease_db: dict = {"type": "memfile", "persist": True, "lfc-interval": 0,
                           "name": str(run_dir / "kea-leases4.csv")}  # fmt: skip
         if backend == "postgresql":
-            assert db is not None
-            lease_db = {"type": "postgresql", **db}
+            url = pg.create_db()
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(KEA_PG_SCHEMA.read_text())  # what `kea-admin db-init pgsql` runs
+            name = url.split("?")[0].rsplit("/", 1)[1]
+            lease_db = {"type": "postgresql", "name": name, "host": str(pg.sock), "port": pg.port,
+                        "user": pg.user}  # fmt: skip
         cfg = {
             "Dhcp4": {
                 "interfaces-config": {"interfaces": ["s0"], "dhcp-socket-type": "udp"},
@@ -379,17 +390,21 @@ def dnsmasq_server(srv, core: str, leasefile: bool) -> Server:
     return Server("dnsmasq (lease file)" if leasefile else "dnsmasq (--leasefile-ro)", start)
 
 
-def kea_postgresql() -> tuple[dict | None, str]:
-    """Kea's PostgreSQL lease backend needs kea-admin's schema and a throwaway cluster
-    (tests/support/postgres.py): the connection settings, or why that column is skipped."""
-    schema = Path("/usr/share/kea/scripts/pgsql/dhcpdb_create.pgsql")
-    if not schema.exists():
-        return None, f"{schema} missing (Debian package kea-admin ships Kea's PostgreSQL schema)"
+def pg_cluster(stack: contextlib.ExitStack) -> tuple[object | None, str]:
+    """A throwaway PostgreSQL cluster for the run (tests/support/postgres.py: initdb in a temp
+    folder, a private socket), durable like the SQLite store (fsync and synchronous commits on),
+    stopped on exit; or None and why the PostgreSQL columns are skipped."""
     try:
-        import tests.support.postgres  # noqa: F401  # optional heavy dependency: tests.support.postgres
-    except ImportError:
-        return None, "tests/support/postgres.py (the throwaway cluster helper) is not there yet"
-    return None, "the throwaway cluster helper is not wired into this bench yet"
+        from tests.support.postgres import Cluster, find_bin  # optional heavy dependency: psycopg
+    except ImportError as exc:
+        return None, f"tests/support/postgres.py not usable: {exc}"
+    bin_dir = find_bin()
+    if bin_dir is None:
+        return None, "no PostgreSQL server (Debian package postgresql)"
+    cluster = Cluster(bin_dir, durable=True)
+    stack.callback(cluster.stop)
+    cluster.start()
+    return cluster, ""
 
 
 def run_one(
@@ -472,6 +487,10 @@ def main() -> int:
         default=3,
         help="rounds, interleaved; medians are compared (runs that hit --cap: once)",
     )
+    ap.add_argument(
+        "--no-postgresql", dest="postgresql", action="store_false",
+        help="skip the PostgreSQL columns (provision with `state: postgresql://`, Kea's pgsql backend)",
+    )  # fmt: skip
     ap.add_argument("--py-spy", metavar="PREFIX", help="sample provision with py-spy into PREFIX.<run>.txt")
     ap.add_argument("--load", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -492,27 +511,35 @@ def main() -> int:
     only = {s.strip() for s in args.only.split(",")}
     results: list[Result] = []
     kinds = ["consecutive", "random"] if args.macs == "both" else [args.macs]
-    with tempfile.TemporaryDirectory(prefix="dhcpbench") as tmpname, namespaces(2, prefix="bd") as (srv, ld):
+    with (
+        contextlib.ExitStack() as stack,
+        tempfile.TemporaryDirectory(prefix="dhcpbench") as tmpname,
+        namespaces(2, prefix="bd") as (srv, ld),
+    ):
         tmp = Path(tmpname)
         veth(srv, "s0", ld, "l0", "198.18.0.1/24", "198.18.0.2/24")
         ld.run(["ip", "addr", "add", f"{RELAY_IP}/32", "dev", "l0"])
         srv.run(["ip", "route", "add", NETWORK, "via", "198.18.0.2"])
         servers: list[Server] = []
+        pg, why = pg_cluster(stack) if args.postgresql else (None, "--no-postgresql")
+        if pg is None:
+            print(f"postgresql columns: skipped, {why}")
         if "provision" in only:
             servers.append(provision_server(root, srv, args.clients, args.core, None))
             servers += [
                 provision_server(root, srv, args.clients, args.core, lv.upper()) for lv in args.log_level
             ]
+            if pg is not None:
+                servers.append(provision_server(root, srv, args.clients, args.core, None, pg))
         if "kea" in only:
             if not Path(KEA).exists():
                 print(f"kea: skipped, {KEA} missing (Debian package kea-dhcp4-server)")
             else:
                 servers.append(kea_server(srv, args.core, "memfile"))
-                db, why = kea_postgresql()
-                if db is None:
-                    print(f"kea (postgresql): skipped, {why}")
-                else:
-                    servers.append(kea_server(srv, args.core, "postgresql", db))
+                if pg is not None and not KEA_PG_SCHEMA.exists():
+                    print(f"kea (postgresql): skipped, {KEA_PG_SCHEMA} missing (Debian package kea-admin)")
+                elif pg is not None:
+                    servers.append(kea_server(srv, args.core, "postgresql", pg))
         if "dnsmasq" in only:
             servers += [dnsmasq_server(srv, args.core, leasefile) for leasefile in (False, True)]
         n = 0

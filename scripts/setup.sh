@@ -17,8 +17,9 @@ PKGS_WEB="chromium fonts-dejavu-core"
 PKGS_ONIEVM="qemu-system-x86 ovmf linux-image-amd64 busybox-static cpio gzip kmod gdisk e2fsprogs dosfstools mtools util-linux efibootmgr grub-common grub-efi-amd64-bin grub-pc-bin dnsmasq"
 # The shared state store's tests (tests/support/postgres.py): a throwaway cluster run as `postgres`.
 PKGS_STORE="postgresql"
-# bench/dhcp.py's peers in the same run as provision: Kea (memfile) next to dnsmasq.
-PKGS_BENCH="kea-dhcp4-server"
+# bench/dhcp.py's peers in the same run as provision: Kea (memfile, and PostgreSQL with the
+# schema kea-admin ships) next to dnsmasq.
+PKGS_BENCH="kea-dhcp4-server kea-admin"
 # Rollout rehearsal (provision lab fleet) and the ssh driver tests: a real sshd per simulated fleet.
 PKGS_ROLLOUT="openssh-server openssh-client busybox-static openssl"
 
