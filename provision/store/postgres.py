@@ -29,7 +29,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -272,6 +272,15 @@ class PgStore:
         self._claim_db: psycopg.Connection[Any] | None = None  # made at the first claim
         self._pending: list[Lease] = []  # claims committed asynchronously since the last durable commit
         self._suspect = False  # a connection was lost since: those claims are checked at the commit
+        self.lease_writes = 0  # saves, deletes and claims: pxe.dhcp.server holds the ACKs that made one
+        self._wconn: psycopg.Connection[Any] | None = None  # the group-commit writer thread's
+        self._taken: tuple[dict[str, Lease | None], list[Event], list[Lease], bool, bool] = (
+            {},
+            [],
+            [],
+            False,
+            False,
+        )
         self._seq = 0  # lease rows up to this change number are known (leases(), claim())
         self._events: list[Event] = []
         self._scheduled = False
@@ -384,6 +393,7 @@ class PgStore:
                 self._known[lease.ip] = lease.mac
                 self._claimed = lease
                 self._pending.append(lease)
+                self.lease_writes += 1
                 return []
             held = db.execute(
                 f"SELECT {_LEASE_COLS} FROM leases WHERE ip = %s", (lease.ip,), prepare=True
@@ -430,10 +440,12 @@ class PgStore:
             self._leases.pop(lease.ip, None)
             return
         self._leases[lease.ip] = lease
+        self.lease_writes += 1
         self._lease_pending()
 
     def delete_lease(self, ip: str) -> None:
         self._leases[ip] = None
+        self.lease_writes += 1
         self._lease_pending()
 
     def add_event(self, event: Event) -> None:
@@ -507,62 +519,13 @@ class PgStore:
             if self._event_timer is not None:
                 self._event_timer.cancel()
                 self._event_timer = None
+        gone = [(ip, self._known.get(ip)) for ip, le in leases.items() if le is None]
+        rows: list[Lease] = []
         try:
             db = self.db
             # After a lost connection the claims are written again (the crash may have taken them)
             recheck = list(self._pending) if self._suspect else []
-            # One transaction, one round trip (pipeline mode): leases, events, device rows.
-            with db.pipeline(), db.transaction():
-                if unflushed:
-                    # A write, so this commit waits for the WAL flush: the burst's claims with it
-                    db.execute(
-                        "INSERT INTO servers (owner, seen) VALUES (%s, %s) "
-                        "ON CONFLICT (owner) DO UPDATE SET seen = excluded.seen",
-                        (self.owner, time.time()),
-                    )
-                gone = [(ip, self._known.get(ip)) for ip, le in leases.items() if le is None]
-                if gone:
-                    # Only rows this server knows as the same MAC's: another server may have
-                    # taken the address since (an expired lease reclaimed there).
-                    db.execute(
-                        "DELETE FROM leases l USING unnest(%s::text[], %s::text[]) d(ip, mac) "
-                        "WHERE l.ip = d.ip AND l.mac = d.mac",
-                        ([g[0] for g in gone], [g[1] for g in gone]),
-                    )
-                rows = [le for le in leases.values() if le is not None]
-                rows += [le for le in recheck if le.ip not in leases]
-                cur = None
-                if rows:
-                    cur = db.execute(
-                        _SAVE_MANY,
-                        ([le.ip for le in rows], [le.mac for le in rows], [le.state.value for le in rows],
-                         [le.expires for le in rows], [_text(le.hostname) for le in rows],
-                         [le.client_id for le in rows], [le.subnet for le in rows],
-                         [le.updated for le in rows], [self.owner] * len(rows)),
-                    )  # fmt: skip
-                if events:
-                    db.execute(
-                        "INSERT INTO events (ts, kind, mac, ip, detail) SELECT ts, kind, mac, ip, "
-                        "detail::jsonb FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[], "
-                        "%s::text[]) AS e(ts, kind, mac, ip, detail)",
-                        ([e.ts for e in events], [_text(e.kind) for e in events], [e.mac for e in events],
-                         [e.ip for e in events],
-                         [_jsonb(e.detail if type(e.detail) is dict else dict(e.detail)) for e in events]),
-                    )  # fmt: skip
-                    seen: dict[str, tuple[float, float]] = {}
-                    for e in events:
-                        if e.mac:
-                            first, last = seen.get(e.mac, (e.ts, e.ts))
-                            seen[e.mac] = (min(first, e.ts), max(last, e.ts))
-                    if seen:
-                        macs = sorted(seen)  # one lock order for every server
-                        db.execute(
-                            "INSERT INTO devices (mac, first_seen, last_seen) SELECT * FROM "
-                            "unnest(%s::text[], %s::float8[], %s::float8[]) ON CONFLICT (mac) DO UPDATE "
-                            "SET last_seen = greatest(devices.last_seen, excluded.last_seen)",
-                            (macs, [seen[m][0] for m in macs], [seen[m][1] for m in macs]),
-                        )
-            written = {r[0] for r in cur.fetchall()} if cur is not None else set()
+            rows, written = self._write(db, leases, gone, events, unflushed, recheck)
             del self._pending[:unflushed]
             self._suspect = False
             lost = [le.ip for le in recheck if le.ip not in written]
@@ -587,6 +550,9 @@ class PgStore:
                 f"{redact(self.url)}: {len(lost)} lease claim(s) were lost with the connection and "
                 f"another client holds {', '.join(lost[:5])} now; the burst's replies are withheld"
             )
+        self._after_write(rows, written, gone)
+
+    def _after_write(self, rows: list[Lease], written: set[str], gone: list[tuple[str, str | None]]) -> None:
         for le in rows:
             if le.ip in written:
                 self._known[le.ip] = le.mac
@@ -596,6 +562,128 @@ class PgStore:
                 self.counters["lease_writes_refused"] += 1
         for ip, _mac in gone:
             self._known.pop(ip, None)
+
+    def _write(
+        self,
+        db: psycopg.Connection[Any],
+        leases: dict[str, Lease | None],
+        gone: list[tuple[str, str | None]],
+        events: list[Event],
+        claims: int,
+        recheck: list[Lease],
+    ) -> tuple[list[Lease], set[str]]:
+        """One transaction, one round trip (pipeline mode): leases, events, device rows; with
+        `claims`, synchronous, so the WAL flush covers them. (The lease rows, the addresses written.)"""
+        rows = [le for le in leases.values() if le is not None]
+        rows += [le for le in recheck if le.ip not in leases]
+        cur = None
+        with db.pipeline(), db.transaction():
+            if claims:
+                # A write, so this commit waits for the WAL flush: the burst's claims with it
+                db.execute(
+                    "INSERT INTO servers (owner, seen) VALUES (%s, %s) "
+                    "ON CONFLICT (owner) DO UPDATE SET seen = excluded.seen",
+                    (self.owner, time.time()),
+                )
+            if gone:
+                # Only rows this server knows as the same MAC's: another server may have
+                # taken the address since (an expired lease reclaimed there).
+                db.execute(
+                    "DELETE FROM leases l USING unnest(%s::text[], %s::text[]) d(ip, mac) "
+                    "WHERE l.ip = d.ip AND l.mac = d.mac",
+                    ([g[0] for g in gone], [g[1] for g in gone]),
+                )
+            if rows:
+                cur = db.execute(
+                    _SAVE_MANY,
+                    ([le.ip for le in rows], [le.mac for le in rows], [le.state.value for le in rows],
+                     [le.expires for le in rows], [_text(le.hostname) for le in rows],
+                     [le.client_id for le in rows], [le.subnet for le in rows],
+                     [le.updated for le in rows], [self.owner] * len(rows)),
+                )  # fmt: skip
+            if events:
+                db.execute(
+                    "INSERT INTO events (ts, kind, mac, ip, detail) SELECT ts, kind, mac, ip, "
+                    "detail::jsonb FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[], "
+                    "%s::text[]) AS e(ts, kind, mac, ip, detail)",
+                    ([e.ts for e in events], [_text(e.kind) for e in events], [e.mac for e in events],
+                     [e.ip for e in events],
+                     [_jsonb(e.detail if type(e.detail) is dict else dict(e.detail)) for e in events]),
+                )  # fmt: skip
+                seen: dict[str, tuple[float, float]] = {}
+                for e in events:
+                    if e.mac:
+                        first, last = seen.get(e.mac, (e.ts, e.ts))
+                        seen[e.mac] = (min(first, e.ts), max(last, e.ts))
+                if seen:
+                    macs = sorted(seen)  # one lock order for every server
+                    db.execute(
+                        "INSERT INTO devices (mac, first_seen, last_seen) SELECT * FROM "
+                        "unnest(%s::text[], %s::float8[], %s::float8[]) ON CONFLICT (mac) DO UPDATE "
+                        "SET last_seen = greatest(devices.last_seen, excluded.last_seen)",
+                        (macs, [seen[m][0] for m in macs], [seen[m][1] for m in macs]),
+                    )
+        return rows, ({r[0] for r in cur.fetchall()} if cur is not None else set())
+
+    # --- group commit (pxe.dhcp.server's writer thread, as the SQLite store's) --------------------
+    def begin_commit(self) -> Callable[[], None] | None:
+        """Take everything buffered (on the loop thread), claims included, and return the function
+        that writes it in one synchronous transaction on the writer thread's own connection: the
+        loop goes on handling packets during the WAL flush; the burst's ACKs wait for it. None:
+        nothing to write. When the function raises, call `abort_commit()` on the loop thread."""
+        if not self._leases and not self._events and not self._pending:
+            return None
+        leases, self._leases = self._leases, {}
+        events, self._events = self._events, []
+        pending, self._pending = self._pending, []
+        suspect, self._suspect = self._suspect, False
+        self._events_flushed = time.monotonic()
+        if self._event_timer is not None:
+            self._event_timer.cancel()
+            self._event_timer = None
+        gone = [(ip, self._known.get(ip)) for ip, le in leases.items() if le is None]
+        for le in leases.values():
+            if le is not None:
+                self._known[le.ip] = le.mac  # (a refused write leaves another MAC's row: no harm)
+        for ip, _mac in gone:
+            self._known.pop(ip, None)
+        self._taken = (leases, events, pending, suspect, False)
+
+        def write() -> None:
+            recheck = pending if suspect else []
+            conn = self._wconn
+            if conn is None or conn.closed or conn.broken:
+                recheck = pending  # a new connection: the database may have restarted since
+                conn = self._wconn = self._connect()
+            try:
+                _rows, written = self._write(conn, leases, gone, events, len(pending), recheck)
+            except _pg().Error:
+                if not conn.broken:
+                    raise
+                conn = self._wconn = self._connect()  # a restarted or failed-over database: once more
+                _rows, written = self._write(conn, leases, gone, events, len(pending), pending)
+                recheck = pending
+            lost = [le.ip for le in recheck if le.ip not in written]
+            if lost:
+                self._taken = (leases, events, pending, True, True)  # written, but these claims not
+                raise StoreError(
+                    f"{redact(self.url)}: {len(lost)} lease claim(s) were lost with the connection and "
+                    f"another client holds {', '.join(lost[:5])} now; the burst's replies are withheld"
+                )
+
+        return write
+
+    def abort_commit(self) -> None:
+        """The writer's transaction failed: its rows back in front of what came since, and its
+        claims checked again by the synchronous commit that follows (which decides the replies)."""
+        leases, events, pending, _suspect, committed = self._taken
+        self._taken = ({}, [], [], False, False)
+        if not committed:
+            self._leases = {**leases, **self._leases}
+            self._events = events + self._events
+            self._bound_events()
+        self._pending = pending + self._pending
+        self._suspect = True
 
     def _bound_events(self) -> None:
         over = len(self._events) - EVENTS_BUFFER_MAX
@@ -859,8 +947,9 @@ class PgStore:
             self.flush()
         finally:
             self._db.close()
-            if self._claim_db is not None:
-                self._claim_db.close()
+            for conn in (self._claim_db, self._wconn):
+                if conn is not None:
+                    conn.close()
 
     def __enter__(self) -> PgStore:
         return self

@@ -385,3 +385,49 @@ def test_claims_survive_a_lost_connection_and_lost_claims_withhold_replies(pg_ur
         with pytest.raises(StoreError, match="lost with the connection"):
             s.commit()
         s.commit()  # and the store goes on
+
+
+@pytest.mark.postgres
+def test_group_commit_in_a_writer_thread(pg_url):
+    """pxe.dhcp.server's group commit: begin_commit() on the loop thread takes the claims and the
+    buffered rows, the function runs in another thread on its own connection; a lost claim
+    there fails the burst, and abort_commit() hands the claims to the synchronous commit."""
+    now = time.time()
+    with PgStore(pg_url) as s:
+        assert s.begin_commit() is None
+        writes = s.lease_writes
+        assert s.claim(Lease("198.18.0.10", MAC1, LeaseState.BOUND, now + 60, NET, updated=now)) == []
+        s._events.append(Event("dhcp.ack", MAC1, "198.18.0.10", {}))  # buffered (no loop here)
+        assert s.lease_writes == writes + 1  # the ACK waits for the transaction
+        write = s.begin_commit()
+        assert write is not None and s._unflushed == 0
+        t = threading.Thread(target=write)
+        t.start()
+        t.join()
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT owner FROM servers").fetchall() == [(s.owner,)]
+            assert conn.execute("SELECT count(*) FROM events").fetchone() == (1,)
+        # The writer's connection is lost and the claim with it (taken by another client)
+        assert s.claim(Lease("198.18.0.11", MAC2, LeaseState.BOUND, now + 60, NET, updated=now)) == []
+        assert s._wconn is not None
+        s._wconn.close()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("UPDATE leases SET mac = 'aa:aa:aa:aa:aa:aa' WHERE ip = '198.18.0.11'")
+        write = s.begin_commit()
+        assert write is not None
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                write()
+            except BaseException as exc:
+                failed.append(exc)
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        assert failed and "lost with the connection" in str(failed[0])
+        s.abort_commit()
+        with pytest.raises(StoreError, match="lost with the connection"):
+            s.commit()  # the server's synchronous commit after a failed writer: withheld too
+        s.commit()
