@@ -46,7 +46,6 @@ from tests.support.onie_guest_image import (
     Firmware,
     _copy_into,
     _libs_of,
-    _module_files,
     _run,
     fresh_disk,
     gpt_partitions,
@@ -59,6 +58,9 @@ PLATFORM = "x86_64-kvm_x86_64-r0"
 BOOTED = "PROVISION-NOS-BOOTED"  # + " demo VERSION ip=ADDR": the NOS is up and sshd listens
 
 SSHD = "/usr/sbin/sshd"
+# Only what the NOS needs (disk, NIC, its ext4 partitions): every module is unpacked and every
+# byte read by GRUB through the BIOS under TCG, where the initrd's size is boot time.
+NOS_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "ext4", "crc32c_generic")
 # + sshd; grub-reboot is a shell script (below). util-linux's mount and mountpoint as on a Debian
 # based NOS: the ssh driver's `mount LABEL=ONIE-BOOT` needs label lookup (libblkid), which
 # Debian's busybox mount lacks.
@@ -98,7 +100,8 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /run/sshd /tmp /boot /mnt/onie-boot /var/log
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
-for m in virtio_pci virtio_blk virtio_net ext4 crc32c_generic; do modprobe "$m" 2>/dev/null; done
+echo "NOS-PHASE init $(cut -d' ' -f1 /proc/uptime)"
+for m in {modules}; do modprobe "$m" 2>/dev/null; done
 i=0
 while ! findfs LABEL={boot_label} >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 mount -t ext4 "$(findfs LABEL={boot_label})" /boot || echo "NOS: cannot mount {boot_label}"
@@ -106,7 +109,9 @@ ln -sf /proc/mounts /etc/mtab
 hostname {name}
 ip link set lo up
 ip link set eth0 up
+echo "NOS-PHASE dhcp $(cut -d' ' -f1 /proc/uptime)"
 udhcpc -i eth0 -s /etc/udhcpc.script -t 30 -T 1 -A 1 -n -q -x hostname:{name} >/dev/null 2>&1
+echo "NOS-PHASE sshd $(cut -d' ' -f1 /proc/uptime)"
 /usr/sbin/sshd -E /var/log/sshd.log || echo "NOS: sshd failed: $(cat /var/log/sshd.log)"
 ip=$(ip -4 -o addr show dev eth0 | sed -n 's/.* inet \\([0-9.]*\\).*/\\1/p')
 echo "{booted} {name} {version} ip=$ip release=$(cat /boot/boot/provision-release 2>/dev/null | tr ' ' -)"
@@ -186,6 +191,17 @@ def _cpio_gz(root: Path, dest: Path) -> None:
     dest.write_bytes(subprocess.run(["gzip", "-6", "-n"], input=cpio, check=True, capture_output=True).stdout)
 
 
+def _module_files(kver: str, modules: tuple[str, ...]) -> list[str]:
+    """The .ko files `modules` need, dependencies first (modprobe --show-depends)."""
+    files: list[str] = []
+    for mod in modules:
+        for line in _run(["modprobe", "-S", kver, "--show-depends", mod]).stdout.splitlines():
+            parts = line.split()
+            if parts and parts[0] == "insmod" and parts[1] not in files:
+                files.append(parts[1])
+    return files
+
+
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -222,12 +238,12 @@ def build_nos_initrd(dest: Path, version: str, host_key: Path, authorized_key: P
         for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
             if Path("/lib/modules", kver, name).exists():
                 shutil.copy2(Path("/lib/modules", kver, name), mod_root / name)
-        for ko in _module_files(kver):
+        for ko in _module_files(kver, NOS_MODULES):
             _copy_into(root, ko)
         _run(["depmod", "-b", str(root), kver])
         _write(root / "etc/inittab", INITTAB)
         _write(root / "etc/rcS", RCS.format(boot_label=BOOT_LABEL, name=NOS_NAME, version=version,
-                                            booted=BOOTED), 0o755)  # fmt: skip
+                                            booted=BOOTED, modules=" ".join(NOS_MODULES)), 0o755)  # fmt: skip
         _write(root / "etc/udhcpc.script", UDHCPC_SCRIPT, 0o755)
         _write(root / "usr/sbin/onie-boot-mode", NOS_ONIE_BOOT_MODE, 0o755)
         _write(root / "etc/os-release", f'NAME="{NOS_NAME}"\nID={NOS_NAME}\nVERSION="{version}"\n'
@@ -374,7 +390,7 @@ class RolloutGuest:
         with (self.workdir / "console.log").open("w") as log:
             for raw in self.proc.stdout:
                 line = _ANSI.sub("", raw.decode("utf-8", "replace")).rstrip("\n")
-                log.write(line + "\n")
+                log.write(f"{time.monotonic() - self.started:7.1f} {line}\n")  # seconds since QEMU started
                 log.flush()
                 with self._cond:
                     self.lines.append((time.time(), line))

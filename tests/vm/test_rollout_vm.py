@@ -5,12 +5,13 @@ What runs against what:
 - installers: `provision onie-installer` of the demo NOS at 1.0.0 and 2.0.0 (both in one
   `onie.installers` folder), the NOS built by tests/support/rollout_guest.py: busybox, OpenSSH's
   sshd, grub-reboot + grub-editenv, onie-boot-mode, its version in /etc/os-release;
-- server: `provision serve` on a tap in a namespace this test creates (198.18.5x.0/24), devices in
-  lab.yml with reserved addresses;
+- server: `provision serve` on a bridge in a namespace this test creates (198.18.53.0/24), one
+  tap per switch on it, devices in lab.yml with reserved addresses;
+- rollout: `provision rollout start PLAN` (engine + ssh driver on asyncssh) run in that namespace;
 - switches: tests/support/rollout_guest.py, the ONIE-like guest of onie_guest.py (BIOS/SeaBIOS,
-  TCG) under one QEMU process each for the whole test: they reboot
-  by themselves (NOS → ONIE → install → NOS), nothing is done to them from outside but SSH;
-- SSH client: the host's OpenSSH `ssh` for the by-hand arming, with the NOS's host key pinned.
+  TCG) under one QEMU process each for the whole test: they reboot by themselves (NOS → ONIE →
+  install → NOS); nothing reaches them from outside but DHCP/HTTP from serve and SSH;
+- SSH client for the test's own checks: the host's OpenSSH `ssh`, the NOS's host key checked.
 
 Each guest first gets v1 by an ordinary armed ONIE install (`provision devices arm --with 1.0.0`)
 from its factory-fresh disk, as a switch fresh from the factory would.
@@ -52,18 +53,11 @@ from tests.support.tools import require_root, require_tool
 pytestmark = [pytest.mark.vm, pytest.mark.netns, pytest.mark.timeout(1800)]
 
 V1, V2 = "1.0.0", "2.0.0"
-# What the ssh driver runs on a GRUB platform (provision/rollout/drivers/bootstyle.py): ONIE-BOOT
-# mounted, ONIE's mode, the one-shot GRUB entry, reboot.
-REARM = (
-    "mkdir -p /mnt/onie-boot && { mountpoint -q /mnt/onie-boot || mount LABEL=ONIE-BOOT /mnt/onie-boot; }"
-    " && /mnt/onie-boot/onie/tools/bin/onie-boot-mode -o install && grub-reboot ONIE && reboot"
-)
-
 LAB = """\
-interfaces: [tap0]
+interfaces: [br0]
 subnets:
   - network: {net}.0/24
-    interface: tap0
+    interface: br0
     pool: [{net}.100-{net}.199]
 paths:
   state_dir: {state}
@@ -143,8 +137,6 @@ def rollout_lab(tmp_path: Path, nos: NosBuild, net: str, count: int) -> Iterator
                                  f"PVROLL{i + 1:02d}", name=f"leaf-{i + 1:02d}")  # fmt: skip
             stack.callback(guest.stop)
             guests.append(guest)
-        lab_yml.write_text(lab_yml.read_text().replace("interfaces: [tap0]", "interfaces: [br0]")
-                           .replace("interface: tap0", "interface: br0"))  # fmt: skip
         with serving(ns, str(lab_yml)) as sp:
             yield Lab(ns, lab_yml, sp, net, guests, tmp_path / "known_hosts")
 
@@ -159,46 +151,6 @@ def install_v1(lab: Lab) -> float:
         assert g.wait_nos(V1, timeout=900) == lab.ip(g)
         assert lab.device(g.name)["stage"] == "installed"
     return time.monotonic() - t0
-
-
-def test_rearm_by_hand_over_ssh_reinstalls_v2(nos, tmp_path):
-    """Step 1 of the proof, without the rollout engine: a switch with NOS v1 is armed for v2 with
-    `provision devices arm`, then re-armed over SSH exactly as the ssh driver does it
-    (onie-boot-mode -o install, grub-reboot ONIE, reboot). The guest reboots into ONIE by its
-    NOS's GRUB entry, discovers our server, installs v2, reboots into it; SSH then sees v2."""
-    with rollout_lab(tmp_path, nos, "198.18.52", 1) as lab:
-        (guest,) = lab.guests
-        first = install_v1(lab)
-        ip = lab.ip(guest)
-        res = ssh(lab.ns, nos, lab.known_hosts, ip, ". /etc/os-release; echo $VERSION_ID; onie-boot-mode -l")
-        assert res.returncode == 0, res.stderr
-        assert res.stdout.split()[0] == V1, res.stdout
-
-        lab.cli("devices", "arm", guest.name, "--with", V2)
-        mark = guest.mark()
-        t0 = time.monotonic()
-        res = ssh(lab.ns, nos, lab.known_hosts, ip, REARM)
-        # reboot ends the session: the exit status is the command's or ssh's 255 when cut.
-        assert res.returncode in (0, 255), res.stderr
-        assert "next ONIE boot mode: install" in res.stdout, res.stdout + res.stderr
-        guest.wait_for(r"ONIE-GUEST-GRUB onie_mode=install", 300, mark)
-        guest.wait_for(r"ONIE-GUEST-PHASE install-ok", 600, mark)
-        assert guest.wait_nos(V2, 600, mark) == ip
-        rearm = time.monotonic() - t0
-
-        res = ssh(
-            lab.ns,
-            nos,
-            lab.known_hosts,
-            ip,
-            ". /etc/os-release; echo $VERSION_ID; cat /boot/boot/provision-release",
-        )
-        assert res.returncode == 0, res.stderr
-        assert res.stdout.split() == [V2, "demo", V2], res.stdout
-        dev = lab.device(guest.name)
-        assert dev["stage"] == "installed", dev
-        print(f"\n[rollout-vm] by hand ({accel()}): v1 install + boot {first:.1f}s, "
-              f"re-arm over ssh -> v2 booted {rearm:.1f}s")  # fmt: skip
 
 
 PLAN = """\
@@ -243,8 +195,6 @@ def test_rollout_canary_then_wave_over_ssh(nos, tmp_path):
     file) → both run v2. The store's events and the rollout's rows prove the order: leaf-02's
     arming (its `device.armed` event) comes after leaf-01's installer reported complete and after
     the engine saw leaf-01 running v2 (its row turned `verified`); the consoles agree."""
-    # The engine and the ssh driver (provision/rollout/) land separately from this test.
-    pytest.importorskip("provision.rollout.drivers.ssh", reason="provision rollout not in this tree yet")
     with rollout_lab(tmp_path, nos, "198.18.53", 2) as lab:
         t_v1 = install_v1(lab)  # both guests at once: they are independent until the rollout
         known_hosts = tmp_path / "rollout_known_hosts"
