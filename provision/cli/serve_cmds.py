@@ -122,6 +122,9 @@ def serve(
 
     logging.getLogger("provision").setLevel(min(logging.getLogger().level, logging.INFO))
     logging.getLogger("pxe").setLevel(min(logging.getLogger().level, logging.INFO))
+    # No line of ours shows the caller's file and line (provision.logs), and finding them walks
+    # the stack for every record, a lease's line included: the logging HOWTO's "Optimization".
+    logging._srcfile = None
     if not logging.getLogger().handlers:  # run without the `provision` group (a test's runner)
         fmt = os.environ.get(logs.ENV_FORMAT, "")
         logs.configure(logging.getLogger().level, fmt if fmt in logs.FORMATS else "text")
