@@ -99,7 +99,6 @@ class Lab:
     serve: ServeProc
     net: str
     guests: list[RolloutGuest]
-    known_hosts: Path
 
     def cli(self, *args: str, timeout: float = 120):
         res = run_cli(*args, "--lab", str(self.lab_yml), timeout=timeout)
@@ -138,7 +137,7 @@ def rollout_lab(tmp_path: Path, nos: NosBuild, net: str, count: int) -> Iterator
             stack.callback(guest.stop)
             guests.append(guest)
         with serving(ns, str(lab_yml)) as sp:
-            yield Lab(ns, lab_yml, sp, net, guests, tmp_path / "known_hosts")
+            yield Lab(ns, lab_yml, sp, net, guests)
 
 
 def install_v1(lab: Lab) -> float:
