@@ -1,13 +1,25 @@
-"""TFTP throughput: pxe.tftp against dnsmasq and tftpd-hpa, same client (atftp), same run.
+"""TFTP throughput: `provision serve` (and the bare pxe.tftp library) against dnsmasq and tftpd-hpa,
+same clients, same run.
 
     sudo python bench/tftp.py [--size-mb 64] [--concurrent 100] [--small-mb 4] [--repeat 3]
+                              [--profile FILE]
 
-Everything runs inside a network namespace this script creates (127.0.0.1 on its loopback), so
-dnsmasq can have port 69 without touching the host. Scenarios:
-  1. one file (64 MB) at blksize 1468, windowsize 1 and 16 (dnsmasq 2.90 and tftpd-hpa do not
-     implement windowsize: they decline it and the client falls back to 1)
-  2. N concurrent transfers of a smaller file, windowsize 16 asked
-Prints MiB/s per server and the ratios; targets: >= dnsmasq at windowsize 1, 3x at 16.
+Two network namespaces this script creates, joined by a veth (a link, as a boot LAN is): the
+servers in one (198.18.99.1), the clients in the other (198.18.99.2, plus one address per
+concurrent client). Servers:
+  - provision serve: the product, from a lab file this script writes (policy, device-file guard,
+    events into the SQLite store, default logging, DHCP running beside it), TFTP on port 3069;
+  - pxe.tftp: the library alone (no policy, an event sink that only counts), port 2069;
+  - dnsmasq (TFTP only, --tftp-max=1000) on port 69; tftpd-hpa on port 1069.
+Scenarios (MiB/s, median of --repeat runs, interleaved; server CPU per MiB from /proc):
+  1. one file (--size-mb) at blksize 1468, no windowsize asked (curl: what PXE ROMs do)
+  2. the same at windowsize 16 (atftp; dnsmasq 2.90 and tftpd-hpa decline windowsize: window 1)
+  3. --concurrent transfers of a --small-mb file, no windowsize asked, each client from its own
+     address (curl --interface): a boot storm of that many machines
+  4. the same at windowsize 16 (atftp, one source address: provision serve's per-client cap of 8
+     refuses the rest, so its column is n/a there)
+--profile FILE runs provision serve under cProfile (pstats written when the bench ends).
+Targets: provision serve >= dnsmasq at windowsize 1 (single and storm), 3x at 16.
 """
 
 from __future__ import annotations
@@ -25,8 +37,22 @@ from pathlib import Path
 from _common import random_file, serve_counting, stop_groups
 
 REPO = Path(__file__).resolve().parents[1]
-NS = f"pvbt{os.getpid()}"
-PORTS = {"pxe.tftp": 2069, "dnsmasq": 69, "tftpd-hpa": 1069}
+SNS, CNS = f"pvbts{os.getpid()}", f"pvbtc{os.getpid()}"
+SERVER, CLIENT = "198.18.99.1", "198.18.99.2"
+PORTS = {"provision": 3069, "pxe.tftp": 2069, "dnsmasq": 69, "tftpd-hpa": 1069}
+TICK = os.sysconf("SC_CLK_TCK")
+
+LAB = """\
+interfaces: [sv0]
+tftp_port: {port}
+http_port: 8080
+subnets:
+  - network: 198.18.99.0/24
+    interface: sv0
+    pool: [198.18.99.200-198.18.99.250]
+paths:
+  state_dir: {state}
+"""
 
 
 def serve(root: str, port: int) -> None:
@@ -34,88 +60,119 @@ def serve(root: str, port: int) -> None:
     sys.path.insert(0, str(REPO))
     from pxe.tftp import TftpConfig, start_tftp
 
-    # Every client of this bench is 127.0.0.1: the per-client cap is lifted for it.
-    config = TftpConfig(root=Path(root), bind_addr="127.0.0.1", port=port, max_per_client=100_000)
+    # Every client of this bench is one machine: the per-client cap is lifted for it.
+    config = TftpConfig(root=Path(root), bind_addr=SERVER, port=port, max_per_client=100_000)
     serve_counting(lambda sink: start_tftp(config, None, sink))
 
 
-def ns(argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", NS, *argv]
+def ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], check=True)
 
 
-def start_servers(root: Path, procs: list[subprocess.Popen]) -> None:
+def in_ns(ns: str, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process and its reaped children (tftpd-hpa forks per transfer)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / TICK
+
+
+def start_servers(
+    work: Path, root: Path, profile: str | None, procs: list[subprocess.Popen]
+) -> dict[str, int]:
+    """Start every server in the server namespace; returns each one's pid (for its CPU time)."""
+    pids: dict[str, int] = {}
+    lab = work / "lab.yml"
+    lab.write_text(LAB.format(port=PORTS["provision"], state=work / "state"))
+    log = work / "serve.log"
+    argv = [sys.executable, "-m", "provision", "serve", str(lab)]
+    if profile:
+        argv = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "provision", "serve", str(lab)]
+    out = open(log, "w")  # noqa: SIM115 - the child holds it; closed with the process
+    provision = subprocess.Popen(
+        in_ns(SNS, argv),
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    procs.append(provision)
+    deadline = time.monotonic() + 60
+    while "provision serve: ready" not in log.read_text():
+        if provision.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("provision serve did not start:\n" + log.read_text())
+        time.sleep(0.2)
+    pids["provision"] = provision.pid
     ours = subprocess.Popen(
-        ns([sys.executable, __file__, "--serve", str(root), str(PORTS["pxe.tftp"])]),
+        in_ns(SNS, [sys.executable, __file__, "--serve", str(root), str(PORTS["pxe.tftp"])]),
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     procs.append(ours)
-    assert ours.stdout.readline().strip() == "ready"
+    assert ours.stdout is not None and ours.stdout.readline().strip() == "ready"
+    pids["pxe.tftp"] = ours.pid
     dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-    procs.append(
-        subprocess.Popen(
-            ns(
-                [
-                    dnsmasq,
-                    "-k",
-                    "--port=0",
-                    "--enable-tftp",
-                    f"--tftp-root={root}",
-                    "--listen-address=127.0.0.1",
-                ]
-                + [
-                    "--bind-interfaces",
-                    "--conf-file=/dev/null",
-                    "--pid-file=",
-                    "--user=root",
-                    "--log-facility=/dev/null",
-                ]
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    dm = subprocess.Popen(
+        in_ns(
+            SNS,
+            [dnsmasq, "-k", "--port=0", "--enable-tftp", f"--tftp-root={root}", f"--listen-address={SERVER}"]
+            + ["--bind-interfaces", "--tftp-max=1000", "--conf-file=/dev/null", "--pid-file="]
+            + ["--user=root", "--log-facility=/dev/null"],
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
+    procs.append(dm)
+    pids["dnsmasq"] = dm.pid
     tftpd = shutil.which("in.tftpd") or "/usr/sbin/in.tftpd"
-    procs.append(
-        subprocess.Popen(
-            ns([tftpd, "-L", "-u", "root", "-s", str(root), "-a", f"127.0.0.1:{PORTS['tftpd-hpa']}"]),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    hpa = subprocess.Popen(
+        in_ns(SNS, [tftpd, "-L", "-u", "root", "-s", str(root), "-a", f"{SERVER}:{PORTS['tftpd-hpa']}"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
+    procs.append(hpa)
+    pids["tftpd-hpa"] = hpa.pid
     time.sleep(1)
     for p in procs:
         if p.poll() is not None:
             raise SystemExit(f"a server did not start: {p.args}")
+    return pids
 
 
-def atftp_argv(port: int, name: str, window: int, out: str = "/dev/null") -> list[str]:
-    return ns(
-        ["atftp", "--option", "blksize 1468", "--option", f"windowsize {window}", "-g", "-r", name, "-l", out]
-        + ["127.0.0.1", str(port)]
+def curl_argv(port: int, name: str, source: str) -> list[str]:
+    # No windowsize asked (curl has no such option), blksize 1468 and tsize as PXE ROMs ask.
+    return in_ns(
+        CNS,
+        ["curl", "-sS", "--interface", source, "--tftp-blksize", "1468", "-o", "/dev/null"]
+        + [f"tftp://{SERVER}:{port}/{name}"],
     )
 
 
-def one_file(port: int, name: str, size: int, window: int) -> float:
-    t0 = time.monotonic()
-    subprocess.run(atftp_argv(port, name, window), check=True, capture_output=True, timeout=600)
-    return size / (time.monotonic() - t0) / 2**20
+def atftp_argv(port: int, name: str, window: int) -> list[str]:
+    return in_ns(
+        CNS,
+        ["atftp", "--option", "blksize 1468", "--option", f"windowsize {window}", "-g", "-r", name]
+        + ["-l", "/dev/null", SERVER, str(port)],
+    )
 
 
-def concurrent(port: int, name: str, size: int, window: int, count: int) -> float:
+def run_clients(argvs: list[list[str]], size: int) -> tuple[float, int]:
+    """MiB/s of all of them together, and how many failed."""
     t0 = time.monotonic()
-    procs = [
-        subprocess.Popen(atftp_argv(port, name, window), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(count)
-    ]
+    procs = [subprocess.Popen(a, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for a in argvs]
     failed = sum(p.wait(900) != 0 for p in procs)
     elapsed = time.monotonic() - t0
-    if failed:
-        print(f"    ({failed} of {count} transfers failed on port {port})")
-    return (count - failed) * size / elapsed / 2**20
+    return (len(argvs) - failed) * size / elapsed / 2**20, failed
+
+
+def sources(n: int) -> list[str]:
+    return [f"198.18.99.{10 + i}" for i in range(n)]
 
 
 def main() -> None:
@@ -125,73 +182,111 @@ def main() -> None:
     ap.add_argument("--small-mb", type=int, default=4)
     ap.add_argument("--concurrent", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", choices=("single1", "single16", "storm1", "storm16"), action="append")
+    ap.add_argument("--profile", metavar="FILE", help="run provision serve under cProfile, stats to FILE")
     args = ap.parse_args()
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return
     if os.geteuid() != 0:
-        raise SystemExit("bench/tftp.py needs root (it makes a network namespace for dnsmasq's port 69)")
-    for tool in ("atftp", "dnsmasq", "in.tftpd"):
+        raise SystemExit("bench/tftp.py needs root (network namespaces, dnsmasq's port 69)")
+    if not 1 <= args.concurrent <= 180:
+        raise SystemExit("--concurrent: 1..180 (one client address each in 198.18.99.10-189)")
+    for tool in ("atftp", "curl", "dnsmasq", "in.tftpd"):
         if not (shutil.which(tool) or Path("/usr/sbin", tool).exists()):
-            raise SystemExit(f"needs {tool} (Debian packages atftp, dnsmasq, tftpd-hpa)")
-    tmp = Path(tempfile.mkdtemp(prefix="pvbench-tftp-"))
-    tmp.chmod(0o755)
+            raise SystemExit(f"needs {tool} (Debian packages atftp, curl, dnsmasq, tftpd-hpa)")
+    work = Path(tempfile.mkdtemp(prefix="pvbench-tftp-"))
+    work.chmod(0o755)
+    root = work / "state" / "tftp"  # provision serve's tftp root; the others serve it too
+    root.mkdir(parents=True)
+    (work / "state" / "http").mkdir()
     procs: list[subprocess.Popen] = []
-    subprocess.run(["ip", "netns", "add", NS], check=True)
+    profile = str(Path(args.profile).resolve()) if args.profile else None
     try:
-        subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
-        # tftpd-hpa resolves its -a address with AI_ADDRCONFIG, which fails when loopback is the
-        # only interface with an address: give the namespace one (a veth pair, both ends inside).
-        subprocess.run(
-            ["ip", "-n", NS, "link", "add", "pvb0", "type", "veth", "peer", "name", "pvb1"], check=True
+        ip("netns", "add", SNS)
+        ip("netns", "add", CNS)
+        ip("link", "add", "pvbt0", "netns", SNS, "type", "veth", "peer", "name", "cl0", "netns", CNS)
+        ip("-n", SNS, "link", "set", "pvbt0", "name", "sv0")
+        ip("-n", SNS, "addr", "add", f"{SERVER}/24", "dev", "sv0")
+        ip("-n", CNS, "addr", "add", f"{CLIENT}/24", "dev", "cl0")
+        for src in sources(args.concurrent):
+            ip("-n", CNS, "addr", "add", f"{src}/24", "dev", "cl0")
+        for ns, dev in ((SNS, "sv0"), (CNS, "cl0"), (SNS, "lo"), (CNS, "lo")):
+            ip("-n", ns, "link", "set", dev, "up")
+        size, small = (
+            random_file(root / "big.bin", args.size_mb),
+            random_file(root / "small.bin", args.small_mb),
         )
-        subprocess.run(["ip", "-n", NS, "addr", "add", "198.18.99.1/30", "dev", "pvb0"], check=True)
-        subprocess.run(["ip", "-n", NS, "link", "set", "pvb0", "up"], check=True)
-        big, small = tmp / "big.bin", tmp / "small.bin"
-        size, small_size = random_file(big, args.size_mb), random_file(small, args.small_mb)
-        start_servers(tmp, procs)
-        results: dict[str, dict[str, float]] = {name: {} for name in PORTS}
-        scenarios = [
-            (
-                f"{args.size_mb} MB, blksize 1468, window 1",
-                lambda p: one_file(p, "big.bin", size, 1),
+        pids = start_servers(work, root, profile, procs)
+        time.sleep(2)  # IPv4 is up at once; let the servers' own start-up settle
+        n = args.concurrent
+        scenarios = {
+            "single1": (
+                f"1 x {args.size_mb} MB, no windowsize (curl)",
+                lambda p: [curl_argv(p, "big.bin", CLIENT)],
+                size,
             ),
-            (
-                f"{args.size_mb} MB, blksize 1468, window 16",
-                lambda p: one_file(p, "big.bin", size, 16),
+            "single16": (
+                f"1 x {args.size_mb} MB, windowsize 16 (atftp)",
+                lambda p: [atftp_argv(p, "big.bin", 16)],
+                size,
             ),
-            (
-                f"{args.concurrent} x {args.small_mb} MB concurrent, window 16",
-                lambda p: concurrent(p, "small.bin", small_size, 16, args.concurrent),
+            "storm1": (
+                f"{n} x {args.small_mb} MB, no windowsize, {n} sources",
+                lambda p: [curl_argv(p, "small.bin", s) for s in sources(n)],
+                small,
             ),
-            (
-                f"{args.concurrent} x {args.small_mb} MB concurrent, window 1",
-                lambda p: concurrent(p, "small.bin", small_size, 1, args.concurrent),
+            "storm16": (
+                f"{n} x {args.small_mb} MB, windowsize 16, 1 source",
+                lambda p: [atftp_argv(p, "small.bin", 16) for _ in range(n)],
+                small,
             ),
-        ]
+        }
         print(
-            f"TFTP, atftp client, loopback in a namespace, {os.cpu_count()} CPUs (MiB/s, median of {args.repeat})",
+            f"TFTP, blksize 1468, over a veth between two namespaces, {os.cpu_count()} CPUs; "
+            f"MiB/s median of {args.repeat} (server CPU ms per MiB)",
             flush=True,
         )
-        print(
-            f"{'scenario':44} {'pxe.tftp':>9} {'dnsmasq':>9} {'tftpd-hpa':>9} {'vs dnsmasq':>10} {'vs hpa':>7}"
-        )
-        for label, fn in scenarios:
-            runs: dict[str, list[float]] = {name: [] for name in PORTS}
+        print(f"{'scenario':42} " + " ".join(f"{name:>17}" for name in PORTS) + "  provision/dnsmasq")
+        for key, (label, argvs, nbytes) in scenarios.items():
+            if args.only and key not in args.only:
+                continue
+            servers = [s for s in PORTS if not (key == "storm16" and s == "provision")]
+            runs: dict[str, list[float]] = {s: [] for s in servers}
+            cpu: dict[str, float] = dict.fromkeys(servers, 0.0)
+            moved: dict[str, float] = dict.fromkeys(servers, 0.0)
+            failures: dict[str, int] = dict.fromkeys(servers, 0)
             for _ in range(args.repeat):  # interleaved: background load on a shared machine hits all alike
-                for name, port in PORTS.items():
-                    runs[name].append(fn(port))
-            for name in PORTS:
-                results[name][label] = statistics.median(runs[name])
-            ours, dm, hpa = (results[n][label] for n in PORTS)
-            print(
-                f"{label:44} {ours:9.1f} {dm:9.1f} {hpa:9.1f} {ours / dm:9.2f}x {ours / hpa:6.2f}x",
-                flush=True,
+                for s in servers:
+                    before = cpu_seconds(pids[s])
+                    clients = argvs(PORTS[s])
+                    rate, failed = run_clients(clients, nbytes)
+                    cpu[s] += cpu_seconds(pids[s]) - before
+                    moved[s] += (len(clients) - failed) * nbytes / 2**20
+                    failures[s] += failed
+                    runs[s].append(rate)
+            cells = []
+            for s in PORTS:
+                if s not in servers:
+                    cells.append(f"{'n/a':>17}")
+                    continue
+                # tftpd-hpa's per-transfer children are not reaped into its CPU time: not shown
+                per_mib = f"{1000 * cpu[s] / moved[s]:5.2f}" if moved[s] and cpu[s] else "    -"
+                cells.append(f"{statistics.median(runs[s]):8.1f} ({per_mib})")
+            ratio = (
+                f"{statistics.median(runs['provision']) / statistics.median(runs['dnsmasq']):.2f}x"
+                if "provision" in servers
+                else "n/a"
             )
+            print(f"{label:42} " + " ".join(cells) + f"  {ratio:>8}", flush=True)
+            for s, f in failures.items():
+                if f:
+                    print(f"    {s}: {f} transfers failed", flush=True)
     finally:
         stop_groups(procs)
-        subprocess.run(["ip", "netns", "del", NS], check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
+        for ns in (CNS, SNS):
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

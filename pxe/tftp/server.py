@@ -22,6 +22,7 @@ from pxe.limits import Bounds, Gate
 from pxe.logsafe import safe
 from pxe.policy import Client, Event, EventSink, Policy, RenderedFile, Service
 from pxe.tftp import packets as P
+from pxe.tftp.readers import Readers
 from pxe.tftp.transfer import Limits, Outcome, ReadTransfer, Result, Source, negotiate
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class TftpServer:
         self.counters = Transfers()  # requests and transfers by result, bytes, durations
         self._meta: dict[ReadTransfer, tuple[str, str, str | None]] = {}
         self._requests: dict[ReadTransfer, P.Request] = {}  # what started each transfer
+        self.readers = Readers(self.loop)  # every transfer's socket, behind one loop reader
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
 
     @property
@@ -117,6 +119,7 @@ class TftpServer:
         self.sock.close()
         for transfer in list(self.transfers.values()):
             transfer.cancel()
+        self.readers.close()
 
     # -- events ------------------------------------------------------------------------------
     def _emit(self, kind: str, mac: str | None, ip: str, **detail: object) -> None:
@@ -364,7 +367,9 @@ class TftpServer:
                 mac,
             )
             return
-        transfer = ReadTransfer(self.loop, sock, source, opts, self.config.limits, self._on_done)
+        transfer = ReadTransfer(
+            self.loop, sock, source, opts, self.config.limits, self._on_done, readers=self.readers
+        )
         old = self.transfers.pop(peer, None)
         if old is not None:
             old.cancel()

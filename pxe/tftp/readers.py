@@ -1,0 +1,78 @@
+"""Many transfer sockets behind one event-loop reader.
+
+A boot storm is hundreds of transfers at windowsize 1: every block is one ACK in and one DATA
+out, so what the loop spends per readable socket is the server's throughput. With one
+`loop.add_reader` per socket, asyncio turns each readiness into a selector-key lookup, a handle
+queued on its ready list and a `Context.run` call before our code runs. Here the transfer
+sockets sit in one epoll set of their own, whose descriptor is the only one the loop watches
+(an epoll descriptor is itself pollable, level-triggered): one loop callback drains up to
+`BATCH` ready sockets and calls each one's handler directly. Measured in bench/tftp.py and
+docs/netboot.md "Performance".
+
+Linux only (epoll), like the rest of the boot services; elsewhere `Readers` falls back to the
+loop's own `add_reader`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import select
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+BATCH = 256  # ready sockets handled per loop callback; the loop runs its other work in between
+
+
+class Readers:
+    """`add(fd, handler)` / `remove(fd)`: `handler()` runs whenever `fd` is readable."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._handlers: dict[int, Callable[[], None]] = {}
+        self._epoll: select.epoll | None = None
+        if hasattr(select, "epoll"):
+            self._epoll = select.epoll()
+            loop.add_reader(self._epoll.fileno(), self._on_ready)
+
+    def add(self, fd: int, handler: Callable[[], None]) -> None:
+        if self._epoll is None:
+            self.loop.add_reader(fd, handler)
+            return
+        self._handlers[fd] = handler
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def remove(self, fd: int) -> None:
+        """Before the socket is closed (a closed descriptor's number is soon another's)."""
+        if self._epoll is None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(fd)
+            return
+        if self._handlers.pop(fd, None) is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
+
+    def _on_ready(self) -> None:
+        assert self._epoll is not None
+        handlers = self._handlers
+        for fd, _ in self._epoll.poll(0, BATCH):
+            # A handler earlier in this batch may have ended (and removed) this one's transfer.
+            handler = handlers.get(fd)
+            if handler is not None:
+                try:
+                    handler()
+                except Exception:  # as asyncio would for a reader of its own: log, go on
+                    log.exception("tftp: a transfer's reader failed")
+
+    def close(self) -> None:
+        if self._epoll is None:
+            return
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+        self._handlers.clear()
+
+
+__all__ = ["BATCH", "Readers"]
