@@ -10,6 +10,7 @@ file: they can be armed and disarmed here, never enrolled, imported or forgotten
 from __future__ import annotations
 
 import fnmatch
+import functools
 import getpass
 import os
 import sys
@@ -128,13 +129,26 @@ def _select(fleet: Lifecycle, names: tuple[str, ...], every: bool) -> tuple[list
     return list(chosen.values()), pattern
 
 
+# One registry and one catalog per folder for the whole command: checking `arm 'leaf-*'` or a
+# rollout of 500 devices read every profile file and every installer header once per device
+# (minutes of CPU at 500; bench/rollout.py).
+@functools.cache
+def _profiles() -> ProfileRegistry:
+    return ProfileRegistry()
+
+
+@functools.cache
+def _catalog(folder: Path) -> Catalog:
+    return Catalog(folder)
+
+
 def _expected_platform(dev: Device) -> str | None:
     if dev.platform:
         return dev.platform
     if not dev.profile:
         return None
     try:
-        return ProfileRegistry().get(dev.profile).onie_platform
+        return _profiles().get(dev.profile).onie_platform
     except (LookupError, ConfigError):
         return None
 
@@ -152,7 +166,7 @@ def _check_target(place: StatePlace, dev: Device, target: str) -> str | None:
         if cfg.boot.entries:
             return f"no boot entry {target!r} in {', '.join(sorted(cfg.boot.entries))}"
         return None
-    choice = Catalog(Path(folder)).resolve_pin(target, _expected_platform(dev))
+    choice = _catalog(Path(folder)).resolve_pin(target, _expected_platform(dev))
     if choice.entry is not None:
         return None
     entries = ", ".join(sorted(cfg.boot.entries))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,33 @@ def _address(req: ArmRequest) -> str:
 
 def _host_pattern(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
+
+
+def _steps_script(commands: list[str]) -> str:
+    """The commands as one sh script: each announced on stderr, the first failure ends it with
+    that command's exit code and names its step."""
+    lines = []
+    for i, cmd in enumerate(commands):
+        lines.append(f"printf '@@step {i}\\n' >&2")
+        lines.append(f'{{ {cmd}\n}} || {{ rc=$?; printf \'@@failed {i} %s\\n\' "$rc" >&2; exit "$rc"; }}')
+    return "\n".join(lines) + "\n"
+
+
+def _failed_step(stderr: str, count: int) -> tuple[int | None, str]:
+    """(index of the failed step, its last line of stderr) from _steps_script's markers."""
+    step: int | None = None
+    said: list[str] = []
+    for line in stderr.splitlines():
+        if line.startswith("@@step "):
+            step, said = int(line.split()[1]), []
+        elif line.startswith("@@failed "):
+            step = int(line.split()[1])
+            break
+        elif line.strip():
+            said.append(line.strip())
+    if step is not None and not 0 <= step < count:
+        step = None
+    return step, said[-1] if said else ""
 
 
 class SshDriver:
@@ -206,17 +234,22 @@ class SshDriver:
         timeout = float(opts.get("command_timeout", COMMAND_TIMEOUT_S))
         conn = await self._connect(req)
         try:
-            for cmd in commands:
-                done = await self._run(conn, req, sudo + cmd, timeout)
-                if done.exit_status != 0:
-                    err = str(done.stderr or done.stdout or "").strip().splitlines()
-                    raise ArmingError(
-                        f"{dev.name}: `{cmd}` failed (exit {done.exit_status}"
-                        f"{', signal ' + str(done.exit_signal[0]) if done.exit_signal else ''})"
-                        f"{': ' + err[-1] if err else ''}",
-                        fix="the switch was not rebooted; fix the command (driver option commands) "
-                        "or the NOS (docs/rollout.md, Drivers: what a NOS needs)",
-                    )
+            # One session for every step (a session costs the NOS a fork and a shell, and a wave
+            # opens dozens at once); markers on stderr say which step failed.
+            script = _steps_script(commands)
+            if sudo:
+                script = f"{sudo}sh -c {shlex.quote(script)}"
+            done = await self._run(conn, req, script, timeout)
+            if done.exit_status != 0:
+                step, err = _failed_step(str(done.stderr or ""), len(commands))
+                cmd = commands[step] if step is not None else "; ".join(commands)
+                raise ArmingError(
+                    f"{dev.name}: `{cmd}` failed (exit {done.exit_status}"
+                    f"{', signal ' + str(done.exit_signal[0]) if done.exit_signal else ''})"
+                    f"{': ' + err if err else ''}",
+                    fix="the switch was not rebooted; fix the command (driver option commands) "
+                    "or the NOS (docs/rollout.md, Drivers: what a NOS needs)",
+                )
             reboot = str(pick(opts.get("reboot_command"), dev, style) or REBOOT_COMMAND)
             rebooted: asyncssh.SSHCompletedProcess | None
             try:
