@@ -187,6 +187,12 @@ class Result:
     retransmits: int = 0
 
 
+_SENDING = State.SENDING
+# Every transfer receives into this one buffer (one loop thread; a datagram is handled before
+# the next is read): `recv(65536)` allocated and shrank a 64 KiB object per ACK.
+_RX = bytearray(65536)
+
+
 class ReadTransfer:
     def __init__(
         self,
@@ -225,7 +231,7 @@ class ReadTransfer:
         # Windowsize 1 (every PXE ROM that does not ask for more): `_on_readable` answers an
         # in-order ACK with the next block itself, in one call (see there).
         self._lockstep = opts.windowsize == 1
-        self._recv, self._send_now, self._now = sock.recv, sock.send, loop.time
+        self._recv_into, self._send_now, self._now = sock.recv_into, sock.send, loop.time
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -396,7 +402,7 @@ class ReadTransfer:
 
     def _on_readable(self) -> None:
         try:
-            data = self._recv(65536)
+            got = self._recv_into(_RX)
         except BlockingIOError:
             return
         except ConnectionRefusedError:
@@ -405,15 +411,16 @@ class ReadTransfer:
         except OSError as exc:
             log.debug("tftp: recv failed: %s", exc)
             return
+        rx = _RX
         # Fast path: a 4-byte ACK is all a healthy transfer ever receives.
-        if len(data) >= 4 and data[0] == 0 and data[1] == _OP_ACK:
-            wire = (data[2] << 8) | data[3]
+        if got >= 4 and rx[0] == 0 and rx[1] == _OP_ACK:
+            wire = (rx[2] << 8) | rx[3]
             base = self.base
             if (
                 self._lockstep
                 and wire == base & 0xFFFF
                 and self.sent_upto == base
-                and self.state is State.SENDING
+                and self.state is _SENDING
                 and base < self.last_block
             ):
                 # Windowsize 1, the ACK of the block in flight: `_on_ack` + `_progress` +
@@ -442,7 +449,7 @@ class ReadTransfer:
             self._on_ack(wire)
             return
         try:
-            packet = P.parse(data)
+            packet = P.parse(bytes(rx[:got]))
         except P.MalformedPacket:
             return  # garbage from the client's port: ignore, the transfer goes on
         if isinstance(packet, P.Error):
