@@ -59,7 +59,7 @@ target: "2.0"
 canaries: {canaries}
 wave_size: {wave}
 gates: {{max_failure_percent: {pct}}}
-timeouts: {{arm: 60, install: {install}, boot: 120}}
+timeouts: {{arm: {arm}, install: {install}, boot: 120}}
 driver:
   name: ssh
   options: {{host_keys: known_hosts, known_hosts: {known_hosts}, identity_file: {key}}}
@@ -134,6 +134,7 @@ def main() -> None:
     )
     ap.add_argument("--installer-mib", type=int, default=2)
     ap.add_argument("--install-timeout", type=int, default=120, help="the plan's install timeout (s)")
+    ap.add_argument("--arm-timeout", type=int, default=120, help="the plan's arm timeout (s)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
@@ -242,6 +243,7 @@ def main() -> None:
                 wave=args.wave,
                 pct=args.max_failure_percent,
                 install=args.install_timeout,
+                arm=args.arm_timeout,
                 known_hosts=fleet_dir / "known_hosts",
                 key=key,
             )
@@ -306,7 +308,7 @@ def main() -> None:
         twice = sorted(n for n, c in installs.items() if c > 1)
         at_v2 = {s["name"] for s in fleet_status if s["version"] == "2.0"}
         names = {s["name"] for s in fleet_status}
-        skipped = sorted(names - at_v2 - faulty)
+        attempted: set[str] = set()
         status = subprocess.run(in_ns(server_ns, cli("rollout", "status", *([rid] if rid else []), "--lab", str(lab), "--json")),
                                 env=env, cwd=REPO, capture_output=True, text=True)  # fmt: skip
         per_wave: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -314,10 +316,16 @@ def main() -> None:
         with contextlib.suppress(ValueError, KeyError):
             for d in json.loads(status.stdout)["devices"]:
                 per_wave[d["wave"]][d["stage"]] += 1
+                if d.get("attempts") or d["stage"] not in ("pending", "skipped"):
+                    attempted.add(d["name"])
                 if d["stage"] == "failed":
                     kind = "injected" if d["name"] in faulty else "NOT injected"
-                    errors[f"{kind}: {(d.get('error') or '')[:90]}"] += 1
+                    errors[
+                        f"{kind}: {(d.get('error') or '').splitlines()[-1][:110] if d.get('error') else ''}"
+                    ] += 1
         onie_runs = sum(s["installer_runs"] for s in fleet_status)
+        # Skipped: selected, never attempted by the rollout, and not at 2.0 either.
+        skipped = sorted(names - at_v2 - attempted)
 
         print(f"\n{args.count} switches, {args.canaries} canaries then waves of {args.wave}, "
               f"gate: more than {args.max_failure_percent}% failed in a wave stops the rollout")  # fmt: skip
@@ -334,11 +342,13 @@ def main() -> None:
         for wave in sorted(per_wave):
             c = per_wave[wave]
             print(f"    wave {wave}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+        for text, n in errors.most_common():
+            print(f"    failed x{n}: {text}")
         print(
             f"  at 2.0: {len(at_v2)}; injected failures: {len(faulty)}; installers run by the fleet: {onie_runs}"
         )
         print(
-            f"  installed twice: {twice or 'none'}; skipped (neither at 2.0 nor failed by injection): {skipped or 'none'}"
+            f"  installed twice: {twice or 'none'}; skipped (never attempted, not at 2.0): {skipped or 'none'}"
         )
         ok = not twice and not skipped
         print("  CHECKS " + ("PASSED" if ok else "FAILED"))
