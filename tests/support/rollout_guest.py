@@ -110,7 +110,10 @@ hostname {name}
 ip link set lo up
 ip link set eth0 up
 echo "NOS-PHASE dhcp $(cut -d' ' -f1 /proc/uptime)"
-udhcpc -i eth0 -s /etc/udhcpc.script -t 30 -T 1 -A 1 -n -q -x hostname:{name} >/dev/null 2>&1
+# A switch keeps asking until its management address comes (serve may be busy or restarting).
+until udhcpc -i eth0 -s /etc/udhcpc.script -t 20 -T 1 -A 1 -n -q -x hostname:{name} >/dev/null 2>&1; do
+    echo "NOS: no DHCP lease yet, asking again"
+done
 echo "NOS-PHASE sshd $(cut -d' ' -f1 /proc/uptime)"
 /usr/sbin/sshd -E /var/log/sshd.log || echo "NOS: sshd failed: $(cat /var/log/sshd.log)"
 ip=$(ip -4 -o addr show dev eth0 | sed -n 's/.* inet \\([0-9.]*\\).*/\\1/p')

@@ -5,7 +5,7 @@ What runs against what:
 - installers: `provision onie-installer` of the demo NOS at 1.0.0 and 2.0.0 (both in one
   `onie.installers` folder), the NOS built by tests/support/rollout_guest.py: busybox, OpenSSH's
   sshd, grub-reboot + grub-editenv, onie-boot-mode, its version in /etc/os-release;
-- server: `provision serve` on a bridge in a namespace this test creates (198.18.53.0/24), one
+- server: `provision serve` on a bridge in a namespace this test creates (198.18.57.0/24), one
   tap per switch on it, devices in lab.yml with reserved addresses;
 - rollout: `provision rollout start PLAN` (engine + ssh driver on asyncssh) run in that namespace;
 - switches: tests/support/rollout_guest.py, the ONIE-like guest of onie_guest.py (BIOS/SeaBIOS,
@@ -194,7 +194,7 @@ def test_rollout_canary_then_wave_over_ssh(nos, tmp_path):
     file) → both run v2. The store's events and the rollout's rows prove the order: leaf-02's
     arming (its `device.armed` event) comes after leaf-01's installer reported complete and after
     the engine saw leaf-01 running v2 (its row turned `verified`); the consoles agree."""
-    with rollout_lab(tmp_path, nos, "198.18.53", 2) as lab:
+    with rollout_lab(tmp_path, nos, "198.18.57", 2) as lab:
         t_v1 = install_v1(lab)  # both guests at once: they are independent until the rollout
         known_hosts = tmp_path / "rollout_known_hosts"
         known_hosts.write_text("".join(nos.known_hosts_line(lab.ip(g)) for g in lab.guests))
