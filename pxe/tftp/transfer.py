@@ -2,11 +2,13 @@
 
 Each transfer owns a UDP socket on its own ephemeral port, connected to the client (RFC 1350 §4:
 the pair of ports is the transfer ID; connecting lets the kernel drop strays and report ICMP
-port-unreachable when the client has gone). The socket is driven with `loop.add_reader` and plain
-non-blocking `send`/`recv` rather than a DatagramTransport: at windowsize 1 each block costs one
-ACK round trip, so per-packet overhead is the throughput. One timer per transfer, re-armed lazily
-(the timer checks when progress was last seen) instead of being cancelled and rescheduled on
-every ACK.
+port-unreachable when the client has gone). The socket is driven with plain non-blocking
+`send`/`recv_into` from a reader callback (the server's `pxe.tftp.readers.Readers`: one epoll set
+for every transfer socket; `loop.add_reader` when a transfer runs alone) rather than a
+DatagramTransport: at windowsize 1 each block costs one ACK round trip, so per-packet overhead
+is the throughput, and an in-order ACK is answered in the reader callback itself. One timer per
+transfer, re-armed lazily (the timer checks when progress was last seen) instead of being
+cancelled and rescheduled on every ACK.
 """
 
 from __future__ import annotations
