@@ -37,6 +37,7 @@ from dhcp4.options import (
 )
 
 PXE_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"  # a BIOS PXE ROM, as bench/dhcp.py's clients
+OFFER_WAIT = 0.3  # seconds a client waits for its preferred server's OFFER once another came
 
 
 def _packet(
@@ -79,7 +80,8 @@ def dora(servers: list[str], giaddr: str, n: int, window: int, cap: float, seed:
     macs = [bytes([0x02, 0x5C]) + rng.randbytes(4) for _ in range(n)]
     sock = _socket()
     queue = list(range(n))[::-1]
-    # xid -> [client, packet, sent at, tries, stage (DISCOVER/REQUEST), chosen server]
+    # xid -> [client, packet, sent at, tries, stage (DISCOVER/REQUEST), chosen server,
+    #         (another server's OFFER, when it came) while waiting for the preferred one]
     inflight: dict[int, list] = {}
     acked: dict[str, str] = {}  # mac -> ip
     by: dict[str, str] = {}  # mac -> server that ACKed
@@ -93,10 +95,20 @@ def dora(servers: list[str], giaddr: str, n: int, window: int, cap: float, seed:
                 sock.sendto(entry[1], (s, 67))
         entry[2] = time.monotonic()
 
+    def request(entry: list, offer: Packet) -> None:
+        opts = {
+            OPT_REQUESTED_IP: socket.inet_aton(offer.yiaddr),
+            OPT_SERVER_ID: offer.options[OPT_SERVER_ID],
+        }
+        entry[1] = _packet(macs[entry[0]], offer.xid, giaddr, MessageType.REQUEST, opts)
+        entry[3], entry[4], entry[5] = 1, "R", socket.inet_ntoa(offer.options[OPT_SERVER_ID])
+        entry[6] = None
+        send(entry)
+
     def discover(idx: int) -> None:
         nonlocal xid
         xid = (xid + 1) & 0xFFFFFFFF
-        entry = [idx, _packet(macs[idx], xid, giaddr, MessageType.DISCOVER, {}), 0.0, 1, "D", None]
+        entry = [idx, _packet(macs[idx], xid, giaddr, MessageType.DISCOVER, {}), 0.0, 1, "D", None, None]
         inflight[xid] = entry
         send(entry)
 
@@ -109,13 +121,13 @@ def dora(servers: list[str], giaddr: str, n: int, window: int, cap: float, seed:
                 continue
             idx, mtype = entry[0], pkt.message_type
             if mtype is MessageType.OFFER and entry[4] == "D":
-                opts = {
-                    OPT_REQUESTED_IP: socket.inet_aton(pkt.yiaddr),
-                    OPT_SERVER_ID: pkt.options[OPT_SERVER_ID],
-                }
-                entry[1] = _packet(macs[idx], pkt.xid, giaddr, MessageType.REQUEST, opts)
-                entry[3], entry[4], entry[5] = 1, "R", socket.inet_ntoa(pkt.options[OPT_SERVER_ID])
-                send(entry)
+                # RFC 2131 4.4.1 lets a client wait for several OFFERs and choose: each client
+                # prefers servers[idx % n] and takes another's OFFER only after OFFER_WAIT, so every
+                # server gets its share of the load whichever one answers faster on a busy machine.
+                if src == servers[idx % len(servers)]:
+                    request(entry, pkt)
+                elif entry[6] is None:
+                    entry[6] = (pkt, time.monotonic())
             elif mtype is MessageType.ACK and entry[4] == "R":
                 del inflight[pkt.xid]
                 acked[macs[idx].hex(":")] = pkt.yiaddr
@@ -127,7 +139,9 @@ def dora(servers: list[str], giaddr: str, n: int, window: int, cap: float, seed:
                 queue.append(idx)
         now = time.monotonic()
         for x, entry in list(inflight.items()):
-            if now - entry[2] > 2.0:
+            if entry[4] == "D" and entry[6] is not None and now - entry[6][1] > OFFER_WAIT:
+                request(entry, entry[6][0])
+            elif now - entry[2] > 2.0:
                 if entry[3] >= 8:
                     del inflight[x]
                     lost += 1
