@@ -75,6 +75,8 @@ ROW_KINDS = (
     "dhcp.decline",
     "tftp.sent",
     "http.sent",
+    "rollout.device",  # a device's stage in a rollout (its row and the rollout's wave counts)
+    "rollout.state",  # a rollout paused, stopped by a gate, aborted, done (the rollout section)
 )
 # Also on a device's timeline (it shows everything said about the device).
 TIMELINE_KINDS = (*ROW_KINDS, "dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.nak", "dhcp.inform")

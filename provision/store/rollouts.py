@@ -21,6 +21,8 @@ from pxe.policy import Event
 # Device stages (docs/rollout.md "Stages"); the last three are final.
 STAGES = ("pending", "arming", "installing", "installed", "verified", "failed", "skipped")
 FINAL_STAGES = ("verified", "failed", "skipped")
+KIND_ROLLOUT_STATE = "rollout.state"  # detail: rollout, state, reason
+KIND_ROLLOUT_DEVICE = "rollout.device"  # detail: rollout, name, stage, wave, attempt, note|error
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,10 @@ class RolloutStore:
         if expect is not None:
             sql += f" AND state IN ({','.join('?' * len(expect))})"
             args.extend(expect)
-        return self.db.execute(sql, args).rowcount > 0
+        changed = self.db.execute(sql, args).rowcount > 0
+        if changed:
+            self._said_state(rollout_id, state, reason)
+        return changed
 
     def accept_wave(self, rollout_id: str, wave: int) -> None:
         """`continue` after a gate stopped wave `wave`: its failures are accepted, the next goes."""
@@ -197,6 +202,29 @@ class RolloutStore:
             f"UPDATE rollout_devices SET {cols} WHERE rollout=? AND name=?",
             [*fields.values(), rollout_id, name],
         )
+        if "stage" in fields:
+            self._said_stage(rollout_id, name, fields)
+
+    # -- what the rollout says: events, like every lifecycle transition (docs/rollout.md) ---------
+    def _said_state(self, rollout_id: str, state: str, reason: str | None) -> None:
+        """A `rollout.state` event: the event stream, the web page and `/metrics` follow a
+        rollout's pause, gate stop, abort and end without polling its table."""
+        detail = {"rollout": rollout_id, "state": state, "reason": reason}
+        self.store.add_event(Event(KIND_ROLLOUT_STATE, detail=detail))
+        self.store.flush()
+
+    def _said_stage(self, rollout_id: str, name: str, fields: Mapping[str, Any]) -> None:
+        """A `rollout.device` event per stage a device enters, on its timeline: what the
+        rollout did to it and when ("armed by the rollout", "verified at 2.0")."""
+        row = self.device(rollout_id, name)
+        detail: dict[str, Any] = {"rollout": rollout_id, "name": name, "stage": fields["stage"]}
+        if row is not None:
+            detail.update(wave=row.wave, attempt=row.attempts)
+        for key in ("note", "error", "install_id"):
+            if fields.get(key):
+                detail[key] = fields[key]
+        self.store.add_event(Event(KIND_ROLLOUT_DEVICE, detail=detail))
+        self.store.flush()
 
     def stage_counts(self, rollout_ids: Sequence[str]) -> dict[str, dict[int, dict[str, int]]]:
         """{rollout: {wave: {stage: count}}} for several rollouts in one query (the summaries)."""
@@ -234,4 +262,12 @@ class RolloutStore:
         return self.store.event_page(after=after, kinds=kinds, limit=limit)
 
 
-__all__ = ["FINAL_STAGES", "STAGES", "RolloutDevice", "RolloutRecord", "RolloutStore"]
+__all__ = [
+    "FINAL_STAGES",
+    "KIND_ROLLOUT_DEVICE",
+    "KIND_ROLLOUT_STATE",
+    "STAGES",
+    "RolloutDevice",
+    "RolloutRecord",
+    "RolloutStore",
+]

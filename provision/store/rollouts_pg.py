@@ -84,7 +84,10 @@ class PgRolloutStore(RolloutStore):
         if expect is not None:
             sql += " AND state = ANY(%s)"
             args.append(list(expect))
-        return self.pg.db.execute(sql, args).rowcount > 0
+        changed = self.pg.db.execute(sql, args).rowcount > 0
+        if changed:
+            self._said_state(rollout_id, state, reason)
+        return changed
 
     def accept_wave(self, rollout_id: str, wave: int) -> None:
         self.pg.db.execute(
@@ -125,6 +128,8 @@ class PgRolloutStore(RolloutStore):
             f"UPDATE rollout_devices SET {cols} WHERE rollout = %s AND name = %s",
             [*fields.values(), rollout_id, name],
         )
+        if "stage" in fields:
+            self._said_stage(rollout_id, name, fields)
 
     def stage_counts(self, rollout_ids: Sequence[str]) -> dict[str, dict[int, dict[str, int]]]:
         if not rollout_ids:

@@ -28,7 +28,7 @@ def test_all_done_exit_0_and_each_device_armed_once(lab: Path, fleet: Fleet, ser
         lab,
         plan_text(fleet, "devices: ['leaf-*']\ntarget: '2.0'\ncanaries: 1\nwave_size: 3\nmax_parallel: 2\n"),
     )
-    code, _rid, rows = run_engine(lab, plan)
+    code, rid, rows = run_engine(lab, plan)
     assert code == 0
     assert {r.stage for r in rows} == {"verified"} and all(r.attempts == 1 for r in rows)
     assert sorted(a["name"] for a in fleet.arms()) == [f"leaf-0{i}" for i in range(1, 9)]
@@ -44,6 +44,13 @@ def test_all_done_exit_0_and_each_device_armed_once(lab: Path, fleet: Fleet, ser
     canary = next(r for r in rows if r.wave == 0)
     arms = {a["name"]: a["time"] for a in fleet.arms()}
     assert all(arms[r.name] > canary.since for r in rows if r.wave == 1)
+    # Each stage a device entered is an event (the stream, the web page and timelines follow them)
+    stages: dict[str, list[str]] = {}
+    for e in events(lab, "rollout.device"):
+        assert e.detail["rollout"] == rid and e.detail["wave"] == by_name(rows)[e.detail["name"]].wave
+        stages.setdefault(e.detail["name"], []).append(e.detail["stage"])
+    assert stages == {r.name: ["arming", "installing", "installed", "verified"] for r in rows}
+    assert [e.detail["state"] for e in events(lab, "rollout.state")][-1] == "done"
 
 
 def test_gate_k_stops_the_rollout_exit_1(lab: Path, fleet: Fleet, server: FakeServer) -> None:
@@ -58,6 +65,8 @@ def test_gate_k_stops_the_rollout_exit_1(lab: Path, fleet: Fleet, server: FakeSe
     with Store(db_of(lab)) as store:
         rec = RolloutStore(store).get(rid)
     assert rec is not None and rec.state == "stopped" and "more than max_failures 1" in (rec.reason or "")
+    said = events(lab, "rollout.state")[-1].detail
+    assert said["rollout"] == rid and said["state"] == "stopped" and said["reason"] == rec.reason
 
 
 def test_gate_percent_tolerates_then_stops(lab: Path, fleet: Fleet, server: FakeServer) -> None:
