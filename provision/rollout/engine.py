@@ -212,11 +212,17 @@ class Engine:
                 driver = self._drivers[key] = self._driver_for(choice.name, choice.options)
             except Exception as exc:
                 raise _Failure(f"driver {choice.name}: {exc}") from None
+            if hasattr(driver, "journal"):  # the bmc driver records its operations for /metrics
+                driver.journal = self._journal
         dev = self.inventory.named(name)
         if dev is None:
             raise _Failure(f"{name} is no longer in the inventory")
         row = self._row(name)
         return driver, ArmRequest(dev, self.id, row.install_id or "", self.plan.version, choice.options)
+
+    def _journal(self, event: Event) -> None:
+        self.store.add_event(event)
+        self.store.flush()
 
     async def _version(self, driver: Driver, req: ArmRequest) -> str | None:
         try:

@@ -10,14 +10,16 @@ on, power on when off). A BMC cannot tell the NOS version: current_version is No
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from provision.bmc import BmcTarget, BootDevice, BootMode, PowerAction, PowerState, make_target
 from provision.bmc.base import BmcError, Driver
+from provision.bmc.journal import operation_event
 from provision.bmc.runner import run_one
 from provision.errors import EXIT_INPUT
 from provision.rollout.drivers.base import ArmingError, ArmRequest
+from pxe.policy import Event
 
 
 def _enum(kind: type, value: Any, option: str, name: str):
@@ -36,6 +38,9 @@ class BmcArmDriver:
 
     def __init__(self, options: Mapping[str, Any]):
         self.options = dict(options)
+        # Set by the engine: where each BMC operation is recorded (a bmc.operation event in the
+        # rollout's store, which /metrics reads: docs/observability.md), as `provision power` does.
+        self.journal: Callable[[Event], None] | None = None
 
     def _target(self, req: ArmRequest) -> BmcTarget:
         dev = req.device
@@ -89,6 +94,8 @@ class BmcArmDriver:
             return f"boot once {device.value}, power {power}{said}", {}
 
         result = await asyncio.to_thread(run_one, target, op)
+        if self.journal is not None:
+            self.journal(operation_event("rollout-arm", target, result, req.device.mac))
         if not result.ok:
             raise ArmingError(f"{name}: BMC {result.address}: {result.error}", fix=result.fix)
         return f"{result.summary} (BMC {result.address})"

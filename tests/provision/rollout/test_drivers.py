@@ -18,6 +18,7 @@ from provision.rollout.drivers import driver_for
 from provision.rollout.drivers.base import ArmingError, ArmRequest
 from provision.rollout.drivers.manual import ManualDriver
 from provision.rollout.drivers.qemu import Qmp
+from pxe.policy import Event
 from tests.support.bmc.emulator import sushy_emulator
 from tests.support.netns import stop_process
 
@@ -80,8 +81,15 @@ def test_bmc_driver_boot_once_pxe_and_power(tmp_path: Path, monkeypatch):
         bmc = BmcConfig(url=url, username=emu.username, password_env="EMU_PW")
         dev = Device(name="srv-01", bmc=bmc)
         driver = driver_for("bmc", {})
+        journal: list[Event] = []
+        driver.journal = journal.append  # type: ignore[attr-defined]  # the engine sets it
         note = asyncio.run(driver.arm(_req(dev)))
         assert "boot once pxe" in note
+        # the operation is recorded for /metrics (bmc.operation), with no address or user in it
+        [op] = journal
+        assert op.kind == "bmc.operation" and op.detail["operation"] == "rollout-arm"
+        assert op.detail["ok"] is True and op.detail["protocol"] == "redfish"
+        assert op.detail["name"] == "srv-01" and emu.username not in json.dumps(op.detail)
         systems = requests.get(f"{emu.url}/redfish/v1/Systems", auth=(emu.username, emu.password), timeout=10)
         member = systems.json()["Members"][0]["@odata.id"]
         system = requests.get(emu.url + member, auth=(emu.username, emu.password), timeout=10).json()
@@ -102,6 +110,7 @@ def test_bmc_driver_boot_once_pxe_and_power(tmp_path: Path, monkeypatch):
         monkeypatch.setenv("EMU_PW", "wrong")
         with pytest.raises(ArmingError, match="srv-01: BMC"):
             asyncio.run(driver.arm(_req(dev)))
+        assert len(journal) == 2 and journal[1].detail["ok"] is False and journal[1].detail["error"]
     with pytest.raises(ArmingError, match="no `bmc:` in the inventory"):
         asyncio.run(driver_for("bmc", {}).arm(_req(Device(name="sw-9"))))
 
