@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-BATCH = 256  # ready sockets handled per loop callback; the loop runs its other work in between
+BATCH = 256  # ready sockets handled per epoll round
+ROUNDS = 4  # rounds per loop callback, at most: the loop runs its other work (DHCP, HTTP) between
 
 
 class Readers:
@@ -56,15 +57,21 @@ class Readers:
 
     def _on_ready(self) -> None:
         assert self._epoll is not None
-        handlers = self._handlers
-        for fd, _ in self._epoll.poll(0, BATCH):
-            # A handler earlier in this batch may have ended (and removed) this one's transfer.
-            handler = handlers.get(fd)
-            if handler is not None:
-                try:
-                    handler()
-                except Exception:  # as asyncio would for a reader of its own: log, go on
-                    log.exception("tftp: a transfer's reader failed")
+        handlers, poll = self._handlers, self._epoll.poll
+        # Several rounds per callback: the ACKs of the blocks just sent are often in already
+        # (clients on the other cores), and each loop turn saved is an epoll wait of its own.
+        for _ in range(ROUNDS):
+            events = poll(0, BATCH)
+            if not events:
+                return
+            for fd, _mask in events:
+                # A handler earlier in this batch may have ended (and removed) this one's transfer.
+                handler = handlers.get(fd)
+                if handler is not None:
+                    try:
+                        handler()
+                    except Exception:  # as asyncio would for a reader of its own: log, go on
+                        log.exception("tftp: a transfer's reader failed")
 
     def close(self) -> None:
         if self._epoll is None:
@@ -75,4 +82,4 @@ class Readers:
         self._handlers.clear()
 
 
-__all__ = ["BATCH", "Readers"]
+__all__ = ["BATCH", "ROUNDS", "Readers"]
