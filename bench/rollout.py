@@ -324,6 +324,7 @@ def main() -> None:
                         f"{kind}: {(d.get('error') or '').splitlines()[-1][:110] if d.get('error') else ''}"
                     ] += 1
         onie_runs = sum(s["installer_runs"] for s in fleet_status)
+        lost = {s["name"]: s.get("reports_lost", 0) for s in fleet_status if s.get("reports_lost")}
         # Skipped: selected, never attempted by the rollout, and not at 2.0 either.
         skipped = sorted(names - at_v2 - attempted)
 
@@ -344,6 +345,8 @@ def main() -> None:
             print(f"    wave {wave}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
         for text, n in errors.most_common():
             print(f"    failed x{n}: {text}")
+        if lost:
+            print(f"    installer reports lost on the way (no 200 within wget's 3 s): {lost}")
         print(
             f"  at 2.0: {len(at_v2)}; injected failures: {len(faulty)}; installers run by the fleet: {onie_runs}"
         )

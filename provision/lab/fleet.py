@@ -86,6 +86,7 @@ class Switch:
     installs: int = 0  # installers that ran to the end (exit 0)
     attempts: int = 0  # installers run (failed ones too)
     boots_to_onie: int = 0
+    reports_lost: int = 0  # installer reports the server did not answer 200 (or at all)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +101,7 @@ class Switch:
             "installs": self.installs,
             "installer_runs": self.attempts,
             "boots_to_onie": self.boots_to_onie,
+            "reports_lost": self.reports_lost,
         }
 
 
@@ -322,6 +324,9 @@ class Fleet:
             # not this switch's reserved address: ONIE's lease goes away with ONIE
             await _ip("addr", "del", f"{result.lease.ip}/{result.lease.prefix}", "dev", self.spec.interface)
         outcome = result.outcome
+        # Reports are best-effort (wget -T 3): one lost leaves the server without it.
+        lost = [r.stage for a in result.runs if a.run for r in a.run.reports if r.http_status != 200]
+        sw.reports_lost += len(lost)
         if outcome == "installed":
             sw.installs += 1
             with self.installs_log.open("a") as f:
@@ -331,6 +336,7 @@ class Fleet:
             "onie",
             outcome=outcome,
             installer_runs=runs,
+            reports_lost=lost or None,
             version=version,
             error=result.error,
             url=result.found.url if result.found else None,
