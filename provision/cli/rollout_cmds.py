@@ -252,8 +252,19 @@ def _run(place: StatePlace, rollout_id: str, poll: float, as_json: bool) -> int:
                 EXIT_ENV,
             )
         progress = _Progress(store, quiet=as_json)
+        # ssh keys pinned on first use live with the rest of this state (docs/rollout.md "Drivers")
+        state_dir = place.cfg.paths.state_dir if place.cfg is not None else None
+        if place.url is None:
+            state_dir = place.db.parent
+        pins = {"ssh": {"pin_file": str(state_dir / "ssh_known_hosts")}} if state_dir else {}
         engine = Engine(
-            store, fleet, rec.id, by=f"{who()} rollout {rec.id}", poll=poll, on_tick=progress.tick
+            store,
+            fleet,
+            rec.id,
+            by=f"{who()} rollout {rec.id}",
+            poll=poll,
+            on_tick=progress.tick,
+            driver_defaults=pins,
         )
         if not as_json:
             click.echo(

@@ -7,7 +7,8 @@ reads OpenSSH known_hosts files itself. docs/rollout.md "Drivers".
 Host keys are always checked, one of two ways (option `host_keys`):
 - `known_hosts` (default): the key must be in `known_hosts` (default ~/.ssh/known_hosts).
 - `pin`: trust on first use. The first key seen is recorded in `pin_file` (OpenSSH known_hosts
-  format, default /var/lib/provision/ssh_known_hosts) and from then on enforced like known_hosts.
+  format; `provision rollout` sets the default to ssh_known_hosts in the state folder, else
+  /var/lib/provision/ssh_known_hosts) and from then on enforced like known_hosts.
 Credentials never come from the plan: `identity_file` (a private key file), `password_file`, or
 the environment (`password_env`, default PROVISION_SSH_PASSWORD; `identity_env`, default
 PROVISION_SSH_KEY naming a key file); without any, asyncssh's defaults (~/.ssh/id_*, the agent).

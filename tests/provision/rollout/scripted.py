@@ -12,7 +12,8 @@ is the simulated fleet's test (docs/rollout.md "Rehearsal").
 Behaviours per device (`script.json`): ok (default), fail (the installer reports failed),
 fail-once (fails its first install, then ok), hang (never reports), arm-error (the driver
 raises), wrong-version (reports ok but keeps running the old version), tokenless (its reports
-carry no install id, as in ONIE's inexact modes), unknown (the driver cannot tell versions).
+carry no install id, as in ONIE's inexact modes), unknown (the driver cannot tell versions),
+lost-reports (installs and runs the target, but none of its reports reached the server).
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ class FakeServer(threading.Thread):
         name, mac, iid = arm["name"], arm["mac"], arm["install_id"]
         how = self.fleet.script().get(name, "ok")
         if how == "hang":
+            return
+        if how == "lost-reports":  # it installs and boots the target, but no report got through
+            self.installs[name] = self.installs.get(name, 0) + 1
+            self.fleet.set_versions({name: arm["target"]})
             return
         if how == "fail-once":
             how = "fail" if sum(a["name"] == name for a in self.fleet.arms()[: self.done + 1]) == 1 else "ok"

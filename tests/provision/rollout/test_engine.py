@@ -177,6 +177,26 @@ def test_old_reports_do_not_count(lab: Path, fleet: Fleet, server: FakeServer) -
     assert len(disarmed) == 1
 
 
+def test_lost_reports_but_back_at_target_is_installed_once(
+    lab: Path, fleet: Fleet, server: FakeServer
+) -> None:
+    """Reports are best-effort: a switch whose reports all got lost but that runs the target at
+    the install timeout is installed (its arming ended as installed, so no later discovery
+    installs it again), not failed and not armed a second time."""
+    fleet.set_versions({"leaf-01": "1.0"})
+    fleet.set_script({"leaf-01": "lost-reports"})
+    text = "devices: [leaf-01]\ntarget: '2.0'\ntimeouts: {arm: 5, install: 2, boot: 5}\n"
+    code, _rid, rows = run_engine(lab, make_plan(lab, plan_text(fleet, text)))
+    assert code == 0
+    (row,) = rows
+    assert row.stage == "verified" and row.attempts == 1 and len(fleet.arms()) == 1
+    installed = [e for e in events(lab, "device.installed") if e.detail.get("install_id") == row.install_id]
+    assert len(installed) == 1 and "runs 2.0" in installed[0].detail["reason"]
+    with Store(db_of(lab)) as store:
+        intent = store.intents()["leaf-01"]
+    assert not intent.armed and intent.outcome == "installed" and intent.install_id == row.install_id
+
+
 def test_tokenless_report_after_the_arming_counts(lab: Path, fleet: Fleet, server: FakeServer) -> None:
     fleet.set_script({"leaf-03": "tokenless"})
     code, _rid, rows = run_engine(
