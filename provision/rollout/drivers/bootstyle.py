@@ -48,7 +48,10 @@ REBOOT_COMMAND = "reboot"
 # release file our installer writes on the NOS boot partition (mounted at /boot by a NOS that
 # mounts it), then os-release's VERSION_ID. The last word of the first line is the version.
 VERSION_COMMAND = (
-    "for f in /etc/provision-nos-version /boot/provision-release /host/provision-release; do"
+    # our installer writes boot/provision-release INSIDE the NOS boot partition: mounted at /boot
+    # (or /host) that is /boot/boot/provision-release; the flat paths are for NOSes that copy it
+    "for f in /etc/provision-nos-version /boot/boot/provision-release /host/boot/provision-release"
+    " /boot/provision-release /host/provision-release; do"
     ' [ -r "$f" ] && { head -n 1 "$f"; exit 0; }; done;'
     ' [ -r /etc/os-release ] && . /etc/os-release && [ -n "${VERSION_ID:-}" ] && echo "$VERSION_ID"'
 )

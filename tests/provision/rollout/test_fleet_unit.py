@@ -10,6 +10,7 @@ import yaml
 
 from provision.lab import standin
 from provision.lab.fleet import FleetSpec, inventory_yaml, plan_switches
+from provision.rollout.drivers.bootstyle import VERSION_COMMAND, version_of
 from provision.rollout.drivers.ssh import _failed_step, _steps_script
 
 
@@ -52,3 +53,27 @@ def test_step_script_names_the_failing_step():
     assert "never" not in done.stderr
     ok = subprocess.run(["sh", "-c", _steps_script(["true", "true"])], capture_output=True, text=True)
     assert ok.returncode == 0 and _failed_step(ok.stderr, 2) == (1, "")
+
+
+def test_version_command_reads_the_installers_release_file_under_boot(tmp_path: Path):
+    """Our installer writes boot/provision-release inside the NOS boot partition, so a NOS that
+    mounts it at /boot has /boot/boot/provision-release. The default version command, run by a
+    real sh with its absolute paths moved under tmp_path, finds it; /etc/provision-nos-version
+    wins when present; os-release's VERSION_ID is the last resort."""
+    root = tmp_path
+    command = VERSION_COMMAND
+    for top in ("/etc/", "/boot/", "/host/"):
+        command = command.replace(f" {top}", f" {root}{top}")
+
+    def run() -> str | None:
+        out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False).stdout
+        return version_of(out)
+
+    (root / "etc").mkdir()
+    (root / "etc/os-release").write_text('NAME="demo"\nVERSION_ID=0.9\n')
+    assert run() == "0.9"
+    (root / "boot/boot").mkdir(parents=True)
+    (root / "boot/boot/provision-release").write_text("demo-nos 2.0.0\n")
+    assert run() == "2.0.0"
+    (root / "etc/provision-nos-version").write_text("demo-nos 2.1.0\n")
+    assert run() == "2.1.0"
