@@ -6,7 +6,8 @@
 #   it installs only once armed (docs/lifecycle.md): first it asks unarmed and is refused (a lease,
 #   no installer); then `provision devices arm leaf-01` (the running server sees it, no restart),
 #   and it finds, downloads, verifies and runs the installer for its platform, which reports back;
-#   `provision status` shows it installed, and a third try shows install once.
+#   `provision status` shows it installed, and a third try shows install once; /metrics and the
+#   web page at / show the same.
 # Output lands in out/. Re-running is safe (everything is rebuilt, byte for byte the same).
 # Network safety: all traffic stays on a veth between two namespaces this script makes, with
 # addresses from 198.18.0.0/15; both are removed on exit, also on failure.
@@ -74,4 +75,9 @@ assert row["state"] == "installed", row
 PY
 echo "== install once: the arming ended with the installer's report, so it is refused again"
 if sim; then echo "demo: leaf-01 installed twice from one arming" >&2; exit 1; fi
-echo "== done: installers in out/, server log in out/demo-serve.log, status in out/demo-status.json"
+echo "== see it: Prometheus metrics at /metrics and the web status page at / (a browser on the boot LAN)"
+ip netns exec "$SRV" curl -fsS http://198.18.60.1/metrics > out/demo-metrics.txt
+grep -E '^provision_(devices|install_duration_seconds_count|dhcp_packets_total)' out/demo-metrics.txt
+ip netns exec "$SRV" curl -fsS http://198.18.60.1/ > out/demo-page.html
+grep -q 'leaf-01' out/demo-page.html || { echo "demo: the web page does not list leaf-01" >&2; exit 1; }
+echo "== done: installers in out/, server log in out/demo-serve.log, status in out/demo-status.json, page in out/demo-page.html"
