@@ -14,7 +14,7 @@ import functools
 import getpass
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +24,7 @@ import click
 
 from onie.platform import normalise_mac
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
-from provision.cli.state import StatePlace, state_place
+from provision.cli.state import StatePlace, state_options, state_place
 from provision.config.errors import ConfigError
 from provision.config.inventory import Device, Inventory
 from provision.config.profiles import ProfileRegistry
@@ -47,28 +47,6 @@ def who() -> str:
         except (KeyError, OSError):
             user = str(os.getuid())
     return f"cli:{user}"
-
-
-def _state_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option(
-        "--db",
-        default=None,
-        metavar="FILE|URL",
-        help="The SQLite file itself, or the PostgreSQL URL (postgresql://…) several servers share.",
-    )(fn)
-    fn = click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Where `provision serve` keeps state (default /var/lib/provision).",
-    )(fn)
-    fn = click.option(
-        "--lab",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        default=None,
-        help="lab.yml: its devices, and the state folder it names (paths.state_dir).",
-    )(fn)
-    return fn
 
 
 @contextmanager
@@ -188,7 +166,7 @@ def devices() -> None:
 
 
 @devices.command("list")
-@_state_options
+@state_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
 def list_cmd(lab: Path | None, state_dir: Path | None, db: str | None, as_json: bool) -> None:
     """The devices (lab.yml's and the enrolled ones), their state and arming."""
@@ -238,7 +216,7 @@ def list_cmd(lab: Path | None, state_dir: Path | None, db: str | None, as_json: 
 
 @devices.command("show")
 @click.argument("name")
-@_state_options
+@state_options
 @click.option("--events", "n_events", type=click.IntRange(0, 10000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
 def show_cmd(
@@ -296,7 +274,7 @@ def show_cmd(
     metavar="FILE|VERSION|ENTRY",
     help="What to install: an installer file or NOS version (switches), a boot entry (servers).",
 )
-@_state_options
+@state_options
 def arm_cmd(
     names: tuple[str, ...],
     every: bool,
@@ -345,7 +323,7 @@ def arm_cmd(
 @click.argument("names", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Every armed device.")
 @click.option("--reason", default=None, help="Why (kept with the event).")
-@_state_options
+@state_options
 def disarm_cmd(
     names: tuple[str, ...],
     every: bool,
@@ -409,7 +387,7 @@ def _doc_errors(doc: dict[str, Any]) -> tuple[Device | None, list[str]]:
 @click.option("--rack", default=None)
 @click.option("--position", default=None)
 @click.option("--asset-tag", default=None)
-@_state_options
+@state_options
 def enroll_cmd(name: str, seen_mac: str | None, lab: Path | None, state_dir: Path | None, db: str | None,
                **values: str | None) -> None:  # fmt: skip
     """Add a device to the inventory in the store (lab.yml's own devices are enrolled by lab.yml).
@@ -465,7 +443,7 @@ def enroll_cmd(name: str, seen_mac: str | None, lab: Path | None, state_dir: Pat
 
 @devices.command("forget")
 @click.argument("name")
-@_state_options
+@state_options
 def forget_cmd(name: str, lab: Path | None, state_dir: Path | None, db: str | None) -> None:
     """Remove an enrolled device (and its arming) from the store; its events stay."""
     place = state_place(lab, state_dir, db)
@@ -485,7 +463,7 @@ def forget_cmd(name: str, lab: Path | None, state_dir: Path | None, db: str | No
 @devices.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Check and say what would change; write nothing.")
-@_state_options
+@state_options
 def import_cmd(file: Path, dry_run: bool, lab: Path | None, state_dir: Path | None, db: str | None) -> None:
     """Enroll devices from NetBox's device CSV export or a YAML `devices:` list.
 
@@ -535,7 +513,7 @@ def import_cmd(file: Path, dry_run: bool, lab: Path | None, state_dir: Path | No
     default=None,
     help="File (else stdout).",
 )
-@_state_options
+@state_options
 def export_cmd(
     as_csv: bool,
     with_lab: bool,

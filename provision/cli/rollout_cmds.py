@@ -19,8 +19,8 @@ from typing import Any, cast
 import click
 
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
-from provision.cli.devices_cmds import _check_target, _expected_platform, _fleet, _state_options, who
-from provision.cli.state import StatePlace, state_place
+from provision.cli.devices_cmds import _check_target, _expected_platform, _fleet, who
+from provision.cli.state import StatePlace, state_options, state_place
 from provision.config.inventory import Device
 from provision.errors import EXIT_FAILED
 from provision.onie.catalog import Catalog
@@ -344,7 +344,7 @@ def rollout() -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable (the plan with --dry-run, else the end status)."
 )
-@_state_options
+@state_options
 def start_cmd(
     plan_file: Path | None,
     devices: tuple[str, ...],
@@ -498,7 +498,7 @@ def _dry_run(plan: Plan, as_json: bool) -> None:
     "--poll", type=float, default=1.0, show_default=True, help="Seconds between reads of the store."
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable end status.")
-@_state_options
+@state_options
 def resume_cmd(
     rollout_id: str, poll: float, as_json: bool, lab: Path | None, state_dir: Path | None, db: Path | None
 ) -> None:
@@ -535,7 +535,7 @@ def resume_cmd(
     metavar="[SECONDS]",
     help="Redraw every SECONDS (2 when not given); Ctrl-C ends it.",
 )
-@_state_options
+@state_options
 def status_cmd(
     rollout_id: str | None,
     as_json: bool,
@@ -584,7 +584,7 @@ def status_cmd(
 @rollout.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
-@_state_options
+@state_options
 def list_cmd(as_json: bool, limit: int, lab: Path | None, state_dir: Path | None, db: Path | None) -> None:
     """The newest rollouts, their state and progress."""
     place = state_place(lab, state_dir, db)
@@ -632,7 +632,7 @@ def _control(
 
 @rollout.command("pause")
 @click.argument("rollout_id")
-@_state_options
+@state_options
 def pause_cmd(rollout_id: str, lab: Path | None, state_dir: Path | None, db: Path | None) -> None:
     """No new device starts; those in flight finish. `continue` goes on."""
     store, rec = _control(rollout_id, lab, state_dir, db)
@@ -644,7 +644,7 @@ def pause_cmd(rollout_id: str, lab: Path | None, state_dir: Path | None, db: Pat
 
 @rollout.command("continue")
 @click.argument("rollout_id")
-@_state_options
+@state_options
 def continue_cmd(rollout_id: str, lab: Path | None, state_dir: Path | None, db: Path | None) -> None:
     """Go on after a pause, the canary pause, or a gate (its wave's failures are accepted)."""
     store, rec = _control(rollout_id, lab, state_dir, db)
@@ -672,7 +672,7 @@ def continue_cmd(rollout_id: str, lab: Path | None, state_dir: Path | None, db: 
 @rollout.command("abort")
 @click.argument("rollout_id")
 @click.option("--reason", default=None, help="Why (kept with the rollout).")
-@_state_options
+@state_options
 def abort_cmd(
     rollout_id: str, reason: str | None, lab: Path | None, state_dir: Path | None, db: Path | None
 ) -> None:

@@ -5,14 +5,41 @@ operator looking at an empty table knows where it looked."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import click
 
 from provision.cli.common import EXIT_INPUT, CLIError
 from provision.config import lab as labconfig
 from provision.config.inventory import Inventory
 from provision.config.lab import DEFAULT_STATE_DIR, LabConfig
 from provision.store.base import is_url, redact
+
+
+def state_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--lab, --state-dir and --db: where a command finds the state (state_place reads them)."""
+    fn = click.option(
+        "--db",
+        default=None,
+        metavar="FILE|URL",
+        help="The SQLite file itself, or the PostgreSQL URL (postgresql://…) several servers share.",
+    )(fn)
+    fn = click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where `provision serve` keeps state (default /var/lib/provision).",
+    )(fn)
+    fn = click.option(
+        "--lab",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="lab.yml: its devices, and the state folder it names (paths.state_dir).",
+    )(fn)
+    return fn
 
 
 @dataclass(frozen=True)

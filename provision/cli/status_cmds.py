@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from provision.cli.common import EXIT_ENV, EXIT_INPUT, CLIError, echo_json
-from provision.cli.state import StatePlace, state_place
+from provision.cli.state import StatePlace, state_options, state_place
 from provision.cli.watch import ENV_SERVER, EventStream, StreamUnavailable, server_url, stream_query
 from provision.cli.watch import read_token as stream_token
 from provision.devices.status import STATE_CODES, Filters, parse_time, snapshot
@@ -222,23 +222,7 @@ def _watch(place: StatePlace, filters: Filters, as_json: bool, interval: float, 
 
 
 @click.command("status")
-@click.option(
-    "--lab",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="lab.yml: device names and the state folder it names (paths.state_dir).",
-)
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The folder `provision serve` keeps state in (default /var/lib/provision).",
-)
-@click.option(
-    "--db",
-    default=None,
-    metavar="FILE|URL",
-    help="The SQLite file itself, or the PostgreSQL URL several servers share (postgresql://…).",
-)
+@state_options
 @click.option("--state", "states", multiple=True, type=click.Choice(STATE_CODES), help="Only this state.")
 @click.option("--platform", "platforms", multiple=True, help="Only this platform (a glob: '*accton*').")
 @click.option("--name", "names", multiple=True, help="Only devices named like this (a glob: 'leaf-*').")
