@@ -13,7 +13,7 @@ behavioural tests against both).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,6 +31,7 @@ class StateStore(Protocol):
     """Leases (pxe.dhcp.LeaseStore), events (an EventSink), devices, intents and retention."""
 
     counters: dict[str, int]
+    lease_writes: int  # lease writes so far: the DHCP server holds the replies that made one
 
     @property
     def path(self) -> Path | str: ...  # the SQLite file, or the PostgreSQL URL
@@ -43,6 +44,9 @@ class StateStore(Protocol):
     def delete_lease(self, ip: str) -> None: ...
     def commit(self) -> None: ...
     def flush(self) -> None: ...
+    # group commit (pxe.dhcp.LeaseStore): the burst's transaction on the DHCP writer thread
+    def begin_commit(self) -> Callable[[], None] | None: ...
+    def abort_commit(self) -> None: ...
 
     # events (buffered, written in batches) and devices
     def add_event(self, event: Event) -> None: ...

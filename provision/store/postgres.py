@@ -256,6 +256,7 @@ class PgStore:
         event_flush_interval: float = 0.25,
         version_poll: float = 0.5,
         connect_timeout: int = 10,
+        recall_fresh: float = 0.1,
     ) -> None:
         self.url = url
         self.path = url  # what api.py compares to find its reader's connection
@@ -274,6 +275,7 @@ class PgStore:
         self._suspect = False  # a connection was lost since: those claims are checked at the commit
         self.lease_writes = 0  # saves, deletes and claims: pxe.dhcp.server holds the ACKs that made one
         self._wconn: psycopg.Connection[Any] | None = None  # the group-commit writer thread's
+        self._grouped = False  # begin_commit was called: the DHCP server commits every burst
         self._taken: tuple[dict[str, Lease | None], list[Event], list[Lease], bool, bool] = (
             {},
             [],
@@ -282,6 +284,14 @@ class PgStore:
             False,
         )
         self._seq = 0  # lease rows up to this change number are known (leases(), claim())
+        # Other servers' bindings by (subnet, MAC), for recall(exact=False): one catch-up query
+        # per `recall_fresh` seconds answers every DISCOVER of a boot storm (docs/scale-out.md)
+        self._others: dict[tuple[str, str], Lease] = {}
+        self._others_at: dict[str, tuple[str, str]] = {}  # ip -> its key in _others
+        self._caught_up = float("-inf")
+        self._seq_lag = 0  # the catch-up reads again from here: a row whose transaction got its
+        # seq before a higher one became visible (committed later) is still read, one round on
+        self._recall_fresh = recall_fresh
         self._events: list[Event] = []
         self._scheduled = False
         self._event_timer: asyncio.TimerHandle | None = None
@@ -413,10 +423,25 @@ class PgStore:
         learn = [_lease(held)] + [_lease(r[:-1]) for r in news if r[0] != held[0]]
         for le in learn:
             self._known[le.ip] = le.mac
+        for le in learn[1:]:
+            self._learn(le)
         return learn
 
-    def recall(self, subnet: str, mac: str) -> Lease | None:
-        """This MAC's binding on `subnet` in the shared table (another server may have made it)."""
+    def recall(self, subnet: str, mac: str, *, exact: bool = True) -> Lease | None:
+        """This MAC's binding on `subnet` in the shared table (another server may have made it).
+        `exact=False` (a DISCOVER): from the other servers' rows read at most `recall_fresh`
+        seconds ago, one query for a whole burst instead of one per client; the claim at the
+        REQUEST still decides, so a stale answer costs at most a new address, never a duplicate."""
+        if not exact:
+            now = time.monotonic()
+            if now - self._caught_up >= self._recall_fresh:
+                self._catch_up()
+                self._caught_up = now
+            found = self._others.get((subnet, mac))
+            if found is not None:
+                self.counters["recalled"] += 1
+                self._known[found.ip] = found.mac
+            return found
         try:
             row = self.claims_db.execute(
                 f"SELECT {_LEASE_COLS} FROM leases WHERE subnet = %s AND mac = %s AND state <> 'declined' "
@@ -432,6 +457,36 @@ class PgStore:
         lease = _lease(row)
         self._known[lease.ip] = lease.mac
         return lease
+
+    def _catch_up(self) -> None:
+        """Read the lease rows other servers wrote since the last catch-up into `_others`."""
+        try:
+            rows = self.claims_db.execute(
+                f"SELECT {_LEASE_COLS}, seq FROM leases WHERE seq > %s AND owner IS DISTINCT FROM %s "
+                "ORDER BY seq",
+                (self._seq_lag, self.owner),
+                prepare=True,
+            ).fetchall()
+        except _pg().Error as exc:
+            raise StoreError(f"{redact(self.url)}: lease lookup failed: {exc}") from exc
+        self._seq_lag = self._seq
+        if rows:
+            self._seq = max(self._seq, int(rows[-1][-1]))
+        for r in rows:
+            self._learn(_lease(r[:-1]))
+
+    def _learn(self, lease: Lease) -> None:
+        """Another server's row: the binding recall(exact=False) answers for its MAC."""
+        old = self._others_at.pop(lease.ip, None)
+        if old is not None and self._others.get(old, lease).ip == lease.ip:
+            self._others.pop(old, None)
+        if lease.state is LeaseState.DECLINED:
+            return
+        key = (lease.subnet, lease.mac)
+        prev = self._others.get(key)
+        if prev is None or prev.updated <= lease.updated:
+            self._others[key] = lease
+            self._others_at[lease.ip] = key
 
     # --- writes (buffered) -----------------------------------------------------------------------
     def save_lease(self, lease: Lease) -> None:
@@ -464,8 +519,8 @@ class PgStore:
     __call__ = add_event
 
     def _lease_pending(self) -> None:
-        if self._scheduled:
-            return
+        if self._scheduled or self._grouped:
+            return  # (a group-committing server commits after every burst: begin_commit)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -631,6 +686,7 @@ class PgStore:
         that writes it in one synchronous transaction on the writer thread's own connection: the
         loop goes on handling packets during the WAL flush; the burst's ACKs wait for it. None:
         nothing to write. When the function raises, call `abort_commit()` on the loop thread."""
+        self._grouped = True
         if not self._leases and not self._events and not self._pending:
             return None
         leases, self._leases = self._leases, {}
@@ -794,10 +850,13 @@ class PgStore:
 
     def leases(self) -> list[Lease]:
         self.flush()
-        rows = self.db.execute(f"SELECT {_LEASE_COLS}, seq FROM leases ORDER BY ip").fetchall()
-        found = [_lease(r[:-1]) for r in rows]
+        rows = self.db.execute(f"SELECT {_LEASE_COLS}, seq, owner FROM leases ORDER BY ip").fetchall()
+        found = [_lease(r[:-2]) for r in rows]
         self._known.update((le.ip, le.mac) for le in found)
-        self._seq = max([self._seq, *(int(r[-1]) for r in rows)])
+        self._seq = max([self._seq, *(int(r[-2]) for r in rows)])
+        for le, r in zip(found, rows, strict=True):
+            if r[-1] != self.owner:
+                self._learn(le)
         return found
 
     def devices(self) -> list[DeviceRecord]:

@@ -17,8 +17,9 @@
   `BootDecision.ip` pins an address (like a `Reservation`); `lease_time`, `hostname` (option 12),
   `bootfile` (67 + file), `next_server` (siaddr) and `extra_options` {code: bytes}, written as
   given (a vendor answer such as ONIE's 114/125 rides there), go into OFFER and ACK.
-- `lease_store` implements `LeaseStore` (load_leases / save_lease / delete_lease / commit);
-  `commit()` is called before any reply leaves. `MemoryLeaseStore` forgets on exit.
+- `lease_store` implements `LeaseStore` (load_leases / save_lease / delete_lease / commit, and
+  for group commit lease_writes / begin_commit / abort_commit); no reply that wrote a lease leaves
+  before its lease is durable. `MemoryLeaseStore` forgets on exit.
 - `events` receives `pxe.Event`s: dhcp.discover, dhcp.offer, dhcp.request, dhcp.ack, dhcp.nak,
   dhcp.decline, dhcp.release, dhcp.inform, dhcp.ignored (detail: xid, arch, vendor_class, ...).
 - `Mode.PROXY`: no addresses; answers PXE/HTTP boot clients on 67 and UEFI on 4011.

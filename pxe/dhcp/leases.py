@@ -60,6 +60,20 @@ class LeaseStore(Protocol):
         """Make everything saved so far durable. Called before replies are sent."""
         ...
 
+    # Group commit (pxe.dhcp.server): a burst's replies that wrote a lease are held until one
+    # transaction, run off the event loop, has made their leases durable.
+    lease_writes: int  # lease writes so far (save, delete, claim): did this packet write one?
+
+    def begin_commit(self) -> Callable[[], None] | None:
+        """Take what is buffered (on the loop thread) and return the function that writes it in
+        one durable transaction on another thread; None: nothing to write, or the store cannot
+        write off the loop (the server then calls commit())."""
+        ...
+
+    def abort_commit(self) -> None:
+        """That function raised: put its rows back for the commit() that follows."""
+        ...
+
 
 class SharedLeaseStore(LeaseStore, Protocol):
     """A store several servers allocate from (provision.store.postgres). The engine uses these
@@ -71,8 +85,10 @@ class SharedLeaseStore(LeaseStore, Protocol):
         first, then others that other servers made since, so the next offers avoid them."""
         ...
 
-    def recall(self, subnet: str, mac: str) -> Lease | None:
-        """This MAC's binding on `subnet`, which another server may have made."""
+    def recall(self, subnet: str, mac: str, *, exact: bool = True) -> Lease | None:
+        """This MAC's binding on `subnet`, which another server may have made. `exact=False`: an
+        answer a fraction of a second old will do (a DISCOVER: the claim at its REQUEST decides,
+        so a stale answer costs the client its old address at worst, never a duplicate)."""
         ...
 
 
@@ -82,18 +98,27 @@ class MemoryLeaseStore:
     def __init__(self, leases: Iterable[Lease] = ()) -> None:
         self.leases: dict[str, Lease] = {lease.ip: lease for lease in leases}
         self.commits = 0
+        self.lease_writes = 0
 
     def load_leases(self) -> Iterable[Lease]:
         return list(self.leases.values())
 
     def save_lease(self, lease: Lease) -> None:
         self.leases[lease.ip] = lease
+        self.lease_writes += 1
 
     def delete_lease(self, ip: str) -> None:
         self.leases.pop(ip, None)
+        self.lease_writes += 1
 
     def commit(self) -> None:
         self.commits += 1
+
+    def begin_commit(self) -> Callable[[], None] | None:
+        return None  # nothing to make durable: commit() at once
+
+    def abort_commit(self) -> None:
+        pass
 
 
 _PURGE_AT = 4096  # outstanding offers before expired ones are swept
@@ -204,7 +229,7 @@ class LeaseEngine:
         self.offered_ips: dict[int, tuple[str, float]] = {}
         # Shared allocation (SharedLeaseStore): None for a store this server owns alone.
         self._claim: Callable[[Lease], Sequence[Lease]] | None = getattr(store, "claim", None)
-        self._recall: Callable[[str, str], Lease | None] | None = getattr(store, "recall", None)
+        self._recall: Callable[..., Lease | None] | None = getattr(store, "recall", None)
         for lease in store.load_leases():
             self._index(lease)
 
@@ -246,12 +271,12 @@ class LeaseEngine:
     def lease_of(self, subnet: Subnet, mac: str) -> Lease | None:
         return self.by_mac.get((subnet.network, mac))
 
-    def _recalled(self, key: tuple[str, str]) -> Lease | None:
+    def _recalled(self, key: tuple[str, str], *, exact: bool = True) -> Lease | None:
         """A shared store's binding of a MAC we hold none for (another server made it: a client
         of a server that died rebinding here keeps its address)."""
         if self._recall is None:
             return None
-        lease = self._recall(*key)
+        lease = self._recall(*key, exact=exact)
         if lease is not None:
             self._index(lease)
         return lease
@@ -313,7 +338,7 @@ class LeaseEngine:
                 return None
         else:
             ip = None
-            current = self.by_mac.get(key) or self._recalled(key)
+            current = self.by_mac.get(key) or self._recalled(key, exact=False)
             if current is not None:
                 cur = _int(current.ip)
                 if cur in pool.members and self._free_for(cur, mac, now, reclaim=False):

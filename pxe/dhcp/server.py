@@ -3,8 +3,10 @@
 Each interface gets its own socket on 0.0.0.0:67 with SO_BINDTODEVICE, so nothing is served on
 interfaces the caller did not name and broadcasts leave by the right link. The socket is read
 with `loop.add_reader` and drained up to `max_batch` datagrams per wake-up: all of them are
-handled, then ONE `store.commit()` makes their leases durable, then the replies go out. That is
-"durable before the ACK" at the cost of one commit per burst rather than per client.
+handled; replies that wrote no lease leave at once, the others wait for ONE transaction that makes
+their leases durable (`store.begin_commit()`, run by a writer thread while the loop goes on, or
+`store.commit()` on the loop when the store cannot). That is "durable before the ACK" at the cost
+of one commit per burst rather than per client.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ class DhcpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = {"received": 0, "bad": 0, "replied": 0, "errors": 0}
         self._commit_logged = float("-inf")
-        # Group commit (a store with begin_commit): one writer thread, one transaction at a time.
+        # Group commit (LeaseStore.begin_commit): one writer thread, one transaction at a time.
         self._writer: threading.Thread | None = None
         self._jobs: queue.SimpleQueue[
             tuple[Callable[[], None], list[tuple[socket.socket, Outgoing]]] | None
@@ -215,7 +217,7 @@ class DhcpServer:
     def _readable(self, sock: socket.socket, ifname: str, port: int) -> None:
         out: list[tuple[socket.socket, Outgoing]] = []
         store = self.store
-        writes = start = getattr(store, "lease_writes", None)  # a store that counts: group commit
+        writes = start = store.lease_writes
         free: list[tuple[socket.socket, Outgoing]] = []  # replies that wrote no lease
         for _ in range(self.config.max_batch):
             try:
@@ -241,31 +243,24 @@ class DhcpServer:
                     "failed on packet mac=%s xid=%08x from %s on %s", pkt.mac, pkt.xid, src_ip, ifname
                 )
                 continue
-            if writes is not None:
-                before, writes = writes, store.lease_writes  # type: ignore[attr-defined]
-                if reply is not None:
-                    (out if writes != before else free).append((sock, reply))
-            elif reply is not None:
-                out.append((sock, reply))
-        if writes is not None:
-            # OFFERs and NAKs of unchanged leases owe nothing to the disk: out at once. The rest
-            # wait for the transaction that holds their leases (_group_commit). Events alone
-            # start no transaction: they ride along, or go on the store's own timer.
-            for s, reply in free:
-                self._send(s, reply)
-            self._held.extend(out)
-            self._dirty = self._dirty or writes != start
-            if not self._writing and self._dirty:
-                self._group_commit()
-            return
-        self._commit_then_send(out)
+            before, writes = writes, store.lease_writes
+            if reply is not None:
+                (out if writes != before else free).append((sock, reply))
+        # OFFERs and NAKs of unchanged leases owe nothing to the disk: out at once. The rest
+        # wait for the transaction that holds their leases (_group_commit). Events alone
+        # start no transaction: they ride along, or go on the store's own timer.
+        for s, reply in free:
+            self._send(s, reply)
+        self._held.extend(out)
+        self._dirty = self._dirty or writes != start
+        if not self._writing and self._dirty:
+            self._group_commit()
 
     def _group_commit(self) -> None:
         """Start the writer on what the store buffered; the held replies leave when it is done.
         Packets handled meanwhile buffer their leases for the next transaction, so a burst of
         clients shares one fsync and the loop never waits on the disk (docs/netboot.md)."""
-        begin = getattr(self.store, "begin_commit", None)
-        write = begin() if begin is not None else None
+        write = self.store.begin_commit()
         held, self._held = self._held, []
         self._dirty = False
         if write is None:
@@ -304,9 +299,7 @@ class DhcpServer:
         if failed is not None:
             # The writer's transaction failed: its rows go back, and the synchronous commit
             # decides (the full-disk rules of the store); nothing is sent on a failure there.
-            abort = getattr(self.store, "abort_commit", None)
-            if abort is not None:
-                abort()
+            self.store.abort_commit()
             self._commit_then_send(held)
         else:
             for s, reply in held:

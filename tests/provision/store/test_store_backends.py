@@ -215,6 +215,28 @@ def test_claim_refuses_a_live_address_of_another_mac(pg_url):
         assert a.counters["lease_writes_refused"] == 1
 
 
+@pytest.mark.postgres
+def test_discover_recall_reads_other_servers_rows_once_per_interval(pg_url):
+    """recall(exact=False), a DISCOVER's: other servers' bindings come from one catch-up query
+    per `recall_fresh` seconds, not one query per client; recall() (a REQUEST's) always asks."""
+    now = time.time()
+    subnet = Subnet(NET, pools=(("198.18.0.10", "198.18.0.20"),))
+    with PgStore(pg_url, recall_fresh=3600) as b, PgStore(pg_url) as a:
+        eng = LeaseEngine([subnet], (), b)  # b loads the (empty) table
+        assert a.claim(Lease("198.18.0.12", MAC1, LeaseState.BOUND, now + 60, NET, updated=now)) == []
+        a.commit()
+        assert b.recall(NET, MAC2, exact=False) is None  # the catch-up query reads a's row...
+        assert eng.offer(subnet, MAC1) == "198.18.0.12"  # ...so MAC1 is offered its address
+        assert a.claim(Lease("198.18.0.13", MAC2, LeaseState.BOUND, now + 60, NET, updated=now)) == []
+        a.commit()
+        assert b.recall(NET, MAC2, exact=False) is None  # within the interval: no second query
+        assert b.recall(NET, MAC2) is not None  # exact: asked at once
+    with PgStore(pg_url, recall_fresh=0.0) as c:
+        LeaseEngine([subnet], (), c)  # a server starting: the rows it loads answer at once
+        assert c.recall(NET, MAC2, exact=False) is not None
+        assert c.counters["recalled"] == 1
+
+
 def _allocate(url: str, first: int, n: int, out: Any) -> None:
     """A server process: its own engine (its own idea of the pool) and connection."""
     subnet = Subnet(NET, pools=(("198.18.0.10", "198.18.0.209"),))
