@@ -19,7 +19,8 @@ log = logging.getLogger("provision.serve")
 Subscriber = Callable[[Event], None]
 # Kinds an operator must see at WARNING: a refused lease, an address a client says is taken.
 _WARN_SUFFIXES = ("error", "nak", "decline")
-# The steps of one DHCP exchange: debug lines, so the default log has one line per lease (its ack)
+# The first step of an exchange (and a REQUEST for another server): debug lines, so the
+# default log has one line per lease, its ack. (discover and inform: stores of older versions)
 PACKET_KINDS = frozenset({"dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.inform"})
 
 

@@ -20,8 +20,12 @@
 - `lease_store` implements `LeaseStore` (load_leases / save_lease / delete_lease / commit, and
   for group commit lease_writes / begin_commit / abort_commit); no reply that wrote a lease leaves
   before its lease is durable. `MemoryLeaseStore` forgets on exit.
-- `events` receives `pxe.Event`s: dhcp.discover, dhcp.offer, dhcp.request, dhcp.ack, dhcp.nak,
-  dhcp.decline, dhcp.release, dhcp.inform, dhcp.ignored (detail: xid, arch, vendor_class, ...).
+- `events` receives one `pxe.Event` per packet, its outcome: dhcp.offer, dhcp.ack, dhcp.nak,
+  dhcp.ignored (with the reason), dhcp.decline, dhcp.release, or dhcp.request (a REQUEST for
+  another server's offer). Detail: xid, arch, vendor_class, relay, ... and the request's
+  `requested` address and `state` (selecting, renewing, rebinding, init-reboot). A lease is
+  two events, not four: the DISCOVER and REQUEST are in their answers (a store writes half the
+  rows; docs/netboot.md "Events").
 - `Mode.PROXY`: no addresses; answers PXE/HTTP boot clients on 67 and UEFI on 4011.
 - `start_dhcp` raises `DhcpStartError` (an OSError naming interface, port and a likely fix) when a
   socket cannot be opened: missing interface, port taken by another DHCP server, no privileges.

@@ -316,7 +316,7 @@ class Handler:
         requested = pkt.ip_option(OPT_REQUESTED_IP)
         sid = self.server_id(rai, server_ip)
         if mtype is MessageType.DISCOVER:
-            self.emit("dhcp.discover", pkt, client, requested=requested)
+            # One event per packet, its outcome (offer or ignored): the DISCOVER itself is in it
             decision = self.decide(client, pkt)
             if decision is None:
                 self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
@@ -330,7 +330,7 @@ class Handler:
             replies.add_lease_options(reply, subnet, decision.lease_time or subnet.lease_time)
             replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
             self._reserved_name(reply, pkt.mac)
-            self.emit("dhcp.offer", pkt, client, ip, note=decision.note or None)
+            self.emit("dhcp.offer", pkt, client, ip, note=decision.note or None, requested=requested)
             self._remember(pkt, client, decision)
             return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.OFFER)
         if mtype is MessageType.REQUEST:
@@ -345,7 +345,6 @@ class Handler:
             self.emit("dhcp.release", pkt, client, pkt.ciaddr, released=ok)
             return None
         if mtype is MessageType.INFORM:
-            self.emit("dhcp.inform", pkt, client, pkt.ciaddr)
             decision = self.decide(client, pkt)
             if decision is None:
                 self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
@@ -460,8 +459,8 @@ class Handler:
         else:
             state = "init-reboot"
             ip = requested
-        self.emit("dhcp.request", pkt, client, ip, state=state)
         if ip is None:
+            self.emit("dhcp.ignored", pkt, client, reason="no requested address (option 50)", state=state)
             return None
         decision = offered if selecting and offered is not None else self.decide(client, pkt)
         if decision is None:
@@ -482,7 +481,7 @@ class Handler:
             self.emit("dhcp.ignored", pkt, client, ip, reason=answer.reason, state=state)
             return None
         if answer.outcome is Outcome.NAK:
-            self.emit("dhcp.nak", pkt, client, ip, reason=answer.reason)
+            self.emit("dhcp.nak", pkt, client, ip, reason=answer.reason, state=state)
             nak = replies.nak(pkt, sid, answer.reason)
             return self.destination(pkt, nak, arrival, MessageType.NAK)
         reply = replies.base_reply(pkt, MessageType.ACK, sid)
@@ -512,7 +511,6 @@ class Handler:
             return None
         if server_ip is None:
             return None
-        self.emit("dhcp.request" if on_4011 else "dhcp.discover", pkt, client, proxy=True)
         decision = self.decide(client, pkt)
         if decision is None:
             self.emit("dhcp.ignored", pkt, client, reason="policy: not ours", proxy=True)

@@ -232,8 +232,9 @@ def test_offer_reply_fields_and_quirks_for_uefi_pxe():
     assert reply.options[60] == b"PXEClient" and reply.options[43] == bytes([6, 1, 8])
     assert reply.options[61] == b"\x01abc"  # RFC 6842 echo
     assert out.dest_ip == reply.yiaddr and out.unicast_mac == mac(1)  # no broadcast flag: unicast
-    assert [e.kind for e in events] == ["dhcp.discover", "dhcp.offer"]
-    assert events[1].detail["arch"] == 7
+    # One event per packet, its outcome: the DISCOVER is the offer event's (xid, arch, requested)
+    assert [e.kind for e in events] == ["dhcp.offer"]
+    assert events[0].detail["arch"] == 7 and events[0].ip == reply.yiaddr
 
 
 def test_http_boot_client_gets_httpclient_and_url():
@@ -312,7 +313,9 @@ def test_full_dora_renew_release_inform_through_handler():
     rel.ciaddr = ip
     assert h.handle(rel, ARR) is None
     kinds = [e.kind for e in events]
-    assert kinds.count("dhcp.ack") == 3 and "dhcp.release" in kinds and "dhcp.inform" in kinds
+    assert kinds == ["dhcp.offer", "dhcp.ack", "dhcp.ack", "dhcp.ack", "dhcp.release"]
+    assert [e.detail.get("state") for e in events[1:3]] == ["selecting", "rebinding"]  # ARR: broadcast
+    assert events[3].detail["inform"] is True  # the INFORM is its ACK's event
 
 
 def test_foreign_server_id_frees_our_offer_and_nak_is_broadcast():
@@ -579,7 +582,8 @@ def test_blind_requests_get_silence_and_are_counted():
     assert h.handle(renew, Arrival("s0", "198.18.0.1", "198.18.0.105", 68, 67, broadcast=False)) is None
     assert h.refusals.counts == {"request_silent init-reboot": 5, "request_silent renewing": 1}
     assert h.engine.by_mac == {}
-    assert {e.kind for e in events} == {"dhcp.request", "dhcp.ignored"}
+    assert [e.kind for e in events] == ["dhcp.ignored"] * 6
+    assert [e.detail["state"] for e in events] == ["init-reboot"] * 5 + ["renewing"]
 
 
 def test_decline_through_the_handler_needs_owner_and_our_server_id(caplog):
