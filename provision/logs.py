@@ -109,7 +109,34 @@ class LogfmtFormatter(logging.Formatter):
     """`key=value` pairs separated by one space (logfmt), values quoted where needed."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{key}={logfmt_value(value)}" for key, value in _entries(record, self))
+        # The same pairs as _entries, in one loop: a lease's line is formatted on the DHCP hot
+        # path, and the generator and a call per value were half of its 40 us (bench/dhcp.py).
+        bare = _BARE.fullmatch
+        msg = record.getMessage()
+        parts = [
+            f"ts={iso_ms(record.created)} level={record.levelname.lower()} "
+            f"logger={logfmt_value(record.name)} msg={msg if type(msg) is str and bare(msg) else logfmt_value(msg)}"
+        ]
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, Mapping) and fields:
+            seen = set(FIXED_KEYS)
+            for raw_key, value in fields.items():
+                key = clean_key(raw_key)
+                while key in seen:
+                    key += "_"
+                seen.add(key)
+                kind = type(value)
+                if kind is int or (kind is str and bare(value)):  # type: ignore[arg-type]
+                    parts.append(f"{key}={value}")
+                else:
+                    parts.append(f"{key}={logfmt_value(value)}")
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            parts.append(f"exc={logfmt_value(record.exc_text)}")
+        if record.stack_info:
+            parts.append(f"stack={logfmt_value(self.formatStack(record.stack_info))}")
+        return " ".join(parts)
 
 
 class JsonFormatter(logging.Formatter):
