@@ -154,6 +154,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX rollout_devices_wave ON rollout_devices(rollout, wave, position);
     """,
+    # 5: events_mac_ts goes. Every query by MAC orders by id, which events_mac_id (3) serves, and
+    # each index is a b-tree written per event on the DHCP hot path: about 10 us a lease
+    # (bench/dhcp.py, docs/netboot.md "DHCP performance").
+    """
+    DROP INDEX IF EXISTS events_mac_ts;
+    """,
 )
 
 _FLUSH_AT = 2000  # buffered rows that force a commit even inside a burst
