@@ -287,7 +287,8 @@ class ServeCollector(Collector):
         datagrams = CounterMetricFamily(
             "provision_dhcp_datagrams",
             "DHCP datagrams: received, replies sent, and dropped (malformed, handler error, "
-            "withheld: their lease could not be committed)",
+            "withheld: their lease could not be committed, store_unavailable: the lease store "
+            "(PostgreSQL) did not answer)",
             labels=["outcome"],
         )
         leases = GaugeMetricFamily(
@@ -317,7 +318,8 @@ class ServeCollector(Collector):
                 refusals.add_metric([reason], n)
             stats = dhcp.stats
             for outcome, key in (("received", "received"), ("replied", "replied"), ("malformed", "bad"),
-                                 ("error", "errors"), ("withheld", "withheld")):  # fmt: skip
+                                 ("error", "errors"), ("withheld", "withheld"),
+                                 ("store_unavailable", "store_unavailable")):  # fmt: skip
                 datagrams.add_metric([outcome], stats.get(key, 0))
             usage = self.pools() if self.pools is not None else None
             if usage is None and dhcp.engine is not None:

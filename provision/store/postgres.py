@@ -44,13 +44,19 @@ from provision.store.sqlite import (
     StoreError,
     _json,
 )
-from pxe.dhcp.leases import Lease, LeaseState
+from pxe.dhcp.leases import Lease, LeaseState, LeaseStoreError
 from pxe.policy import Event
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
+RETRY_S = 1.0  # after a failed connection attempt, the next one waits this long
+
+
+class StoreUnavailable(StoreError, LeaseStoreError):
+    """The database does not answer (stopped, unreachable): a packet needing it is dropped and
+    counted by the DHCP server (pxe.dhcp.leases.LeaseStoreError), the client retries."""
 
 
 def _pg() -> ModuleType:
@@ -262,6 +268,8 @@ class PgStore:
         self.path = url  # what api.py compares to find its reader's connection
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{next(_instances)}"
         self._connect_timeout = connect_timeout
+        self._down_until = float("-inf")  # no new connection tried before (a failed one: RETRY_S)
+        self._down_why = ""
         try:
             self._db = self._connect()
             self._migrate()
@@ -308,12 +316,24 @@ class PgStore:
 
     # --- connection ------------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] = _pg().connect(
-            self.url,
-            autocommit=True,
-            connect_timeout=self._connect_timeout,
-            application_name=f"provision {os.getpid()}",
-        )
+        """A new connection; after a failed attempt, none is tried for RETRY_S: while the
+        database is down every packet asks, and each attempt would hold the loop (up to
+        `connect_timeout` when the host does not answer)."""
+        now = time.monotonic()
+        if now < self._down_until:
+            raise StoreUnavailable(f"{redact(self.url)}: unreachable ({self._down_why}); trying again")
+        try:
+            conn: psycopg.Connection[Any] = _pg().connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=self._connect_timeout,
+                application_name=f"provision {os.getpid()}",
+            )
+        except _pg().Error as exc:
+            self._down_until = time.monotonic() + RETRY_S
+            self._down_why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise
+        self._down_until = float("-inf")
         return conn
 
     @property
@@ -416,7 +436,7 @@ class PgStore:
                 (self._seq, self.owner),
             ).fetchall()
         except _pg().Error as exc:
-            raise StoreError(f"{redact(self.url)}: lease claim failed: {exc}") from exc
+            raise StoreUnavailable(f"{redact(self.url)}: lease claim failed: {exc}") from exc
         self.counters["claims_lost"] += 1
         if news:
             self._seq = max(self._seq, int(news[-1][-1]))
@@ -450,7 +470,7 @@ class PgStore:
                 prepare=True,
             ).fetchone()
         except _pg().Error as exc:
-            raise StoreError(f"{redact(self.url)}: lease lookup failed: {exc}") from exc
+            raise StoreUnavailable(f"{redact(self.url)}: lease lookup failed: {exc}") from exc
         if row is None:
             return None
         self.counters["recalled"] += 1
@@ -468,7 +488,7 @@ class PgStore:
                 prepare=True,
             ).fetchall()
         except _pg().Error as exc:
-            raise StoreError(f"{redact(self.url)}: lease lookup failed: {exc}") from exc
+            raise StoreUnavailable(f"{redact(self.url)}: lease lookup failed: {exc}") from exc
         self._seq_lag = self._seq
         if rows:
             self._seq = max(self._seq, int(rows[-1][-1]))
@@ -781,9 +801,15 @@ class PgStore:
         most every `version_poll` seconds: the lifecycle asks per packet."""
         now = time.monotonic()
         if now - self._version_read >= self._version_poll:
-            row = self.db.execute("SELECT v FROM state_version WHERE id = 1", prepare=True).fetchone()
-            self._version = int(row[0]) if row else 0
             self._version_read = now
+            try:
+                row = self.db.execute("SELECT v FROM state_version WHERE id = 1", prepare=True).fetchone()
+            except (_pg().Error, StoreError) as exc:
+                # The database is down: the intents last read stand (nothing can change them
+                # meanwhile that we could read); the DHCP server reports the outage itself.
+                self._warn("version", "%s: intent version not read (%s)", redact(self.url), exc)
+                return self._version
+            self._version = int(row[0]) if row else 0
         return self._version
 
     def _write_now(self, sql: str, args: Sequence[object]) -> int:

@@ -45,6 +45,12 @@ class Lease:
     updated: float = 0.0
 
 
+class LeaseStoreError(Exception):
+    """The store cannot answer now (its database is unreachable): the packet is dropped, the
+    client retries, and pxe.dhcp.server logs it once a minute and counts it. A store raises
+    it (or a subclass) from the calls the engine makes while handling a packet (claim, recall)."""
+
+
 class LeaseStore(Protocol):
     """Where leases live across restarts (provision.store.sqlite.Store implements it on SQLite)."""
 

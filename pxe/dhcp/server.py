@@ -27,11 +27,11 @@ from typing import ClassVar
 from dhcp4.codec import DecodeError, decode, encode
 from pxe.dhcp.config import DhcpServerConfig, Mode
 from pxe.dhcp.handler import BROADCAST, Arrival, Handler, Outgoing
-from pxe.dhcp.leases import LeaseEngine, LeaseStore, MemoryLeaseStore
+from pxe.dhcp.leases import LeaseEngine, LeaseStore, LeaseStoreError, MemoryLeaseStore
 from pxe.netif import ipv4_address
 from pxe.policy import EventSink, Policy
 
-COMMIT_LOG_EVERY_S = 60.0  # a failing store (a full disk) is logged once a minute, counted always
+COMMIT_LOG_EVERY_S = 60.0  # a failing store (a full disk, a database down): logged once a minute
 log = logging.getLogger("pxe.dhcp")
 _SIOCSARP = 0x8955  # <linux/sockios.h>
 _ARPHRD_ETHER = 1  # <linux/if_arp.h>
@@ -131,6 +131,8 @@ class DhcpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = {"received": 0, "bad": 0, "replied": 0, "errors": 0}
         self._commit_logged = float("-inf")
+        self._store_logged = float("-inf")
+        self._store_down = 0  # packets dropped since the store last failed to answer
         # Group commit (LeaseStore.begin_commit): one writer thread, one transaction at a time.
         self._writer: threading.Thread | None = None
         self._jobs: queue.SimpleQueue[
@@ -237,6 +239,9 @@ class DhcpServer:
             try:
                 arrival = Arrival(ifname, self._local_ip(ifname), src_ip, src_port, port, _to_broadcast(anc))
                 reply = self.handler.handle(pkt, arrival)
+            except LeaseStoreError as exc:
+                self._store_failed(exc)
+                continue
             except Exception:
                 self.stats["errors"] += 1
                 log.exception(
@@ -302,6 +307,7 @@ class DhcpServer:
             self.store.abort_commit()
             self._commit_then_send(held)
         else:
+            self._store_back()
             for s, reply in held:
                 self._send(s, reply)
         if self._dirty and self._socks:
@@ -324,8 +330,29 @@ class DhcpServer:
                     exc, len(out), self.stats["commit_failed"], exc_info=first,
                 )  # fmt: skip
             return
+        self._store_back()
         for s, reply in out:
             self._send(s, reply)
+
+    def _store_failed(self, exc: LeaseStoreError) -> None:
+        """A packet the store could not serve (its database is down): dropped, the client
+        retries. Every packet fails while it lasts: one line a minute, the first with its
+        traceback, all counted (stats["store_unavailable"], /metrics)."""
+        self.stats["store_unavailable"] = self.stats.get("store_unavailable", 0) + 1
+        self._store_down += 1
+        now = time.monotonic()
+        if now - self._store_logged >= COMMIT_LOG_EVERY_S:
+            first = self._store_logged == float("-inf")
+            self._store_logged = now
+            log.error(
+                "lease store unavailable (%s): packets dropped until it answers, clients retry "
+                "(%d dropped so far)", exc, self.stats["store_unavailable"], exc_info=first,
+            )  # fmt: skip
+
+    def _store_back(self) -> None:
+        if self._store_down:
+            log.warning("lease store answers again: %d packets were dropped meanwhile", self._store_down)
+            self._store_down = 0
 
     def _send(self, sock: socket.socket, reply: Outgoing) -> None:
         try:

@@ -94,6 +94,10 @@ class Cluster:
             os.chown(self.base, uid, gid)
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user,
                   "--no-sync", "-E", "UTF8")  # fmt: skip
+        return self.resume()
+
+    def resume(self) -> Cluster:
+        """Start the postmaster on the cluster's data folder (again, after halt())."""
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "-l", str(self.base / "log"),
             "-o", f"-c listen_addresses='' -c unix_socket_directories={self.sock} -p {self.port} "
@@ -114,6 +118,11 @@ class Cluster:
         return self.url(name)
 
     def stop(self) -> None:
+        self.halt()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def halt(self) -> None:
+        """Stop the postmaster at once, keeping the data: resume() starts it again."""
         if self.pid is not None:
             # SIGQUIT: immediate shutdown of the postmaster and its children (fsync is off anyway)
             with contextlib.suppress(ProcessLookupError):
@@ -129,7 +138,6 @@ class Cluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGKILL)
             self.pid = None
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
