@@ -70,6 +70,8 @@ class LeaseIndex:
             if self._mac_of.get(held[0]) == mac:
                 del self._mac_of[held[0]]
 
+    KINDS = ("dhcp.ack", "dhcp.release", "dhcp.decline")  # what `learn` reads
+
     def learn(self, event: Event) -> None:
         if not event.mac:
             return

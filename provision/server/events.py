@@ -8,7 +8,7 @@ its name and the others still run, so a full disk or a bug in one consumer never
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from provision.onie.identity import mac_from_headers
@@ -25,19 +25,39 @@ PACKET_KINDS = frozenset({"dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.i
 
 
 class EventBus:
-    """Call with an Event (it is a `pxe.EventSink`); subscribers run in the order added."""
+    """Call with an Event (it is a `pxe.EventSink`); subscribers run in the order added.
+
+    A subscriber that reads only some kinds says which (`kinds=`): it is not called for the
+    others. Two events a lease reach every subscriber on the DHCP hot path, and most of them
+    (the lifecycle, the ONIE index, the address book) want one kind of a dozen."""
 
     def __init__(self) -> None:
-        self._subscribers: list[tuple[str, Subscriber]] = []
+        self._subscribers: list[tuple[str, Subscriber, frozenset[str] | None]] = []
+        self._route: dict[str, tuple[tuple[str, Subscriber], ...]] = {}  # kind -> who gets it
 
-    def subscribe(self, name: str, subscriber: Subscriber) -> None:
-        self._subscribers.append((name, subscriber))
+    def subscribe(self, name: str, subscriber: Subscriber, kinds: Iterable[str] | None = None) -> None:
+        self._subscribers.append((name, subscriber, None if kinds is None else frozenset(kinds)))
+        self._route.clear()
 
     def unsubscribe(self, name: str) -> None:
-        self._subscribers = [(n, s) for n, s in self._subscribers if n != name]
+        self._subscribers = [entry for entry in self._subscribers if entry[0] != name]
+        self._route.clear()
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self._subscribers]
+
+    def _for(self, kind: str) -> tuple[tuple[str, Subscriber], ...]:
+        route = tuple((n, s) for n, s, kinds in self._subscribers if kinds is None or kind in kinds)
+        if len(self._route) < 1024:  # kinds are our code's few, but a bound costs nothing
+            self._route[kind] = route
+        return route
 
     def __call__(self, event: Event) -> None:
-        for name, subscriber in self._subscribers:
+        route = self._route.get(event.kind)
+        if route is None:
+            route = self._for(event.kind)
+        for name, subscriber in route:
             try:
                 subscriber(event)
             except Exception:
@@ -54,8 +74,10 @@ class AddressBook:
 
     by_ip: dict[str, str] = field(default_factory=dict)
 
+    KINDS = ("dhcp.ack", "dhcp.offer")  # what `learn` reads (EventBus.subscribe's kinds)
+
     def learn(self, event: Event) -> None:
-        if event.kind in ("dhcp.ack", "dhcp.offer") and event.mac and event.ip:
+        if event.kind in self.KINDS and event.mac and event.ip:
             self.by_ip[event.ip] = event.mac
 
     def __call__(self, ip: str) -> str | None:

@@ -33,7 +33,7 @@ from provision.config.profiles import ProfileRegistry
 from provision.devices.lifecycle import Lifecycle
 from provision.errors import ProvisionError
 from provision.onie.policy import OniePolicy
-from provision.onie.progress import record_identity
+from provision.onie.progress import KIND_DISCOVERED, KIND_REPORT, record_identity
 from provision.server import hostnet
 from provision.server.access import DeviceFileGuard, LeaseIndex, ReadGuard, Refusals
 from provision.server.api import Api
@@ -101,7 +101,7 @@ def build_fleet(cfg: LabConfig, events: EventBus, registry: ProfileRegistry) -> 
         reports=onie.report if onie is not None else True,
         groups=cfg.groups,
     )
-    events.subscribe("lifecycle", fleet.on_event)
+    events.subscribe("lifecycle", fleet.on_event, kinds=[KIND_REPORT])
     return fleet
 
 
@@ -139,7 +139,7 @@ def build_router(
             fleet=fleet,
             callback_token=token_for,
         )
-        events.subscribe("onie policy", onie.learn)
+        events.subscribe("onie policy", onie.learn, kinds=["dhcp.ack"])
     return Router(boot, onie)
 
 
@@ -152,11 +152,11 @@ class BootServer:
         self.store: StateStore | None = None
         self.addresses = AddressBook()
         self.events = EventBus()
-        self.events.subscribe("address book", self.addresses.learn)
+        self.events.subscribe("address book", self.addresses.learn, kinds=AddressBook.KINDS)
         self.events.subscribe("log", log_event)
         # MAC <-> address of the leases we ACKed: who may report for a device, and fetch its files
         self.leases = LeaseIndex()
-        self.events.subscribe("lease index", self.leases.learn)
+        self.events.subscribe("lease index", self.leases.learn, kinds=LeaseIndex.KINDS)
         self.tokens: Tokens | None = None
         self.refusals = Refusals()
         self.policy: Router | None = None
@@ -315,7 +315,7 @@ class BootServer:
             self.fleet.attach(store)  # intent (enrolled devices, armings) lives in the store
         if self.cfg.onie is not None:
             # onie.discovered -> the devices table's serial and platform
-            self.events.subscribe("onie identity", record_identity(store))
+            self.events.subscribe("onie identity", record_identity(store), kinds=[KIND_DISCOVERED])
         self.leases.seed(store.leases())
         for lease in store.leases():
             self.addresses.by_ip[lease.ip] = lease.mac

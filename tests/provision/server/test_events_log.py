@@ -7,7 +7,7 @@ import json
 import logging
 
 from provision.logs import JsonFormatter, LogfmtFormatter
-from provision.server.events import log_event
+from provision.server.events import EventBus, log_event
 from pxe.policy import Event
 
 
@@ -52,3 +52,32 @@ def test_one_line_per_lease_at_info(caplog):
     assert kinds == [("INFO", "dhcp.ack"), ("WARNING", "dhcp.nak")]
     # a detail key named like a top-level one, with another value, is kept beside it
     assert caplog.records[1].fields["detail.ip"] == "x"
+
+
+def test_bus_calls_a_subscriber_only_for_its_kinds_in_order_and_survives_one_that_raises(caplog):
+    bus = EventBus()
+    seen: list[tuple[str, str]] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("disk full")
+
+    bus.subscribe("all", lambda e: seen.append(("all", e.kind)))
+    bus.subscribe("acks", lambda e: seen.append(("acks", e.kind)), kinds=["dhcp.ack"])
+    bus.subscribe("broken", broken, kinds=["dhcp.ack"])
+    bus.subscribe("last", lambda e: seen.append(("last", e.kind)))
+    with caplog.at_level(logging.ERROR, logger="provision.serve"):
+        for kind in ("dhcp.offer", "dhcp.ack", "dhcp.offer"):
+            bus(Event(kind=kind, mac="52:54:00:00:00:03"))
+    assert seen == [
+        ("all", "dhcp.offer"), ("last", "dhcp.offer"),
+        ("all", "dhcp.ack"), ("acks", "dhcp.ack"), ("last", "dhcp.ack"),
+        ("all", "dhcp.offer"), ("last", "dhcp.offer"),
+    ]  # fmt: skip
+    assert [r.fields["subscriber"] for r in caplog.records] == ["broken"]
+    # routes are rebuilt when the subscribers change
+    bus.unsubscribe("all")
+    bus.subscribe("offers", lambda e: seen.append(("offers", e.kind)), kinds=["dhcp.offer"])
+    seen.clear()
+    bus(Event(kind="dhcp.offer", mac="52:54:00:00:00:03"))
+    assert seen == [("last", "dhcp.offer"), ("offers", "dhcp.offer")]
+    assert bus.names == ["acks", "broken", "last", "offers"]
