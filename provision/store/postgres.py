@@ -226,9 +226,11 @@ _UPSERT_FROM = """
     RETURNING ip
 """
 _CLAIM = _UPSERT_FROM.format(source="VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+# The arrays go in binary (%b): psycopg's text form escapes every element with a regular
+# expression, 3 ms for a burst's 64 leases and their events here, against 0.07 ms in binary.
 _SAVE_MANY = _UPSERT_FROM.format(
-    source="SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], "
-    "%s::bytea[], %s::text[], %s::float8[], %s::text[])"
+    source="SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::text[], "
+    "%b::bytea[], %b::text[], %b::float8[], %b::text[])"
 )
 _LEASE_COLS = "ip, mac, state, expires, hostname, client_id, subnet, updated"
 
@@ -664,7 +666,7 @@ class PgStore:
                 # Only rows this server knows as the same MAC's: another server may have
                 # taken the address since (an expired lease reclaimed there).
                 db.execute(
-                    "DELETE FROM leases l USING unnest(%s::text[], %s::text[]) d(ip, mac) "
+                    "DELETE FROM leases l USING unnest(%b::text[], %b::text[]) d(ip, mac) "
                     "WHERE l.ip = d.ip AND l.mac = d.mac",
                     ([g[0] for g in gone], [g[1] for g in gone]),
                 )
@@ -679,8 +681,8 @@ class PgStore:
             if events:
                 db.execute(
                     "INSERT INTO events (ts, kind, mac, ip, detail) SELECT ts, kind, mac, ip, "
-                    "detail::jsonb FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[], "
-                    "%s::text[]) AS e(ts, kind, mac, ip, detail)",
+                    "detail::jsonb FROM unnest(%b::float8[], %b::text[], %b::text[], %b::text[], "
+                    "%b::text[]) AS e(ts, kind, mac, ip, detail)",
                     ([e.ts for e in events], [_text(e.kind) for e in events], [e.mac for e in events],
                      [e.ip for e in events],
                      [_jsonb(e.detail if type(e.detail) is dict else dict(e.detail)) for e in events]),
@@ -694,7 +696,7 @@ class PgStore:
                     macs = sorted(seen)  # one lock order for every server
                     db.execute(
                         "INSERT INTO devices (mac, first_seen, last_seen) SELECT * FROM "
-                        "unnest(%s::text[], %s::float8[], %s::float8[]) ON CONFLICT (mac) DO UPDATE "
+                        "unnest(%b::text[], %b::float8[], %b::float8[]) ON CONFLICT (mac) DO UPDATE "
                         "SET last_seen = greatest(devices.last_seen, excluded.last_seen)",
                         (macs, [seen[m][0] for m in macs], [seen[m][1] for m in macs]),
                     )
