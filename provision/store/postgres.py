@@ -33,17 +33,10 @@ from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from provision.store.buffered import BufferedStore
 from provision.store.location import redact
 from provision.store.records import EnrolledRecord, Intent
-from provision.store.sqlite import (
-    _FLUSH_AT,
-    EVENTS_BUFFER_MAX,
-    PRUNE_CHUNK,
-    WARN_EVERY_S,
-    DeviceRecord,
-    StoreError,
-    _json,
-)
+from provision.store.sqlite import PRUNE_CHUNK, DeviceRecord, StoreError, _json
 from pxe.dhcp.leases import Lease, LeaseState, LeaseStoreError
 from pxe.policy import Event
 
@@ -253,9 +246,11 @@ def _lease(row: Sequence[Any]) -> Lease:
     )  # fmt: skip
 
 
-class PgStore:
+class PgStore(BufferedStore):
     """`PgStore(url)`; the same methods as provision.store.sqlite.Store (provision.store.base),
     plus `claim` and `recall` for shared lease allocation (pxe.dhcp.leases)."""
+
+    _log = log
 
     def __init__(
         self,
@@ -362,6 +357,16 @@ class PgStore:
     @property
     def _unflushed(self) -> int:
         return len(self._pending)
+
+    @property
+    def _where(self) -> str:
+        return redact(self.url)
+
+    def _write_errors(self) -> tuple[type[BaseException], ...]:
+        return (_pg().Error, StoreError)
+
+    def _grouping(self) -> bool:
+        return self._grouped
 
     # --- schema ----------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -516,71 +521,7 @@ class PgStore:
             self._claimed = None
             self._leases.pop(lease.ip, None)
             return
-        self._leases[lease.ip] = lease
-        self.lease_writes += 1
-        self._lease_pending()
-
-    def delete_lease(self, ip: str) -> None:
-        self._leases[ip] = None
-        self.lease_writes += 1
-        self._lease_pending()
-
-    def add_event(self, event: Event) -> None:
-        """Buffered like the SQLite store's: written within `event_flush_interval`, in batches."""
-        self._events.append(event)
-        if len(self._events) >= _FLUSH_AT:
-            self._flush_quietly()
-        elif self._event_timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._flush_quietly()
-                return
-            self._event_timer = loop.call_later(self._event_interval, self._timed_flush)
-
-    __call__ = add_event
-
-    def _lease_pending(self) -> None:
-        if self._scheduled or self._grouped:
-            return  # (a group-committing server commits after every burst: begin_commit)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.commit()
-            return
-        self._scheduled = True
-        loop.call_soon(self._scheduled_commit)
-
-    def _scheduled_commit(self) -> None:
-        self._scheduled = False
-        self.commit()
-
-    def _timed_flush(self) -> None:
-        self._event_timer = None
-        self._flush_quietly()
-
-    def _warn(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(key, -WARN_EVERY_S) >= WARN_EVERY_S:
-            self._warned[key] = now
-            log.warning(message, *args)
-
-    def _flush_quietly(self) -> None:
-        try:
-            self.flush()
-        except (_pg().Error, StoreError) as exc:
-            self._warn(
-                "events", "%s: events not written (%s); %d waiting, %d dropped so far",
-                redact(self.url), exc, len(self._events), self.counters["events_dropped"],
-            )  # fmt: skip
-
-    def flush(self) -> None:
-        self._commit(with_events=True)
-
-    def commit(self) -> None:
-        """Make the buffered leases durable (events ride along when their interval is due)."""
-        due = time.monotonic() - self._events_flushed >= self._event_interval
-        self._commit(with_events=due)
+        super().save_lease(lease)
 
     def _commit(self, *, with_events: bool, again: bool = True) -> None:
         if not self._leases and not (with_events and self._events) and not self._unflushed:
@@ -763,16 +704,6 @@ class PgStore:
         self._pending = pending + self._pending
         self._suspect = True
 
-    def _bound_events(self) -> None:
-        over = len(self._events) - EVENTS_BUFFER_MAX
-        if over > 0:
-            del self._events[:over]
-            self.counters["events_dropped"] += over
-            self._warn(
-                "dropped", "%s: commits failing; dropped the %d oldest unwritten events (%d in all)",
-                redact(self.url), over, self.counters["events_dropped"],
-            )  # fmt: skip
-
     def upsert_device(
         self,
         mac: str,
@@ -873,9 +804,6 @@ class PgStore:
         return {r[0]: Intent(r[0], bool(r[1]), *r[2:]) for r in rows}
 
     # --- reads -----------------------------------------------------------------------------------
-    def load_leases(self) -> Iterable[Lease]:
-        return self.leases()
-
     def leases(self) -> list[Lease]:
         self.flush()
         rows = self.db.execute(f"SELECT {_LEASE_COLS}, seq, owner FROM leases ORDER BY ip").fetchall()
@@ -1037,12 +965,6 @@ class PgStore:
             for conn in (self._claim_db, self._wconn):
                 if conn is not None:
                     conn.close()
-
-    def __enter__(self) -> PgStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 __all__ = ["MIGRATIONS", "PgStore"]

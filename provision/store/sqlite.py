@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import EXIT_ENV, ProvisionError
+from provision.store.buffered import _FLUSH_AT, BufferedStore
 from provision.store.records import EnrolledRecord, Intent
 from pxe.dhcp.leases import Lease, LeaseState
 from pxe.policy import Event
@@ -162,11 +163,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_FLUSH_AT = 2000  # buffered rows that force a commit even inside a burst
-# Events waiting while commits fail (a full disk): the oldest go beyond this, counted; leases are
-# never dropped (docs/security.md "Full disk").
-EVENTS_BUFFER_MAX = 50_000
-WARN_EVERY_S = 60.0  # a failing commit or a dropped event: logged once a minute, counted always
 VERSION_POLL_S = 0.1  # data_version under group commit: an arming is seen within this
 PRUNE_CHUNK = 5000  # events deleted per statement, so a prune never holds the loop for long
 
@@ -253,8 +249,10 @@ def _write(db: sqlite3.Connection, leases: dict[str, Lease | None], events: list
         raise
 
 
-class Store:
+class Store(BufferedStore):
     """`Store(path)`; implements pxe.dhcp.LeaseStore and is an EventSink (`store(event)`)."""
+
+    _log = log
 
     def __init__(
         self, path: str | Path, *, synchronous: str = "FULL", event_flush_interval: float = 0.25
@@ -309,17 +307,7 @@ class Store:
     def schema_version(self) -> int:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
-    # --- writes (buffered) ----------------------------------------------------------------------
-    def save_lease(self, lease: Lease) -> None:
-        self._leases[lease.ip] = lease
-        self.lease_writes += 1
-        self._lease_pending()
-
-    def delete_lease(self, ip: str) -> None:
-        self._leases[ip] = None
-        self.lease_writes += 1
-        self._lease_pending()
-
+    # --- writes (buffered: provision.store.buffered) --------------------------------------------
     def add_event(self, event: Event) -> None:
         """Buffer an event. Events are telemetry, leases are state: events are written at most
         `event_flush_interval` seconds later (in bigger, cheaper transactions), leases at the next
@@ -337,50 +325,15 @@ class Store:
 
     __call__ = add_event  # a Store is an EventSink
 
-    def _lease_pending(self) -> None:
-        if self._scheduled or self._wdb is not None:
-            return  # (a group-committing server commits after every burst: begin_commit)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.commit()
-            return
-        self._scheduled = True
-        loop.call_soon(self._scheduled_commit)
+    @property
+    def _where(self) -> str:
+        return str(self.path)
 
-    def _scheduled_commit(self) -> None:
-        self._scheduled = False
-        self.commit()
+    def _write_errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
 
-    def _timed_flush(self) -> None:
-        self._event_timer = None
-        self._flush_quietly()
-
-    def _warn(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(key, -WARN_EVERY_S) >= WARN_EVERY_S:
-            self._warned[key] = now
-            log.warning(message, *args)
-
-    def _flush_quietly(self) -> None:
-        """Events on a timer or a full buffer: a failure is logged (once a minute), not raised
-        into whoever emitted the event; the events stay buffered (bounded) for the next try."""
-        try:
-            self.flush()
-        except sqlite3.Error as exc:
-            self._warn(
-                "events", "%s: events not written (%s); %d waiting, %d dropped so far",
-                self.path, exc, len(self._events), self.counters["events_dropped"],
-            )  # fmt: skip
-
-    def flush(self) -> None:
-        """Write everything buffered, events included."""
-        self._commit(with_events=True)
-
-    def commit(self) -> None:
-        """Make the buffered leases durable (events ride along when their interval is due)."""
-        due = time.monotonic() - self._events_flushed >= self._event_interval
-        self._commit(with_events=due)
+    def _grouping(self) -> bool:
+        return self._wdb is not None  # (a group-committing server commits after every burst)
 
     def _commit(self, *, with_events: bool) -> None:
         if not self._leases and not (with_events and self._events):
@@ -470,16 +423,6 @@ class Store:
         self._leases = {**leases, **self._leases}
         self._events = events + self._events
         self._bound_events()
-
-    def _bound_events(self) -> None:
-        over = len(self._events) - EVENTS_BUFFER_MAX
-        if over > 0:
-            del self._events[:over]
-            self.counters["events_dropped"] += over
-            self._warn(
-                "dropped", "%s: commits failing; dropped the %d oldest unwritten events "
-                "(%d in all); leases are kept", self.path, over, self.counters["events_dropped"],
-            )  # fmt: skip
 
     def _only_renewals(self) -> bool:
         """Whether every pending lease write may wait: a delete (the row stays, which holds the
@@ -600,9 +543,6 @@ class Store:
         return {r[0]: Intent(r[0], bool(r[1]), *r[2:]) for r in rows}
 
     # --- reads --------------------------------------------------------------------------------
-    def load_leases(self) -> Iterable[Lease]:
-        return self.leases()
-
     def leases(self) -> list[Lease]:
         self.flush()
         rows = self.db.execute(
@@ -776,9 +716,3 @@ class Store:
             if self._wdb is not None:
                 self._wdb.close()
             self.db.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from provision.config.security import EventRetention
-from provision.store import sqlite
+from provision.store import buffered, sqlite
 from provision.store.retention import prune_once
 from provision.store.sqlite import Store
 from pxe.dhcp.leases import Lease, LeaseState
@@ -87,7 +87,7 @@ def _fill(mnt: Path) -> None:
 
 @pytest.mark.root
 def test_full_disk_renewals_answered_new_leases_wait_events_bounded(small_disk, monkeypatch):
-    monkeypatch.setattr(sqlite, "EVENTS_BUFFER_MAX", 300)
+    monkeypatch.setattr(buffered, "EVENTS_BUFFER_MAX", 300)
     store = Store(small_disk / "p.db")
     try:
         store.save_lease(_lease("198.18.33.10", MACS[0], 3600))
