@@ -6,8 +6,9 @@ out, so what the loop spends per readable socket is the server's throughput. Wit
 queued on its ready list and a `Context.run` call before our code runs. Here the transfer
 sockets sit in one epoll set of their own, whose descriptor is the only one the loop watches
 (an epoll descriptor is itself pollable, level-triggered): one loop callback drains up to
-`BATCH` ready sockets and calls each one's handler directly. Measured in bench/tftp.py and
-docs/netboot.md "Performance".
+`BATCH` ready sockets at a time, calls each one's handler directly, and keeps going while more
+traffic arrives within `WAIT`, for at most `HOLD` (see `_on_ready`). Measured in bench/tftp.py
+and docs/netboot.md "Performance".
 
 Linux only (epoll), like the rest of the boot services; elsewhere `Readers` falls back to the
 loop's own `add_reader`.
@@ -19,12 +20,14 @@ import asyncio
 import contextlib
 import logging
 import select
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 BATCH = 256  # ready sockets handled per epoll round
-ROUNDS = 4  # rounds per loop callback, at most: the loop runs its other work (DHCP, HTTP) between
+HOLD = 0.002  # s: longest one loop callback keeps handling transfer traffic
+WAIT = 0.001  # s: how long it waits for more within HOLD (epoll's resolution: 1 ms)
 
 
 class Readers:
@@ -57,11 +60,17 @@ class Readers:
 
     def _on_ready(self) -> None:
         assert self._epoll is not None
-        handlers, poll = self._handlers, self._epoll.poll
-        # Several rounds per callback: the ACKs of the blocks just sent are often in already
-        # (clients on the other cores), and each loop turn saved is an epoll wait of its own.
-        for _ in range(ROUNDS):
-            events = poll(0, BATCH)
+        handlers, poll, clock = self._handlers, self._epoll.poll, time.monotonic
+        # Stay while traffic flows: at windowsize 1 the next ACK is a round trip away (tens of
+        # µs on a LAN), and going back to the loop for it cost a whole loop turn per block
+        # (selector, handle, callback: more Python than the block itself). So after the first
+        # round this waits up to WAIT for more, in this epoll set, and gives the loop back when
+        # that wait comes up empty or after HOLD: the loop's other work (RRQs, DHCP, HTTP,
+        # timers) waits at most HOLD + WAIT.
+        wait = 0.0
+        until = clock() + HOLD
+        while True:
+            events = poll(wait, BATCH)
             if not events:
                 return
             for fd, _mask in events:
@@ -72,6 +81,9 @@ class Readers:
                         handler()
                     except Exception:  # as asyncio would for a reader of its own: log, go on
                         log.exception("tftp: a transfer's reader failed")
+            if clock() >= until:
+                return
+            wait = WAIT
 
     def close(self) -> None:
         if self._epoll is None:
@@ -82,4 +94,4 @@ class Readers:
         self._handlers.clear()
 
 
-__all__ = ["BATCH", "ROUNDS", "Readers"]
+__all__ = ["BATCH", "HOLD", "WAIT", "Readers"]

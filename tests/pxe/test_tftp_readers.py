@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from pxe.tftp.readers import Readers
+from pxe.tftp.readers import HOLD, WAIT, Readers
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -83,3 +83,38 @@ def test_each_ready_socket_runs_its_handler_and_a_removed_one_does_not():
 def test_a_failing_handler_does_not_stop_the_others(caplog):
     asyncio.run(_failure())
     assert "a transfer's reader failed" in caplog.text
+
+
+async def _busy() -> float:
+    """A socket that is readable again as soon as its handler runs (the peer answers every
+    datagram at once, as a fast client's ACK does): the loop must still get its turns."""
+    loop = asyncio.get_running_loop()
+    readers = Readers(loop)
+    a, a_peer = _pair()
+    handled = 0
+
+    def on_a() -> None:
+        nonlocal handled
+        a.recv(16)
+        handled += 1
+        a_peer.send(b"ack")
+
+    try:
+        readers.add(a.fileno(), on_a)
+        a_peer.send(b"ack")
+        start = loop.time()
+        fired = loop.create_future()
+        loop.call_later(0.01, lambda: fired.set_result(loop.time()))
+        late = await asyncio.wait_for(fired, 5) - start - 0.01
+        assert handled > 10  # the handler was busy all along
+        return late
+    finally:
+        readers.close()
+        a.close()
+        a_peer.close()
+
+
+def test_a_busy_transfer_socket_leaves_the_loop_its_turns():
+    late = asyncio.run(_busy())
+    # The timer waited at most one HOLD + WAIT (plus scheduling slack on a loaded machine).
+    assert late < HOLD + WAIT + 0.05
