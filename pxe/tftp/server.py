@@ -22,6 +22,7 @@ from pxe.limits import Bounds, Gate
 from pxe.logsafe import safe
 from pxe.policy import Client, Event, EventSink, Policy, RenderedFile, Service
 from pxe.tftp import packets as P
+from pxe.tftp.blocks import BlockCache
 from pxe.tftp.readers import Readers
 from pxe.tftp.transfer import Limits, Outcome, ReadTransfer, Result, Source, negotiate
 
@@ -48,6 +49,10 @@ class TftpConfig:
     # slot, and a flood from many cannot run the process out of descriptors.
     max_transfers: int = 1000
     max_per_client: int = 8
+    # Memory for the DATA packets of files being served, shared by their transfers
+    # (pxe.tftp.blocks): a boot storm's file is read and framed once, not once per machine.
+    # 0 turns it off; a file larger than this is read per transfer as it goes out.
+    cache_bytes: int = 128 * 1024 * 1024
 
 
 _REFUSAL_CODES = {
@@ -107,6 +112,7 @@ class TftpServer:
         self._meta: dict[ReadTransfer, tuple[str, str, str | None]] = {}
         self._requests: dict[ReadTransfer, P.Request] = {}  # what started each transfer
         self.readers = Readers(self.loop)  # every transfer's socket, behind one loop reader
+        self.blocks = BlockCache(config.cache_bytes)
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
 
     @property
@@ -301,6 +307,8 @@ class TftpServer:
                 found = resolve(self.config.root, path)
                 real, size = str(found.path), found.size
             fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+            st = os.fstat(fd)  # what was opened: its size now, and its identity for the cache
+            size = st.st_size
         except PathRefused as exc:
             self._error(peer, _REFUSAL_CODES[exc.reason], str(exc), path, mac)
             return None
@@ -323,7 +331,7 @@ class TftpServer:
                 return Source.from_bytes(_netascii(os.pread(fd, size, 0)))
             finally:
                 os.close(fd)
-        return Source.from_file(fd, size)
+        return Source.from_file(fd, size, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
 
     def _out_of_descriptors(self, peer: tuple[str, int], path: str) -> None:
         """The process hit its descriptor limit (the caps leave room, so something else holds
@@ -368,7 +376,14 @@ class TftpServer:
             )
             return
         transfer = ReadTransfer(
-            self.loop, sock, source, opts, self.config.limits, self._on_done, readers=self.readers
+            self.loop,
+            sock,
+            source,
+            opts,
+            self.config.limits,
+            self._on_done,
+            readers=self.readers,
+            blocks=self.blocks.acquire(source.identity, opts.blksize),
         )
         old = self.transfers.pop(peer, None)
         if old is not None:
@@ -382,6 +397,8 @@ class TftpServer:
         transfer.start()
 
     def _on_done(self, transfer: ReadTransfer, result: Result) -> None:
+        if transfer.blocks is not None:
+            self.blocks.release(transfer.blocks)
         meta = self._meta.pop(transfer, None)
         ip, path, mac = meta or ("", "", None)
         if meta is not None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pxe.tftp import packets as P
+from pxe.tftp.blocks import SEGMENT_MASK, SEGMENT_SHIFT, Blocks, Identity
 from pxe.tftp.readers import Readers
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,17 @@ class Source:
     each refill doubles up to READ_CHUNK, and `drop_cache` lets a stalled transfer hold nothing.
     A fixed 256 KiB read for block 1 made every idle RRQ cost 256 KiB (1,000 RRQs: +253 MiB)."""
 
-    def __init__(self, size: int, fd: int | None = None, content: bytes | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        fd: int | None = None,
+        content: bytes | None = None,
+        identity: Identity | None = None,
+    ) -> None:
         self.size = size
+        # What fstat said of the open file (pxe.tftp.blocks shares packets by it); None: the
+        # bytes are this transfer's own (rendered content, netascii).
+        self.identity = identity
         self._fd = fd
         self._buf = memoryview(content) if content is not None else memoryview(b"")
         self._buf_off = 0 if content is not None else -1
@@ -136,8 +146,14 @@ class Source:
         return cls(len(content), content=content)
 
     @classmethod
-    def from_file(cls, fd: int, size: int) -> Source:
-        return cls(size, fd=fd)
+    def from_file(cls, fd: int, size: int, identity: Identity | None = None) -> Source:
+        return cls(size, fd=fd, identity=identity)
+
+    def pread(self, offset: int, n: int) -> bytes:
+        """`n` bytes at `offset` (fewer at the end), not through the read-ahead."""
+        if self._fd is None:
+            return bytes(self._buf[offset : offset + n])
+        return os.pread(self._fd, n, offset)
 
     def read(self, offset: int, n: int) -> bytes | memoryview:
         start = offset - self._buf_off
@@ -206,6 +222,7 @@ class ReadTransfer:
         on_done: Callable[[ReadTransfer, Result], None],
         gso: bool = True,
         readers: Readers | None = None,
+        blocks: Blocks | None = None,
     ) -> None:
         self.loop = loop
         self.sock = sock
@@ -233,6 +250,9 @@ class ReadTransfer:
         # Windowsize 1 (every PXE ROM that does not ask for more): `_on_readable` answers an
         # in-order ACK with the next block itself, in one call (see there).
         self._lockstep = opts.windowsize == 1
+        # This file's DATA packets, shared with its other transfers (pxe.tftp.blocks), or None:
+        # each packet is built from `source.read` as it goes out.
+        self.blocks = blocks
         self._recv_into, self._send_now, self._now = sock.recv_into, sock.send, loop.time
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -368,10 +388,16 @@ class ReadTransfer:
         n = min(self.blksize, self.source.size - offset) if offset < self.source.size else 0
         return self.source.read(offset, n)
 
+    def _packet(self, block: int) -> bytes:
+        """DATA `block`, header included."""
+        if self.blocks is not None:
+            return self.blocks.packet(block, self.source)
+        return P.data_header(block) + self._payload(block)
+
     def _send_each(self, first: int, last: int) -> None:
-        send, header, payload = self.sock.send, P.data_header, self._payload
+        send, packet = self.sock.send, self._packet
         for block in range(first, last + 1):
-            send(header(block) + payload(block))
+            send(packet(block))
 
     def _send_gso(self, first: int, last: int) -> None:
         """A window in few syscalls: UDP GSO (Linux >= 4.18) cuts one buffer of equal-sized
@@ -380,15 +406,12 @@ class ReadTransfer:
         Python, was where a windowed transfer spent its time."""
         segment = self.blksize + 4
         per_call = max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // segment))
-        header, payload = P.data_header, self._payload
+        packet = self._packet
         cmsg = [(socket.SOL_UDP, UDP_SEGMENT, segment.to_bytes(2, "little"))]
         block = first
         while block <= last:
             stop = min(last, block + per_call - 1)
-            parts: list[bytes | memoryview] = []
-            for b in range(block, stop + 1):
-                parts.append(header(b))
-                parts.append(payload(b))
+            parts = [packet(b) for b in range(block, stop + 1)]
             try:
                 self.sock.sendmsg(parts, cmsg)
             except OSError as exc:
@@ -435,10 +458,19 @@ class ReadTransfer:
                 if self.retries:
                     self.retries = 0
                     self.timeout = self.opts.timeout
-                offset = (base - 1) * self.blksize
-                n = min(self.blksize, self.source.size - offset)
+                blocks = self.blocks
+                if blocks is not None:  # the shared packet, built once for every transfer
+                    index = base - 1
+                    segment = blocks.segments[index >> SEGMENT_SHIFT]
+                    if segment is None:
+                        segment = blocks.fill(index >> SEGMENT_SHIFT, self.source)
+                    data = segment[index & SEGMENT_MASK]
+                else:
+                    offset = (base - 1) * self.blksize
+                    n = min(self.blksize, self.source.size - offset)
+                    data = _HDR_PACK(P.OP_DATA, base & 0xFFFF) + self.source.read(offset, n)
                 try:
-                    self._send_now(_HDR_PACK(P.OP_DATA, base & 0xFFFF) + self.source.read(offset, n))
+                    self._send_now(data)
                 except BlockingIOError:
                     pass  # socket buffer full: same as a lost packet, the timer resends
                 except ConnectionRefusedError:

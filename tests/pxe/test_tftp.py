@@ -564,3 +564,17 @@ def test_repeated_rrq_gets_the_first_packet_again_from_the_same_transfer(server,
     raw.send(P.build_ack(0), tid)
     data, _, _ = raw.recv()
     assert isinstance(data, P.Data) and data.block == 1 and len(data.payload) == 1468
+
+
+def test_a_replaced_file_is_served_new_and_entries_are_released(server):
+    path = server.tree.root / "small.bin"
+    for round_ in range(3):
+        data = os.urandom(50_000 + round_)
+        path.write_bytes(data)
+        out = server.out / f"got{round_}"
+        fetch_curl(server.port, "small.bin", out)
+        assert out.read_bytes() == data
+        settle(server.seen, "tftp.sent", round_ + 1)
+    cache = server.blocks
+    assert len(cache) == 3  # one entry per version of the file, none in use
+    assert all(entry.users == 0 for entry in cache._entries.values())
