@@ -253,7 +253,11 @@ class ReadTransfer:
         # This file's DATA packets, shared with its other transfers (pxe.tftp.blocks), or None:
         # each packet is built from `source.read` as it goes out.
         self.blocks = blocks
-        self._recv_into, self._send_now, self._now = sock.recv_into, sock.send, loop.time
+        self._recv_into, self._send_now = sock.recv_into, sock.send
+        # The loop's clock, read once per block: asyncio's own `time()` is a Python frame around
+        # time.monotonic, so call that directly when the loop has not replaced it.
+        base_time = asyncio.BaseEventLoop.time
+        self._now = time.monotonic if getattr(type(loop), "time", None) is base_time else loop.time
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
