@@ -7,7 +7,10 @@ its name and the others still run, so a full disk or a bug in one consumer never
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -86,6 +89,105 @@ class AddressBook:
     def for_request(self, ip: str, headers: Mapping[str, str]) -> str | None:
         """pxe.http's MAC resolver: our lease for that address, else the MAC ONIE names itself by."""
         return self.by_ip.get(ip) or mac_from_headers(headers)
+
+
+OFFER_HOLD_S = 10.0  # an offer not ACKed within this is stored (RFC 2131 clients retry in 4 s)
+OFFER_HOLD_MAX = 10_000  # offers held at once; beyond, the oldest is stored at once
+
+
+class OfferHold:
+    """The store's subscriber, in front of `sink` (the store's add_event): a lease's DHCPOFFER is
+    not stored when its ACK follows, since the ack says all of it (the address, the policy's
+    note, the REQUEST's state). An offer is held per MAC; the ack drops it; any other event of
+    that MAC (a nak, an ignored REQUEST, a second offer) stores it first, and so does
+    OFFER_HOLD_S without an answer: what an operator needs to see, the offer a client never
+    took, is kept, and a successful exchange is one row instead of two (bench/dhcp.py,
+    docs/netboot.md "Performance: the DHCP hot path"). `flush()` stores every held offer (the
+    store closing). Thread-safe: an API worker thread may emit while the loop does."""
+
+    def __init__(
+        self,
+        sink: Callable[[Event], None],
+        hold_s: float = OFFER_HOLD_S,
+        max_held: int = OFFER_HOLD_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sink = sink
+        self.hold_s = hold_s
+        self.max_held = max_held
+        self.clock = clock
+        self._held: dict[str, tuple[float, Event]] = {}  # mac -> (deadline, offer), oldest first
+        self._lock = threading.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self.counters = {"offers_answered": 0, "offers_stored": 0}
+
+    def __call__(self, event: Event) -> None:
+        mac = event.mac
+        due: list[Event] = []
+        with self._lock:
+            if self._held:
+                self._expired(due)
+                if mac:
+                    held = self._held.pop(mac, None)
+                    if held is not None:
+                        if event.kind == "dhcp.ack":
+                            self.counters["offers_answered"] += 1
+                        else:
+                            due.append(held[1])
+            if event.kind == "dhcp.offer" and mac:
+                self._held[mac] = (self.clock() + self.hold_s, event)
+                if len(self._held) > self.max_held:
+                    due.append(self._held.pop(next(iter(self._held)))[1])
+                self._arm()
+            else:
+                due.append(event)
+        for item in due:
+            if item.kind == "dhcp.offer":
+                self.counters["offers_stored"] += 1
+            self.sink(item)
+
+    def _expired(self, due: list[Event]) -> None:
+        now = self.clock()
+        while self._held:
+            mac, (deadline, offer) = next(iter(self._held.items()))
+            if deadline > now:
+                return
+            del self._held[mac]
+            due.append(offer)
+
+    def _arm(self) -> None:
+        """A loop timer for the oldest held offer, when none is pending (no loop: the next event
+        or flush() stores it)."""
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        first = next(iter(self._held.values()))[0]
+        self._timer = loop.call_later(max(0.0, first - self.clock()) + 0.01, self._on_timer)
+
+    def _on_timer(self) -> None:
+        due: list[Event] = []
+        with self._lock:
+            self._timer = None
+            self._expired(due)
+            if self._held:
+                self._arm()
+        for offer in due:
+            self.counters["offers_stored"] += 1
+            self.sink(offer)
+
+    def flush(self) -> None:
+        with self._lock:
+            held = [offer for _, offer in self._held.values()]
+            self._held.clear()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        for offer in held:
+            self.counters["offers_stored"] += 1
+            self.sink(offer)
 
 
 def log_event(event: Event) -> None:

@@ -37,7 +37,7 @@ from provision.onie.progress import KIND_DISCOVERED, KIND_REPORT, record_identit
 from provision.server import hostnet
 from provision.server.access import DeviceFileGuard, LeaseIndex, ReadGuard, Refusals
 from provision.server.api import Api
-from provision.server.events import AddressBook, EventBus, log_event
+from provision.server.events import AddressBook, EventBus, OfferHold, log_event
 from provision.server.metrics import Metrics
 from provision.server.preflight import (
     ServeError,
@@ -150,6 +150,7 @@ class BootServer:
         self.cfg = cfg
         self.on_ready = on_ready
         self.store: StateStore | None = None
+        self._offers: OfferHold | None = None
         self.addresses = AddressBook()
         self.events = EventBus()
         self.events.subscribe("address book", self.addresses.learn, kinds=AddressBook.KINDS)
@@ -310,7 +311,9 @@ class BootServer:
                     exc.fix
                     or f"move {db} aside (it is not a provision state file) or pick another --state-dir",
                 ) from None
-        self.events.subscribe("store", store.add_event)
+        # A lease's offer is stored only when no ack follows (OfferHold): one row per lease
+        self._offers = OfferHold(store.add_event)
+        self.events.subscribe("store", self._offers)
         if self.fleet is not None:
             self.fleet.attach(store)  # intent (enrolled devices, armings) lives in the store
         if self.cfg.onie is not None:
@@ -399,6 +402,9 @@ class BootServer:
         )
 
     def _close_store(self) -> None:
+        if self._offers is not None:
+            self._offers.flush()  # the offers still waiting for an ack go in before it closes
+            self._offers = None
         self.events.unsubscribe("store")
         self.events.unsubscribe("onie identity")
         if self.fleet is not None:

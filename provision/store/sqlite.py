@@ -157,7 +157,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: events_mac_ts goes. Every query by MAC orders by id, which events_mac_id (3) serves, and
     # each index is a b-tree written per event on the DHCP hot path: about 10 us a lease
-    # (bench/dhcp.py, docs/netboot.md "DHCP performance").
+    # (bench/dhcp.py, docs/netboot.md "Performance: the DHCP hot path").
     """
     DROP INDEX IF EXISTS events_mac_ts;
     """,

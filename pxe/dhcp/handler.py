@@ -490,7 +490,15 @@ class Handler:
         replies.add_lease_options(reply, subnet, answer.lease_time)
         replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
         self._reserved_name(reply, pkt.mac)
-        self.emit("dhcp.ack", pkt, client, answer.ip, state=state, lease_time=answer.lease_time)
+        self.emit(
+            "dhcp.ack",
+            pkt,
+            client,
+            answer.ip,
+            state=state,
+            lease_time=answer.lease_time,
+            note=decision.note or None,
+        )
         return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
 
     # --- proxyDHCP ----------------------------------------------------------------------------

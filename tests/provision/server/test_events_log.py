@@ -3,11 +3,12 @@ one line, DHCP's packet steps at debug."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 from provision.logs import JsonFormatter, LogfmtFormatter
-from provision.server.events import EventBus, log_event
+from provision.server.events import EventBus, OfferHold, log_event
 from pxe.policy import Event
 
 
@@ -81,3 +82,52 @@ def test_bus_calls_a_subscriber_only_for_its_kinds_in_order_and_survives_one_tha
     bus(Event(kind="dhcp.offer", mac="52:54:00:00:00:03"))
     assert seen == [("last", "dhcp.offer"), ("offers", "dhcp.offer")]
     assert bus.names == ["acks", "broken", "last", "offers"]
+
+
+class Clock:
+    """A settable monotonic clock (OfferHold's deadlines; no peer involved)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_offer_hold_stores_an_answered_offer_not_at_all_and_an_unanswered_one_late():
+    stored: list[Event] = []
+    clock = Clock()
+    hold = OfferHold(stored.append, hold_s=10.0, clock=clock)
+    a, b, c = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
+    hold(Event("dhcp.offer", a, "198.18.0.10", ts=1))
+    hold(Event("dhcp.offer", b, "198.18.0.11", ts=2))
+    assert stored == []
+    hold(Event("dhcp.ack", a, "198.18.0.10", ts=3))  # a's exchange succeeded: its ack says it all
+    assert [(e.kind, e.mac) for e in stored] == [("dhcp.ack", a)]
+    hold(Event("dhcp.nak", b, "198.18.0.11", ts=4))  # anything else for b: its offer first, in order
+    assert [(e.kind, e.mac) for e in stored[1:]] == [("dhcp.offer", b), ("dhcp.nak", b)]
+    hold(Event("dhcp.offer", c, "198.18.0.12", ts=5))
+    hold(Event("dhcp.offer", c, "198.18.0.12", ts=9))  # c asked again: the first offer went unanswered
+    assert [(e.kind, e.ts) for e in stored[3:]] == [("dhcp.offer", 5)]
+    clock.now += 11  # 10 s without an answer: stored by the next event of any device
+    hold(Event("tftp.sent", a, "198.18.0.10", ts=20))
+    assert [(e.kind, e.mac, e.ts) for e in stored[4:]] == [("dhcp.offer", c, 9), ("tftp.sent", a, 20)]
+    assert hold.counters == {"offers_answered": 1, "offers_stored": 3}  # b, c twice
+    hold(Event("dhcp.offer", a, "198.18.0.10", ts=21))
+    hold.flush()  # the store closing: nothing held is lost
+    assert stored[-1].kind == "dhcp.offer" and stored[-1].ts == 21
+
+
+def test_offer_hold_is_bounded_and_its_loop_timer_stores_offers_nobody_answers():
+    stored: list[Event] = []
+    hold = OfferHold(stored.append, hold_s=0.05, max_held=3)
+    for i in range(5):
+        hold(Event("dhcp.offer", f"52:54:00:00:01:{i:02x}", ts=i))
+    assert [e.ts for e in stored] == [0, 1]  # beyond max_held the oldest go in at once
+
+    async def quiet() -> None:
+        hold(Event("dhcp.offer", "52:54:00:00:02:00", ts=10))  # on a loop: a timer is armed
+        await asyncio.sleep(0.3)  # no other event arrives
+
+    asyncio.run(quiet())
+    assert sorted(e.ts for e in stored) == [0, 1, 2, 3, 4, 10]
