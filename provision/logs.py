@@ -83,11 +83,26 @@ def _entries(record: logging.LogRecord, formatter: logging.Formatter) -> Iterato
         yield "stack", formatter.formatStack(record.stack_info)
 
 
+_quoted: dict[str, str] = {}  # text -> its quoted form: a policy's note repeats on every lease
+_QUOTED_MAX = 1024
+
+
 def logfmt_value(value: object) -> str:
     """One value: bare when it is plain, else quoted and escaped (see the module doc)."""
     kind = type(value)
     if kind is str:
         text: str = value  # type: ignore[assignment]
+        done = _quoted.get(text)
+        if done is not None:
+            return done
+        if _BARE.fullmatch(text):
+            return text
+        done = '"' + safe(text).replace('"', '\\"') + '"'
+        if len(text) <= 256:
+            if len(_quoted) >= _QUOTED_MAX:
+                _quoted.clear()
+            _quoted[text] = done
+        return done
     elif kind is int:
         return str(value)  # digits and a sign: always bare
     elif value is None:
