@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import EXIT_ENV, ProvisionError
-from provision.store.buffered import _FLUSH_AT, BufferedStore
+from provision.store.buffered import BufferedStore
 from provision.store.records import EnrolledRecord, Intent
 from pxe.dhcp.leases import Lease, LeaseState
 from pxe.policy import Event
@@ -308,23 +308,6 @@ class Store(BufferedStore):
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
     # --- writes (buffered: provision.store.buffered) --------------------------------------------
-    def add_event(self, event: Event) -> None:
-        """Buffer an event. Events are telemetry, leases are state: events are written at most
-        `event_flush_interval` seconds later (in bigger, cheaper transactions), leases at the next
-        commit(). A `kill -9` can lose that last fraction of a second of events, never a lease."""
-        self._events.append(event)
-        if len(self._events) >= _FLUSH_AT:
-            self._flush_quietly()
-        elif self._event_timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._flush_quietly()  # no loop: nobody else will, so now
-                return
-            self._event_timer = loop.call_later(self._event_interval, self._timed_flush)
-
-    __call__ = add_event  # a Store is an EventSink
-
     @property
     def _where(self) -> str:
         return str(self.path)
