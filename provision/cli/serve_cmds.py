@@ -124,7 +124,9 @@ def serve(
     logging.getLogger("pxe").setLevel(min(logging.getLogger().level, logging.INFO))
     # No line of ours shows the caller's file and line (provision.logs), and finding them walks
     # the stack for every record, a lease's line included: the logging HOWTO's "Optimization".
+    # Nor the thread or process (the same HOWTO: each is looked up for every record otherwise).
     logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     if not logging.getLogger().handlers:  # run without the `provision` group (a test's runner)
         fmt = os.environ.get(logs.ENV_FORMAT, "")
         logs.configure(logging.getLogger().level, fmt if fmt in logs.FORMATS else "text")
