@@ -188,33 +188,29 @@ def identity_from_dhcp(options: Mapping[int, bytes], mac: str | None = None) -> 
     Any one of option 60 `onie_vendor:…`, option 77 `onie_dhcp_user_class` or an option 125 block
     for enterprise 42623 is enough; each fills in what it carries.
     """
-    found = False
-    ident = OnieIdentity(mac=normalise_mac(mac) if mac else None)
+    # Every PXE client of a DHCP server comes through here: nothing is built until something
+    # says ONIE (bench/dhcp.py).
     raw60 = options.get(OPT_VENDOR_CLASS)
-    if raw60 is not None:
-        parsed = parse_vendor_class(raw60.decode("utf-8", "replace"))
-        if parsed is not None:
-            found = True
-            ident = _merge(ident, parsed)
+    from60 = parse_vendor_class(raw60.decode("utf-8", "replace")) if raw60 is not None else None
     raw77 = options.get(OPT_USER_CLASS)
-    if raw77 is not None and USER_CLASS in parse_user_classes(raw77):
-        found = True
+    user_class = raw77 is not None and USER_CLASS in parse_user_classes(raw77)
     raw125 = options.get(OPT_VIVSO)
-    if raw125 is not None:
-        data = parse_vivso(raw125).get(ONIE_ENTERPRISE)
-        if data is not None:
-            found = True
-            subs = parse_suboptions(data)
-            ident = _merge(
-                ident,
-                OnieIdentity(
-                    vendor_machine=_text(subs.get(SubOption.MACHINE)),
-                    arch=_text(subs.get(SubOption.ARCH)),
-                    revision=_text(subs.get(SubOption.MACHINE_REV)),
-                ),
-            )
-    if not found:
+    data = parse_vivso(raw125).get(ONIE_ENTERPRISE) if raw125 is not None else None
+    if from60 is None and not user_class and data is None:
         return None
+    ident = OnieIdentity(mac=normalise_mac(mac) if mac else None)
+    if from60 is not None:
+        ident = _merge(ident, from60)
+    if data is not None:
+        subs = parse_suboptions(data)
+        ident = _merge(
+            ident,
+            OnieIdentity(
+                vendor_machine=_text(subs.get(SubOption.MACHINE)),
+                arch=_text(subs.get(SubOption.ARCH)),
+                revision=_text(subs.get(SubOption.MACHINE_REV)),
+            ),
+        )
     raw61 = options.get(OPT_CLIENT_ID)
     if raw61 is not None:
         serial = parse_client_id(raw61)
