@@ -61,6 +61,10 @@ def _pg() -> ModuleType:
 
 _instances = itertools.count(1)  # a store's own rows: owner host:pid:n
 MIGRATION_LOCK = 0x70726F76  # pg_advisory_xact_lock key while migrating ('prov')
+# pg_advisory_xact_lock key taken right before every INSERT INTO events ('evid'): ids are
+# allocated and committed in one order across servers, so a reader following ids skips none
+# (PgStore._write; docs/scale-out.md, "Event ids")
+EVENT_ORDER_LOCK = 0x65766964
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the SQLite store's migrations 1-3 in one (leases, devices, events, intent, events_last),
@@ -620,14 +624,6 @@ class PgStore(BufferedStore):
                      [le.updated for le in rows], [self.owner] * len(rows)),
                 )  # fmt: skip
             if events:
-                db.execute(
-                    "INSERT INTO events (ts, kind, mac, ip, detail) SELECT ts, kind, mac, ip, "
-                    "detail::jsonb FROM unnest(%b::float8[], %b::text[], %b::text[], %b::text[], "
-                    "%b::text[]) AS e(ts, kind, mac, ip, detail)",
-                    ([e.ts for e in events], [_text(e.kind) for e in events], [e.mac for e in events],
-                     [e.ip for e in events],
-                     [_jsonb(e.detail if type(e.detail) is dict else dict(e.detail)) for e in events]),
-                )  # fmt: skip
                 seen: dict[str, tuple[float, float]] = {}
                 for e in events:
                     if e.mac:
@@ -641,6 +637,24 @@ class PgStore(BufferedStore):
                         "SET last_seen = greatest(devices.last_seen, excluded.last_seen)",
                         (macs, [seen[m][0] for m in macs], [seen[m][1] for m in macs]),
                     )
+                # Last, under a lock held to the end of COMMIT: event ids come from a sequence at
+                # INSERT time but become visible at COMMIT, so without it server A's ids 111-120
+                # could be visible while B's 100-110 are not yet, and a reader following ids
+                # (the stream, `events --follow`) would move past 110 and never see them.
+                # PostgreSQL makes a transaction visible before it releases its locks (xact.c,
+                # CommitTransaction: ProcArrayEndTransaction, then the locks), so the next
+                # server's ids are taken after ours are visible. Once it holds the lock, a writer
+                # needs no row another writer holds while waiting for it (events_last is written
+                # only by this INSERT's trigger): no deadlock.
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_ORDER_LOCK,), prepare=True)
+                db.execute(
+                    "INSERT INTO events (ts, kind, mac, ip, detail) SELECT ts, kind, mac, ip, "
+                    "detail::jsonb FROM unnest(%b::float8[], %b::text[], %b::text[], %b::text[], "
+                    "%b::text[]) AS e(ts, kind, mac, ip, detail)",
+                    ([e.ts for e in events], [_text(e.kind) for e in events], [e.mac for e in events],
+                     [e.ip for e in events],
+                     [_jsonb(e.detail if type(e.detail) is dict else dict(e.detail)) for e in events]),
+                )  # fmt: skip
         return rows, ({r[0] for r in cur.fetchall()} if cur is not None else set())
 
     # --- group commit (pxe.dhcp.server's writer thread, as the SQLite store's) --------------------
