@@ -11,7 +11,8 @@ concurrent client). Servers:
     events into the SQLite store, default logging, DHCP running beside it), TFTP on port 3069;
   - pxe.tftp: the library alone (no policy, an event sink that only counts), port 2069;
   - dnsmasq (TFTP only, --tftp-max=1000) on port 69; tftpd-hpa on port 1069.
-Scenarios (MiB/s, median of --repeat runs, interleaved; server CPU per MiB from /proc):
+Scenarios (MiB/s, median of --repeat runs, interleaved; server CPU per MiB from /proc, then on a
+second line its user/system split and the clients' CPU per MiB):
   1. one file (--size-mb) at blksize 1468, no windowsize asked (curl: what PXE ROMs do)
   2. the same at windowsize 16 (atftp; dnsmasq 2.90 and tftpd-hpa decline windowsize: window 1)
   3. --concurrent transfers of a --small-mb file, no windowsize asked, each client from its own
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,10 +75,17 @@ def in_ns(ns: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", ns, *argv]
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process and its reaped children (tftpd-hpa forks per transfer)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) time of the process and its reaped children (tftpd-hpa forks per transfer)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / TICK
+    ut, st, cut, cst = (int(f) for f in fields[11:15])
+    return (ut + cut) / TICK, (st + cst) / TICK
+
+
+def clients_cpu() -> float:
+    """CPU seconds of this script's reaped children: the TFTP clients (ip netns exec execs them)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def start_servers(
@@ -253,15 +262,17 @@ def main() -> None:
                 continue
             servers = [s for s in PORTS if not (key == "storm16" and s == "provision")]
             runs: dict[str, list[float]] = {s: [] for s in servers}
-            cpu: dict[str, float] = dict.fromkeys(servers, 0.0)
+            cpu: dict[str, list[float]] = {s: [0.0, 0.0, 0.0] for s in servers}  # user, sys, clients
             moved: dict[str, float] = dict.fromkeys(servers, 0.0)
             failures: dict[str, int] = dict.fromkeys(servers, 0)
             for _ in range(args.repeat):  # interleaved: background load on a shared machine hits all alike
                 for s in servers:
-                    before = cpu_seconds(pids[s])
+                    (user, system), theirs = cpu_seconds(pids[s]), clients_cpu()
                     clients = argvs(PORTS[s])
                     rate, failed = run_clients(clients, nbytes)
-                    cpu[s] += cpu_seconds(pids[s]) - before
+                    (user2, system2), theirs2 = cpu_seconds(pids[s]), clients_cpu()
+                    for i, spent in enumerate((user2 - user, system2 - system, theirs2 - theirs)):
+                        cpu[s][i] += spent
                     moved[s] += (len(clients) - failed) * nbytes / 2**20
                     failures[s] += failed
                     runs[s].append(rate)
@@ -271,7 +282,8 @@ def main() -> None:
                     cells.append(f"{'n/a':>17}")
                     continue
                 # tftpd-hpa's per-transfer children are not reaped into its CPU time: not shown
-                per_mib = f"{1000 * cpu[s] / moved[s]:5.2f}" if moved[s] and cpu[s] else "    -"
+                total = cpu[s][0] + cpu[s][1]
+                per_mib = f"{1000 * total / moved[s]:5.2f}" if moved[s] and total else "    -"
                 cells.append(f"{statistics.median(runs[s]):8.1f} ({per_mib})")
             ratio = (
                 f"{statistics.median(runs['provision']) / statistics.median(runs['dnsmasq']):.2f}x"
@@ -279,6 +291,14 @@ def main() -> None:
                 else "n/a"
             )
             print(f"{label:42} " + " ".join(cells) + f"  {ratio:>8}", flush=True)
+            # The split, and what the clients spent: with clients on the same cores, a slower
+            # answer costs them too (more sleeps and wake-ups per block).
+            split = [
+                f"{s} {1000 * u / moved[s]:.2f}/{1000 * k / moved[s]:.2f}/{1000 * c / moved[s]:.1f}"
+                for s, (u, k, c) in cpu.items()
+                if moved[s]
+            ]
+            print("    CPU ms/MiB user/sys/clients: " + "  ".join(split), flush=True)
             for s, f in failures.items():
                 if f:
                     print(f"    {s}: {f} transfers failed", flush=True)
