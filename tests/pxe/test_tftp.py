@@ -578,3 +578,21 @@ def test_a_replaced_file_is_served_new_and_entries_are_released(server):
     cache = server.blocks
     assert len(cache) == 3  # one entry per version of the file, none in use
     assert all(entry.users == 0 for entry in cache._entries.values())
+
+
+def test_after_repeats_the_next_lost_block_is_repeated_at_the_first_timeout(server, raw):
+    """A block ACKed only after three repeats backs the timer off to 4 x 0.5 s; the client's
+    ACK must bring it back, or the next lost block waits that long for its first repeat."""
+    raw.rrq("small.bin")  # no options: DATA 1 at once, blksize 512, Limits(timeout=0.5)
+    first, tid, _ = raw.recv()
+    assert isinstance(first, P.Data) and first.block == 1
+    for _ in range(3):  # not ACKed: repeats at +0.5, +1 and +2 s
+        again, _, _ = raw.recv(3)
+        assert again == first
+    raw.send(P.build_ack(1), tid)
+    second, _, _ = raw.recv()
+    assert isinstance(second, P.Data) and second.block == 2
+    start = time.monotonic()  # "lose" DATA 2: its repeat is due at +0.5 s
+    again, _, _ = raw.recv(3)
+    assert again == second
+    assert time.monotonic() - start < 1.0
