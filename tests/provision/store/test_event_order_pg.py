@@ -31,7 +31,7 @@ END $$;
 CREATE TRIGGER test_hold_open AFTER INSERT ON events
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION test_hold_open();
 """
-SLOW_BATCHES, SLOW_SIZE, FAST_SIZE = 120, 20, 10
+SLOW_BATCHES, SLOW_SIZE, FAST_SIZE = 150, 20, 10  # 3,000 events from the slow writer alone
 
 
 def test_a_reader_following_ids_sees_every_event_of_concurrent_servers(pg_url):
@@ -87,8 +87,9 @@ def test_a_reader_following_ids_sees_every_event_of_concurrent_servers(pg_url):
         kinds = dict(conn.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall())
     for store in (slow, fast, reader):
         store.close()
-    assert kinds["test.slow"] == SLOW_BATCHES * SLOW_SIZE and kinds["test.fast"] >= FAST_SIZE
-    assert len(ids) >= 3000, (len(ids), elapsed)
+    # both wrote, interleaved (the fast writer's batches went in while the slow one ran)
+    assert kinds["test.slow"] == SLOW_BATCHES * SLOW_SIZE, kinds
+    assert kinds["test.fast"] >= 10 * FAST_SIZE, (kinds, elapsed)
     assert seen == sorted(seen) and len(seen) == len(set(seen))
     missed = sorted(set(ids) - set(seen))
     assert not missed, f"the reader skipped {len(missed)} of {len(ids)} events, e.g. ids {missed[:10]}"
