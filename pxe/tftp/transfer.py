@@ -47,6 +47,7 @@ GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 
 OACK_QUIET_EXPIRIES = 2  # timer expiries in WAIT_OACK_ACK that do not resend (see _on_timer)
+OACK_QUIET_S = 4.0  # and at least this long without a word from the client, whatever the timeout
 
 _OP_ACK = P.OP_ACK
 _HDR_PACK = struct.Struct("!HH").pack  # opcode, block: the 4-byte DATA header [RFC 1350 §5]
@@ -243,6 +244,7 @@ class ReadTransfer:
         self.retransmits = 0
         self.timeout = opts.timeout
         self.last_progress = loop.time()
+        self._heard = self.last_progress  # the OACK went out, or the client last spoke
         self._timer: asyncio.TimerHandle | None = None
         self._oack = P.build_oack(opts.oack) if opts.oack else b""
         # GSO only pays when a window holds several packets that each fit one segment.
@@ -279,6 +281,7 @@ class ReadTransfer:
     def resend_first(self) -> None:
         """The client repeated its RRQ: our OACK (or DATA 1) was lost. Answer it now."""
         self._progress()  # the client is alive: restart the quiet period
+        self._heard = self.loop.time()
         if self.state is State.WAIT_OACK_ACK:
             self.retransmits += 1
             self._send(self._oack)
@@ -569,9 +572,11 @@ class ReadTransfer:
             # by `resend_first`) and its ACK 0 if that was lost. A second OACK reaching a client
             # that already sent ACK 0 makes atftp ("unexpected OACK") and tftpy abort, seen on a
             # 10%-loss link; so our timer resends only after the client has been silent through
-            # OACK_QUIET_EXPIRIES expiries (1+2+4 s at the default timeout: past the usual 1-5 s
-            # client timeouts), as a last resort.
-            if self.retries > OACK_QUIET_EXPIRIES:
+            # OACK_QUIET_EXPIRIES expiries (1+1+2 s at the default timeout: past the usual 1-3 s
+            # client timeouts), as a last resort; and never before OACK_QUIET_S of silence: at a
+            # 0.5 s timeout the expiries alone resent at 2 s, inside tftpy's 3 s of patience,
+            # and tftpy, whose ACK 0 had been lost twice, aborted on the second OACK.
+            if self.retries > OACK_QUIET_EXPIRIES and now - self._heard >= OACK_QUIET_S - 0.01:
                 self.retransmits += 1
                 self._send(self._oack)
         else:

@@ -387,6 +387,19 @@ def test_duplicate_ack_is_not_answered(server, raw):
     assert raw.quiet(0.3)
 
 
+def test_unanswered_oack_is_resent_only_after_4s_of_silence(server, raw):
+    """A client whose ACK 0 was lost repeats it itself (tftpy: every timeout, 3 tries); an OACK
+    resent meanwhile makes tftpy and atftp abort. With this server's 0.5 s timeout the quiet
+    expiries alone ended at 2 s, inside tftpy's patience (the loss test's flake): the OACK is
+    resent only after 4 s without a word from the client, whatever the timeout."""
+    raw.rrq("small.bin", blksize=1468)
+    oack, tid, first = raw.recv()
+    assert oack == {"blksize": "1468"}
+    assert raw.quiet(3.7)  # expiries at 0.5, 1 and 2 s passed: nothing sent
+    _, tid_again, again = raw.recv(2)  # the last resort, at 4 s
+    assert again == first and tid_again == tid
+
+
 def test_lost_ack_is_retransmitted_then_abandoned(server, raw):
     raw.rrq("small.bin")
     first, tid, _ = raw.recv()
