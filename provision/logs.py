@@ -93,15 +93,13 @@ def logfmt_value(value: object) -> str:
     if kind is str:
         text: str = value  # type: ignore[assignment]
         done = _quoted.get(text)
-        if done is not None:
-            return done
-        if _BARE.fullmatch(text):
-            return text
-        done = '"' + safe(text).replace('"', '\\"') + '"'
-        if len(text) <= 256:
-            if len(_quoted) >= _QUOTED_MAX:
-                _quoted.clear()
-            _quoted[text] = done
+        if done is None:
+            done = _bare_or_quoted(text)
+            # quoted ones only: bare text costs one match, and unique MACs would crowd the cache
+            if done is not text and len(text) <= 256:
+                if len(_quoted) >= _QUOTED_MAX:
+                    _quoted.clear()
+                _quoted[text] = done
         return done
     elif kind is int:
         return str(value)  # digits and a sign: always bare
@@ -115,6 +113,10 @@ def logfmt_value(value: object) -> str:
         text = json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)
     else:
         text = str(value)
+    return _bare_or_quoted(text)
+
+
+def _bare_or_quoted(text: str) -> str:
     if _BARE.fullmatch(text):
         return text
     return '"' + safe(text).replace('"', '\\"') + '"'
@@ -124,34 +126,15 @@ class LogfmtFormatter(logging.Formatter):
     """`key=value` pairs separated by one space (logfmt), values quoted where needed."""
 
     def format(self, record: logging.LogRecord) -> str:
-        # The same pairs as _entries, in one loop: a lease's line is formatted on the DHCP hot
-        # path, and the generator and a call per value were half of its 40 us (bench/dhcp.py).
+        # A lease's line is formatted on the DHCP hot path: plain values (most of them: MACs,
+        # addresses, numbers) are written here without a call to logfmt_value each.
         bare = _BARE.fullmatch
-        msg = record.getMessage()
-        parts = [
-            f"ts={iso_ms(record.created)} level={record.levelname.lower()} "
-            f"logger={logfmt_value(record.name)} msg={msg if type(msg) is str and bare(msg) else logfmt_value(msg)}"
-        ]
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, Mapping) and fields:
-            seen = set(FIXED_KEYS)
-            for raw_key, value in fields.items():
-                key = clean_key(raw_key)
-                while key in seen:
-                    key += "_"
-                seen.add(key)
-                kind = type(value)
-                if kind is int or (kind is str and bare(value)):  # type: ignore[arg-type]
-                    parts.append(f"{key}={value}")
-                else:
-                    parts.append(f"{key}={logfmt_value(value)}")
-        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
-        if record.exc_text:
-            parts.append(f"exc={logfmt_value(record.exc_text)}")
-        if record.stack_info:
-            parts.append(f"stack={logfmt_value(self.formatStack(record.stack_info))}")
-        return " ".join(parts)
+        return " ".join(
+            f"{key}={value}"
+            if type(value) is int or (type(value) is str and bare(value))  # type: ignore[arg-type]
+            else f"{key}={logfmt_value(value)}"
+            for key, value in _entries(record, self)
+        )
 
 
 class JsonFormatter(logging.Formatter):
