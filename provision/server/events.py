@@ -141,7 +141,11 @@ class OfferHold:
                 self._arm()
             else:
                 due.append(event)
-        for item in due:
+        self._store(due)
+
+    def _store(self, events: list[Event]) -> None:
+        """To the sink, outside the lock (the sink may write to the database)."""
+        for item in events:
             if item.kind == "dhcp.offer":
                 self.counters["offers_stored"] += 1
             self.sink(item)
@@ -174,9 +178,7 @@ class OfferHold:
             self._expired(due)
             if self._held:
                 self._arm()
-        for offer in due:
-            self.counters["offers_stored"] += 1
-            self.sink(offer)
+        self._store(due)
 
     def flush(self) -> None:
         with self._lock:
@@ -185,9 +187,7 @@ class OfferHold:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-        for offer in held:
-            self.counters["offers_stored"] += 1
-            self.sink(offer)
+        self._store(held)
 
 
 def log_event(event: Event) -> None:
