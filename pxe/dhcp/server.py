@@ -130,8 +130,7 @@ class DhcpServer:
         self._neigh = _Neighbours()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = {"received": 0, "bad": 0, "replied": 0, "errors": 0}
-        self._commit_logged = float("-inf")
-        self._store_logged = float("-inf")
+        self._failure_logged: dict[str, float] = {}  # "commit" | "unavailable" -> when last logged
         self._store_down = 0  # packets dropped since the store last failed to answer
         # Group commit (LeaseStore.begin_commit): one writer thread, one transaction at a time.
         self._writer: threading.Thread | None = None
@@ -321,14 +320,10 @@ class DhcpServer:
             # fails every burst: one line a minute (the first with its traceback), all counted.
             self.stats["commit_failed"] = self.stats.get("commit_failed", 0) + 1
             self.stats["withheld"] = self.stats.get("withheld", 0) + len(out)
-            now = time.monotonic()
-            if now - self._commit_logged >= COMMIT_LOG_EVERY_S:
-                first = self._commit_logged == float("-inf")
-                self._commit_logged = now
-                log.error(
-                    "lease store commit failed (%s); %d replies withheld (%d bursts so far)",
-                    exc, len(out), self.stats["commit_failed"], exc_info=first,
-                )  # fmt: skip
+            self._log_failure(
+                "commit", "lease store commit failed (%s); %d replies withheld (%d bursts so far)",
+                exc, len(out), self.stats["commit_failed"],
+            )  # fmt: skip
             return
         self._store_back()
         for s, reply in out:
@@ -340,14 +335,19 @@ class DhcpServer:
         traceback, all counted (stats["store_unavailable"], /metrics)."""
         self.stats["store_unavailable"] = self.stats.get("store_unavailable", 0) + 1
         self._store_down += 1
+        self._log_failure(
+            "unavailable", "lease store unavailable (%s): packets dropped until it answers, clients "
+            "retry (%d dropped so far)", exc, self.stats["store_unavailable"],
+        )  # fmt: skip
+
+    def _log_failure(self, what: str, message: str, *args: object) -> None:
+        """A failing store fails every burst or packet while it lasts: one line a minute per
+        kind of failure, the first with its traceback (called from the except clause)."""
         now = time.monotonic()
-        if now - self._store_logged >= COMMIT_LOG_EVERY_S:
-            first = self._store_logged == float("-inf")
-            self._store_logged = now
-            log.error(
-                "lease store unavailable (%s): packets dropped until it answers, clients retry "
-                "(%d dropped so far)", exc, self.stats["store_unavailable"], exc_info=first,
-            )  # fmt: skip
+        last = self._failure_logged.get(what)
+        if last is None or now - last >= COMMIT_LOG_EVERY_S:
+            self._failure_logged[what] = now
+            log.error(message, *args, exc_info=last is None)
 
     def _store_back(self) -> None:
         if self._store_down:
