@@ -27,6 +27,16 @@ EVENTS_BUFFER_MAX = 50_000
 WARN_EVERY_S = 60.0  # a failing commit or a dropped event: logged once a minute, counted always
 
 
+def seen_span(events: Iterable[Event]) -> dict[str, tuple[float, float]]:
+    """MAC -> (first, last) event time in a batch: the devices table's first_seen and last_seen."""
+    seen: dict[str, tuple[float, float]] = {}
+    for e in events:
+        if e.mac:
+            first, last = seen.get(e.mac, (e.ts, e.ts))
+            seen[e.mac] = (min(first, e.ts), max(last, e.ts))
+    return seen
+
+
 class BufferedStore:
     """What Store and PgStore do alike with their buffers. A subclass sets these attributes in
     its __init__ and implements `_commit`, `leases`, `close`, `_where`, `_write_errors` and

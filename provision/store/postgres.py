@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from provision.store.buffered import BufferedStore
+from provision.store.buffered import BufferedStore, seen_span
 from provision.store.location import redact
 from provision.store.records import EnrolledRecord, Intent
 from provision.store.sqlite import PRUNE_CHUNK, DeviceRecord, StoreError, _json
@@ -624,11 +624,7 @@ class PgStore(BufferedStore):
                      [le.updated for le in rows], [self.owner] * len(rows)),
                 )  # fmt: skip
             if events:
-                seen: dict[str, tuple[float, float]] = {}
-                for e in events:
-                    if e.mac:
-                        first, last = seen.get(e.mac, (e.ts, e.ts))
-                        seen[e.mac] = (min(first, e.ts), max(last, e.ts))
+                seen = seen_span(events)
                 if seen:
                     macs = sorted(seen)  # one lock order for every server
                     db.execute(

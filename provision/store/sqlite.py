@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import EXIT_ENV, ProvisionError
-from provision.store.buffered import BufferedStore
+from provision.store.buffered import BufferedStore, seen_span
 from provision.store.records import EnrolledRecord, Intent
 from pxe.dhcp.leases import Lease, LeaseState
 from pxe.policy import Event
@@ -232,11 +232,7 @@ def _write(db: sqlite3.Connection, leases: dict[str, Lease | None], events: list
                 [(e.ts, e.kind, e.mac, e.ip, _json(e.detail if type(e.detail) is dict else dict(e.detail)))
                  for e in events],
             )  # fmt: skip
-            seen: dict[str, tuple[float, float]] = {}
-            for e in events:
-                if e.mac:
-                    first, last = seen.get(e.mac, (e.ts, e.ts))
-                    seen[e.mac] = (min(first, e.ts), max(last, e.ts))
+            seen = seen_span(events)
             db.executemany(
                 "INSERT INTO devices (mac, first_seen, last_seen) VALUES (?,?,?) "
                 "ON CONFLICT(mac) DO UPDATE SET last_seen=max(last_seen, excluded.last_seen)",
