@@ -568,11 +568,15 @@ class PgStore(BufferedStore):
             raise StoreError(f"{redact(self.url)}: commit failed: {exc}") from exc
         if lost:  # the rest is committed; these clients' replies must not go
             self.counters["commit_failures"] += 1
-            raise StoreError(
-                f"{redact(self.url)}: {len(lost)} lease claim(s) were lost with the connection and "
-                f"another client holds {', '.join(lost[:5])} now; the burst's replies are withheld"
-            )
+            raise self._claims_lost(lost)
         self._after_write(rows, written, gone)
+
+    def _claims_lost(self, lost: list[str]) -> StoreError:
+        """Claims made before a lost connection that another server has taken since."""
+        return StoreError(
+            f"{redact(self.url)}: {len(lost)} lease claim(s) were lost with the connection and "
+            f"another client holds {', '.join(lost[:5])} now; the burst's replies are withheld"
+        )
 
     def _after_write(self, rows: list[Lease], written: set[str], gone: list[tuple[str, str | None]]) -> None:
         for le in rows:
@@ -695,10 +699,7 @@ class PgStore(BufferedStore):
             lost = [le.ip for le in recheck if le.ip not in written]
             if lost:
                 self._taken = (leases, events, pending, True, True)  # written, but these claims not
-                raise StoreError(
-                    f"{redact(self.url)}: {len(lost)} lease claim(s) were lost with the connection and "
-                    f"another client holds {', '.join(lost[:5])} now; the burst's replies are withheld"
-                )
+                raise self._claims_lost(lost)
 
         return write
 
