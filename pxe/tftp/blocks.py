@@ -16,16 +16,15 @@ oldest first to make room, and a file that does not fit is served as before (`So
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict
 from typing import Protocol
+
+from pxe.tftp.packets import build_data
 
 SEGMENT_SHIFT = 7
 SEGMENT = 1 << SEGMENT_SHIFT  # blocks built per pread (188 KiB at blksize 1468)
 SEGMENT_MASK = SEGMENT - 1
 PACKET_OVERHEAD = 48  # bytes beyond the payload per packet: 4 of header, a bytes object, a list slot
-
-_DATA_HEADER = struct.Struct("!HH").pack  # [RFC 1350 §5] opcode 3, block number
 
 Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 
@@ -63,9 +62,8 @@ class Blocks:
         blksize, offset = self.blksize, (first - 1) * self.blksize
         want = max(0, min(self.size, last * blksize) - offset)
         data = reader.pread(offset, want)
-        header = _DATA_HEADER
         segment = [
-            header(3, block & 0xFFFF) + data[(block - first) * blksize : (block - first + 1) * blksize]
+            build_data(block, data[(block - first) * blksize : (block - first + 1) * blksize])
             for block in range(first, last + 1)
         ]
         if len(data) == want:
