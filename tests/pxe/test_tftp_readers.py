@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import Iterator
 
 from pxe.tftp.readers import HOLD, WAIT, Readers
 
+Pair = tuple[socket.socket, socket.socket]  # our "transfer" socket (non-blocking), its peer
 
-def _pair() -> tuple[socket.socket, socket.socket]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    a.setblocking(False)
-    return a, b
+
+@contextlib.contextmanager
+def _readers(pairs: int) -> Iterator[tuple[Readers, list[Pair]]]:
+    """Readers on the running loop and `pairs` datagram socket pairs, all closed afterwards."""
+    readers = Readers(asyncio.get_running_loop())
+    made = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(pairs)]
+    for ours, _ in made:
+        ours.setblocking(False)
+    try:
+        yield readers, made
+    finally:
+        readers.close()
+        for pair in made:
+            for s in pair:
+                s.close()
 
 
 async def _removal() -> None:
-    loop = asyncio.get_running_loop()
-    readers = Readers(loop)
-    (a, a_peer), (b, b_peer) = _pair(), _pair()
     got: list[str] = []
     done = asyncio.Event()
+    with _readers(2) as (readers, [(a, a_peer), (b, b_peer)]):
 
-    def on_a() -> None:
-        got.append(a.recv(16).decode())
-        readers.remove(b.fileno())  # ends the other "transfer" within the same batch
-        done.set()
+        def on_a() -> None:
+            got.append(a.recv(16).decode())
+            readers.remove(b.fileno())  # ends the other "transfer" within the same batch
+            done.set()
 
-    def on_b() -> None:
-        got.append(b.recv(16).decode())
+        def on_b() -> None:
+            got.append(b.recv(16).decode())
 
-    try:
         readers.add(a.fileno(), on_a)
         readers.add(b.fileno(), on_b)
         b_peer.send(b"b")
@@ -43,37 +54,26 @@ async def _removal() -> None:
         a_peer.send(b"again")
         await asyncio.sleep(0.05)
         assert a.recv(16) == b"again"  # no handler ran for it: still queued
-    finally:
-        readers.close()
-        for s in (a, a_peer, b, b_peer):
-            s.close()
 
 
 async def _failure() -> None:
-    loop = asyncio.get_running_loop()
-    readers = Readers(loop)
-    (a, a_peer), (b, b_peer) = _pair(), _pair()
     seen = asyncio.Event()
+    with _readers(2) as (readers, [(a, a_peer), (b, b_peer)]):
 
-    def broken() -> None:
-        a.recv(16)
-        raise RuntimeError("bug")
+        def broken() -> None:
+            a.recv(16)
+            raise RuntimeError("bug")
 
-    def fine() -> None:
-        b.recv(16)
-        seen.set()
+        def fine() -> None:
+            b.recv(16)
+            seen.set()
 
-    try:
         readers.add(a.fileno(), broken)
         readers.add(b.fileno(), fine)
         a_peer.send(b"x")
         b_peer.send(b"y")
         await asyncio.wait_for(seen.wait(), 5)
         await asyncio.sleep(0.05)
-    finally:
-        readers.close()
-        for s in (a, a_peer, b, b_peer):
-            s.close()
 
 
 def test_each_ready_socket_runs_its_handler_and_a_removed_one_does_not():
@@ -89,17 +89,15 @@ async def _busy() -> float:
     """A socket that is readable again as soon as its handler runs (the peer answers every
     datagram at once, as a fast client's ACK does): the loop must still get its turns."""
     loop = asyncio.get_running_loop()
-    readers = Readers(loop)
-    a, a_peer = _pair()
     handled = 0
+    with _readers(1) as (readers, [(a, a_peer)]):
 
-    def on_a() -> None:
-        nonlocal handled
-        a.recv(16)
-        handled += 1
-        a_peer.send(b"ack")
+        def on_a() -> None:
+            nonlocal handled
+            a.recv(16)
+            handled += 1
+            a_peer.send(b"ack")
 
-    try:
         readers.add(a.fileno(), on_a)
         a_peer.send(b"ack")
         start = loop.time()
@@ -108,10 +106,6 @@ async def _busy() -> float:
         late = await asyncio.wait_for(fired, 5) - start - 0.01
         assert handled > 10  # the handler was busy all along
         return late
-    finally:
-        readers.close()
-        a.close()
-        a_peer.close()
 
 
 def test_a_busy_transfer_socket_leaves_the_loop_its_turns():
