@@ -137,6 +137,27 @@ def test_traceback_is_one_field():
     assert doc["exc"] == parsed["exc"] and list(doc)[-1] == "exc"
 
 
+def test_logfmt_and_json_agree_on_keys_and_order():
+    """The logfmt line is built in its own loop (the DHCP hot path), JSON from _entries: the same
+    keys in the same order, collisions, `exc` and `stack` included."""
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
+    records = [
+        record("plain"),
+        record("with %s", "args", fields={"mac": "52:54:00:12:34:56", "n": 1, "ok": False}),
+        record("clash", fields={"ts": 1, "ts_": 2, "a b": 3, "a_b": 4, 7: "int key", "note": "é → x"}),
+        record("failed", fields={"path": "/x"}, exc_info=exc_info),
+    ]
+    records[0].stack_info = "Stack (most recent call last):\n  here"
+    for rec in records:
+        text = parse_logfmt(LogfmtFormatter().format(rec))
+        doc = json.loads(JsonFormatter().format(rec))
+        assert list(text) == list(doc)
+        assert all(text[k] == v for k, v in doc.items() if isinstance(v, str))
+
+
 def test_cli_option_choices():
     """The option and its env variable exist; a wrong value is a usage error (exit 2). JSON lines
     of a real `provision --log-format json serve` are parsed in tests/provision/server/test_stream_netns.py."""
