@@ -193,25 +193,50 @@ class OfferHold:
 def log_event(event: Event) -> None:
     """One log line per event, keyed on MAC so an operator can follow one machine: the message
     `event`, and as fields (provision.logs, docs/observability.md "Logs") the kind, MAC, address
-    and the event's detail. Every value may be what a client sent (a path, a report message, a
-    header); the log formatter quotes and escapes it, so a newline in it cannot forge a line or
-    a key. DHCP's packet steps (discover, offer, request, inform) are debug lines: at the default
-    level a lease is its one `dhcp.ack` line."""
-    if event.kind.endswith(_WARN_SUFFIXES):
-        level = logging.WARNING
-    elif event.kind in PACKET_KINDS:
-        level = logging.DEBUG
-    else:
-        level = logging.INFO
+    and the event's detail, sorted by key, empty values left out. Every value may be what a client
+    sent (a path, a report message, a header); the log formatter quotes and escapes it, so a
+    newline in it cannot forge a line or a key. DHCP's packet steps (discover, offer, request,
+    inform) are debug lines: at the default level a lease is its one `dhcp.ack` line."""
+    kind = event.kind
+    level = _LEVEL_OF.get(kind)
+    if level is None:
+        level = _level_of(kind)
     if not log.isEnabledFor(level):
         return  # (per packet: the fields of a line nobody reads are not built)
-    fields: dict[str, object] = {"kind": event.kind}
+    fields: dict[str, object] = {"kind": kind}
     if event.mac:
         fields["mac"] = event.mac
     if event.ip:
         fields["ip"] = event.ip
-    for key, value in sorted(event.detail.items()):
-        if value in (None, "", {}) or fields.get(key) == value:
+    detail = event.detail
+    # A lease's line is built on the DHCP hot path: keys sorted alone (not (key, value) pairs)
+    # and the common values (str, int) told apart by type before any comparison.
+    for key in sorted(detail):
+        value = detail[key]
+        kind_of = type(value)
+        if kind_of is str:
+            if not value:
+                continue
+        elif kind_of is not int and value in (None, "", {}):
             continue
-        fields[f"detail.{key}" if key in fields else key] = value
+        if key in fields:
+            if fields[key] == value:
+                continue
+            key = f"detail.{key}"
+        fields[key] = value
     log.log(level, "event", extra={"fields": fields})
+
+
+_LEVEL_OF: dict[str, int] = {}  # event kind -> its line's level
+
+
+def _level_of(kind: str) -> int:
+    if kind.endswith(_WARN_SUFFIXES):
+        level = logging.WARNING
+    elif kind in PACKET_KINDS:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    if len(_LEVEL_OF) < 1024:  # kinds are our code's few, but a bound costs nothing
+        _LEVEL_OF[kind] = level
+    return level
