@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 
 import pytest
 
-from provision.store.sqlite import MIGRATIONS, Store, StoreError
+from provision.store.sqlite import MIGRATIONS, Store, StoreError, _default, _json, _write
 from pxe.dhcp.config import Subnet
 from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState
 from pxe.policy import Event
@@ -133,3 +134,37 @@ def test_store_is_an_event_sink_batched_by_interval_and_leases_per_loop_turn(tmp
     assert asyncio.run(burst()) == (1, 0, 500)
     assert len(s._events) == 0
     s.close()
+
+
+def test_a_batch_of_any_size_is_written_whole(tmp_path):
+    """_write binds up to 64 rows a statement (64, 32, ... 1): 0 to 130 leases and events, each
+    row once, in order, and a device per MAC with its first and last time."""
+    with Store(tmp_path / "p.db") as s:
+        for n in (0, 1, 2, 63, 64, 65, 130):
+            macs = [f"02:00:00:00:{n:02x}:{i:02x}" for i in range(n)]
+            leases = {f"198.18.{n}.{i}": lease(f"198.18.{n}.{i}", mac) for i, mac in enumerate(macs)}
+            events = [
+                Event("dhcp.ack", mac, f"198.18.{n}.{i}", {"i": i}, 100.0 + i) for i, mac in enumerate(macs)
+            ]
+            events.append(Event("dhcp.ack", macs[0] if macs else None, None, {}, 500.0))
+            _write(s.db, leases, events)
+            got = s.events(limit=n + 1)
+            assert [(e.mac, e.detail) for e in got[:-1]] == [(m, {"i": i}) for i, m in enumerate(macs)]
+        assert len(s.leases()) == sum((1, 2, 63, 64, 65, 130))
+        devices = {d.mac: d for d in s.devices()}
+        assert (devices["02:00:00:00:82:00"].first_seen, devices["02:00:00:00:82:00"].last_seen) == (
+            100.0,
+            500.0,
+        )
+        assert (devices["02:00:00:00:82:81"].first_seen, devices["02:00:00:00:82:81"].last_seen) == (
+            229.0,
+            229.0,
+        )
+
+
+def test_event_detail_json_is_the_stdlib_encoders():
+    """The prebuilt C encoder writes what json.JSONEncoder(separators, ensure_ascii=False) did."""
+    reference = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False).encode
+    for detail in ({}, {"note": "bios-pxe → undionly.kpxe", "n": None, "x": 1.5e300, "b": b"\x00\xff"},
+                   {"nested": {"list": [1, "\n\"", {"k": object}]}, "inf": float("-inf")}):  # fmt: skip
+        assert _json(detail) == reference(detail)
