@@ -168,3 +168,21 @@ def test_event_detail_json_is_the_stdlib_encoders():
     for detail in ({}, {"note": "bios-pxe → undionly.kpxe", "n": None, "x": 1.5e300, "b": b"\x00\xff"},
                    {"nested": {"list": [1, "\n\"", {"k": object}]}, "inf": float("-inf")}):  # fmt: skip
         assert _json(detail) == reference(detail)
+
+
+def test_no_lease_index_by_mac_and_lease_reads_by_address(tmp_path):
+    """Migration 6 dropped leases_mac (a random key written per lease, read by no query): what
+    reads leases reads the whole table or one address, by its primary key."""
+    with Store(tmp_path / "p.db") as s:
+        indexes = {
+            r[0]
+            for r in s.db.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='leases'")
+        }
+        assert indexes == {"sqlite_autoindex_leases_1"}
+        plan = [
+            r[3]
+            for r in s.db.execute(
+                "EXPLAIN QUERY PLAN SELECT mac, state, expires FROM leases WHERE ip=?", ("x",)
+            )
+        ]
+        assert plan == ["SEARCH leases USING INDEX sqlite_autoindex_leases_1 (ip=?)"]
