@@ -36,6 +36,29 @@ _ZERO4 = b"\0\0\0\0"
 _ntoa = socket.inet_ntoa
 _aton = socket.inet_aton
 
+# Dotted quads <-> 4 bytes, remembered: inet_ntoa/inet_aton cost ten times a dict hit, and a
+# packet's addresses repeat (0.0.0.0, a relay's giaddr, our own address, the address offered and
+# then acknowledged). Pure functions of their argument, so never stale; emptied when full.
+_IP_MEMO_MAX = 4096
+_STR_OF: dict[bytes, str] = {_ZERO4: ZERO_IP}
+_BYTES_OF: dict[str, bytes] = {ZERO_IP: _ZERO4}
+
+
+def _ip_str(raw: bytes) -> str:
+    text = _ntoa(raw)
+    if len(_STR_OF) >= _IP_MEMO_MAX:
+        _STR_OF.clear()
+    _STR_OF[raw] = text
+    return text
+
+
+def _ip_bytes(text: str) -> bytes:
+    raw = _aton(text)  # OSError for what is not an address: nothing remembered
+    if len(_BYTES_OF) >= _IP_MEMO_MAX:
+        _BYTES_OF.clear()
+    _BYTES_OF[text] = raw
+    return raw
+
 
 _NEVER_WRITTEN = frozenset((OPT_PAD, OPT_END, OPT_OVERLOAD))
 
@@ -80,21 +103,16 @@ class Packet:
     @property
     def mac(self) -> str:
         """chaddr as lower-case colon-separated text (hlen bytes, at most 16)."""
-        key = (self.chaddr, self.hlen)
-        if self._mac_key != key:
-            self._mac = self.chaddr[: max(0, min(self.hlen, 16))].hex(":")
-            self._mac_key = key
+        chaddr, hlen = self.chaddr, self.hlen
+        key = self._mac_key
+        if not key or key[0] is not chaddr or key[1] != hlen:
+            self._mac = chaddr[: max(0, min(hlen, 16))].hex(":")
+            self._mac_key = (chaddr, hlen)
         return self._mac
 
     @property
     def message_type(self) -> MessageType | None:
-        raw = self.options.get(OPT_MESSAGE_TYPE)
-        if raw is None or len(raw) != 1:
-            return None
-        try:
-            return MessageType(raw[0])
-        except ValueError:
-            return None
+        return _MESSAGE_TYPES.get(self.options.get(OPT_MESSAGE_TYPE))
 
     def ip_option(self, code: int) -> str | None:
         raw = self.options.get(code)
@@ -103,6 +121,10 @@ class Packet:
     def text_option(self, code: int) -> str | None:
         raw = self.options.get(code)
         return None if raw is None else raw.decode("utf-8", "replace").rstrip("\0")
+
+
+# Option 53's one-byte values (anything else: None), looked up rather than built per packet.
+_MESSAGE_TYPES: dict[bytes | None, MessageType] = {bytes((m,)): m for m in MessageType}
 
 
 def _parse_options(buf: bytes, start: int, end: int, into: dict[int, bytes]) -> bool:
@@ -161,23 +183,13 @@ def _decode(buf: bytes) -> Packet:
         if overload[0] & _OVERLOAD_SNAME:
             _parse_options(sname, 0, len(sname), options)
             sname = b""
+    ip = _STR_OF.get
+    # Positional, in field order: keywords cost more than the rest of this function's calls.
     return Packet(
-        op=op,
-        htype=htype,
-        hlen=hlen,
-        hops=hops,
-        xid=xid,
-        secs=secs,
-        flags=flags,
-        ciaddr=_ntoa(ci),
-        yiaddr=_ntoa(yi),
-        siaddr=_ntoa(si),
-        giaddr=_ntoa(gi),
-        chaddr=chaddr,
-        sname=sname.split(b"\0", 1)[0],
-        file=bootfile.split(b"\0", 1)[0],
-        options=options,
-    )
+        op, htype, hlen, hops, xid, secs, flags,
+        ip(ci) or _ip_str(ci), ip(yi) or _ip_str(yi), ip(si) or _ip_str(si), ip(gi) or _ip_str(gi),
+        chaddr, sname.split(b"\0", 1)[0], bootfile.split(b"\0", 1)[0], options,
+    )  # fmt: skip
 
 
 def encode_option(code: int, value: bytes) -> bytes:
@@ -204,22 +216,13 @@ def encode(pkt: Packet) -> bytes:
     """Bytes on the wire, padded to the BOOTP minimum of 300. Options are written in dict order."""
     if len(pkt.sname) > 64 or len(pkt.file) > 128:
         raise ValueError("sname is limited to 64 bytes and file to 128 (use option 67 for longer)")
+    ip = _BYTES_OF.get
+    ci, yi, si, gi = pkt.ciaddr, pkt.yiaddr, pkt.siaddr, pkt.giaddr
     head = _HEADER.pack(
-        pkt.op,
-        pkt.htype,
-        pkt.hlen,
-        pkt.hops,
-        pkt.xid & 0xFFFFFFFF,
-        pkt.secs,
-        pkt.flags,
-        _aton(pkt.ciaddr),
-        _aton(pkt.yiaddr),
-        _aton(pkt.siaddr),
-        _aton(pkt.giaddr),
-        pkt.chaddr.ljust(16, b"\0")[:16],
-        pkt.sname,
-        pkt.file,
-    )
+        pkt.op, pkt.htype, pkt.hlen, pkt.hops, pkt.xid & 0xFFFFFFFF, pkt.secs, pkt.flags,
+        ip(ci) or _ip_bytes(ci), ip(yi) or _ip_bytes(yi), ip(si) or _ip_bytes(si), ip(gi) or _ip_bytes(gi),
+        pkt.chaddr.ljust(16, b"\0")[:16], pkt.sname, pkt.file,
+    )  # fmt: skip
     parts = [head, MAGIC_COOKIE]
     append = parts.append
     for code, value in pkt.options.items():
@@ -243,7 +246,7 @@ def mac_to_chaddr(mac: str) -> bytes:
 
 
 def ip_bytes(ip: str) -> bytes:
-    return _aton(ip)
+    return _BYTES_OF.get(ip) or _ip_bytes(ip)
 
 
 def ip_list(ips: tuple[str, ...] | list[str]) -> bytes:

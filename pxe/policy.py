@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pxe.frozen import fast_init
+
 
 class Service(enum.Enum):
     """Which front end built the Client."""
@@ -26,6 +28,7 @@ class Service(enum.Enum):
     HTTP = "http"
 
 
+@fast_init  # built per DHCP packet: pxe/frozen.py
 @dataclass(frozen=True)
 class Client:
     """What the wire said about who is asking. Everything but mac and service may be unknown."""
@@ -58,6 +61,7 @@ class Client:
         return bool(self.vendor_class and self.vendor_class.startswith("HTTPClient"))
 
 
+@fast_init  # built per DHCP packet: pxe/frozen.py
 @dataclass(frozen=True)
 class BootDecision:
     """What to give a client. Fields left None are not sent."""
@@ -92,6 +96,7 @@ class RenderedFile:
         return cls(found=False)
 
 
+@fast_init  # built per DHCP packet: pxe/frozen.py
 @dataclass(frozen=True)
 class Event:
     kind: str  # e.g. dhcp.offer, dhcp.ack, tftp.sent, http.sent (the application adds its own)

@@ -51,6 +51,23 @@ BROADCAST = "255.255.255.255"
 UEFI_PXE_ARCHES = frozenset({ARCH_EFI_IA32, ARCH_EFI_X64, ARCH_EFI_ARM32, ARCH_EFI_ARM64})
 _REMEMBER_MAX = 8192  # remembered OFFER decisions before expired ones are swept
 _NO_RAI: Mapping[int, bytes] = MappingProxyType({})
+_CONTAINING_MAX = 4096  # addresses whose subnet is remembered (relays, renewing clients)
+
+
+# Members by plain module names: `MessageType.ACK` is a metaclass lookup, eight times the cost
+# of a global, and a packet's path tests its type several times.
+_DISCOVER, _OFFER, _REQUEST, _DECLINE, _ACK, _NAK, _RELEASE, _INFORM = (
+    MessageType.DISCOVER,
+    MessageType.OFFER,
+    MessageType.REQUEST,
+    MessageType.DECLINE,
+    MessageType.ACK,
+    MessageType.NAK,
+    MessageType.RELEASE,
+    MessageType.INFORM,
+)
+_PROXY = Mode.PROXY
+_SILENT_ANSWER, _NAK_ANSWER = Outcome.SILENT, Outcome.NAK
 
 
 class Arrival(NamedTuple):
@@ -89,6 +106,7 @@ class Handler:
         self._subnets = config.subnets
         self._all_relays = frozenset(r for s in config.subnets for r in s.relays)
         self._on_link: dict[tuple[str, str | None], tuple[Subnet, ...]] = {}
+        self._containing: dict[str, Subnet | None] = {}  # address -> its subnet, see _subnet_containing
         self.refusals = Refusals()
         self.counts: dict[tuple[MessageType, int], int] = {}  # see handle()
         self._offered: dict[tuple[str, int], tuple[Client, BootDecision, float]] = {}
@@ -103,6 +121,7 @@ class Handler:
         self._subnets = config.subnets
         self._all_relays = frozenset(r for s in config.subnets for r in s.relays)
         self._on_link = {}
+        self._containing = {}
 
     # --- helpers ---------------------------------------------------------------------------
     def _who(self, pkt: Packet, client: Client | None) -> dict[str, object]:
@@ -129,21 +148,31 @@ class Handler:
             if value is not None:
                 base[key] = value
         try:
-            self.events(Event(kind=kind, mac=pkt.mac, ip=ip, detail=base))
+            self.events(Event(kind, pkt.mac, ip, base))  # positional: kind mac ip detail (ts: now)
         except Exception:  # an event sink failing must not take DHCP down
             log.exception("event sink failed for %s mac=%s xid=%08x", kind, pkt.mac, pkt.xid)
 
     def _subnet_containing(self, ip: str | None) -> Subnet | None:
+        """Remembered per address (a relay's giaddr comes with every packet it relays), at most
+        _CONTAINING_MAX of them, forgotten on reconfigure()."""
         if not ip or ip == ZERO_IP:
             return None
+        memo = self._containing
+        if ip in memo:
+            return memo[ip]
         try:
             addr = int.from_bytes(socket.inet_aton(ip), "big")
         except OSError:
             return None
+        found = None
         for subnet in self._subnets:
             if subnet.contains(addr):
-                return subnet
-        return None
+                found = subnet
+                break
+        if len(memo) >= _CONTAINING_MAX:
+            memo.clear()
+        memo[ip] = found
+        return found
 
     @staticmethod
     def relay_agent(pkt: Packet) -> dict[int, bytes]:
@@ -221,6 +250,8 @@ class Handler:
     def server_id(rai: Mapping[int, bytes], server_ip: str) -> str:
         """Option 54 for this request: the relay's server-id override (RFC 5107: the relay then
         receives renewals and forwards them to us), else our address (also siaddr)."""
+        if not rai:
+            return server_ip
         override = rai.get(RAI_SERVER_ID_OVERRIDE)
         if override is not None and len(override) == 4:
             return socket.inet_ntoa(override)
@@ -261,7 +292,7 @@ class Handler:
         """RFC 2131 §4.1, in its order."""
         if pkt.giaddr != ZERO_IP:
             return Outgoing(reply, pkt.giaddr, arrival.local_port, arrival.interface)
-        if mtype is MessageType.NAK:
+        if mtype is _NAK:
             return Outgoing(reply, BROADCAST, CLIENT_PORT, arrival.interface)
         if pkt.ciaddr != ZERO_IP:
             return Outgoing(reply, pkt.ciaddr, CLIENT_PORT, arrival.interface)
@@ -277,7 +308,7 @@ class Handler:
         if mtype is None:
             return None
         refused = self.refusals.total
-        if self.config.mode is Mode.PROXY:
+        if self.config.mode is _PROXY:
             out = self._proxy(pkt, mtype, arrival)
         else:
             out = self._authoritative(pkt, mtype, arrival)
@@ -299,7 +330,8 @@ class Handler:
             return None
         subnet, rai = routed
         server_ip = self.server_ip(subnet, arrival)
-        cached = self._offered.pop((pkt.mac, pkt.xid), None) if mtype is MessageType.REQUEST else None
+        mac = pkt.mac
+        cached = self._offered.pop((mac, pkt.xid), None) if mtype is _REQUEST else None
         if cached is not None and cached[2] < time.monotonic():
             cached = None
         # The Client is built once per packet (and kept from OFFER to REQUEST of one exchange).
@@ -316,47 +348,47 @@ class Handler:
             return None
         requested = pkt.ip_option(OPT_REQUESTED_IP)
         sid = self.server_id(rai, server_ip)
-        if mtype is MessageType.DISCOVER:
+        if mtype is _DISCOVER:
             # One event per packet, its outcome (offer or ignored): the DISCOVER itself is in it
             decision = self.decide(client, pkt)
             if decision is None:
                 self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
                 return None
-            ip = engine.offer(subnet, pkt.mac, requested, decision.ip)
+            ip = engine.offer(subnet, mac, requested, decision.ip)
             if ip is None:
                 self._no_address(pkt, client, subnet, decision)
                 return None
-            reply = replies.base_reply(pkt, MessageType.OFFER, sid)
+            reply = replies.base_reply(pkt, _OFFER, sid)
             reply.yiaddr = ip
             replies.add_lease_options(reply, subnet, decision.lease_time or subnet.lease_time)
             replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
-            self._reserved_name(reply, pkt.mac)
+            self._reserved_name(reply, mac)
             self.emit("dhcp.offer", pkt, client, ip, note=decision.note or None, requested=requested)
             self._remember(pkt, client, decision)
-            return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.OFFER)
-        if mtype is MessageType.REQUEST:
+            return self.destination(pkt, replies.finish(reply, pkt), arrival, _OFFER)
+        if mtype is _REQUEST:
             return self._request(
                 pkt, arrival, subnet, server_ip, sid, client, requested, cached and cached[1]
             )
-        if mtype is MessageType.DECLINE:
+        if mtype is _DECLINE:
             self._decline(pkt, client, subnet, requested, (server_ip, sid))
             return None
-        if mtype is MessageType.RELEASE:
+        if mtype is _RELEASE:
             ok = engine.release(subnet, pkt.mac, pkt.ciaddr)
             self.emit("dhcp.release", pkt, client, pkt.ciaddr, released=ok)
             return None
-        if mtype is MessageType.INFORM:
+        if mtype is _INFORM:
             decision = self.decide(client, pkt)
             if decision is None:
                 self.emit("dhcp.ignored", pkt, client, reason="policy: not ours")
                 return None
             # RFC 2131 §4.3.5: no yiaddr, no lease time; configuration only.
-            reply = replies.base_reply(pkt, MessageType.ACK, sid)
+            reply = replies.base_reply(pkt, _ACK, sid)
             reply.ciaddr = pkt.ciaddr
             replies.add_network_options(reply, subnet)
             replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
             self.emit("dhcp.ack", pkt, client, pkt.ciaddr, inform=True)
-            return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
+            return self.destination(pkt, replies.finish(reply, pkt), arrival, _ACK)
         return None
 
     def _no_address(self, pkt: Packet, client: Client, subnet: Subnet, decision: BootDecision) -> None:
@@ -477,15 +509,15 @@ class Handler:
             hostname=decision.hostname or engine.hostname_of(pkt.mac) or pkt.text_option(OPT_HOSTNAME),
             client_id=client.client_id,
         )
-        if answer.outcome is Outcome.SILENT:
+        if answer.outcome is _SILENT_ANSWER:
             self.refusals.count(f"request_silent {state}")
             self.emit("dhcp.ignored", pkt, client, ip, reason=answer.reason, state=state)
             return None
-        if answer.outcome is Outcome.NAK:
+        if answer.outcome is _NAK_ANSWER:
             self.emit("dhcp.nak", pkt, client, ip, reason=answer.reason, state=state)
             nak = replies.nak(pkt, sid, answer.reason)
-            return self.destination(pkt, nak, arrival, MessageType.NAK)
-        reply = replies.base_reply(pkt, MessageType.ACK, sid)
+            return self.destination(pkt, nak, arrival, _NAK)
+        reply = replies.base_reply(pkt, _ACK, sid)
         reply.ciaddr = pkt.ciaddr
         reply.yiaddr = answer.ip or ZERO_IP
         replies.add_lease_options(reply, subnet, answer.lease_time)
@@ -500,12 +532,12 @@ class Handler:
             lease_time=answer.lease_time,
             note=decision.note or None,
         )
-        return self.destination(pkt, replies.finish(reply, pkt), arrival, MessageType.ACK)
+        return self.destination(pkt, replies.finish(reply, pkt), arrival, _ACK)
 
     # --- proxyDHCP ----------------------------------------------------------------------------
     def _proxy(self, pkt: Packet, mtype: MessageType, arrival: Arrival) -> Outgoing | None:
         on_4011 = arrival.local_port == self.config.proxy_port
-        wanted = MessageType.REQUEST if on_4011 else MessageType.DISCOVER
+        wanted = _REQUEST if on_4011 else _DISCOVER
         if mtype is not wanted:
             return None
         routed = self.route(pkt, arrival)
@@ -527,7 +559,7 @@ class Handler:
         if not decision.bootfile:
             self.emit("dhcp.ignored", pkt, client, reason="policy gave no bootfile", proxy=True)
             return None
-        reply = replies.base_reply(pkt, MessageType.ACK if on_4011 else MessageType.OFFER, server_ip)
+        reply = replies.base_reply(pkt, _ACK if on_4011 else _OFFER, server_ip)
         reply.siaddr = decision.next_server or server_ip
         binl = client.arch in UEFI_PXE_ARCHES and not client.is_ipxe and vc.startswith("PXEClient")
         if on_4011 or not binl:
@@ -550,7 +582,7 @@ class Handler:
         )
         if on_4011:
             return Outgoing(reply, arrival.src_ip, arrival.src_port, arrival.interface)
-        return self.destination(pkt, reply, arrival, MessageType.OFFER)
+        return self.destination(pkt, reply, arrival, _OFFER)
 
 
 __all__ = ["Arrival", "Handler", "Outgoing"]

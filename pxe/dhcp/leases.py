@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, overload
 
 from pxe.dhcp.config import Reservation, Subnet
+from pxe.frozen import fast_init
 
 
 class LeaseState(enum.Enum):
@@ -33,6 +34,7 @@ class LeaseState(enum.Enum):
     DECLINED = "declined"  # in quarantine until `expires` [RFC 2131 §4.3.3]
 
 
+@fast_init  # built per DHCP packet: pxe/frozen.py
 @dataclass(frozen=True)
 class Lease:
     ip: str
@@ -146,6 +148,13 @@ class Decline(enum.Enum):
     RESERVED = "reserved address: not quarantined"
 
 
+# Members by plain module names: `LeaseState.BOUND` is a metaclass lookup, eight times the cost
+# of a global, and the engine tests states a dozen times per packet.
+_BOUND, _RELEASED, _DECLINED = LeaseState.BOUND, LeaseState.RELEASED, LeaseState.DECLINED
+_ACK, _NAK, _SILENT = Outcome.ACK, Outcome.NAK, Outcome.SILENT
+
+
+@fast_init  # built per DHCP packet: pxe/frozen.py
 @dataclass(frozen=True)
 class Answer:
     outcome: Outcome
@@ -161,9 +170,18 @@ class _Addresses(Sequence[int]):
     def __init__(self, ranges: list[tuple[int, int]]) -> None:
         self.ranges = ranges
         self.starts = list(itertools.accumulate((b - a + 1 for a, b in ranges), initial=0))
+        self.size = self.starts[-1]
+        self._first = ranges[0][0] if len(ranges) == 1 else None  # one range: no bisect
 
     def __len__(self) -> int:
-        return self.starts[-1]
+        return self.size
+
+    def at(self, i: int) -> int:
+        """self[i] for 0 <= i < size, without the checks (the allocator's cursor is in range)."""
+        if self._first is not None:
+            return self._first + i
+        r = bisect.bisect_right(self.starts, i) - 1
+        return self.ranges[r][0] + i - self.starts[r]
 
     @overload
     def __getitem__(self, i: int) -> int: ...
@@ -240,26 +258,28 @@ class LeaseEngine:
             self._index(lease)
 
     # --- bookkeeping -------------------------------------------------------------------------
-    def _index(self, lease: Lease) -> None:
-        ip = _int(lease.ip)
+    def _index(self, lease: Lease, ip: int | None = None) -> None:
+        """`ip`: lease.ip as an integer, when the caller has it already."""
+        if ip is None:
+            ip = _int(lease.ip)
         old = self.by_ip.get(ip)
-        if old is not None and old.state is not LeaseState.DECLINED:
+        if old is not None and old.state is not _DECLINED:
             self.by_mac.pop((old.subnet, old.mac), None)
         self.by_ip[ip] = lease
-        if lease.state is not LeaseState.DECLINED:
+        if lease.state is not _DECLINED:
             key = (lease.subnet, lease.mac)
             prev = self.by_mac.get(key)
             if prev is None or prev.updated <= lease.updated:
                 self.by_mac[key] = lease
 
-    def _put(self, lease: Lease) -> None:
+    def _put(self, lease: Lease, ip: int | None = None) -> None:
         key = (lease.subnet, lease.mac)
         prev = self.by_mac.get(key)
-        if prev is not None and prev.ip != lease.ip and lease.state is not LeaseState.DECLINED:
+        if prev is not None and prev.ip != lease.ip and lease.state is not _DECLINED:
             # The client moved to another address: its old binding is gone.
             self.by_ip.pop(_int(prev.ip), None)
             self.store.delete_lease(prev.ip)
-        self._index(lease)
+        self._index(lease, ip)
         self.store.save_lease(lease)
 
     def _drop_offer(self, key: tuple[str, str]) -> None:
@@ -296,11 +316,11 @@ class LeaseEngine:
         if offered is not None and offered[0] != mac and offered[1] > now:
             return False
         lease = self.by_ip.get(ip)
-        if lease is None or (lease.mac == mac and lease.state is not LeaseState.DECLINED):
+        if lease is None or (lease.mac == mac and lease.state is not _DECLINED):
             return True
-        if lease.state is LeaseState.DECLINED:
+        if lease.state is _DECLINED:
             return reclaim and lease.expires <= now
-        return reclaim and (lease.state is LeaseState.RELEASED or lease.expires <= now)
+        return reclaim and (lease.state is _RELEASED or lease.expires <= now)
 
     def _allocate(self, pool: _Pool, mac: str, requested: str | None, now: float) -> int | None:
         if requested is not None:
@@ -310,11 +330,13 @@ class LeaseEngine:
                 want = None
             if want is not None and want in pool.members and self._free_for(want, mac, now, reclaim=False):
                 return want
-        n = len(pool.addresses)
+        addresses = pool.addresses
+        n = addresses.size
+        by_ip, reserved = self.by_ip, self.reserved_ips
         for _ in range(n):  # never-used addresses first, from where the last search stopped
-            ip = pool.addresses[pool.cursor]
+            ip = addresses.at(pool.cursor)
             pool.cursor = (pool.cursor + 1) % n
-            if ip not in self.by_ip and ip not in self.reserved_ips:
+            if ip not in by_ip and ip not in reserved:
                 offered = self.offered_ips.get(ip)
                 if offered is None or offered[1] <= now:
                     return ip
@@ -383,9 +405,9 @@ class LeaseEngine:
             lease = self.by_ip.get(ip)
             if ip in self.reserved_ips:
                 reserved += 1
-            elif lease is not None and lease.state is LeaseState.DECLINED and lease.expires > now:
+            elif lease is not None and lease.state is _DECLINED and lease.expires > now:
                 declined += 1
-            elif lease is not None and lease.state is LeaseState.BOUND and lease.expires > now:
+            elif lease is not None and lease.state is _BOUND and lease.expires > now:
                 bound += 1
             elif (o := self.offered_ips.get(ip)) is not None and o[1] > now:
                 offered += 1
@@ -430,14 +452,14 @@ class LeaseEngine:
         try:
             want = _int(ip)
         except ValueError:
-            return Answer(Outcome.NAK, reason=f"requested address {ip!r} is not an IPv4 address")
+            return Answer(_NAK, reason=f"requested address {ip!r} is not an IPv4 address")
         if not subnet.contains(want):
             if not self.authoritative:
-                return Answer(Outcome.SILENT, reason=f"{ip} is not on subnet {subnet.network}")
-            return Answer(Outcome.NAK, reason=f"{ip} is not on subnet {subnet.network}")
+                return Answer(_SILENT, reason=f"{ip} is not on subnet {subnet.network}")
+            return Answer(_NAK, reason=f"{ip} is not on subnet {subnet.network}")
         fixed = fixed or (r.ip if (r := self.reserved_by_mac.get(mac)) else None)
         if fixed is not None and fixed != ip:
-            return Answer(Outcome.NAK, reason=f"{mac} is reserved {fixed}, asked for {ip}")
+            return Answer(_NAK, reason=f"{mac} is reserved {fixed}, asked for {ip}")
         offer = self.offers.get(key)
         current = self.by_mac.get(key)
         if current is None and offer is None:
@@ -450,21 +472,21 @@ class LeaseEngine:
         if not known:
             if not selecting:
                 if current is not None:  # our record says another address: its notion is wrong
-                    return Answer(Outcome.NAK, reason=f"{mac} has {current.ip} here, not {ip}")
+                    return Answer(_NAK, reason=f"{mac} has {current.ip} here, not {ip}")
                 if self.authoritative and self._live_elsewhere(want, mac, now):
-                    return Answer(Outcome.NAK, reason=f"{ip} belongs to another client")
-                return Answer(Outcome.SILENT, reason=f"no record of {mac} at {ip} (RFC 2131 4.3.2)")
+                    return Answer(_NAK, reason=f"{ip} belongs to another client")
+                return Answer(_SILENT, reason=f"no record of {mac} at {ip} (RFC 2131 4.3.2)")
             # SELECTING (option 54 named us) after our offer timed out: like a new DORA.
             if want not in pool.members:
-                return Answer(Outcome.NAK, reason=f"{ip} is outside our pools")
+                return Answer(_NAK, reason=f"{ip} is outside our pools")
         if not self._free_for(want, mac, now, reclaim=known):
-            return Answer(Outcome.NAK, reason=f"{ip} belongs to another client")
+            return Answer(_NAK, reason=f"{ip} belongs to another client")
         seconds = lease_time or subnet.lease_time
         self._drop_offer(key)
         lease = Lease(
             ip=ip,
             mac=mac,
-            state=LeaseState.BOUND,
+            state=_BOUND,
             expires=now + seconds,
             subnet=subnet.network,
             hostname=hostname,
@@ -476,9 +498,9 @@ class LeaseEngine:
             if learn:
                 for other in learn:  # other servers' clients: not offered from here again
                     self._index(other)
-                return Answer(Outcome.NAK, reason=f"{ip} is held by {learn[0].mac} (shared lease store)")
-        self._put(lease)
-        return Answer(Outcome.ACK, ip=ip, lease_time=seconds)
+                return Answer(_NAK, reason=f"{ip} is held by {learn[0].mac} (shared lease store)")
+        self._put(lease, want)
+        return Answer(_ACK, ip=ip, lease_time=seconds)
 
     def _live_elsewhere(self, ip: int, mac: str, now: float) -> bool:
         """Is `ip` someone else's right now: reserved, offered or bound to another client?"""
@@ -489,9 +511,7 @@ class LeaseEngine:
         if offered is not None and offered[0] != mac and offered[1] > now:
             return True
         lease = self.by_ip.get(ip)
-        return (
-            lease is not None and lease.mac != mac and lease.state is LeaseState.BOUND and lease.expires > now
-        )
+        return lease is not None and lease.mac != mac and lease.state is _BOUND and lease.expires > now
 
     def decline(self, subnet: Subnet, mac: str, ip: str, client_id: bytes | None = None) -> Decline:
         """DECLINE: the client found `ip` in use (ARP) [RFC 2131 §4.3.3]. Honoured only from the
@@ -508,7 +528,7 @@ class LeaseEngine:
         lease = self.by_mac.get(key)
         if lease is None or lease.ip != ip or not subnet.contains(addr):
             return Decline.NOT_ITS_LEASE
-        if lease.state is not LeaseState.BOUND or lease.expires <= now:
+        if lease.state is not _BOUND or lease.expires <= now:
             return Decline.NOT_BOUND
         if lease.client_id != client_id:
             return Decline.OTHER_CLIENT_ID
@@ -517,7 +537,7 @@ class LeaseEngine:
         self._drop_offer(key)
         del self.by_mac[key]
         quarantined = Lease(
-            ip=ip, mac=mac, state=LeaseState.DECLINED, expires=now + self.decline_quarantine,
+            ip=ip, mac=mac, state=_DECLINED, expires=now + self.decline_quarantine,
             subnet=subnet.network, updated=now,
         )  # fmt: skip
         self.by_ip[addr] = quarantined
@@ -530,7 +550,7 @@ class LeaseEngine:
         key = (subnet.network, mac)
         self._drop_offer(key)
         lease = self.by_mac.get(key)
-        if lease is None or lease.ip != ip or lease.state is not LeaseState.BOUND:
+        if lease is None or lease.ip != ip or lease.state is not _BOUND:
             return False
-        self._put(replace(lease, state=LeaseState.RELEASED, expires=now, updated=now))
+        self._put(replace(lease, state=_RELEASED, expires=now, updated=now))
         return True

@@ -67,49 +67,64 @@ def max_reply_size(request: Packet) -> int:
     return max(size, DEFAULT_MAX_SIZE)
 
 
+_MESSAGE_TYPE_BYTES = {mtype: bytes((mtype,)) for mtype in MessageType}
+
+
 def base_reply(request: Packet, mtype: MessageType, server_ip: str) -> Packet:
     """Header fields every reply copies from the request, plus 53 and 54 [RFC 2131 table 3]."""
-    reply = Packet(
-        op=BOOTREPLY,
-        htype=request.htype,
-        hlen=request.hlen,
-        xid=request.xid,
-        flags=request.flags,
-        giaddr=request.giaddr,
-        chaddr=request.chaddr,
-    )
-    reply.options[OPT_MESSAGE_TYPE] = bytes((mtype,))
-    reply.options[OPT_SERVER_ID] = ip_bytes(server_ip)
-    return reply
+    # Positional, in Packet's field order (keywords cost more than the rest of this function):
+    # op htype hlen hops xid secs flags ciaddr yiaddr siaddr giaddr chaddr sname file options
+    return Packet(
+        BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0, request.flags,
+        ZERO_IP, ZERO_IP, ZERO_IP, request.giaddr, request.chaddr, b"", b"",
+        {OPT_MESSAGE_TYPE: _MESSAGE_TYPE_BYTES[mtype], OPT_SERVER_ID: ip_bytes(server_ip)},
+    )  # fmt: skip
 
 
 _LEASE_TIMES = struct.Struct("!III")
+_LEASE_MEMO_MAX = 64  # lease times remembered per subnet (a policy could give each device its own)
 
 
 def add_lease_options(reply: Packet, subnet: Subnet, lease_time: int) -> None:
-    # T1 = 0.5 and T2 = 0.875 of the lease: the RFC 2131 §4.4.5 defaults, said explicitly
-    raw = _LEASE_TIMES.pack(lease_time, lease_time // 2, lease_time * 7 // 8)
-    reply.options[OPT_LEASE_TIME] = raw[0:4]
-    reply.options[OPT_RENEWAL_T1] = raw[4:8]
-    reply.options[OPT_REBINDING_T2] = raw[8:12]
-    reply.options.update(_cached(subnet)[1])
+    """51, 58, 59 then the subnet's own options, from one dict per (subnet, lease time)."""
+    per_time = _cached_entry(subnet)[3]
+    options = per_time.get(lease_time)
+    if options is None:
+        # T1 = 0.5 and T2 = 0.875 of the lease: the RFC 2131 §4.4.5 defaults, said explicitly
+        raw = _LEASE_TIMES.pack(lease_time, lease_time // 2, lease_time * 7 // 8)
+        options = {OPT_LEASE_TIME: raw[0:4], OPT_RENEWAL_T1: raw[4:8], OPT_REBINDING_T2: raw[8:12]}
+        options.update(_cached_entry(subnet)[2])
+        if len(per_time) >= _LEASE_MEMO_MAX:
+            per_time.clear()
+        per_time[lease_time] = options
+    reply.options.update(options)
 
 
 def add_network_options(reply: Packet, subnet: Subnet) -> None:
     reply.options.update(network_options(subnet))
 
 
-# id(subnet) -> (the subnet, its options without and with 28): keyed by identity, since hashing
-# the frozen dataclass (all its fields) cost more than building the options did.
-_STATIC: dict[int, tuple[Subnet, dict[int, bytes], dict[int, bytes]]] = {}
+# id(subnet) -> (the subnet, its options without and with 28, lease time -> 51/58/59 and those
+# with 28): keyed by identity, since hashing the frozen dataclass (all its fields) cost more than
+# building the options did. A reconfigured server has new Subnet objects: new entries.
+_STATIC: dict[int, tuple[Subnet, dict[int, bytes], dict[int, bytes], dict[int, dict[int, bytes]]]] = {}
 
 
-def _cached(subnet: Subnet) -> tuple[dict[int, bytes], dict[int, bytes]]:
+def _cached_entry(
+    subnet: Subnet,
+) -> tuple[Subnet, dict[int, bytes], dict[int, bytes], dict[int, dict[int, bytes]]]:
     hit = _STATIC.get(id(subnet))
     if hit is None or hit[0] is not subnet:
         static = subnet_static(subnet)
         network = {code: value for code, value in static.items() if code != OPT_BROADCAST}
-        hit = _STATIC[id(subnet)] = (subnet, network, {**network, OPT_BROADCAST: static[OPT_BROADCAST]})
+        if len(_STATIC) >= 1024:  # subnets of lab files reloaded many times over
+            _STATIC.clear()
+        hit = _STATIC[id(subnet)] = (subnet, network, {**network, OPT_BROADCAST: static[OPT_BROADCAST]}, {})
+    return hit
+
+
+def _cached(subnet: Subnet) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    hit = _cached_entry(subnet)
     return hit[1], hit[2]
 
 
@@ -147,7 +162,7 @@ def add_boot_options(
         if len(bootfile) <= 128:
             reply.file = bootfile
         reply.options[OPT_BOOTFILE] = bootfile
-        asked = asked_for(request_prl)
+        asked = request_prl or b""  # option 55's codes, one a byte: `in` tests one code
         if OPT_TFTP_SERVER in asked:  # ONIE's TFTP waterfall reads 66 and 150; EDK2 ignores them
             reply.options[OPT_TFTP_SERVER] = reply.siaddr.encode()
         if OPT_TFTP_SERVER_ADDRESS in asked:
@@ -175,7 +190,10 @@ def finish(reply: Packet, request: Packet, *, echo_uuid: bool = False) -> Packet
     if OPT_RELAY_AGENT in request.options:
         opts[OPT_RELAY_AGENT] = request.options[OPT_RELAY_AGENT]
     budget = max_reply_size(request) - _IP_UDP_HEADERS - HEADER_LEN
-    if encoded_size(opts) > budget:
+    # An upper bound first, at C speed: a value of n bytes takes at most 2 + n + 2 * (n // 255)
+    # (encoded_size's exact count, RFC 3396 §6 splitting included) and floors only add up to less.
+    total = sum(map(len, opts.values()))
+    if 5 + total + 2 * len(opts) + 2 * (total // 255) > budget and encoded_size(opts) > budget:
         asked = set(request.options.get(OPT_PARAM_REQUEST, b""))
         droppable = [c for c in opts if c not in _ESSENTIAL and c not in asked]
         droppable += [c for c in opts if c not in _ESSENTIAL and c in asked]
