@@ -31,9 +31,14 @@ def seen_span(events: Iterable[Event]) -> dict[str, tuple[float, float]]:
     """MAC -> (first, last) event time in a batch: the devices table's first_seen and last_seen."""
     seen: dict[str, tuple[float, float]] = {}
     for e in events:
-        if e.mac:
-            first, last = seen.get(e.mac, (e.ts, e.ts))
-            seen[e.mac] = (min(first, e.ts), max(last, e.ts))
+        mac = e.mac
+        if mac:
+            ts = e.ts
+            span = seen.get(mac)
+            if span is None:  # (most MACs of a batch: one event each, no min/max to call)
+                seen[mac] = (ts, ts)
+            elif ts < span[0] or ts > span[1]:
+                seen[mac] = (min(span[0], ts), max(span[1], ts))
     return seen
 
 

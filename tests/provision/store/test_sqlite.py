@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+from provision.store.buffered import seen_span
 from provision.store.sqlite import MIGRATIONS, Store, StoreError, _default, _json, _write
 from pxe.dhcp.config import Subnet
 from pxe.dhcp.leases import Lease, LeaseEngine, LeaseState
@@ -186,3 +187,10 @@ def test_no_lease_index_by_mac_and_lease_reads_by_address(tmp_path):
             )
         ]
         assert plan == ["SEARCH leases USING INDEX sqlite_autoindex_leases_1 (ip=?)"]
+
+
+def test_seen_span_is_each_macs_first_and_last_time_in_any_order():
+    events = [Event("dhcp.ack", MAC1, ts=5.0), Event("dhcp.ack", MAC2, ts=4.0), Event("x", None, ts=1.0),
+              Event("dhcp.ack", MAC1, ts=3.0), Event("dhcp.ack", MAC1, ts=9.0), Event("dhcp.ack", MAC1, ts=7.0),
+              Event("dhcp.ack", "", ts=0.0)]  # fmt: skip
+    assert seen_span(events) == {MAC1: (3.0, 9.0), MAC2: (4.0, 4.0)}
