@@ -39,6 +39,8 @@ IPXE_SCRIPT_DIR = "ipxe"
 GRUB_DIR = "grub"
 BOOT_DIR = "boot"  # boot/<entry>/<arch>/<file name>: kernels and initrds, over TFTP and HTTP
 
+_DISCOVER = Unknown.DISCOVER  # an enum member read through its class costs a metaclass lookup
+_DECISIONS_MAX = 4096  # remembered decisions (BootPolicy.decide), dropped all at once when full
 _MAC_IN_PATH = re.compile(r"([0-9a-f]{2}(?:[:-][0-9a-f]{2}){5})", re.IGNORECASE)
 
 
@@ -95,6 +97,11 @@ class BootPolicy(Policy):
         # report URL carries no token (a policy built alone, in a test)
         self.callback_token = callback_token
         self.env = resources.template_env()
+        # (id(device) or 0, arch, is_ipxe, server_ip, MAC when iPXE) -> (the device, its decision):
+        # decide() asks for the same few answers per DHCP exchange (bench/dhcp.py). The device
+        # object is kept and compared by identity, so a re-enrolled or edited device (a new
+        # object in the inventory) is decided afresh; a reloaded lab.yml is a new BootPolicy.
+        self._decisions: dict[tuple[int, int | None, bool, str, str], tuple[Device | None, BootDecision]] = {}
 
     # -- who is asking ---------------------------------------------------------------------------
     def server_for(self, client: Client) -> str:
@@ -135,13 +142,28 @@ class BootPolicy(Policy):
         return self.fleet.inventory.by_mac(mac) if mac else None
 
     def _ours(self, device: Device | None) -> bool:
-        return device is not None or self.cfg.boot.unknown is Unknown.DISCOVER
+        return device is not None or self.cfg.boot.unknown is _DISCOVER
 
     # -- DHCP: what to give ----------------------------------------------------------------------
     def decide(self, client: Client) -> BootDecision | None:
         device = self.device(client.mac)
         if not self._ours(device):
             return None
+        server = client.server_ip
+        if not server:  # a Client built by hand: server_for() looks further, no memo
+            return self._decide(client, device)
+        key = (id(device) if device is not None else 0, client.arch, client.is_ipxe, server,
+               client.mac if client.is_ipxe else "")  # fmt: skip
+        hit = self._decisions.get(key)
+        if hit is not None and hit[0] is device:
+            return hit[1]
+        decision = self._decide(client, device)
+        if len(self._decisions) >= _DECISIONS_MAX:
+            self._decisions.clear()
+        self._decisions[key] = (device, decision)
+        return decision
+
+    def _decide(self, client: Client, device: Device | None) -> BootDecision:
         hostname = (device.hostname or device.name) if device else None
         ip = device.ip if device else None
         stage, bootfile = self._bootfile(client)

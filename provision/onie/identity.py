@@ -7,17 +7,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from dhcp4.options import OPT_USER_CLASS, OPT_VENDOR_CLASS, OPT_VIVSO
 from onie import discovery
 from onie.identity import OnieIdentity
 from pxe.policy import Client, Service
 
 _DHCP = (Service.DHCP, Service.PROXYDHCP)
+_VENDOR_PREFIX = discovery.VENDOR_CLASS_PREFIX.encode()  # ASCII: as bytes it matches the same 60s
 
 
 def identity_of(client: Client) -> OnieIdentity | None:
     """The ONIE identity in this request, or None when nothing in it says ONIE."""
     if client.service in _DHCP:
-        return discovery.identity_from_dhcp(client.options, mac=client.mac) if client.options else None
+        options = client.options
+        if not options:
+            return None
+        # Every PXE client's DHCP request comes through here: one that has neither 77 nor 125
+        # and no `onie_vendor:` 60 is none of identity_from_dhcp's three signs, seen without
+        # decoding anything (bench/dhcp.py).
+        if OPT_USER_CLASS not in options and OPT_VIVSO not in options:
+            raw60 = options.get(OPT_VENDOR_CLASS)
+            if raw60 is None or not raw60.startswith(_VENDOR_PREFIX):
+                return None
+        return discovery.identity_from_dhcp(options, mac=client.mac)
     if client.headers:
         return discovery.identity_from_headers(client.headers)
     return None

@@ -11,6 +11,7 @@ from onie import discovery
 from onie.identity import OnieIdentity
 from provision.boot.loaders import BootFiles
 from provision.boot.policy import BootPolicy, ServerAddress, Stage, mac_from_path, profile_console
+from provision.config.inventory import Device
 from provision.config.lab import load_lab
 from provision.config.profiles import ProfileRegistry
 from provision.server.router import Router
@@ -100,6 +101,26 @@ def test_every_firmware_stage(make_policy, arch, vc, ipxe, stage, bootfile):
     assert policy.stage_of(client) == stage
     assert d.ip == "198.18.10.11" and d.hostname == "srv1.lab"
     assert stage in d.note and "srv1" in d.note
+
+
+def test_remembered_decisions_follow_the_device_and_the_client(make_policy):
+    """decide() remembers its answers per (device, arch, iPXE, server address): the same client
+    gets the same decision, another server address or an iPXE MAC its own, and a device enrolled
+    meanwhile (a new inventory object) is decided afresh."""
+    policy = make_policy(unknown="discover")
+    pxe = dhcp(mac=STRANGER, arch=0, server_ip=S)
+    first = policy.decide(pxe)
+    assert first is not None and first.ip is None and "unknown" in first.note
+    assert policy.decide(dhcp(mac=STRANGER, arch=0, server_ip=S)) == first
+    assert policy.decide(dhcp(mac=STRANGER, arch=16, server_ip="198.18.10.2")).bootfile == (
+        "http://198.18.10.2/ipxe.efi"
+    )
+    for mac in (STRANGER, "52:54:00:99:99:98"):
+        ipxe = policy.decide(dhcp(mac=mac, arch=0, ipxe=True, server_ip=S))
+        assert ipxe is not None and ipxe.bootfile == f"http://{S}/ipxe/{mac.replace(':', '-')}.ipxe"
+    policy.fleet.enroll(Device(name="new1", mac=STRANGER, ip="198.18.10.20"), by="test")
+    known = policy.decide(dhcp(mac=STRANGER, arch=0, server_ip=S))
+    assert known is not None and known.ip == "198.18.10.20" and "new1" in known.note
 
 
 def test_snponly_configurable(make_policy):
