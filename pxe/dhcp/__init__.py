@@ -25,7 +25,10 @@
   another server's offer). Detail: xid, arch, vendor_class, relay, ... and the request's
   `requested` address and `state` (selecting, renewing, rebinding, init-reboot). A lease is
   two events, not four: the DISCOVER and REQUEST are in their answers (a store writes half the
-  rows; docs/netboot.md "Events").
+  rows; docs/netboot.md "Events"). The events of a burst (the datagrams one wake-up drains) are
+  delivered in order once its packets are handled and its OFFERs sent, before its ACKs wait for
+  the commit: the sink's work runs back to back, and a policy deciding within the burst has not
+  seen them yet. A sink that raises is logged; no reply is lost to it.
 - `Mode.PROXY`: no addresses; answers PXE/HTTP boot clients on 67 and UEFI on 4011.
 - `start_dhcp` raises `DhcpStartError` (an OSError naming interface, port and a likely fix) when a
   socket cannot be opened: missing interface, port taken by another DHCP server, no privileges.
