@@ -19,6 +19,8 @@ Servers, each pinned to one core (taskset), fresh state per run:
              relayed subnet, `boot: unknown: discover`, an `onie:` section, so Router → BootPolicy
              and OniePolicy, lifecycle, events, the SQLite store, default logging to a file);
              `--log-level WARNING` adds a run with logging at WARNING to show what logging costs
+  library    the pxe.dhcp library alone (`--library-serve`): the same subnet, a static policy,
+             leases in memory, events counted, no logging: the floor under the product
   kea        kea-dhcp4 (Debian's kea-dhcp4-server), memfile with persist=true, WARN logging
   PostgreSQL provision with `state: postgresql://` and Kea's pgsql lease backend (schema from
              Debian's kea-admin), both on one throwaway cluster (tests/support/postgres.py) with
@@ -34,6 +36,7 @@ a shared machine), medians, and the ratios provision/dnsmasq and provision/Kea. 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
 import ipaddress
 import json
@@ -69,6 +72,8 @@ from dhcp4.options import (
     OPT_VENDOR_CLASS,
     MessageType,
 )
+from pxe.dhcp import DhcpServerConfig, Subnet, start_dhcp
+from pxe.policy import BootDecision, Client, Event, RenderedFile
 from tests.support.netns import namespaces, veth
 
 PXE_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"
@@ -324,6 +329,57 @@ def provision_server(root: str, srv, clients: int, core: str, level: str | None,
     return Server(f"provision ({store}, {'default logging' if level is None else level.lower()})", start)
 
 
+class _StaticPolicy:
+    """The library column's policy: every client the same bootfile (Kea's `boot-file-name`)."""
+
+    def __init__(self) -> None:
+        self.decision = BootDecision(bootfile="undionly.kpxe")
+
+    def decide(self, client: Client) -> BootDecision | None:
+        return self.decision
+
+    def render(self, client: Client, path: str) -> RenderedFile | None:
+        return None
+
+
+def library_serve() -> None:
+    """Child mode (--library-serve): the pxe.dhcp library alone, as an embedding program would
+    run it: the bench's relayed subnet, a static policy, leases in memory (MemoryLeaseStore), an
+    event sink that only counts, no logging. What the product adds on top of it (the router and
+    its policies, the lifecycle, events, the store, the log line) is the difference between this
+    column and provision's."""
+    events = [0]
+
+    def count(event: Event) -> None:
+        events[0] += 1
+
+    async def run() -> None:
+        subnet = Subnet(NETWORK, pools=(POOL,), router=RELAY_IP, lease_time=3600, relays=("198.18.0.2",))
+        server = await start_dhcp(
+            DhcpServerConfig(interfaces=("s0",), subnets=(subnet,)), _StaticPolicy(), None, count
+        )
+        print("pxe.dhcp: ready", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        await stop.wait()
+        server.close()
+
+    asyncio.run(run())
+
+
+def library_server(root: str, srv, core: str) -> Server:
+    def start(run_dir: Path):
+        log = run_dir / "pxe-dhcp.log"
+        argv = ["taskset", "-c", core, sys.executable, __file__, "--library-serve"]
+        with open(log, "w") as f:
+            proc = srv.popen(argv, cwd=root, stdout=f, stderr=f)
+        return proc, log, "pxe.dhcp: ready"
+
+    return Server("pxe.dhcp (library, memory leases)", start)
+
+
 def kea_server(srv, core: str, backend: str, pg=None) -> Server:
     def start(run_dir: Path):
         lease_db: dict = {"type": "memfile", "persist": True, "lfc-interval": 0,
@@ -473,7 +529,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=5000)
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--cap", type=float, default=120.0, help="seconds before a run is cut short")
-    ap.add_argument("--only", default="provision,kea,dnsmasq", help="servers to run (comma list)")
+    ap.add_argument("--only", default="provision,library,kea,dnsmasq", help="servers to run (comma list)")
     ap.add_argument("--macs", choices=["both", "consecutive", "random"], default="both")
     ap.add_argument(
         "--log-level", action="append", default=[], metavar="LEVEL",
@@ -493,7 +549,11 @@ def main() -> int:
     )  # fmt: skip
     ap.add_argument("--py-spy", metavar="PREFIX", help="sample provision with py-spy into PREFIX.<run>.txt")
     ap.add_argument("--load", help=argparse.SUPPRESS)
+    ap.add_argument("--library-serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.library_serve:
+        library_serve()
+        return 0
     if args.load:
         cfg = json.loads(args.load)
         res = load("198.18.0.1", macs(cfg["n"], cfg["consecutive"]), cfg["window"], cfg["cap"])
@@ -531,6 +591,8 @@ def main() -> int:
             ]
             if pg is not None:
                 servers.append(provision_server(root, srv, args.clients, args.core, None, pg))
+        if "library" in only:
+            servers.append(library_server(root, srv, args.core))
         if "kea" in only:
             if not Path(KEA).exists():
                 print(f"kea: skipped, {KEA} missing (Debian package kea-dhcp4-server)")
