@@ -155,7 +155,7 @@ class LogfmtFormatter(logging.Formatter):
         bare = _BARE.fullmatch
         parts = [f"ts={iso_ms(record.created)} {head} msg={msg if bare(msg) else logfmt_value(msg)}"]
         fields = getattr(record, "fields", None)
-        if isinstance(fields, Mapping):
+        if type(fields) is dict or isinstance(fields, Mapping):  # (an ABC check costs a µs)
             seen = set(FIXED_KEYS)
             for raw_key, value in fields.items():
                 key = _CLEAN.get(raw_key) if type(raw_key) is str else None
