@@ -36,10 +36,21 @@ class Readers:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._handlers: dict[int, Callable[[], None]] = {}
+        # The loop's clock (asyncio's own `time()` is a Python frame around time.monotonic: call
+        # that directly when the loop has not replaced it), read once per epoll round: `now` is
+        # when this round's events came in, what a handler stamps its progress with instead of
+        # reading the clock itself once per datagram. Stale by at most one round (< HOLD + WAIT
+        # plus the round's handlers), nothing next to a retransmit timeout of a second.
+        base_time = asyncio.BaseEventLoop.time
+        self.clock = time.monotonic if getattr(type(loop), "time", None) is base_time else loop.time
+        self.now = self.clock()
+        # Whether `now` is kept (epoll); without it handlers read the clock themselves.
+        self.clocked = False
         self._epoll: select.epoll | None = None
         if hasattr(select, "epoll"):
             self._epoll = select.epoll()
             loop.add_reader(self._epoll.fileno(), self._on_ready)
+            self.clocked = True
 
     def add(self, fd: int, handler: Callable[[], None]) -> None:
         if self._epoll is None:
@@ -60,7 +71,7 @@ class Readers:
 
     def _on_ready(self) -> None:
         assert self._epoll is not None
-        handlers, poll, clock = self._handlers, self._epoll.poll, time.monotonic
+        handlers, poll, clock = self._handlers, self._epoll.poll, self.clock
         # Stay while traffic flows: at windowsize 1 the next ACK is a round trip away (tens of
         # µs on a LAN), and going back to the loop for it cost a whole loop turn per block
         # (selector, handle, callback: more Python than the block itself). So after the first
@@ -73,6 +84,7 @@ class Readers:
             events = poll(wait, BATCH)
             if not events:
                 return
+            self.now = clock()
             for fd, _mask in events:
                 # A handler earlier in this batch may have ended (and removed) this one's transfer.
                 handler = handlers.get(fd)

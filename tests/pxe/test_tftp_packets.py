@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pxe.tftp import packets as P
-from pxe.tftp.transfer import MAX_BLKSIZE, Limits, negotiate
+from pxe.tftp.transfer import _RX, _RX_WORD, MAX_BLKSIZE, Limits, _ack_words, negotiate
 
 
 @settings(max_examples=2000, deadline=None)
@@ -76,3 +76,15 @@ def test_negotiate_examples():
     assert (n.blksize, n.windowsize) == (1468, 64)
     assert negotiate({"blksize": "7", "timeout": "256"}, 10, Limits()).oack == {}
     assert negotiate({"tsize": "0"}, 0, Limits()).oack == {}  # curl rejects "tsize 0" in an OACK
+
+
+def test_the_lockstep_fast_path_recognises_exactly_the_wire_ack_of_each_block():
+    # transfer.py compares the received datagram's first 4 bytes, read as one native word, with
+    # a table entry: each entry must be ACK n as it arrives, and no two blocks may share one.
+    words = _ack_words()
+    assert len(words) == 65536 and len(set(words)) == 65536
+    for n in (0, 1, 255, 256, 4660, 65535):
+        _RX[:4] = P.build_ack(n)
+        assert _RX_WORD[0] == words[n]
+    _RX[:4] = P.build_data(1, b"")
+    assert _RX_WORD[0] not in words
