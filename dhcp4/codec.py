@@ -63,15 +63,14 @@ def _ip_bytes(text: str) -> bytes:
 _NEVER_WRITTEN = frozenset((OPT_PAD, OPT_END, OPT_OVERLOAD))
 
 
-class _CodeLen(dict[int, list[bytes]]):
-    """(code, length) header bytes, built on first use and then looked up: cheaper than bytes()."""
-
-    def __missing__(self, code: int) -> list[bytes]:
-        row = self[code] = [bytes((code, n)) for n in range(256)]
-        return row
+# (code, length) header bytes by code then length, built on first use of a code and then indexed:
+# cheaper than bytes((code, n)). A plain list: a dict subclass is not specialised by the interpreter.
+_CODE_LEN: list[list[bytes] | None] = [None] * 256
 
 
-_CODE_LEN = _CodeLen()
+def _code_len(code: int) -> list[bytes]:
+    row = _CODE_LEN[code] = [bytes((code, n)) for n in range(256)]
+    return row
 
 
 class DecodeError(ValueError):
@@ -225,15 +224,16 @@ def encode(pkt: Packet) -> bytes:
     )  # fmt: skip
     parts = [head, MAGIC_COOKIE]
     append = parts.append
+    rows = _CODE_LEN
     for code, value in pkt.options.items():
-        if code in _NEVER_WRITTEN:
-            continue
         n = len(value)
-        if n <= 255:  # the common case, inline: this loop runs ~10 times per reply
-            append(_CODE_LEN[code][n])
+        # The common case, inline (this loop runs ~15 times per reply): a code that is neither
+        # 0, 255 nor 52 (_NEVER_WRITTEN, spelled out: a constant test) and a value that fits.
+        if n <= 255 and 0 < code < 255 and code != 52:
+            append((rows[code] or _code_len(code))[n])
             append(value)
-        else:
-            append(encode_option(code, value))
+        elif code not in _NEVER_WRITTEN:
+            append(encode_option(code, value))  # split [RFC 3396 §6]; ValueError for a bad code
     append(b"\xff")
     out = b"".join(parts)
     if len(out) < MIN_PACKET:

@@ -128,9 +128,15 @@ class Handler:
         """The event detail every event of this packet shares (computed once per packet)."""
         if self._who_of is pkt:
             return self._who_detail
-        who: dict[str, object] = {"xid": f"{pkt.xid:08x}"}
-        if client is not None:
-            who.update(arch=client.arch, vendor_class=client.vendor_class, user_class=client.user_class)
+        if client is None:
+            who: dict[str, object] = {"xid": f"{pkt.xid:08x}"}
+        else:
+            who = {
+                "xid": f"{pkt.xid:08x}",
+                "arch": client.arch,
+                "vendor_class": client.vendor_class,
+                "user_class": client.user_class,
+            }
             if client.relay:
                 who["relay"] = client.relay
             if client.circuit_id is not None:
@@ -279,7 +285,7 @@ class Handler:
                 del self._offered[key]
             if len(self._offered) >= _REMEMBER_MAX:
                 self._offered.clear()  # a flood of DISCOVERs that never REQUEST: forget them all
-        self._offered[(pkt.mac, pkt.xid)] = (client, decision, now + self.config.offer_timeout)
+        self._offered[(client.mac, pkt.xid)] = (client, decision, now + self.config.offer_timeout)
 
     def _reserved_name(self, reply: Packet, mac: str) -> None:
         if OPT_HOSTNAME not in reply.options and self.engine is not None:
@@ -476,12 +482,13 @@ class Handler:
     ) -> Outgoing | None:
         engine = self.engine
         assert engine is not None
+        mac = pkt.mac
         server_id = pkt.ip_option(OPT_SERVER_ID)
         selecting = server_id is not None
         if selecting:
             state = "selecting"
             if server_id not in (server_ip, sid):
-                engine.forget_offer(subnet, pkt.mac)
+                engine.forget_offer(subnet, mac)
                 self.emit("dhcp.request", pkt, client, requested, state=state, other_server=server_id)
                 return None
             ip = requested
@@ -501,12 +508,12 @@ class Handler:
             return None
         answer = engine.request(
             subnet,
-            pkt.mac,
+            mac,
             ip,
             selecting=selecting,
             fixed=decision.ip,
             lease_time=decision.lease_time,
-            hostname=decision.hostname or engine.hostname_of(pkt.mac) or pkt.text_option(OPT_HOSTNAME),
+            hostname=decision.hostname or engine.hostname_of(mac) or pkt.text_option(OPT_HOSTNAME),
             client_id=client.client_id,
         )
         if answer.outcome is _SILENT_ANSWER:
@@ -522,7 +529,7 @@ class Handler:
         reply.yiaddr = answer.ip or ZERO_IP
         replies.add_lease_options(reply, subnet, answer.lease_time)
         replies.add_boot_options(reply, client, decision, server_ip, pkt.options.get(OPT_PARAM_REQUEST))
-        self._reserved_name(reply, pkt.mac)
+        self._reserved_name(reply, mac)
         self.emit(
             "dhcp.ack",
             pkt,

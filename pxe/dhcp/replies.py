@@ -150,32 +150,65 @@ def asked_for(prl: bytes | None) -> frozenset[int]:
     return frozenset(prl) if prl else frozenset()
 
 
+_BOOT_MEMO_MAX = 1024
+# (id(decision), server_ip, option 55, option 60, iPXE) -> (the decision, siaddr, file, options):
+# what add_boot_options writes is a function of these alone, and a policy hands the same decision
+# object to every client of a kind (provision's BootPolicy remembers its decisions). The decision
+# is kept and compared by identity, so a new decision is never mistaken for an old one.
+_BOOT_MEMO: dict[
+    tuple[int, str, bytes | None, str | None, bool],
+    tuple[BootDecision, str | None, bytes | None, dict[int, bytes]],
+] = {}
+
+
 def add_boot_options(
     reply: Packet, client: Client, decision: BootDecision, server_ip: str, request_prl: bytes | None = None
 ) -> None:
     """Boot information of the decision, shaped for the firmware that asks."""
+    key = (id(decision), server_ip, request_prl, client.vendor_class, client.is_ipxe)
+    hit = _BOOT_MEMO.get(key)
+    if hit is None or hit[0] is not decision:
+        hit = (decision, *boot_options(client, decision, server_ip, request_prl))
+        if len(_BOOT_MEMO) >= _BOOT_MEMO_MAX:
+            _BOOT_MEMO.clear()
+        _BOOT_MEMO[key] = hit
+    _, siaddr, bootfile, options = hit
+    if siaddr is not None:
+        reply.siaddr = siaddr
+    if bootfile is not None:
+        reply.file = bootfile
+    reply.options.update(options)
+
+
+def boot_options(
+    client: Client, decision: BootDecision, server_ip: str, request_prl: bytes | None = None
+) -> tuple[str | None, bytes | None, dict[int, bytes]]:
+    """What add_boot_options writes: siaddr and `file` (None: left as they are), then options."""
+    options: dict[int, bytes] = {}
+    siaddr = file = None
     if decision.hostname:
-        reply.options[OPT_HOSTNAME] = decision.hostname.encode()
+        options[OPT_HOSTNAME] = decision.hostname.encode()
     if decision.bootfile:
         bootfile = decision.bootfile.encode()
-        reply.siaddr = decision.next_server or server_ip
+        siaddr = decision.next_server or server_ip
         if len(bootfile) <= 128:
-            reply.file = bootfile
-        reply.options[OPT_BOOTFILE] = bootfile
+            file = bootfile
+        options[OPT_BOOTFILE] = bootfile
         asked = request_prl or b""  # option 55's codes, one a byte: `in` tests one code
         if OPT_TFTP_SERVER in asked:  # ONIE's TFTP waterfall reads 66 and 150; EDK2 ignores them
-            reply.options[OPT_TFTP_SERVER] = reply.siaddr.encode()
+            options[OPT_TFTP_SERVER] = siaddr.encode()
         if OPT_TFTP_SERVER_ADDRESS in asked:
-            reply.options[OPT_TFTP_SERVER_ADDRESS] = ip_bytes(reply.siaddr)
+            options[OPT_TFTP_SERVER_ADDRESS] = ip_bytes(siaddr)
         if client.is_http_boot:
-            reply.options[OPT_VENDOR_CLASS] = VC_HTTP
+            options[OPT_VENDOR_CLASS] = VC_HTTP
         elif client.vendor_class and client.vendor_class.startswith("PXEClient") and not client.is_ipxe:
-            reply.options[OPT_VENDOR_CLASS] = VC_PXE
-            reply.options[OPT_VENDOR_SPECIFIC] = PXE_SKIP_DISCOVERY
+            options[OPT_VENDOR_CLASS] = VC_PXE
+            options[OPT_VENDOR_SPECIFIC] = PXE_SKIP_DISCOVERY
     elif decision.next_server:
-        reply.siaddr = decision.next_server
+        siaddr = decision.next_server
     for code, value in decision.extra_options.items():
-        reply.options[code] = bytes(value)
+        options[code] = bytes(value)
+    return siaddr, file, options
 
 
 def finish(reply: Packet, request: Packet, *, echo_uuid: bool = False) -> Packet:
