@@ -48,8 +48,18 @@ def _ip_str(raw: bytes) -> str:
     text = _ntoa(raw)
     if len(_STR_OF) >= _IP_MEMO_MAX:
         _STR_OF.clear()
+    if len(_BYTES_OF) >= _IP_MEMO_MAX:
+        _BYTES_OF.clear()
+    # both ways: inet_ntoa's text is canonical, so inet_aton gives these bytes back (an address
+    # the lease engine offers is then encoded, read back from option 50 and parsed with hits)
     _STR_OF[raw] = text
+    _BYTES_OF[text] = raw
     return text
+
+
+def ip_str(raw: bytes) -> str:
+    """4 bytes to a dotted quad (inet_ntoa, remembered); OSError when not 4 bytes."""
+    return _STR_OF.get(raw) or _ip_str(raw)
 
 
 def _ip_bytes(text: str) -> bytes:
@@ -115,7 +125,7 @@ class Packet:
 
     def ip_option(self, code: int) -> str | None:
         raw = self.options.get(code)
-        return _ntoa(raw) if raw is not None and len(raw) == 4 else None
+        return (_STR_OF.get(raw) or _ip_str(raw)) if raw is not None and len(raw) == 4 else None
 
     def text_option(self, code: int) -> str | None:
         raw = self.options.get(code)
@@ -263,5 +273,6 @@ __all__ = [
     "encoded_size",
     "ip_bytes",
     "ip_list",
+    "ip_str",
     "mac_to_chaddr",
 ]

@@ -18,12 +18,12 @@ from __future__ import annotations
 import bisect
 import enum
 import itertools
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, overload
 
+from dhcp4.codec import ip_bytes, ip_str
 from pxe.dhcp.config import Reservation, Subnet
 from pxe.frozen import fast_init
 
@@ -218,13 +218,13 @@ def _int(ip: str) -> int:
     if ip.count(".") != 3:
         raise ValueError(f"not an IPv4 address: {ip!r}")
     try:
-        return int.from_bytes(socket.inet_aton(ip), "big")
+        return int.from_bytes(ip_bytes(ip), "big")  # dhcp4's remembered inet_aton
     except OSError:
         raise ValueError(f"not an IPv4 address: {ip!r}") from None
 
 
 def _str(ip: int) -> str:
-    return socket.inet_ntoa(ip.to_bytes(4, "big"))
+    return ip_str(ip.to_bytes(4, "big"))  # remembered both ways: the OFFER and REQUEST hit it
 
 
 class LeaseEngine:

@@ -12,7 +12,7 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from dhcp4.codec import DecodeError, Packet, decode, encode, encode_option, mac_to_chaddr
+from dhcp4.codec import DecodeError, Packet, decode, encode, encode_option, ip_bytes, ip_str, mac_to_chaddr
 from dhcp4.options import MAGIC_COOKIE, MIN_PACKET, MessageType
 
 MAC = "52:54:00:12:34:56"
@@ -161,3 +161,19 @@ def test_roundtrip_any_options(opts):
     pkt = Packet(xid=42, chaddr=mac_to_chaddr(MAC))
     pkt.options.update(opts)
     assert decode(encode(pkt)).options == dict(opts.items())
+
+
+def test_remembered_addresses_are_what_inet_aton_and_inet_ntoa_say() -> None:
+    """The codec remembers address conversions both ways: a non-canonical spelling that
+    inet_aton accepts ("1.2", "010.0.0.1") must never come back as the text of its bytes."""
+    assert ip_bytes("1.2") == b"\x01\x00\x00\x02"
+    assert ip_bytes("010.0.0.1") == b"\x08\x00\x00\x01"
+    assert ip_str(b"\x01\x00\x00\x02") == "1.0.0.2"
+    assert ip_str(b"\x08\x00\x00\x01") == "8.0.0.1"
+    pkt = decode(encode(Packet(op=1, ciaddr="1.2", giaddr="198.19.0.1", options={50: b"\x01\x00\x00\x02"})))
+    assert (pkt.ciaddr, pkt.giaddr, pkt.ip_option(50)) == ("1.0.0.2", "198.19.0.1", "1.0.0.2")
+    assert ip_bytes(ip_str(b"\xc6\x13\x03\x04")) == b"\xc6\x13\x03\x04"
+    with pytest.raises(OSError):
+        ip_bytes("not an address")
+    with pytest.raises(OSError):
+        ip_str(b"\x01\x02\x03")
