@@ -109,7 +109,11 @@ class Handler:
         self._containing: dict[str, Subnet | None] = {}  # address -> its subnet, see _subnet_containing
         self.refusals = Refusals()
         self.counts: dict[tuple[MessageType, int], int] = {}  # see handle()
-        self._offered: dict[tuple[str, int], tuple[Client, BootDecision, float]] = {}
+        # (mac, xid) -> the OFFER's Client, decision, expiry and event detail (_who: the same
+        # for the REQUEST of that exchange, which has the same xid and Client)
+        self._offered: dict[
+            tuple[str, int], tuple[Client, BootDecision, float, dict[str, object] | None]
+        ] = {}
         self._who_of: Packet | None = None
         self._who_detail: dict[str, object] = {}
 
@@ -285,7 +289,8 @@ class Handler:
                 del self._offered[key]
             if len(self._offered) >= _REMEMBER_MAX:
                 self._offered.clear()  # a flood of DISCOVERs that never REQUEST: forget them all
-        self._offered[(client.mac, pkt.xid)] = (client, decision, now + self.config.offer_timeout)
+        who = self._who_detail if self._who_of is pkt else None
+        self._offered[(client.mac, pkt.xid)] = (client, decision, now + self.config.offer_timeout, who)
 
     def _reserved_name(self, reply: Packet, mac: str) -> None:
         if OPT_HOSTNAME not in reply.options and self.engine is not None:
@@ -338,8 +343,11 @@ class Handler:
         server_ip = self.server_ip(subnet, arrival)
         mac = pkt.mac
         cached = self._offered.pop((mac, pkt.xid), None) if mtype is _REQUEST else None
-        if cached is not None and cached[2] < time.monotonic():
-            cached = None
+        if cached is not None:
+            if cached[2] < time.monotonic():
+                cached = None
+            elif cached[3] is not None:
+                self._who_of, self._who_detail = pkt, cached[3]
         # The Client is built once per packet (and kept from OFFER to REQUEST of one exchange).
         client = (
             cached[0]

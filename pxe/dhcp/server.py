@@ -42,10 +42,13 @@ _ANC_SIZE = socket.CMSG_SPACE(12)  # struct in_pktinfo
 _BROADCAST_BYTES = b"\xff\xff\xff\xff"
 
 
+_IPPROTO_IP = socket.IPPROTO_IP  # a module attribute read per datagram: read once
+
+
 def _to_broadcast(anc: list[tuple[int, int, bytes]]) -> bool:
     """Was the datagram sent to 255.255.255.255? (in_pktinfo.ipi_addr, the header destination)"""
     for level, kind, data in anc:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+        if level == _IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
             return bool(data[8:12] == _BROADCAST_BYTES)
     return True
 
@@ -286,7 +289,8 @@ class DhcpServer:
                 log.debug("dropped %d bytes from %s:%s on %s: %s", len(data), src_ip, src_port, ifname, exc)
                 continue
             try:
-                arrival = Arrival(ifname, self._local_ip(ifname), src_ip, src_port, port, _to_broadcast(anc))
+                local_ip = self._addr.get(ifname) or self._local_ip(ifname)
+                arrival = Arrival(ifname, local_ip, src_ip, src_port, port, _to_broadcast(anc))
                 reply = self.handler.handle(pkt, arrival)
             except LeaseStoreError as exc:
                 self._store_failed(exc)
