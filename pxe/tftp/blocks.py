@@ -50,10 +50,12 @@ class Blocks:
 
     def packet(self, block: int, reader: Reader) -> bytes:
         index = block - 1
-        segment = self.segments[index >> SEGMENT_SHIFT]
-        if segment is None:
-            segment = self.fill(index >> SEGMENT_SHIFT, reader)
-        return segment[index & SEGMENT_MASK]
+        return self.segment(index >> SEGMENT_SHIFT, reader)[index & SEGMENT_MASK]
+
+    def segment(self, number: int, reader: Reader) -> list[bytes]:
+        """The packets of blocks number * SEGMENT + 1 on (SEGMENT of them, fewer in the last)."""
+        segment = self.segments[number]
+        return segment if segment is not None else self.fill(number, reader)
 
     def fill(self, number: int, reader: Reader) -> list[bytes]:
         """Build segment `number` from one read of the file."""
