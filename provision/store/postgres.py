@@ -206,6 +206,11 @@ MIGRATIONS: tuple[str, ...] = (
         seen double precision NOT NULL
     );
     """,
+    # 4: events_mac_ts goes, as in the SQLite store's migration 5: every query by MAC orders by
+    # id (events_mac_id), and each index is a b-tree written per event on the DHCP hot path.
+    """
+    DROP INDEX IF EXISTS events_mac_ts;
+    """,
 )
 
 # One row per lease in one statement. The WHERE of the conflict arm is the whole race guard: an

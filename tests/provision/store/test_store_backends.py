@@ -187,6 +187,8 @@ def test_migrations_race_free_and_newer_schema_refused(pg_url):
     with psycopg.connect(pg_url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
         assert versions == list(range(1, len(MIGRATIONS) + 1))
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'events'")}
+        assert "events_mac_ts" not in indexes and "events_mac_id" in indexes  # (migration 4)
         conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (len(MIGRATIONS) + 1,))
     with pytest.raises(StoreError, match="newer than this provision knows"):
         PgStore(pg_url)
