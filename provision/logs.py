@@ -140,6 +140,30 @@ def _clean_cached(key: object) -> str:
     return clean
 
 
+def _logfmt_line(created: float, levelname: str, name: str, msg: str, fields: object) -> list[str]:
+    """A line's parts up to its fields (LogfmtFormatter.format and write_fields share it)."""
+    head = _HEADS.get((levelname, name))
+    if head is None:
+        head = _head(levelname, name)
+    bare = _BARE.fullmatch
+    parts = [f"ts={iso_ms(created)} {head} msg={msg if bare(msg) else logfmt_value(msg)}"]
+    if type(fields) is dict or isinstance(fields, Mapping):  # (an ABC check costs a µs)
+        seen = set(FIXED_KEYS)
+        for raw_key, value in fields.items():
+            key = _CLEAN.get(raw_key) if type(raw_key) is str else None
+            if key is None:
+                key = _clean_cached(raw_key)
+            while key in seen:
+                key += "_"
+            seen.add(key)
+            kind = type(value)
+            if kind is int or (kind is str and bare(value)):  # type: ignore[arg-type]
+                parts.append(f"{key}={value}")
+            else:
+                parts.append(f"{key}={logfmt_value(value)}")
+    return parts
+
+
 class LogfmtFormatter(logging.Formatter):
     """`key=value` pairs separated by one space (logfmt), values quoted where needed."""
 
@@ -148,27 +172,13 @@ class LogfmtFormatter(logging.Formatter):
         # line is built in one loop over the fields, without _entries' generator, and plain
         # values (most: MACs, addresses, numbers) are written without a call to logfmt_value.
         # The same keys, order and quoting as _entries gives the JSON formatter.
-        head = _HEADS.get((record.levelname, record.name))
-        if head is None:
-            head = _head(record.levelname, record.name)
-        msg = record.getMessage()
-        bare = _BARE.fullmatch
-        parts = [f"ts={iso_ms(record.created)} {head} msg={msg if bare(msg) else logfmt_value(msg)}"]
-        fields = getattr(record, "fields", None)
-        if type(fields) is dict or isinstance(fields, Mapping):  # (an ABC check costs a µs)
-            seen = set(FIXED_KEYS)
-            for raw_key, value in fields.items():
-                key = _CLEAN.get(raw_key) if type(raw_key) is str else None
-                if key is None:
-                    key = _clean_cached(raw_key)
-                while key in seen:
-                    key += "_"
-                seen.add(key)
-                kind = type(value)
-                if kind is int or (kind is str and bare(value)):  # type: ignore[arg-type]
-                    parts.append(f"{key}={value}")
-                else:
-                    parts.append(f"{key}={logfmt_value(value)}")
+        parts = _logfmt_line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            getattr(record, "fields", None),
+        )
         if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -176,6 +186,59 @@ class LogfmtFormatter(logging.Formatter):
         if record.stack_info:
             parts.append(f"stack={logfmt_value(self.formatStack(record.stack_info))}")
         return " ".join(parts)
+
+
+def write_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, object]) -> None:
+    """`logger.log(level, msg, extra={"fields": fields})`, the same line, for a caller on a hot
+    path (a DHCP lease's event line: docs/netboot.md "Performance"). When the record could only
+    reach the one handler `configure()` installs (plain loggers up to the root, no filter, the
+    root's single StreamHandler with the logfmt formatter, the stock record factory), the line is
+    formatted and written as that handler would, without building a LogRecord and walking the
+    logging machinery: a third of the line's cost. Anything else (a test's capture, an embedding
+    program's handlers, JSON lines) goes through `logger.log` as before."""
+    if not logger.isEnabledFor(level):
+        return
+    handler = _sole_logfmt_handler(logger, level)
+    if handler is None:
+        logger.log(level, msg, extra={"fields": fields})
+        return
+    line = " ".join(_logfmt_line(time.time(), logging.getLevelName(level), logger.name, msg, fields))
+    handler.acquire()
+    try:
+        stream = handler.stream
+        stream.write(line + handler.terminator)
+        stream.flush()
+    except Exception:  # what StreamHandler.emit does: handleError, with the record it needs
+        handler.handleError(
+            logger.makeRecord(
+                logger.name, level, "(unknown file)", 0, msg, (), None, extra={"fields": fields}
+            )
+        )
+    finally:
+        handler.release()
+
+
+def _sole_logfmt_handler(logger: logging.Logger, level: int) -> logging.StreamHandler[Any] | None:
+    """The handler a record of `logger` at `level` would reach, when it is the only one and
+    nothing on the way could change or drop the record; else None."""
+    if logger.filters or logger.disabled or logging.getLogRecordFactory() is not logging.LogRecord:
+        return None
+    node: logging.Logger | None = logger
+    while node is not None and node.parent is not None:  # up to the root, which has no parent
+        if node.handlers or not node.propagate:
+            return None
+        node = node.parent
+    if node is None or len(node.handlers) != 1:
+        return None
+    handler = node.handlers[0]
+    if (
+        type(handler) is not logging.StreamHandler
+        or handler.filters
+        or level < handler.level
+        or type(handler.formatter) is not LogfmtFormatter
+    ):
+        return None
+    return handler
 
 
 class JsonFormatter(logging.Formatter):

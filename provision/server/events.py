@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from provision import logs
 from provision.onie.identity import mac_from_headers
 from pxe.policy import Event
 
@@ -224,7 +225,7 @@ def log_event(event: Event) -> None:
                 continue
             key = f"detail.{key}"
         fields[key] = value
-    log.log(level, "event", extra={"fields": fields})
+    logs.write_fields(log, level, "event", fields)
 
 
 _LEVEL_OF: dict[str, int] = {}  # event kind -> its line's level

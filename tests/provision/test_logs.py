@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from provision.logs import JsonFormatter, LogfmtFormatter, logfmt_value
+from provision.logs import JsonFormatter, LogfmtFormatter, _sole_logfmt_handler, logfmt_value, write_fields
 from tests.support.cli import run_cli
 
 # A logfmt line as a parser reads it: key=bare or key="quoted with \" and \\ escapes".
@@ -156,6 +157,59 @@ def test_logfmt_and_json_agree_on_keys_and_order():
         doc = json.loads(JsonFormatter().format(rec))
         assert list(text) == list(doc)
         assert all(text[k] == v for k, v in doc.items() if isinstance(v, str))
+
+
+def _hierarchy(formatter: logging.Formatter | None = None):
+    """A logger tree of its own (not the process's root, which pytest's capture handlers share),
+    with the handler `configure()` installs on its root: a StreamHandler into a buffer."""
+    root = logging.RootLogger(logging.INFO)
+    manager = logging.Manager(root)
+    manager.getLogger("provision")  # a parent between the logger and the root, as in the product
+    logger = manager.getLogger("provision.serve")
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.setFormatter(formatter or LogfmtFormatter())
+    root.addHandler(handler)
+    return root, logger, handler, buf
+
+
+FIELDS = {"kind": "dhcp.ack", "mac": "52:54:00:12:34:56", "ip": "198.18.0.10", "lease_time": 3600,
+          "note": "unknown (discover): bios-pxe → undionly.kpxe", "msg": "forged", "path": "a\nb c"}  # fmt: skip
+
+
+def test_write_fields_writes_the_line_logging_would():
+    """The direct path (a DHCP lease's event line) and logger.log give the same line, but for the
+    time; it is taken only with the one handler configure() installs."""
+    _root, logger, handler, buf = _hierarchy()
+    assert _sole_logfmt_handler(logger, logging.INFO) is handler
+    write_fields(logger, logging.INFO, "event", FIELDS)
+    logger.log(logging.INFO, "event", extra={"fields": FIELDS})
+    fast, slow = buf.getvalue().splitlines()
+    assert fast.split(" ", 1)[1] == slow.split(" ", 1)[1]
+    assert fast.startswith("ts=") and parse_logfmt(fast)["msg_"] == "forged"
+    assert parse_logfmt(fast)["path"] == FIELDS["path"]  # a newline in a value: escaped, one line
+    write_fields(logger, logging.DEBUG, "event", FIELDS)  # below the logger's level: nothing
+    assert len(buf.getvalue().splitlines()) == 2
+
+
+def test_write_fields_leaves_any_other_setup_to_logging():
+    root, logger, handler, _buf = _hierarchy()
+    logger.addFilter(lambda record: True)
+    assert _sole_logfmt_handler(logger, logging.INFO) is None
+    logger.filters.clear()
+    second = logging.StreamHandler(io.StringIO())
+    root.addHandler(second)  # a test's capture, an embedding program's handler
+    assert _sole_logfmt_handler(logger, logging.INFO) is None
+    root.removeHandler(second)
+    handler.setLevel(logging.WARNING)
+    assert _sole_logfmt_handler(logger, logging.INFO) is None
+    handler.setLevel(logging.NOTSET)
+    logger.parent.propagate = False  # type: ignore[union-attr]
+    assert _sole_logfmt_handler(logger, logging.INFO) is None
+    _root, logger, _handler, buf = _hierarchy(JsonFormatter())
+    assert _sole_logfmt_handler(logger, logging.INFO) is None
+    write_fields(logger, logging.INFO, "event", FIELDS)  # JSON lines: through logging
+    assert json.loads(buf.getvalue())["msg_"] == "forged"
 
 
 def test_cli_option_choices():
