@@ -118,6 +118,7 @@ class OfferHold:
         self.max_held = max_held
         self.clock = clock
         self._held: dict[str, tuple[float, Event]] = {}  # mac -> (deadline, offer), oldest first
+        self._first_due = 0.0  # no held offer is due before this (see _expired)
         self._lock = threading.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self.counters = {"offers_answered": 0, "offers_stored": 0}
@@ -153,12 +154,19 @@ class OfferHold:
 
     def _expired(self, due: list[Event]) -> None:
         now = self.clock()
+        # Deadlines grow with insertion order, so the first held offer's is the earliest: kept
+        # (`_first_due`, a lower bound once that offer is answered), the dict is looked into
+        # only when it may have passed, not on every event of the hot path.
+        if now < self._first_due:
+            return
         while self._held:
             mac, (deadline, offer) = next(iter(self._held.items()))
             if deadline > now:
+                self._first_due = deadline
                 return
             del self._held[mac]
             due.append(offer)
+        self._first_due = 0.0
 
     def _arm(self) -> None:
         """A loop timer for the oldest held offer, when none is pending (no loop: the next event

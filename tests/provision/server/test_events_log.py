@@ -118,6 +118,26 @@ def test_offer_hold_stores_an_answered_offer_not_at_all_and_an_unanswered_one_la
     assert stored[-1].kind == "dhcp.offer" and stored[-1].ts == 21
 
 
+def test_offer_hold_finds_the_next_due_offer_after_the_first_is_answered():
+    """_expired looks into the held offers only once the earliest deadline it knows may have
+    passed; answering the first offer leaves a lower bound, never a late store."""
+    stored: list[Event] = []
+    clock = Clock()
+    hold = OfferHold(stored.append, hold_s=10.0, clock=clock)
+    a, b = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
+    start = clock.now
+    hold(Event("dhcp.offer", a, "198.18.0.10", ts=1))  # due at start + 10
+    clock.now = start + 5
+    hold(Event("dhcp.offer", b, "198.18.0.11", ts=2))  # due at start + 15
+    hold(Event("dhcp.ack", a, "198.18.0.10", ts=3))
+    clock.now = start + 12  # past a's deadline (a is gone), before b's
+    hold(Event("tftp.sent", a, "198.18.0.10", ts=4))
+    assert [e.kind for e in stored] == ["dhcp.ack", "tftp.sent"]
+    clock.now = start + 15.5
+    hold(Event("tftp.sent", a, "198.18.0.10", ts=5))
+    assert [(e.kind, e.ts) for e in stored[2:]] == [("dhcp.offer", 2), ("tftp.sent", 5)]
+
+
 def test_offer_hold_is_bounded_and_its_loop_timer_stores_offers_nobody_answers():
     stored: list[Event] = []
     hold = OfferHold(stored.append, hold_s=0.05, max_held=3)
