@@ -121,11 +121,20 @@ class Packet:
 
     @property
     def message_type(self) -> MessageType | None:
-        return _MESSAGE_TYPES.get(self.options.get(OPT_MESSAGE_TYPE))
+        raw = self.options.get(OPT_MESSAGE_TYPE)
+        try:
+            return _MESSAGE_TYPES.get(raw)
+        except TypeError:  # unhashable: a bytearray an embedding program put there
+            return _MESSAGE_TYPES.get(bytes(raw))  # type: ignore[arg-type]
 
     def ip_option(self, code: int) -> str | None:
         raw = self.options.get(code)
-        return (_STR_OF.get(raw) or _ip_str(raw)) if raw is not None and len(raw) == 4 else None
+        if raw is None or len(raw) != 4:
+            return None
+        try:
+            return _STR_OF.get(raw) or _ip_str(raw)
+        except TypeError:  # unhashable: a bytearray an embedding program put there
+            return _ntoa(raw)
 
     def text_option(self, code: int) -> str | None:
         raw = self.options.get(code)

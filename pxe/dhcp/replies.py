@@ -165,13 +165,18 @@ def add_boot_options(
     reply: Packet, client: Client, decision: BootDecision, server_ip: str, request_prl: bytes | None = None
 ) -> None:
     """Boot information of the decision, shaped for the firmware that asks."""
+    key: tuple[int, str, bytes | None, str | None, bool] | None
     key = (id(decision), server_ip, request_prl, client.vendor_class, client.is_ipxe)
-    hit = _BOOT_MEMO.get(key)
+    try:
+        hit = _BOOT_MEMO.get(key)
+    except TypeError:  # an unhashable option 55 (a bytearray an embedding program built)
+        hit = key = None
     if hit is None or hit[0] is not decision:
         hit = (decision, *boot_options(client, decision, server_ip, request_prl))
-        if len(_BOOT_MEMO) >= _BOOT_MEMO_MAX:
-            _BOOT_MEMO.clear()
-        _BOOT_MEMO[key] = hit
+        if key is not None:
+            if len(_BOOT_MEMO) >= _BOOT_MEMO_MAX:
+                _BOOT_MEMO.clear()
+            _BOOT_MEMO[key] = hit
     _, siaddr, bootfile, options = hit
     if siaddr is not None:
         reply.siaddr = siaddr

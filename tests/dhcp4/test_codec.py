@@ -177,3 +177,11 @@ def test_remembered_addresses_are_what_inet_aton_and_inet_ntoa_say() -> None:
         ip_bytes("not an address")
     with pytest.raises(OSError):
         ip_str(b"\x01\x02\x03")
+
+
+def test_options_given_as_bytearray_read_as_bytes_do() -> None:
+    pkt = Packet(options={53: bytearray(b"\x03"), 50: bytearray(b"\xc6\x12\x00\x07")})
+    assert pkt.message_type is MessageType.REQUEST
+    assert pkt.ip_option(50) == "198.18.0.7"
+    assert Packet(options={53: b"\x09"}).message_type is None
+    assert Packet(options={53: b"\x01\x01"}).message_type is None

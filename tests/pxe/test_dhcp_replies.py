@@ -1,0 +1,52 @@
+"""pxe.dhcp.replies: remembered boot options are what a fresh computation gives, per request."""
+
+from __future__ import annotations
+
+from dhcp4.codec import Packet
+from dhcp4.options import (
+    OPT_BOOTFILE,
+    OPT_TFTP_SERVER,
+    OPT_TFTP_SERVER_ADDRESS,
+    OPT_VENDOR_CLASS,
+    OPT_VENDOR_SPECIFIC,
+    MessageType,
+)
+from pxe.dhcp import replies
+from pxe.policy import BootDecision, Client, Service
+
+MAC = "52:54:00:00:00:01"
+PXE = "PXEClient:Arch:00000:UNDI:002001"
+
+
+def _apply(client: Client, decision: BootDecision, server: str, prl: bytes | bytearray | None) -> Packet:
+    reply = replies.base_reply(Packet(op=1, xid=7), MessageType.OFFER, server)
+    replies.add_boot_options(reply, client, decision, server, prl)  # type: ignore[arg-type]
+    return reply
+
+
+def test_remembered_boot_options_follow_every_input() -> None:
+    decision = BootDecision(bootfile="undionly.kpxe", hostname="h1")
+    pxe = Client(mac=MAC, service=Service.DHCP, vendor_class=PXE)
+    first = _apply(pxe, decision, "198.18.0.1", bytes((66, 67)))
+    assert first.siaddr == "198.18.0.1" and first.file == b"undionly.kpxe"
+    assert first.options[OPT_TFTP_SERVER] == b"198.18.0.1" and OPT_TFTP_SERVER_ADDRESS not in first.options
+    assert first.options[OPT_VENDOR_CLASS] == replies.VC_PXE and OPT_VENDOR_SPECIFIC in first.options
+    # a caller changing its reply does not change the next one
+    first.options.pop(OPT_VENDOR_SPECIFIC)
+    again = _apply(pxe, decision, "198.18.0.1", bytes((66, 67)))
+    assert again.options == {**first.options, OPT_VENDOR_SPECIFIC: replies.PXE_SKIP_DISCOVERY}
+    # another server address, option 55, firmware or decision: its own options
+    other = _apply(pxe, decision, "198.18.1.1", bytes((150,)))
+    assert other.siaddr == "198.18.1.1" and other.options[OPT_TFTP_SERVER_ADDRESS] == b"\xc6\x12\x01\x01"
+    assert OPT_TFTP_SERVER not in other.options
+    ipxe = Client(mac=MAC, service=Service.DHCP, vendor_class=PXE, is_ipxe=True)
+    assert OPT_VENDOR_CLASS not in _apply(ipxe, decision, "198.18.0.1", None).options
+    url = BootDecision(bootfile="http://198.18.0.1/ipxe.efi", next_server="198.18.0.9")
+    http = Client(mac=MAC, service=Service.DHCP, vendor_class="HTTPClient:Arch:00016:UNDI:003000")
+    got = _apply(http, url, "198.18.0.1", bytearray((66,)))  # unhashable 55: computed, not kept
+    assert got.siaddr == "198.18.0.9" and got.options[OPT_VENDOR_CLASS] == replies.VC_HTTP
+    assert got.options[OPT_BOOTFILE] == b"http://198.18.0.1/ipxe.efi"
+    assert got.options[OPT_TFTP_SERVER] == b"198.18.0.9"
+    assert replies.boot_options(http, url, "198.18.0.1", bytes((66,)))[2] == {
+        k: v for k, v in got.options.items() if k not in (53, 54)
+    }
