@@ -53,23 +53,45 @@ def client_from_packet(
 ) -> Client:
     """`relay_agent`: option 82's sub-options, parsed once by the caller (dhcp4.tlv)."""
     opts = pkt.options
-    rai = relay_agent or {}
     raw_uc = opts.get(OPT_USER_CLASS)
     classes = parse_user_classes(raw_uc) if raw_uc else []
+    raw_vc = opts.get(OPT_VENDOR_CLASS)
+    giaddr, ciaddr = pkt.giaddr, pkt.ciaddr
+    # Positional, in Client's field order (keywords cost more than the rest of this function):
     return Client(
-        mac=pkt.mac,
-        service=service,
-        arch=arch_of(opts.get(OPT_CLIENT_ARCH)),
-        vendor_class=pkt.text_option(OPT_VENDOR_CLASS),
-        user_class=classes[0] if classes else None,
-        is_ipxe="iPXE" in classes or OPT_IPXE_ENCAP in opts,
-        client_id=opts.get(OPT_CLIENT_ID),
-        uuid=uuid_of(opts.get(OPT_CLIENT_UUID)),
-        circuit_id=rai.get(RAI_CIRCUIT_ID),
-        remote_id=rai.get(RAI_REMOTE_ID),
-        relay=pkt.giaddr if pkt.giaddr != ZERO_IP else None,
-        ip=pkt.ciaddr if pkt.ciaddr != ZERO_IP else None,
-        server_ip=server_ip,
-        interface=interface,
-        options=MappingProxyType(opts),  # the packet's own dict, read-only for the policy
+        pkt.mac,  # mac
+        service,
+        arch_of(opts.get(OPT_CLIENT_ARCH)),  # arch
+        None if raw_vc is None else _text(raw_vc),  # vendor_class
+        classes[0] if classes else None,  # user_class
+        "iPXE" in classes or OPT_IPXE_ENCAP in opts,  # is_ipxe
+        opts.get(OPT_CLIENT_ID),  # client_id
+        uuid_of(opts.get(OPT_CLIENT_UUID)),  # uuid
+        relay_agent.get(RAI_CIRCUIT_ID) if relay_agent else None,  # circuit_id
+        relay_agent.get(RAI_REMOTE_ID) if relay_agent else None,  # remote_id
+        giaddr if giaddr != ZERO_IP else None,  # relay
+        ciaddr if ciaddr != ZERO_IP else None,  # ip
+        server_ip,
+        interface,
+        None,  # path
+        {},  # headers
+        MappingProxyType(opts),  # options: the packet's own dict, read-only for the policy
     )
+
+
+_TEXT_MAX = 256  # option 60 values remembered as text (a fleet has a few kinds of firmware)
+_TEXTS: dict[bytes, str] = {}
+
+
+def _text(raw: bytes) -> str:
+    """Packet.text_option's decoding, remembered (every PXE ROM of a model sends the same 60)."""
+    try:
+        text = _TEXTS.get(raw)
+    except TypeError:  # unhashable: a bytearray an embedding program put in the options
+        return bytes(raw).decode("utf-8", "replace").rstrip("\0")
+    if text is None:
+        text = raw.decode("utf-8", "replace").rstrip("\0")
+        if len(_TEXTS) >= _TEXT_MAX:
+            _TEXTS.clear()
+        _TEXTS[raw] = text
+    return text

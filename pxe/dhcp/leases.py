@@ -366,7 +366,9 @@ class LeaseEngine:
                 return None
         else:
             ip = None
-            current = self.by_mac.get(key) or self._recalled(key, exact=False)
+            current = self.by_mac.get(key)
+            if current is None and self._recall is not None:
+                current = self._recalled(key, exact=False)
             if current is not None:
                 cur = _int(current.ip)
                 if cur in pool.members and self._free_for(cur, mac, now, reclaim=False):
@@ -483,16 +485,8 @@ class LeaseEngine:
             return Answer(_NAK, reason=f"{ip} belongs to another client")
         seconds = lease_time or subnet.lease_time
         self._drop_offer(key)
-        lease = Lease(
-            ip=ip,
-            mac=mac,
-            state=_BOUND,
-            expires=now + seconds,
-            subnet=subnet.network,
-            hostname=hostname,
-            client_id=client_id,
-            updated=now,
-        )
+        # positional, in field order: ip mac state expires subnet hostname client_id updated
+        lease = Lease(ip, mac, _BOUND, now + seconds, subnet.network, hostname, client_id, now)
         if self._claim is not None:
             learn = self._claim(lease)  # shared store: the address is ours, durably, or not at all
             if learn:

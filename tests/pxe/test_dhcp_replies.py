@@ -1,4 +1,5 @@
-"""pxe.dhcp.replies: remembered boot options are what a fresh computation gives, per request."""
+"""pxe.dhcp.replies and clientinfo: remembered boot options are what a fresh computation gives;
+a Client carries each option in its own field."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dhcp4.options import (
     MessageType,
 )
 from pxe.dhcp import replies
+from pxe.dhcp.clientinfo import client_from_packet
 from pxe.policy import BootDecision, Client, Service
 
 MAC = "52:54:00:00:00:01"
@@ -50,3 +52,42 @@ def test_remembered_boot_options_follow_every_input() -> None:
     assert replies.boot_options(http, url, "198.18.0.1", bytes((66,)))[2] == {
         k: v for k, v in got.options.items() if k not in (53, 54)
     }
+
+
+def test_client_from_packet_fills_each_field_from_its_option() -> None:
+    """client_from_packet builds Client positionally: every field checked by name here."""
+    options = {
+        53: b"\x01",
+        60: b"PXEClient:Arch:00007:UNDI:003000\x00",
+        77: b"\x04iPXE",
+        93: b"\x00\x09",
+        61: b"\x01\x52\x54\x00\x00\x00\x01",
+        97: b"\x00" + bytes(range(16)),
+    }
+    pkt = Packet(op=1, chaddr=bytes.fromhex("525400000001").ljust(16, b"\0"), giaddr="198.19.0.1",
+                 ciaddr="198.18.0.5", options=options)  # fmt: skip
+    rai = {1: b"eth1/1", 2: b"leaf1"}
+    client = client_from_packet(pkt, Service.DHCP, "s0", "198.18.0.1", rai)
+    assert client == Client(
+        mac=MAC,
+        service=Service.DHCP,
+        arch=7,  # 9 (EFI BC) is read as 7 (RFC 4578 erratum 4624)
+        vendor_class="PXEClient:Arch:00007:UNDI:003000",
+        user_class="iPXE",
+        is_ipxe=True,
+        client_id=options[61],
+        uuid="00010203-0405-0607-0809-0a0b0c0d0e0f",
+        circuit_id=b"eth1/1",
+        remote_id=b"leaf1",
+        relay="198.19.0.1",
+        ip="198.18.0.5",
+        server_ip="198.18.0.1",
+        interface="s0",
+        path=None,
+        headers={},
+        options=options,
+    )
+    bare = client_from_packet(Packet(op=1, options={60: bytearray(b"HTTPClient")}))
+    assert (bare.vendor_class, bare.relay, bare.ip, bare.circuit_id, bare.is_http_boot) == (
+        "HTTPClient", None, None, None, True,
+    )  # fmt: skip
