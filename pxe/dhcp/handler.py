@@ -126,6 +126,7 @@ class Handler:
         self._all_relays = frozenset(r for s in config.subnets for r in s.relays)
         self._on_link = {}
         self._containing = {}
+        replies.forget_cached()
 
     # --- helpers ---------------------------------------------------------------------------
     def _who(self, pkt: Packet, client: Client | None) -> dict[str, object]:

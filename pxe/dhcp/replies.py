@@ -185,6 +185,13 @@ def add_boot_options(
     reply.options.update(options)
 
 
+def forget_cached() -> None:
+    """Drop the remembered subnet and boot options (Handler.reconfigure: a new configuration
+    brings new Subnet objects anyway; this frees the old ones at once)."""
+    _STATIC.clear()
+    _BOOT_MEMO.clear()
+
+
 def boot_options(
     client: Client, decision: BootDecision, server_ip: str, request_prl: bytes | None = None
 ) -> tuple[str | None, bytes | None, dict[int, bytes]]:

@@ -633,3 +633,26 @@ def test_pool_exhaustion_is_one_line_a_minute_and_counted(caplog):
     lines = [r.getMessage() for r in caplog.records if "exhausted" in r.getMessage()]
     assert len(lines) == 2 and lines[1].endswith("(47 more like it in the last 60s)")
     assert sum(e.detail.get("reason") == "no free address" for e in events) == 49
+
+
+def test_reconfigure_serves_the_new_subnet_options_and_relays_at_once():
+    """Handler.reconfigure: the remembered subnet options (51/58/59 and 1/3/6/15/28 per subnet and
+    lease time) and the remembered subnet of a relay's address follow the new configuration."""
+    h, _ = make_handler()
+    offer = h.handle(request_packet(MessageType.DISCOVER, mac(3)), ARR)
+    assert offer is not None
+    assert offer.packet.ip_option(3) == "198.18.0.1" and offer.packet.options[51] == struct.pack("!I", 3600)
+    relayed = request_packet(MessageType.DISCOVER, mac(4))
+    relayed.giaddr = "198.19.0.1"
+    assert h.handle(relayed, FROM_RELAY) is not None
+    new_net = Subnet(NET.network, pools=NET.pools, router="198.18.0.254", dns=("198.18.0.53",),
+                     lease_time=600, interface="s0")  # fmt: skip
+    moved = Subnet(RELAYED.network, pools=RELAYED.pools, relays=("198.18.0.3",))  # another relay
+    cfg = DhcpServerConfig(interfaces=("s0",), subnets=(new_net, moved))
+    h.reconfigure(cfg, LeaseEngine(cfg.subnets, (), MemoryLeaseStore()))
+    again = h.handle(request_packet(MessageType.DISCOVER, mac(5)), ARR)
+    assert again is not None
+    assert again.packet.ip_option(3) == "198.18.0.254" and again.packet.options[6] == bytes([198, 18, 0, 53])
+    assert again.packet.options[51] == struct.pack("!I", 600)
+    assert again.packet.options[58] == struct.pack("!I", 300)
+    assert h.handle(relayed, FROM_RELAY) is None  # 198.18.0.2 is no longer that subnet's relay
