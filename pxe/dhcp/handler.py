@@ -154,7 +154,7 @@ class Handler:
     def emit(
         self, kind: str, pkt: Packet, client: Client | None, ip: str | None = None, **detail: object
     ) -> None:
-        base = dict(self._who(pkt, client))
+        base = dict(self._who_detail if self._who_of is pkt else self._who(pkt, client))
         for key, value in detail.items():
             if value is not None:
                 base[key] = value

@@ -58,6 +58,7 @@ _ESSENTIAL = frozenset(
     {OPT_MESSAGE_TYPE, OPT_SERVER_ID, OPT_LEASE_TIME, OPT_SUBNET_MASK, OPT_CLIENT_ID, OPT_RELAY_AGENT,
      OPT_VENDOR_CLASS, OPT_VENDOR_SPECIFIC, OPT_BOOTFILE, OPT_RENEWAL_T1, OPT_REBINDING_T2}
 )  # fmt: skip
+_DEFAULT_BUDGET = DEFAULT_MAX_SIZE - _IP_UDP_HEADERS - HEADER_LEN  # options bytes without 57
 PXE_SKIP_DISCOVERY = bytes((PXE_DISCOVERY_CONTROL, 1, PXE_DISCOVERY_USE_BOOTFILE))
 
 
@@ -234,7 +235,11 @@ def finish(reply: Packet, request: Packet, *, echo_uuid: bool = False) -> Packet
     opts.pop(OPT_RELAY_AGENT, None)
     if OPT_RELAY_AGENT in request.options:
         opts[OPT_RELAY_AGENT] = request.options[OPT_RELAY_AGENT]
-    budget = max_reply_size(request) - _IP_UDP_HEADERS - HEADER_LEN
+    budget = (
+        _DEFAULT_BUDGET
+        if OPT_MAX_SIZE not in request.options
+        else max_reply_size(request) - _IP_UDP_HEADERS - HEADER_LEN
+    )
     # An upper bound first, at C speed: a value of n bytes takes at most 2 + n + 2 * (n // 255)
     # (encoded_size's exact count, RFC 3396 §6 splitting included) and floors only add up to less.
     total = sum(map(len, opts.values()))
