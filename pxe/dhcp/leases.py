@@ -251,6 +251,7 @@ class LeaseEngine:
         self.by_mac: dict[tuple[str, str], Lease] = {}
         self.offers: dict[tuple[str, str], tuple[int, float]] = {}
         self.offered_ips: dict[int, tuple[str, float]] = {}
+        self._purge_at = _PURGE_AT  # offers outstanding before the next sweep (offer())
         # Shared allocation (SharedLeaseStore): None for a store this server owns alone.
         self._claim: Callable[[Lease], Sequence[Lease]] | None = getattr(store, "claim", None)
         self._recall: Callable[..., Lease | None] | None = getattr(store, "recall", None)
@@ -383,8 +384,13 @@ class LeaseEngine:
                 return None
         assert ip is not None  # every branch above returned or chose one
         self._drop_offer(key)
-        if len(self.offers) >= _PURGE_AT:
+        if len(self.offers) >= self._purge_at:
+            # Amortised: the next sweep waits until the offers left (all live) have doubled. A
+            # storm of DISCOVERs with thousands in flight swept every live offer per DISCOVER
+            # (150 us each at 12,000); an expired offer left meanwhile blocks nothing (_free_for
+            # and _allocate read the expiry).
             self.purge_offers(now)
+            self._purge_at = max(_PURGE_AT, 2 * len(self.offers))
         expires = now + self.offer_timeout
         self.offers[key] = (ip, expires)
         self.offered_ips[ip] = (mac, expires)

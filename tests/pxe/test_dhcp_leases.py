@@ -656,3 +656,28 @@ def test_reconfigure_serves_the_new_subnet_options_and_relays_at_once():
     assert again.packet.options[51] == struct.pack("!I", 600)
     assert again.packet.options[58] == struct.pack("!I", 300)
     assert h.handle(relayed, FROM_RELAY) is None  # 198.18.0.2 is no longer that subnet's relay
+
+
+def test_a_discover_storm_sweeps_the_offers_amortised():
+    """Thousands of DISCOVERs in flight (a boot storm; clients that take another server's offer):
+    the expired-offer sweep runs when the live offers have doubled, not on every DISCOVER past
+    4,096 (each of which walked every live offer), and expired offers left meanwhile block no one."""
+
+    class Counting(LeaseEngine):
+        sweeps = 0
+
+        def purge_offers(self, now=None):
+            Counting.sweeps += 1
+            return super().purge_offers(now)
+
+    big = Subnet("198.19.0.0/18", pools=(("198.19.0.10", "198.19.63.250"),), relays=(RELAY,))
+    clock = Clock()
+    eng = Counting([big], (), MemoryLeaseStore(), clock=clock, offer_timeout=30.0)
+    offered = {
+        eng.offer(big, f"52:54:00:{i >> 16:02x}:{i >> 8 & 255:02x}:{i & 255:02x}") for i in range(12000)
+    }
+    assert len(offered) == 12000 and None not in offered  # every client its own address
+    assert Counting.sweeps <= 3  # at 4,096, 8,192 (live: doubled) and never per DISCOVER
+    clock.now += 31  # every offer expired, none swept yet
+    assert eng.offer(big, "52:54:00:ff:ff:01") is not None
+    assert eng.request(big, "52:54:00:ff:ff:02", "198.19.0.10", selecting=True).outcome is Outcome.ACK
