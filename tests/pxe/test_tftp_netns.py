@@ -43,9 +43,17 @@ async def main():
 asyncio.run(main())
 """
 
+# tftpy gives up after `retries` timeouts in a row (3 by default: 3 s of silence at timeout=1).
+# Through 10% loss each way that silence comes by chance in about 1-2% of transfers, whatever
+# the server does: a lost OACK is repaired only by the client repeating its RRQ (two tries in
+# 3 s, each a round trip through the loss), and a lost block by our repeats at +0.5, +1 and
+# +2 s, all of which can be lost too. A PXE ROM waits far longer (4-8 tries with back-off); the
+# test gives tftpy 10 tries, so what it measures is the server's recovery, not tftpy's patience.
 TFTPY = """
 import sys, tftpy
-tftpy.TftpClient(sys.argv[1], 69, options={"blksize": 1468}).download(sys.argv[2], sys.argv[3], timeout=1)
+tftpy.TftpClient(sys.argv[1], 69, options={"blksize": 1468}).download(
+    sys.argv[2], sys.argv[3], timeout=1, retries=10
+)
 """
 
 
