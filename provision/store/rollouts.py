@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from provision.store.sqlite import ACK_KIND, Store
+from provision.store.sqlite import Store
 from pxe.policy import Event
 
 # Device stages (docs/rollout.md "Stages"); the last three are final.
@@ -251,9 +251,7 @@ class RolloutStore:
         """The id of the `device.armed` event of arming `install_id` (None: not written yet)."""
         self.store.flush()
         row = self.db.execute(
-            # (kind <> ACK_KIND: so the partial kind index of migration 7 serves it)
-            f"SELECT min(id) FROM events WHERE kind='device.armed' AND kind <> '{ACK_KIND}' AND id > ? "
-            "AND json_valid(detail) "
+            "SELECT min(id) FROM events WHERE kind='device.armed' AND id > ? AND json_valid(detail) "
             "AND json_extract(detail, '$.install_id') = ?",
             (after, install_id),
         ).fetchone()

@@ -169,28 +169,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX IF EXISTS leases_mac;
     """,
-    # 7: events_kind_ts without the `dhcp.ack` rows (ACK_KIND): they are most of the table (a
-    # lease, a renewal), so a query for them finds them walking back by id, while the rare kinds
-    # (lifecycle, installer reports, BMC operations) are what the index is for. About 1 us a
-    # lease of the group commit's CPU. SQLite uses a partial index only when the query's WHERE
-    # says the index's condition in so many words: _kinds_where adds it.
-    """
-    DROP INDEX IF EXISTS events_kind_ts;
-    CREATE INDEX events_kind_ts_rare ON events(kind, ts) WHERE kind <> 'dhcp.ack';
-    """,
 )
-ACK_KIND = "dhcp.ack"  # the kind migration 7 leaves out of the kind index
 
 VERSION_POLL_S = 0.1  # data_version under group commit: an arming is seen within this
 PRUNE_CHUNK = 5000  # events deleted per statement, so a prune never holds the loop for long
-
-
-def _kinds_where(kinds: Sequence[str]) -> str:
-    """The WHERE term for events of `kinds` (bind the kinds): with `kind <> 'dhcp.ack'` spelled
-    out when the ack is not among them, so SQLite may use the partial index of migration 7 (it
-    does not infer that from the IN list)."""
-    term = f"kind IN ({','.join('?' * len(kinds))})"
-    return term if ACK_KIND in kinds else f"{term} AND kind <> '{ACK_KIND}'"
 
 
 def _statements(script: str) -> list[str]:
@@ -642,7 +624,7 @@ class Store(BufferedStore):
             where.append("mac=?")
             args.append(mac)
         if kinds:
-            where.append(_kinds_where(kinds))
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
             args.extend(kinds)
         if since is not None:
             where.append("ts>=?")
@@ -711,7 +693,7 @@ class Store(BufferedStore):
                 where.append(clause)
                 args.append(value)
         if kinds:
-            where.append(_kinds_where(kinds))
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
             args.extend(kinds)
         sql = "SELECT id, ts, kind, mac, ip, detail FROM events"
         if where:

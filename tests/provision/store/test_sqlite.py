@@ -194,34 +194,3 @@ def test_seen_span_is_each_macs_first_and_last_time_in_any_order():
               Event("dhcp.ack", MAC1, ts=3.0), Event("dhcp.ack", MAC1, ts=9.0), Event("dhcp.ack", MAC1, ts=7.0),
               Event("dhcp.ack", "", ts=0.0)]  # fmt: skip
     assert seen_span(events) == {MAC1: (3.0, 9.0), MAC2: (4.0, 4.0)}
-
-
-def test_kind_queries_use_the_partial_kind_index_and_find_acks_too(tmp_path):
-    """Migration 7 keeps dhcp.ack out of the kind index: a query for other kinds is served by it
-    (the plans below), one that asks for acks walks back by id; both find every row asked."""
-    with Store(tmp_path / "p.db") as s:
-        for i in range(30):
-            s.add_event(Event("dhcp.ack", MAC1, detail={"i": i}, ts=float(i)))
-            if i % 10 == 0:
-                s.add_event(Event("device.armed", MAC2, detail={"name": "sw1", "i": i}, ts=float(i)))
-        s.add_event(Event("dhcp.nak", MAC2, ts=40.0))
-        sql: list[str] = []
-        s.db.set_trace_callback(sql.append)
-        armed = s.event_page(kinds=["device.armed"], limit=10)
-        assert [e.detail["i"] for _, e in armed] == [0, 10, 20]
-        assert [e.detail["i"] for e in s.events(kinds=["device.armed"], since=5.0)] == [10, 20]
-        assert [e.kind for _, e in s.event_page(after=armed[0][0], kinds=["device.armed", "dhcp.nak"])] == [
-            "device.armed", "device.armed", "dhcp.nak"]  # fmt: skip
-        s.db.set_trace_callback(None)
-        for query in sql:
-            plan = " ".join(r[3] for r in s.db.execute("EXPLAIN QUERY PLAN " + query))
-            assert (
-                "USING INDEX events_kind_ts_rare" in plan or "COVERING INDEX events_kind_ts_rare" in plan
-            ), (query, plan)
-        acks = s.event_page(kinds=["dhcp.ack", "dhcp.nak"], limit=3)
-        assert [(e.kind, e.ts) for _, e in acks] == [
-            ("dhcp.ack", 28.0),
-            ("dhcp.ack", 29.0),
-            ("dhcp.nak", 40.0),
-        ]
-        assert len(s.events(kinds=["dhcp.ack"])) == 30
