@@ -152,13 +152,15 @@ def asked_for(prl: bytes | None) -> frozenset[int]:
 
 
 _BOOT_MEMO_MAX = 1024
-# (id(decision), server_ip, option 55, option 60, iPXE) -> (the decision, siaddr, file, options):
-# what add_boot_options writes is a function of these alone, and a policy hands the same decision
-# object to every client of a kind (provision's BootPolicy remembers its decisions). The decision
-# is kept and compared by identity, so a new decision is never mistaken for an old one.
+# (id(decision), server_ip, option 55, option 60, iPXE) -> (the decision, siaddr, file, options,
+# a copy of its extra_options): what add_boot_options writes is a function of these alone, and a
+# policy hands the same decision object to every client of a kind (provision's BootPolicy
+# remembers its decisions). The decision is kept and compared by identity, so a new decision is
+# never mistaken for an old one; its frozen fields cannot change, but `extra_options` is a
+# mapping its policy may still edit ("written as given"): the copy is compared on each use.
 _BOOT_MEMO: dict[
     tuple[int, str, bytes | None, str | None, bool],
-    tuple[BootDecision, str | None, bytes | None, dict[int, bytes]],
+    tuple[BootDecision, str | None, bytes | None, dict[int, bytes], dict[int, bytes]],
 ] = {}
 
 
@@ -172,13 +174,17 @@ def add_boot_options(
         hit = _BOOT_MEMO.get(key)
     except TypeError:  # an unhashable option 55 (a bytearray an embedding program built)
         hit = key = None
-    if hit is None or hit[0] is not decision:
-        hit = (decision, *boot_options(client, decision, server_ip, request_prl))
+    if hit is None or hit[0] is not decision or hit[4] != decision.extra_options:
+        hit = (
+            decision,
+            *boot_options(client, decision, server_ip, request_prl),
+            dict(decision.extra_options),
+        )
         if key is not None:
             if len(_BOOT_MEMO) >= _BOOT_MEMO_MAX:
                 _BOOT_MEMO.clear()
             _BOOT_MEMO[key] = hit
-    _, siaddr, bootfile, options = hit
+    _, siaddr, bootfile, options, _ = hit
     if siaddr is not None:
         reply.siaddr = siaddr
     if bootfile is not None:

@@ -54,6 +54,21 @@ def test_remembered_boot_options_follow_every_input() -> None:
     }
 
 
+def test_remembered_boot_options_follow_an_edited_extra_options() -> None:
+    """A decision's fields are frozen but its extra_options is a mapping its policy may edit:
+    the options go out as they are now, never as they were remembered."""
+    extra: dict[int, bytes] = {150: b"\xc6\x12\x00\x01"}
+    decision = BootDecision(bootfile="x.efi", extra_options=extra)
+    pxe = Client(mac=MAC, service=Service.DHCP, vendor_class=PXE)
+    assert _apply(pxe, decision, "198.18.0.1", None).options[150] == b"\xc6\x12\x00\x01"
+    extra[150] = b"\xc6\x12\x00\x02"
+    extra[252] = b"http://198.18.0.1/wpad.dat"
+    again = _apply(pxe, decision, "198.18.0.1", None)
+    assert again.options[150] == b"\xc6\x12\x00\x02" and again.options[252] == b"http://198.18.0.1/wpad.dat"
+    del extra[252]
+    assert 252 not in _apply(pxe, decision, "198.18.0.1", None).options
+
+
 def test_client_from_packet_fills_each_field_from_its_option() -> None:
     """client_from_packet builds Client positionally: every field checked by name here."""
     options = {
