@@ -192,22 +192,32 @@ def write_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str,
     """`logger.log(level, msg, extra={"fields": fields})`, the same line, for a caller on a hot
     path (a DHCP lease's event line: docs/netboot.md "Performance"). When the record could only
     reach the one handler `configure()` installs (plain loggers up to the root, no filter, the
-    root's single StreamHandler with the logfmt formatter, the stock record factory), the line is
-    formatted and written as that handler would, without building a LogRecord and walking the
-    logging machinery: a third of the line's cost. Anything else (a test's capture, an embedding
-    program's handlers, JSON lines) goes through `logger.log` as before."""
+    root's single StreamHandler with the logfmt formatter, the stock Logger class and record
+    factory), the line is formatted and written as that handler would, without building a
+    LogRecord and walking the logging machinery: a third of the line's cost. Anything else (a
+    test's capture, an embedding program's handlers, JSON lines, a value the line cannot hold)
+    goes through `logger.log` as before."""
     if not logger.isEnabledFor(level):
         return
     handler = _sole_logfmt_handler(logger, level)
     if handler is None:
         logger.log(level, msg, extra={"fields": fields})
         return
-    line = " ".join(_logfmt_line(time.time(), logging.getLevelName(level), logger.name, msg, fields))
+    try:
+        line = " ".join(_logfmt_line(time.time(), logging.getLevelName(level), logger.name, msg, fields))
+    except RecursionError:  # as StreamHandler.emit: not swallowed
+        raise
+    except Exception:  # a value the line cannot hold: logging's own path reports it its way
+        logger.log(level, msg, extra={"fields": fields})
+        return
     handler.acquire()
     try:
         stream = handler.stream
         stream.write(line + handler.terminator)
-        stream.flush()
+        if hasattr(stream, "flush"):  # as StreamHandler.flush
+            stream.flush()
+    except RecursionError:
+        raise
     except Exception:  # what StreamHandler.emit does: handleError, with the record it needs
         handler.handleError(
             logger.makeRecord(
@@ -221,7 +231,12 @@ def write_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str,
 def _sole_logfmt_handler(logger: logging.Logger, level: int) -> logging.StreamHandler[Any] | None:
     """The handler a record of `logger` at `level` would reach, when it is the only one and
     nothing on the way could change or drop the record; else None."""
-    if logger.filters or logger.disabled or logging.getLogRecordFactory() is not logging.LogRecord:
+    if (
+        type(logger) is not logging.Logger  # a subclass may make or handle its records its own way
+        or logger.filters
+        or logger.disabled
+        or logging.getLogRecordFactory() is not logging.LogRecord
+    ):
         return None
     node: logging.Logger | None = logger
     while node is not None and node.parent is not None:  # up to the root, which has no parent

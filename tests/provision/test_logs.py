@@ -212,6 +212,41 @@ def test_write_fields_leaves_any_other_setup_to_logging():
     assert json.loads(buf.getvalue())["msg_"] == "forged"
 
 
+def test_write_fields_falls_back_to_logging_for_what_it_cannot_write(capsys):
+    """A value the line cannot hold is logging's to report (its "--- Logging error ---", and
+    no exception for the caller), a Logger subclass makes its records its own way, and a stream
+    without flush() is written."""
+    _root, logger, _handler, buf = _hierarchy()
+    write_fields(logger, logging.INFO, "event", {"odd": {(1, 2): 3}})  # json cannot key a tuple
+    assert buf.getvalue() == "" and "--- Logging error ---" in capsys.readouterr().err
+
+    class Tagged(logging.Logger):
+        def makeRecord(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            record = super().makeRecord(*args, **kwargs)
+            record.fields = {**record.fields, "tagged": 1}
+            return record
+
+    root, _logger, handler, buf = _hierarchy()
+    tagged = Tagged("provision.tagged")
+    tagged.parent = root
+    assert _sole_logfmt_handler(tagged, logging.INFO) is None
+    write_fields(tagged, logging.INFO, "event", {"kind": "x"})
+    assert parse_logfmt(buf.getvalue().strip())["tagged"] == "1"
+
+    class Sink:  # a stream with write() only
+        def __init__(self) -> None:
+            self.text = ""
+
+        def write(self, text: str) -> None:
+            self.text += text
+
+    _root, logger, handler, _buf = _hierarchy()
+    sink = Sink()
+    handler.setStream(sink)  # type: ignore[arg-type]
+    write_fields(logger, logging.INFO, "event", {"kind": "x"})
+    assert sink.text.endswith(" kind=x\n")
+
+
 def test_cli_option_choices():
     """The option and its env variable exist; a wrong value is a usage error (exit 2). JSON lines
     of a real `provision --log-format json serve` are parsed in tests/provision/server/test_stream_netns.py."""
