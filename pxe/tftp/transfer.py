@@ -313,7 +313,10 @@ class ReadTransfer:
         The listener calls this before it reads an RRQ from our client as a repeat of the one
         that started us: an ERROR the client sent here first must end the transfer before that
         decision (the loop may run port 69's reader before ours). Rare, so peeking costs
-        nothing that matters; the per-ACK path is untouched."""
+        nothing that matters; the per-ACK path is untouched. Outside an epoll round, so the
+        readers' clock is read first: the fast path stamps progress with it."""
+        if self.readers is not None and self.readers.clocked:
+            self.readers.now = self.readers.clock()
         while self.state is not State.DONE:
             try:
                 self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)

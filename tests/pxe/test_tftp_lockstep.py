@@ -120,3 +120,21 @@ def test_block_numbers_wrap_past_65535(tmp_path, shared):
 def test_a_duplicate_ack_gets_no_data(tmp_path):
     (tmp_path / "f").write_bytes(os.urandom(8 * 300))
     _lockstep(tmp_path / "f", 8, True, duplicate_at=130)
+
+
+def test_an_ack_drained_outside_an_epoll_round_is_stamped_now(tmp_path):
+    """The fast path stamps progress with the readers' clock of the round; `drain()` (the
+    listener, before it takes an RRQ for a repeat) runs outside any round, so it reads the clock
+    first: an old stamp would make the next timer count a retry and resend a block for nothing."""
+    (tmp_path / "f").write_bytes(os.urandom(8 * 10))
+    with _transfer(tmp_path / "f", 8, True) as (transfer, client, _results):
+        client.recv(65536)  # DATA 1
+        readers = transfer.readers
+        assert readers is not None
+        readers.now -= 60  # the last epoll round was a minute ago
+        client.send(P.build_ack(1))
+        transfer.drain()
+        assert client.recv(65536)[:4] == P.build_data(2, b"")[:4]  # answered by the fast path
+        assert transfer.last_progress >= readers.clock() - 1
+        transfer._on_timer()  # not due: no retry, no repeat
+        assert transfer.retries == 0 and transfer.retransmits == 0
