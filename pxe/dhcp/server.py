@@ -247,8 +247,11 @@ class DhcpServer:
         self._burst = burst
         try:
             self._handle_all(sock, ifname, port, out, free)
-        finally:
+        except BaseException:  # (each packet's errors are caught inside): what was seen is told
             self._burst = None
+            self._deliver(burst)
+            raise
+        self._burst = None
         writes = store.lease_writes
         # OFFERs and NAKs of unchanged leases owe nothing to the disk: out at once. The rest
         # wait for the transaction that holds their leases (_group_commit). Events alone
