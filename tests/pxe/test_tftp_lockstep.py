@@ -138,3 +138,32 @@ def test_an_ack_drained_outside_an_epoll_round_is_stamped_now(tmp_path):
         assert transfer.last_progress >= readers.clock() - 1
         transfer._on_timer()  # not due: no retry, no repeat
         assert transfer.retries == 0 and transfer.retransmits == 0
+
+
+def test_after_repeats_the_next_ack_brings_back_the_first_timeout_and_the_fast_path(tmp_path):
+    """A block lost twice: the repeats back off (x2 from the second), the fast path is off while
+    they last; the ACK that ends them (the general path) restores the first timeout, pulls the
+    timer in to it and re-arms the fast path, so the next lost block is repeated after the first
+    timeout again and not the backed-off one (a client as impatient as tftpy, 3 s, would give
+    up otherwise: `ReadTransfer._recovered`). The timer is called by hand, the loop not run."""
+    data = os.urandom(8 * 10)
+    (tmp_path / "f").write_bytes(data)
+    with _transfer(tmp_path / "f", 8, True) as (transfer, client, _results):
+        loop = transfer.loop
+        first = transfer.timeout
+        client.recv(65536)  # DATA 1
+        client.send(P.build_ack(1))
+        transfer._on_readable()
+        data2 = client.recv(65536)
+        assert data2 == P.build_data(2, data[8:16])
+        for repeat in (1, 2):  # DATA 2 "lost" twice: the timer repeats it
+            transfer.last_progress -= 60
+            transfer._on_timer()
+            assert client.recv(65536) == data2 and transfer.retries == repeat
+        assert transfer.timeout == 2 * first and transfer._expect == -1
+        client.send(P.build_ack(2))
+        transfer._on_readable()
+        assert client.recv(65536) == P.build_data(3, data[16:24])
+        assert transfer.retries == 0 and transfer.timeout == first
+        assert transfer._timer is not None and transfer._timer.when() - loop.time() <= first + 0.05
+        assert transfer._expect == _word(P.build_ack(3))  # the fast path is armed again
