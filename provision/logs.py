@@ -24,7 +24,6 @@ and non-ASCII character (`\\uNNNN`). Keys are our code's, but are sanitised anyw
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -54,10 +53,21 @@ def iso_ms(created: float) -> str:
     return f"{_second[1]}.{ms:03d}Z"
 
 
-@functools.lru_cache(maxsize=4096)  # keys are few (our code's), lines many
+_CLEAN: dict[str, str] = {}  # field name -> its clean key: keys are few (our code's), lines many
+_CLEAN_MAX = 4096
+
+
 def clean_key(key: object) -> str:
-    text = _KEY_BAD.sub("_", str(key))
-    return text or "_"
+    """The key as logfmt and JSON write it; remembered for text keys (`_logfmt_line` reads
+    `_CLEAN` itself first, without the call)."""
+    if type(key) is str:
+        clean = _CLEAN.get(key)
+        if clean is not None:
+            return clean
+    clean = _KEY_BAD.sub("_", str(key)) or "_"
+    if type(key) is str and len(_CLEAN) < _CLEAN_MAX:
+        _CLEAN[key] = clean
+    return clean
 
 
 def _entries(record: logging.LogRecord, formatter: logging.Formatter) -> Iterator[tuple[str, object]]:
@@ -123,7 +133,6 @@ def _bare_or_quoted(text: str) -> str:
 
 
 _HEADS: dict[tuple[str, str], str] = {}  # (level, logger) -> "level=info logger=pxe.dhcp"
-_CLEAN: dict[str, str] = {}  # field name -> its clean key (clean_key, without the call)
 
 
 def _head(levelname: str, name: str) -> str:
@@ -131,13 +140,6 @@ def _head(levelname: str, name: str) -> str:
     if len(_HEADS) < 1024:  # loggers and levels are our code's few
         _HEADS[(levelname, name)] = head
     return head
-
-
-def _clean_cached(key: object) -> str:
-    clean = clean_key(key)
-    if type(key) is str and len(_CLEAN) < 4096:
-        _CLEAN[key] = clean
-    return clean
 
 
 def _logfmt_line(created: float, levelname: str, name: str, msg: str, fields: object) -> list[str]:
@@ -150,9 +152,7 @@ def _logfmt_line(created: float, levelname: str, name: str, msg: str, fields: ob
     if type(fields) is dict or isinstance(fields, Mapping):  # (an ABC check costs a µs)
         seen = set(FIXED_KEYS)
         for raw_key, value in fields.items():
-            key = _CLEAN.get(raw_key) if type(raw_key) is str else None
-            if key is None:
-                key = _clean_cached(raw_key)
+            key = _CLEAN.get(raw_key) or clean_key(raw_key)  # (only text keys are in _CLEAN)
             while key in seen:
                 key += "_"
             seen.add(key)
