@@ -88,13 +88,14 @@ _LEASE_MEMO_MAX = 64  # lease times remembered per subnet (a policy could give e
 
 def add_lease_options(reply: Packet, subnet: Subnet, lease_time: int) -> None:
     """51, 58, 59 then the subnet's own options, from one dict per (subnet, lease time)."""
-    per_time = _cached_entry(subnet)[3]
+    entry = _cached_entry(subnet)
+    per_time = entry[3]
     options = per_time.get(lease_time)
     if options is None:
         # T1 = 0.5 and T2 = 0.875 of the lease: the RFC 2131 §4.4.5 defaults, said explicitly
         raw = _LEASE_TIMES.pack(lease_time, lease_time // 2, lease_time * 7 // 8)
         options = {OPT_LEASE_TIME: raw[0:4], OPT_RENEWAL_T1: raw[4:8], OPT_REBINDING_T2: raw[8:12]}
-        options.update(_cached_entry(subnet)[2])
+        options.update(entry[2])
         if len(per_time) >= _LEASE_MEMO_MAX:
             per_time.clear()
         per_time[lease_time] = options
@@ -145,10 +146,6 @@ def subnet_static(subnet: Subnet) -> dict[int, bytes]:
 
 def network_options(subnet: Subnet) -> dict[int, bytes]:
     return _cached(subnet)[0]
-
-
-def asked_for(prl: bytes | None) -> frozenset[int]:
-    return frozenset(prl) if prl else frozenset()
 
 
 _BOOT_MEMO_MAX = 1024
