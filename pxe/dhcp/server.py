@@ -241,7 +241,7 @@ class DhcpServer:
     def _readable(self, sock: socket.socket, ifname: str, port: int) -> None:
         out: list[tuple[socket.socket, Outgoing]] = []
         store = self.store
-        writes = start = store.lease_writes
+        start = store.lease_writes
         free: list[tuple[socket.socket, Outgoing]] = []  # replies that wrote no lease
         burst: list[Event] = []
         self._burst = burst
