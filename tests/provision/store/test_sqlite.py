@@ -194,3 +194,71 @@ def test_seen_span_is_each_macs_first_and_last_time_in_any_order():
               Event("dhcp.ack", MAC1, ts=3.0), Event("dhcp.ack", MAC1, ts=9.0), Event("dhcp.ack", MAC1, ts=7.0),
               Event("dhcp.ack", "", ts=0.0)]  # fmt: skip
     assert seen_span(events) == {MAC1: (3.0, 9.0), MAC2: (4.0, 4.0)}
+
+
+@pytest.mark.parametrize("start", range(1, len(MIGRATIONS)))
+def test_upgrade_keeps_a_populated_older_database(tmp_path, start):
+    """A state file written by an older provision (schema `start`, with leases, devices, events
+    and, where the schema has them, intents and a rollout) opens at the current version with every
+    row readable, the per-device last events filled, and the dropped indexes gone."""
+    from provision.store.sqlite import _statements
+
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    for number, script in enumerate(MIGRATIONS[:start], start=1):
+        for statement in _statements(script):
+            con.execute(statement)
+        con.execute(f"PRAGMA user_version={number}")
+    con.execute(
+        "INSERT INTO leases VALUES ('198.18.0.10', ?, 'bound', 2e9, 'h', x'0178', '198.18.0.0/24', 5.0)",
+        (MAC1,),
+    )
+    con.execute(
+        "INSERT INTO devices (mac, serial, first_seen, last_seen) VALUES (?, 'SN1', 1.0, 2.0)", (MAC1,)
+    )
+    for ts, kind, mac in ((1.0, "dhcp.ack", MAC1), (2.0, "tftp.sent", MAC1), (3.0, "dhcp.ack", MAC2)):
+        con.execute(
+            "INSERT INTO events (ts, kind, mac, ip, detail) VALUES (?, ?, ?, '198.18.0.10', '{\"n\":1}')",
+            (ts, kind, mac),
+        )
+    if start >= 2:
+        con.execute("INSERT INTO enrolled VALUES ('sw1', '{\"mac\":\"52:54:00:00:00:01\"}', 1.0, 'ops')")
+        con.execute("INSERT INTO intents (name, armed, target, updated) VALUES ('sw1', 1, 'nos-1', 1.0)")
+    if start >= 4:
+        con.execute(
+            "INSERT INTO rollouts (id, name, plan, state, created, created_by, updated) "
+            "VALUES ('r1', 'wave', '{}', 'running', 1.0, 'ops', 1.0)"
+        )
+        con.execute(
+            "INSERT INTO rollout_devices (rollout, name, wave, position, stage, since) "
+            "VALUES ('r1', 'sw1', 0, 0, 'armed', 1.0)"
+        )
+    con.close()
+
+    with Store(db) as s:
+        assert s.schema_version == len(MIGRATIONS)
+        assert s.leases() == [lease("198.18.0.10", MAC1)]
+        assert [(d.mac, d.serial) for d in s.devices()] == [(MAC1, "SN1")]
+        assert [(e.kind, e.mac, e.detail) for e in s.events()] == [
+            ("dhcp.ack", MAC1, {"n": 1}),
+            ("tftp.sent", MAC1, {"n": 1}),
+            ("dhcp.ack", MAC2, {"n": 1}),
+        ]
+        last = s.last_events()
+        assert sorted(e.kind for e in last[MAC1]) == ["dhcp.ack", "tftp.sent"]
+        assert [e.ts for e in last[MAC2]] == [3.0]
+        if start >= 2:
+            assert s.intents()["sw1"].armed and s.intents()["sw1"].target == "nos-1"
+            assert [r.name for r in s.enrolled()] == ["sw1"]
+        # New events still reach the per-device table after the upgrade.
+        s.add_event(Event("dhcp.ack", MAC2, "198.18.0.11", {"n": 2}, ts=4.0))
+        s.flush()
+        assert [e.detail for e in s.last_events([MAC2])[MAC2]] == [{"n": 2}]
+        indexes = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "events_mac_ts" not in indexes and "leases_mac" not in indexes
+        assert {"events_mac_id", "events_kind_ts", "events_ts"} <= indexes
+    if start >= 4:
+        con = sqlite3.connect(db)
+        assert con.execute("SELECT stage FROM rollout_devices WHERE rollout='r1'").fetchall() == [("armed",)]
+        con.close()

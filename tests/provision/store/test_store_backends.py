@@ -169,6 +169,53 @@ def test_prune_keeps_the_last_of_each_class(location):
 
 
 @pytest.mark.postgres
+def test_upgrade_keeps_a_populated_version_1_database(pg_url):
+    """A database written by a provision at schema 1 (leases, devices, events, intents), opened by
+    this one: migrated to the current version with every row readable and new events still
+    reaching the per-device last events."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_version (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(MIGRATIONS[0].encode())
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        conn.execute(
+            "INSERT INTO leases (ip, mac, state, expires, hostname, subnet, updated, owner) "
+            "VALUES ('198.18.0.10', %s, 'bound', 2e9, 'h', '198.18.0.0/24', 5.0, 'old:1:1')",
+            (MAC1,),
+        )
+        conn.execute(
+            "INSERT INTO devices (mac, serial, first_seen, last_seen) VALUES (%s, 'SN1', 1, 2)", (MAC1,)
+        )
+        for ts, kind, mac in ((1.0, "dhcp.ack", MAC1), (2.0, "tftp.sent", MAC1), (3.0, "dhcp.ack", MAC2)):
+            conn.execute(
+                "INSERT INTO events (ts, kind, mac, ip, detail) VALUES (%s, %s, %s, '198.18.0.10', '{\"n\": 1}')",
+                (ts, kind, mac),
+            )
+        conn.execute("INSERT INTO intents (name, armed, target, updated) VALUES ('sw1', true, 'nos-1', 1)")
+    with PgStore(pg_url) as s:
+        assert s.schema_version == len(MIGRATIONS)
+        assert [(le.ip, le.mac, le.state) for le in s.leases()] == [("198.18.0.10", MAC1, LeaseState.BOUND)]
+        assert [(d.mac, d.serial) for d in s.devices()] == [(MAC1, "SN1")]
+        assert [(e.kind, e.mac, e.detail) for e in s.events()] == [
+            ("dhcp.ack", MAC1, {"n": 1}),
+            ("tftp.sent", MAC1, {"n": 1}),
+            ("dhcp.ack", MAC2, {"n": 1}),
+        ]
+        assert sorted(e.kind for e in s.last_events()[MAC1]) == ["dhcp.ack", "tftp.sent"]
+        assert s.intents()["sw1"].armed
+        s.add_event(Event("dhcp.ack", MAC2, "198.18.0.11", {"n": 2}, ts=4.0))
+        s.flush()
+        assert [e.detail for e in s.last_events([MAC2])[MAC2]] == [{"n": 2}]
+    with psycopg.connect(pg_url) as conn:
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'events'")}
+        assert "events_mac_ts" not in indexes and "events_mac_id" in indexes
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == list(
+            range(1, len(MIGRATIONS) + 1)
+        )
+
+
+@pytest.mark.postgres
 def test_migrations_race_free_and_newer_schema_refused(pg_url):
     errors: list[BaseException] = []
 
