@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import bisect
 import enum
+import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -130,6 +132,7 @@ class MemoryLeaseStore:
 
 
 _PURGE_AT = 4096  # outstanding offers before expired ones are swept
+_HEAP_SLACK = 64  # a pool's reclaim heaps are compacted past 3x their live entries plus this
 
 
 class Outcome(enum.Enum):
@@ -183,6 +186,15 @@ class _Addresses(Sequence[int]):
         r = bisect.bisect_right(self.starts, i) - 1
         return self.ranges[r][0] + i - self.starts[r]
 
+    def position(self, ip: int) -> int:
+        """The first i with self[i] == ip, for an address of the pool (ValueError otherwise)."""
+        if self._first is not None and self._first <= ip <= self.ranges[0][1]:
+            return ip - self._first
+        for (a, b), start in zip(self.ranges, self.starts[:-1], strict=True):
+            if a <= ip <= b:
+                return start + ip - a
+        raise ValueError(ip)
+
     @overload
     def __getitem__(self, i: int) -> int: ...
     @overload
@@ -211,6 +223,22 @@ class _Pool:
         self.addresses = _Addresses(self.ranges)
         self.members = self.addresses  # membership by range, in O(ranges)
         self.cursor = 0
+        # What spares the allocator its walks of the pool once every address has been bound
+        # (LeaseEngine._allocate; docs/netboot.md "Allocation"):
+        self.reserved: set[int] = set()  # reserved addresses inside the pool
+        self.reserved_of: dict[str, list[int]] = {}  # ... by the MAC they are reserved for
+        self.taken = 0  # addresses of the pool that are bound (in by_ip) or reserved
+        self.dry_until = 0.0  # a search for a never-bound address finds none before this time
+        # Every binding of the pool by when it ended, as (expires, index in addresses), stale
+        # entries dropped when met: RELEASED ones (reclaimable at once) apart from the others
+        # (reclaimable once expired). An entry met while it is offered to someone else waits in
+        # `parked` (address -> offer expiry) until that offer ends or is dropped.
+        self.timed: list[tuple[float, int]] = []
+        self.released: list[tuple[float, int]] = []
+        self.parked: dict[int, float] = {}
+        self.parked_heap: list[tuple[float, int]] = []
+        self.compact_at = _HEAP_SLACK
+        self.held: dict[str, int | list[int]] = {}  # MAC -> its unDECLINED bindings in the pool
 
 
 def _int(ip: str) -> int:
@@ -255,6 +283,30 @@ class LeaseEngine:
         # Shared allocation (SharedLeaseStore): None for a store this server owns alone.
         self._claim: Callable[[Lease], Sequence[Lease]] | None = getattr(store, "claim", None)
         self._recall: Callable[..., Lease | None] | None = getattr(store, "recall", None)
+        # The pools' address intervals, sorted, to find an address's pool by bisection. Subnets
+        # that overlap (provision's config check refuses them) make an address belong to two
+        # pools: then the allocator keeps its plain walks (`_fast` False), exact and O(pool).
+        spans: list[tuple[int, int, _Pool]] = []
+        for pool in self.pools.values():
+            for a, b in sorted(pool.ranges):
+                if spans and spans[-1][2] is pool and a <= spans[-1][1] + 1:
+                    spans[-1] = (spans[-1][0], max(b, spans[-1][1]), pool)
+                else:
+                    spans.append((a, b, pool))
+            for ip, owner in self.reserved_ips.items():
+                if ip in pool.members:
+                    pool.reserved.add(ip)
+                    pool.reserved_of.setdefault(owner, []).append(ip)
+            pool.taken = len(pool.reserved)
+        spans.sort(key=lambda span: span[0])
+        self._spans = spans
+        self._span_starts = [a for a, _, _ in spans]
+        nets = sorted(pool.subnet.bounds for pool in self.pools.values())
+        self._fast = all(hi < lo for (_, hi), (lo, _) in itertools.pairwise(nets))
+        # Offers copied in after construction (DhcpServer.reconfigure) may name an address under
+        # a network it no longer belongs to; until they end, reclaiming walks (_allocate).
+        self._copied_offers_checked = False
+        self._copied_offers_until = 0.0
         for lease in store.load_leases():
             self._index(lease)
 
@@ -267,6 +319,8 @@ class LeaseEngine:
         if old is not None and old.state is not _DECLINED:
             self.by_mac.pop((old.subnet, old.mac), None)
         self.by_ip[ip] = lease
+        if self._fast:
+            self._bound(ip, old, lease)
         if lease.state is not _DECLINED:
             key = (lease.subnet, lease.mac)
             prev = self.by_mac.get(key)
@@ -278,15 +332,91 @@ class LeaseEngine:
         prev = self.by_mac.get(key)
         if prev is not None and prev.ip != lease.ip and lease.state is not _DECLINED:
             # The client moved to another address: its old binding is gone.
-            self.by_ip.pop(_int(prev.ip), None)
+            self._unbind(_int(prev.ip))
             self.store.delete_lease(prev.ip)
         self._index(lease, ip)
         self.store.save_lease(lease)
 
+    def _unbind(self, ip: int) -> None:
+        old = self.by_ip.pop(ip, None)
+        if old is None or not self._fast:
+            return
+        pool = self._pool_of(ip)
+        if pool is None:
+            return
+        if ip not in pool.reserved:
+            pool.taken -= 1
+        pool.dry_until = 0.0  # a never-bound address again: the search may find it
+        if old.state is not _DECLINED:
+            self._unhold(pool, old.mac, ip)
+
+    def _bound(self, ip: int, old: Lease | None, lease: Lease) -> None:
+        """by_ip[ip] went from `old` to `lease`: the pool's counts, holders and heaps follow."""
+        pool = self._pool_of(ip)
+        if pool is None:
+            return
+        if old is None:
+            if ip not in pool.reserved:
+                pool.taken += 1
+        elif old.state is not _DECLINED:
+            self._unhold(pool, old.mac, ip)
+        if lease.state is not _DECLINED:
+            held = pool.held.get(lease.mac)
+            if held is None:
+                pool.held[lease.mac] = ip
+            elif isinstance(held, int):
+                pool.held[lease.mac] = [held, ip]
+            else:
+                held.append(ip)
+        if ip not in pool.reserved:  # a reserved address is never reclaimed for another MAC
+            self._push(pool, lease, pool.addresses.position(ip))
+
+    @staticmethod
+    def _unhold(pool: _Pool, mac: str, ip: int) -> None:
+        held = pool.held.get(mac)
+        if held == ip:
+            del pool.held[mac]
+        elif isinstance(held, list) and ip in held:
+            held.remove(ip)
+            if len(held) == 1:
+                pool.held[mac] = held[0]
+
+    def _push(self, pool: _Pool, lease: Lease, pos: int) -> None:
+        heapq.heappush(pool.released if lease.state is _RELEASED else pool.timed, (lease.expires, pos))
+        if len(pool.timed) + len(pool.released) > pool.compact_at:
+            self._compact(pool)
+
+    def _compact(self, pool: _Pool) -> None:
+        """Drop stale and repeated entries (every renewal pushes one): memory stays O(bindings)."""
+        by_ip, at = self.by_ip, pool.addresses.at
+        for heap, released in ((pool.timed, False), (pool.released, True)):
+            live = set()
+            for expires, pos in heap:
+                lease = by_ip.get(at(pos))
+                if lease is not None and lease.expires == expires and (lease.state is _RELEASED) is released:
+                    live.add((expires, pos))
+            heap[:] = live
+            heapq.heapify(heap)
+        pool.compact_at = 3 * (len(pool.timed) + len(pool.released)) + _HEAP_SLACK
+
+    def _pool_of(self, ip: int) -> _Pool | None:
+        i = bisect.bisect_right(self._span_starts, ip) - 1
+        if i >= 0:
+            _, last, pool = self._spans[i]
+            if ip <= last:  # spans are unions of overlapping or adjacent ranges: no gaps
+                return pool
+        return None
+
     def _drop_offer(self, key: tuple[str, str]) -> None:
         offer = self.offers.pop(key, None)
         if offer is not None:
-            self.offered_ips.pop(offer[0], None)
+            ip = offer[0]
+            self.offered_ips.pop(ip, None)
+            if self._fast and (pool := self._pool_of(ip)) is not None:
+                if ip not in self.by_ip:
+                    pool.dry_until = 0.0  # offered no more: the search may find it
+                elif pool.parked.pop(ip, None) is not None:
+                    self._push(pool, self.by_ip[ip], pool.addresses.position(ip))  # reclaimable again
 
     def subnet_for(self, ip: str) -> Subnet | None:
         addr = _int(ip)
@@ -333,15 +463,32 @@ class LeaseEngine:
                 return want
         addresses = pool.addresses
         n = addresses.size
-        by_ip, reserved = self.by_ip, self.reserved_ips
-        for _ in range(n):  # never-used addresses first, from where the last search stopped
-            ip = addresses.at(pool.cursor)
-            pool.cursor = (pool.cursor + 1) % n
-            if ip not in by_ip and ip not in reserved:
-                offered = self.offered_ips.get(ip)
-                if offered is None or offered[1] <= now:
-                    return ip
+        # Never-used addresses first, from where the last search stopped. Skipped when it cannot
+        # find one: every address bound or reserved (`taken`), or the last search found none
+        # and nothing it skipped has been unbound or lost its offer since (`dry_until`). A full
+        # search that finds nothing leaves the cursor where it was, so skipping it changes
+        # nothing but the cost: a DISCOVER on a full pool walked all of it (docs/netboot.md).
+        if not self._fast or (pool.taken < n and now >= pool.dry_until):
+            by_ip, reserved, offered_ips = self.by_ip, self.reserved_ips, self.offered_ips
+            soonest = math.inf  # the first of the offers the search skipped ends then
+            for _ in range(n):
+                ip = addresses.at(pool.cursor)
+                pool.cursor = (pool.cursor + 1) % n
+                if ip not in by_ip and ip not in reserved:
+                    offered = offered_ips.get(ip)
+                    if offered is None or offered[1] <= now:
+                        return ip
+                    if offered[1] < soonest:
+                        soonest = offered[1]
+            pool.dry_until = soonest
         # Pool full of bindings: reclaim the one that ended longest ago.
+        if self._fast and self._reclaim_by_heap(now):
+            return self._reclaim(pool, mac, now)
+        return self._reclaim_walk(pool, mac, now)
+
+    def _reclaim_walk(self, pool: _Pool, mac: str, now: float) -> int | None:
+        """The reference: every address of the pool that `mac` may have, the one whose binding
+        ended first (none: 0.0), the first in pool order among equals. O(pool)."""
         best: tuple[float, int] | None = None
         for ip in pool.addresses:
             if self._free_for(ip, mac, now, reclaim=True):
@@ -350,6 +497,74 @@ class LeaseEngine:
                 if best is None or ended < best[0]:
                     best = (ended, ip)
         return None if best is None else best[1]
+
+    def _reclaim_by_heap(self, now: float) -> bool:
+        """May _reclaim answer for _reclaim_walk? Not while an offer copied in after construction
+        (DhcpServer.reconfigure) names an address under another network than its pool's: _reclaim
+        finds a MAC's own offer under the pool's network only."""
+        if not self._copied_offers_checked:  # once: every later offer is made here
+            self._copied_offers_checked = True
+            for (net, _), (ip, expires) in self.offers.items():
+                pool = self._pool_of(ip)
+                if pool is not None and pool.subnet.network != net:
+                    self._copied_offers_until = max(self._copied_offers_until, expires)
+        return now >= self._copied_offers_until
+
+    def _reclaim(self, pool: _Pool, mac: str, now: float) -> int | None:
+        """_reclaim_walk's answer from the pool's heaps, in O(log pool) amortised, given that no
+        never-used address is free (the search before it found none)."""
+        by_ip, index = self.by_ip, pool.addresses.position
+        parked, parked_heap = pool.parked, pool.parked_heap
+        while parked_heap and parked_heap[0][0] <= now:  # offers that ended: reclaimable again
+            until, ip = heapq.heappop(parked_heap)
+            if parked.get(ip) == until:
+                del parked[ip]
+                if (lease := by_ip.get(ip)) is not None:
+                    self._push(pool, lease, index(ip))
+        best = self._first_free(pool, pool.released, True, mac, now)
+        timed = self._first_free(pool, pool.timed, False, mac, now)
+        if best is None or (timed is not None and timed < best):
+            best = timed
+        # Free to this MAC alone, wherever they sit in the heaps (or in none): its own bindings
+        # (even live ones), its reservations, the address offered to it.
+        mine: list[int] = list(pool.reserved_of.get(mac, ()))
+        held = pool.held.get(mac)
+        if held is not None:
+            mine.extend((held,) if isinstance(held, int) else held)
+        offer = self.offers.get((pool.subnet.network, mac))
+        if offer is not None and offer[0] in pool.members:
+            mine.append(offer[0])
+        for ip in mine:
+            if self._free_for(ip, mac, now, reclaim=True):
+                lease = by_ip.get(ip)
+                candidate = (lease.expires if lease is not None else 0.0, index(ip))
+                if best is None or candidate < best:
+                    best = candidate
+        return None if best is None else pool.addresses.at(best[1])
+
+    def _first_free(
+        self, pool: _Pool, heap: list[tuple[float, int]], released: bool, mac: str, now: float
+    ) -> tuple[float, int] | None:
+        """The heap's first binding `mac` may take, left on the heap (the offer about to be made
+        of it may lapse); stale entries are dropped, those offered to another MAC parked."""
+        by_ip, offered_ips, at = self.by_ip, self.offered_ips, pool.addresses.at
+        while heap:
+            expires, pos = heap[0]
+            ip = at(pos)
+            lease = by_ip.get(ip)
+            if lease is None or lease.expires != expires or (lease.state is _RELEASED) is not released:
+                heapq.heappop(heap)  # stale: the binding changed and pushed its own entry
+                continue
+            if not released and expires > now:
+                return None  # live or in quarantine, and so is everything after it
+            offered = offered_ips.get(ip)
+            if offered is not None and offered[0] != mac and offered[1] > now:
+                heapq.heappop(heap)
+                pool.parked[ip] = offered[1]
+                heapq.heappush(pool.parked_heap, (offered[1], ip))
+                continue
+            return expires, pos
+        return None
 
     # --- RFC 2131 §4.3 -----------------------------------------------------------------------
     def offer(
@@ -540,7 +755,10 @@ class LeaseEngine:
             ip=ip, mac=mac, state=_DECLINED, expires=now + self.decline_quarantine,
             subnet=subnet.network, updated=now,
         )  # fmt: skip
+        old = self.by_ip.get(addr)
         self.by_ip[addr] = quarantined
+        if self._fast:
+            self._bound(addr, old, quarantined)
         self.store.save_lease(quarantined)
         return Decline.QUARANTINED
 
