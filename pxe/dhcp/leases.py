@@ -132,7 +132,7 @@ class MemoryLeaseStore:
 
 
 _PURGE_AT = 4096  # outstanding offers before expired ones are swept
-_HEAP_SLACK = 64  # a pool's reclaim heaps are compacted past 3x their live entries plus this
+_HEAP_SLACK = 64  # stale entries a pool's reclaim heaps may always hold (else: up to 2x live ones)
 
 
 class Outcome(enum.Enum):
@@ -223,6 +223,7 @@ class _Pool:
         self.addresses = _Addresses(self.ranges)
         self.members = self.addresses  # membership by range, in O(ranges)
         self.cursor = 0
+        self.first = self.ranges[0][0] if len(self.ranges) == 1 else None  # position = ip - first
         # What spares the allocator its walks of the pool once every address has been bound
         # (LeaseEngine._allocate; docs/netboot.md "Allocation"):
         self.reserved: set[int] = set()  # reserved addresses inside the pool
@@ -237,7 +238,7 @@ class _Pool:
         self.released: list[tuple[float, int]] = []
         self.parked: dict[int, float] = {}
         self.parked_heap: list[tuple[float, int]] = []
-        self.compact_at = _HEAP_SLACK
+        self.stale = 0  # entries of timed and released that may be stale or repeated (at most)
         self.held: dict[str, int | list[int]] = {}  # MAC -> its unDECLINED bindings in the pool
 
 
@@ -346,6 +347,7 @@ class LeaseEngine:
             return
         if ip not in pool.reserved:
             pool.taken -= 1
+            pool.stale += 1
         pool.dry_until = 0.0  # a never-bound address again: the search may find it
         if old.state is not _DECLINED:
             self._unhold(pool, old.mac, ip)
@@ -355,12 +357,16 @@ class LeaseEngine:
         pool = self._pool_of(ip)
         if pool is None:
             return
+        holds = lease.state is not _DECLINED
         if old is None:
             if ip not in pool.reserved:
                 pool.taken += 1
         elif old.state is not _DECLINED:
-            self._unhold(pool, old.mac, ip)
-        if lease.state is not _DECLINED:
+            if holds and old.mac == lease.mac:  # a renewal: the holder stays
+                holds = False
+            else:
+                self._unhold(pool, old.mac, ip)
+        if holds:
             held = pool.held.get(lease.mac)
             if held is None:
                 pool.held[lease.mac] = ip
@@ -369,7 +375,13 @@ class LeaseEngine:
             else:
                 held.append(ip)
         if ip not in pool.reserved:  # a reserved address is never reclaimed for another MAC
-            self._push(pool, lease, pool.addresses.position(ip))
+            first = pool.first  # per ACK: the calls of _push and position() inlined
+            pos = ip - first if first is not None else pool.addresses.position(ip)
+            heapq.heappush(pool.released if lease.state is _RELEASED else pool.timed, (lease.expires, pos))
+            if old is not None:  # its entry is stale now (every renewal leaves one)
+                pool.stale += 1
+                if pool.stale > _HEAP_SLACK and 3 * pool.stale > 2 * (len(pool.timed) + len(pool.released)):
+                    self._compact(pool)
 
     @staticmethod
     def _unhold(pool: _Pool, mac: str, ip: int) -> None:
@@ -382,12 +394,15 @@ class LeaseEngine:
                 pool.held[mac] = held[0]
 
     def _push(self, pool: _Pool, lease: Lease, pos: int) -> None:
+        """A parked entry back on its heap (counted stale: the binding may have pushed its own)."""
         heapq.heappush(pool.released if lease.state is _RELEASED else pool.timed, (lease.expires, pos))
-        if len(pool.timed) + len(pool.released) > pool.compact_at:
+        pool.stale += 1
+        if pool.stale > _HEAP_SLACK and 3 * pool.stale > 2 * (len(pool.timed) + len(pool.released)):
             self._compact(pool)
 
     def _compact(self, pool: _Pool) -> None:
-        """Drop stale and repeated entries (every renewal pushes one): memory stays O(bindings)."""
+        """Drop stale and repeated entries once they are 2/3 of the heaps: memory stays O(bindings),
+        and the O(heaps) pass is paid for by the pushes that made them stale."""
         by_ip, at = self.by_ip, pool.addresses.at
         for heap, released in ((pool.timed, False), (pool.released, True)):
             live = set()
@@ -397,9 +412,12 @@ class LeaseEngine:
                     live.add((expires, pos))
             heap[:] = live
             heapq.heapify(heap)
-        pool.compact_at = 3 * (len(pool.timed) + len(pool.released)) + _HEAP_SLACK
+        pool.stale = 0
 
     def _pool_of(self, ip: int) -> _Pool | None:
+        if len(self._spans) == 1:  # the usual one pool of one range: no bisection
+            first, last, pool = self._spans[0]
+            return pool if first <= ip <= last else None
         i = bisect.bisect_right(self._span_starts, ip) - 1
         if i >= 0:
             _, last, pool = self._spans[i]
@@ -554,6 +572,8 @@ class LeaseEngine:
             lease = by_ip.get(ip)
             if lease is None or lease.expires != expires or (lease.state is _RELEASED) is not released:
                 heapq.heappop(heap)  # stale: the binding changed and pushed its own entry
+                if pool.stale:
+                    pool.stale -= 1
                 continue
             if not released and expires > now:
                 return None  # live or in quarantine, and so is everything after it
