@@ -7,7 +7,7 @@ import contextlib
 import socket
 from collections.abc import Iterator
 
-from pxe.tftp.readers import HOLD, WAIT, Readers
+from pxe.tftp.readers import COALESCE, HOLD, STORM, WAIT, Readers
 
 Pair = tuple[socket.socket, socket.socket]  # our "transfer" socket (non-blocking), its peer
 
@@ -112,3 +112,37 @@ def test_a_busy_transfer_socket_leaves_the_loop_its_turns():
     late = asyncio.run(_busy())
     # The timer waited at most one HOLD + WAIT (plus scheduling slack on a loaded machine).
     assert late < HOLD + WAIT + 0.05
+
+
+async def _pauses(transfers: int, ready: int) -> list[float]:
+    """The pauses `_on_ready` takes when `ready` of `transfers` registered sockets are readable."""
+    with _readers(transfers) as (readers, pairs):
+        pauses: list[float] = []
+        readers.pause = pauses.append  # counted, not slept: the behaviour, not the timing
+        handled = 0
+        done = asyncio.Event()
+
+        def handler(sock: socket.socket) -> None:
+            nonlocal handled
+            sock.recv(16)
+            handled += 1
+            if handled == ready:
+                done.set()
+
+        for ours, _ in pairs:
+            readers.add(ours.fileno(), lambda s=ours: handler(s))
+        for _, peer in pairs[:ready]:
+            peer.send(b"ack")
+        await asyncio.wait_for(done.wait(), 5)
+        await asyncio.sleep(WAIT * 3)  # the round after, which finds nothing, has ended
+        return pauses
+
+
+def test_a_thin_round_in_a_storm_pauses_before_the_next():
+    # A storm (STORM transfers or more) with one of them ready: the round pauses once before
+    # polling again, so more ACKs come in for the next round.
+    assert asyncio.run(_pauses(STORM + 8, 1)) == [COALESCE]
+    # Most of them ready at once: that round was worth its wake-up, no pause.
+    assert asyncio.run(_pauses(STORM + 8, STORM)) == []
+    # Few transfers (a lab, one machine booting): never, each block would wait for nothing.
+    assert asyncio.run(_pauses(8, 1)) == []
