@@ -375,13 +375,13 @@ class LeaseEngine:
             else:
                 held.append(ip)
         if ip not in pool.reserved:  # a reserved address is never reclaimed for another MAC
-            first = pool.first  # per ACK: the calls of _push and position() inlined
+            first = pool.first  # per ACK: position() inlined
             pos = ip - first if first is not None else pool.addresses.position(ip)
-            heapq.heappush(pool.released if lease.state is _RELEASED else pool.timed, (lease.expires, pos))
-            if old is not None:  # its entry is stale now (every renewal leaves one)
-                pool.stale += 1
-                if pool.stale > _HEAP_SLACK and 3 * pool.stale > 2 * (len(pool.timed) + len(pool.released)):
-                    self._compact(pool)
+            if old is not None:  # its old entry is stale now (every renewal leaves one)
+                self._push(pool, lease, pos)
+            else:  # a new binding (per ACK of a new client): _push inlined, nothing stale
+                heap = pool.released if lease.state is _RELEASED else pool.timed
+                heapq.heappush(heap, (lease.expires, pos))
 
     @staticmethod
     def _unhold(pool: _Pool, mac: str, ip: int) -> None:
@@ -394,7 +394,8 @@ class LeaseEngine:
                 pool.held[mac] = held[0]
 
     def _push(self, pool: _Pool, lease: Lease, pos: int) -> None:
-        """A parked entry back on its heap (counted stale: the binding may have pushed its own)."""
+        """An entry onto its heap, counted stale: a binding's new entry beside its old one, or a
+        parked entry coming back (its binding may have pushed its own meanwhile)."""
         heapq.heappush(pool.released if lease.state is _RELEASED else pool.timed, (lease.expires, pos))
         pool.stale += 1
         if pool.stale > _HEAP_SLACK and 3 * pool.stale > 2 * (len(pool.timed) + len(pool.released)):

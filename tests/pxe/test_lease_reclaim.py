@@ -53,14 +53,7 @@ class WalkingEngine(LeaseEngine):
                 offered = self.offered_ips.get(ip)
                 if offered is None or offered[1] <= now:
                     return ip
-        best: tuple[float, int] | None = None
-        for ip in pool.addresses:
-            if self._free_for(ip, mac, now, reclaim=True):
-                lease = self.by_ip.get(ip)
-                ended = lease.expires if lease is not None else 0.0
-                if best is None or ended < best[0]:
-                    best = (ended, ip)
-        return None if best is None else best[1]
+        return self._reclaim_walk(pool, mac, now)  # the old second walk, kept in leases.py as is
 
 
 def mac(i: int) -> str:
