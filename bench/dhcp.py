@@ -36,7 +36,6 @@ a shared machine), medians, and the ratios provision/dnsmasq and provision/Kea. 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gzip
 import ipaddress
 import json
@@ -60,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import contextlib
 
 import psycopg
+from _common import serve_counting  # bench/, the script's own directory
 
 from dhcp4.codec import DecodeError, Packet, decode, encode
 from dhcp4.options import (
@@ -73,7 +73,7 @@ from dhcp4.options import (
     MessageType,
 )
 from pxe.dhcp import DhcpServerConfig, Subnet, start_dhcp
-from pxe.policy import BootDecision, Client, Event, RenderedFile
+from pxe.policy import BootDecision, Client, RenderedFile
 from tests.support.netns import namespaces, veth
 
 PXE_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"
@@ -345,28 +345,13 @@ class _StaticPolicy:
 def library_serve() -> None:
     """Child mode (--library-serve): the pxe.dhcp library alone, as an embedding program would
     run it: the bench's relayed subnet, a static policy, leases in memory (MemoryLeaseStore), an
-    event sink that only counts, no logging. What the product adds on top of it (the router and
-    its policies, the lifecycle, events, the store, the log line) is the difference between this
-    column and provision's."""
-    events = [0]
-
-    def count(event: Event) -> None:
-        events[0] += 1
-
-    async def run() -> None:
-        subnet = Subnet(NETWORK, pools=(POOL,), router=RELAY_IP, lease_time=3600, relays=("198.18.0.2",))
-        server = await start_dhcp(
-            DhcpServerConfig(interfaces=("s0",), subnets=(subnet,)), _StaticPolicy(), None, count
-        )
-        print("pxe.dhcp: ready", file=sys.stderr, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        await stop.wait()
-        server.close()
-
-    asyncio.run(run())
+    event sink that only counts (bench/_common.py, as the TFTP and HTTP benches' library
+    columns), no logging. What the product adds on top of it (the router and its policies, the
+    lifecycle, events, the store, the log line) is the difference between this column and
+    provision's."""
+    subnet = Subnet(NETWORK, pools=(POOL,), router=RELAY_IP, lease_time=3600, relays=("198.18.0.2",))
+    config = DhcpServerConfig(interfaces=("s0",), subnets=(subnet,))
+    serve_counting(lambda sink: start_dhcp(config, _StaticPolicy(), None, sink))
 
 
 def library_server(root: str, srv, core: str) -> Server:
@@ -375,7 +360,7 @@ def library_server(root: str, srv, core: str) -> Server:
         argv = ["taskset", "-c", core, sys.executable, __file__, "--library-serve"]
         with open(log, "w") as f:
             proc = srv.popen(argv, cwd=root, stdout=f, stderr=f)
-        return proc, log, "pxe.dhcp: ready"
+        return proc, log, "ready"  # (serve_counting's line)
 
     return Server("pxe.dhcp (library, memory leases)", start)
 
