@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 
 from provision.store.sqlite import Store
 from pxe.dhcp.leases import Lease, LeaseState
@@ -71,3 +72,48 @@ async def _failed_batch(tmp_path) -> None:
         store.abort_commit()  # as if `write` had raised (a full disk)
         store.commit()
         assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:09"), ("198.18.0.12", "52:54:00:00:00:03")]
+
+
+def test_the_loop_never_waits_for_another_processes_write_lock(tmp_path):
+    asyncio.run(_locked_elsewhere(tmp_path))
+
+
+async def _locked_elsewhere(tmp_path) -> None:
+    """begin_commit runs a transaction's statements on the loop thread only when the write lock
+    is free at once. Held by another connection (a `provision` command writing), it returns at
+    once and the writer thread waits for the lock, then writes the whole transaction."""
+    db = tmp_path / "p.db"
+    with Store(db) as store:
+        other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # the write lock, held
+        store.save_lease(lease("198.18.0.10", "52:54:00:00:00:01"))
+        started = time.monotonic()
+        write = store.begin_commit()
+        assert write is not None
+        assert time.monotonic() - started < 1.0  # not the 5 s busy timeout
+        assert store._wdb is not None and not store._wdb.in_transaction  # nothing begun here
+        done = threading.Event()
+
+        def run() -> None:
+            write()
+            done.set()
+
+        t = threading.Thread(target=run)
+        t.start()
+        assert not done.wait(0.3)  # the writer waits for the lock
+        other.execute("COMMIT")
+        t.join(10)
+        assert done.is_set()
+        other.close()
+        assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:01")]
+        # The lock free again: the next transaction's statements run on the loop and leave
+        # the writer only the COMMIT; another connection sees nothing before it.
+        store.save_lease(lease("198.18.0.11", "52:54:00:00:00:02"))
+        write = store.begin_commit()
+        assert write is not None
+        assert store._wdb is not None and store._wdb.in_transaction  # begun on this thread
+        assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:01")]
+        t = threading.Thread(target=write)
+        t.start()
+        t.join(10)
+    assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:01"), ("198.18.0.11", "52:54:00:00:00:02")]
