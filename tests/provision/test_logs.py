@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import re
 import sys
+from types import MappingProxyType
 
 import pytest
 
-from provision.logs import JsonFormatter, LogfmtFormatter, _sole_logfmt_handler, logfmt_value, write_fields
+from provision.logs import (
+    JsonFormatter,
+    LogfmtFormatter,
+    _logfmt_line,
+    _sole_logfmt_handler,
+    logfmt_value,
+    write_fields,
+)
 from tests.support.cli import run_cli
 
 # A logfmt line as a parser reads it: key=bare or key="quoted with \" and \\ escapes".
@@ -245,6 +254,63 @@ def test_write_fields_falls_back_to_logging_for_what_it_cannot_write(capsys):
     handler.setStream(sink)  # type: ignore[arg-type]
     write_fields(logger, logging.INFO, "event", {"kind": "x"})
     assert sink.text.endswith(" kind=x\n")
+
+
+def test_a_line_of_plain_keys_is_the_line_the_renaming_loop_writes():
+    """_logfmt_line skips the collision bookkeeping when every key is one it has seen clean and
+    unlike a fixed key; the line is the same as through the full loop (a Mapping that is not a
+    dict takes it), and renaming still happens where a key needs it."""
+    fields = {"kind": "dhcp.ack", "mac": "52:54:00:12:34:56", "lease_time": 3600, "note": "a b", "ok": True}
+    for _ in range(2):  # the first line teaches the keys
+        fast = _logfmt_line(1e9, "INFO", "provision.serve", "event", dict(fields))
+        full = _logfmt_line(1e9, "INFO", "provision.serve", "event", MappingProxyType(fields))
+        assert fast == full
+    assert fast[1:] == ["kind=dhcp.ack", "mac=52:54:00:12:34:56", "lease_time=3600", 'note="a b"', "ok=true"]
+    mixed = _logfmt_line(1e9, "INFO", "x", "event", {"kind": "k", "a b": 1, "a_b": 2, "msg": "m"})
+    assert mixed[1:] == ["kind=k", "a_b=1", "a_b_=2", "msg_=m"]
+
+
+class _Counting(io.StringIO):
+    """A stream that counts its flushes (and can be told to fail them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+        self.fail = False
+
+    def flush(self) -> None:
+        self.flushes += 1
+        if self.fail:
+            raise OSError(28, "No space left on device")
+
+
+def test_write_fields_flushes_once_a_turn_of_the_event_loop(capsys):
+    """Off a loop every line is flushed; on one, the lines of one turn (a DHCP burst's) are
+    flushed once, when the turn's callbacks are done. A failing flush is logging's to report
+    (its "--- Logging error ---" on stderr) and does not reach the loop."""
+    _root, logger, handler, _buf = _hierarchy()
+    stream = _Counting()
+    handler.setStream(stream)  # type: ignore[arg-type]
+    write_fields(logger, logging.INFO, "event", {"kind": "a"})
+    assert stream.flushes == 1
+
+    async def burst() -> tuple[int, int]:
+        for n in range(3):
+            write_fields(logger, logging.INFO, "event", {"kind": "b", "n": n})
+        during = stream.flushes
+        await asyncio.sleep(0)  # the turn ends, _flush_all runs
+        return during, stream.flushes
+
+    assert asyncio.run(burst()) == (1, 2)
+    assert len(stream.getvalue().splitlines()) == 4  # every line written, none lost
+    stream.fail = True
+
+    async def failing() -> None:
+        write_fields(logger, logging.INFO, "event", {"kind": "c"})
+        await asyncio.sleep(0)
+
+    asyncio.run(failing())
+    assert "--- Logging error ---" in capsys.readouterr().err
 
 
 def test_cli_option_choices():
