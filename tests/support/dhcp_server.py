@@ -1,4 +1,4 @@
-"""Run pxe.dhcp in its own process for real-peer tests and bench/dhcp.py.
+"""Run pxe.dhcp in its own process for the real-peer tests (tests/support/dhcp_netns.py starts it).
 
     python -m tests.support.dhcp_server '{"interfaces": ["s0"], "subnets": [...], "db": "/tmp/x.db"}'
 
@@ -102,10 +102,4 @@ async def main(cfg: dict) -> None:
 
 
 if __name__ == "__main__":
-    _cfg = json.loads(sys.argv[1])
-    if _cfg.get("profile"):  # bench/dhcp.py --profile: where the server's time goes
-        import cProfile
-
-        cProfile.run("asyncio.run(main(_cfg))", _cfg["profile"])
-    else:
-        asyncio.run(main(_cfg))
+    asyncio.run(main(json.loads(sys.argv[1])))
