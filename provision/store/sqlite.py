@@ -472,12 +472,14 @@ class Store(BufferedStore):
 
     # --- group commit (the DHCP server's writer thread) ------------------------------------------
     def begin_commit(self) -> Callable[[], None] | None:
-        """Take everything buffered (on the loop thread) and return the function that writes it in
-        one transaction, for ONE other thread to run (pxe.dhcp.server's writer) on a connection of
-        its own: the loop goes on handling packets during the fsync, and what they buffer meanwhile
-        goes in the next transaction (group commit; a burst's ACKs still wait for theirs). None:
-        nothing to write. When the function raises, call `abort_commit()` on the loop thread: the
-        rows go back to the buffers, and `commit()` then applies its full-disk rules."""
+        """Take everything buffered (on the loop thread), begin its transaction on the writer's
+        connection and run its statements here when SQLite's write lock is free at once, and
+        return the function that finishes it (the COMMIT; or, when nothing could begin here, the
+        whole transaction) for ONE other thread to run (pxe.dhcp.server's writer): the loop goes
+        on during the fsync, and what it buffers meanwhile goes in the next transaction (group
+        commit; a burst's ACKs still wait for theirs). None: nothing to write. When the function
+        raises, call `abort_commit()` on the loop thread: the rows go back to the buffers, and
+        `commit()` then applies its full-disk rules."""
         if not self._leases and not self._events:
             return None
         leases, self._leases = self._leases, {}

@@ -75,9 +75,10 @@ class LeaseStore(Protocol):
     lease_writes: int  # lease writes so far (save, delete, claim): did this packet write one?
 
     def begin_commit(self) -> Callable[[], None] | None:
-        """Take what is buffered (on the loop thread) and return the function that writes it in
-        one durable transaction on another thread; None: nothing to write, or the store cannot
-        write off the loop (the server then calls commit())."""
+        """Take what is buffered (on the loop thread) and return the function that makes it
+        durable in one transaction on another thread (a store may run the transaction's
+        statements here and leave that function the commit); None: nothing to write, or the
+        store cannot write off the loop (the server then calls commit())."""
         ...
 
     def abort_commit(self) -> None:
