@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 
-from provision.store.sqlite import Store
+from provision.store.sqlite import GROUP_EVENTS_AT, Store
 from pxe.dhcp.leases import Lease, LeaseState
 from pxe.policy import Event
 
@@ -32,7 +32,7 @@ def test_a_taken_batch_is_written_by_another_thread_while_the_next_one_gathers(t
 
 async def _taken_batch(tmp_path) -> None:
     db = tmp_path / "p.db"
-    with Store(db) as store:
+    with Store(db, event_flush_interval=0) as store:  # events due at once: they ride along
         assert store.begin_commit() is None  # nothing buffered: no transaction
         before = store.lease_writes
         store.save_lease(lease("198.18.0.10", "52:54:00:00:00:01"))
@@ -117,3 +117,52 @@ async def _locked_elsewhere(tmp_path) -> None:
         t.start()
         t.join(10)
     assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:01"), ("198.18.0.11", "52:54:00:00:00:02")]
+
+
+def test_events_ride_along_only_when_due(tmp_path):
+    asyncio.run(_events_when_due(tmp_path))
+
+
+def _events_on_disk(db) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return int(con.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        con.close()
+
+
+def _run(write) -> None:
+    t = threading.Thread(target=write)
+    t.start()
+    t.join(10)
+
+
+async def _events_when_due(tmp_path) -> None:
+    """A burst's transaction holds its leases; buffered events join it half their flush
+    interval after the last write of events, or once GROUP_EVENTS_AT wait. None is lost: the
+    store's close writes what is left."""
+    db = tmp_path / "p.db"
+    with Store(db, event_flush_interval=2.0) as store:
+        store.save_lease(lease("198.18.0.10", "52:54:00:00:00:01"))
+        store.add_event(Event("dhcp.ack", mac="52:54:00:00:00:01", ip="198.18.0.10"))
+        write = store.begin_commit()  # just opened: the events are not due
+        assert write is not None
+        _run(write)
+        assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:01")] and _events_on_disk(db) == 0
+        assert store.begin_commit() is None  # events alone, not due: no transaction
+        await asyncio.sleep(1.05)  # past half the interval
+        store.save_lease(lease("198.18.0.11", "52:54:00:00:00:02"))
+        write = store.begin_commit()
+        assert write is not None
+        _run(write)
+        assert _events_on_disk(db) == 1
+        for n in range(GROUP_EVENTS_AT):  # a full batch is taken at once, due or not
+            store.add_event(
+                Event("dhcp.ack", mac=f"52:54:00:00:{n >> 8:02x}:{n & 255:02x}", ip="198.18.0.12")
+            )
+        write = store.begin_commit()
+        assert write is not None
+        _run(write)
+        assert _events_on_disk(db) == 1 + GROUP_EVENTS_AT
+        store.add_event(Event("dhcp.ack", mac="52:54:00:00:00:03", ip="198.18.0.13"))
+    assert _events_on_disk(db) == 2 + GROUP_EVENTS_AT  # close() wrote the last one
