@@ -26,6 +26,13 @@ def on_disk(db) -> list[tuple[str, str]]:
         con.close()
 
 
+def _run(write) -> None:
+    """A transaction's remaining work on another thread, as the DHCP server's writer runs it."""
+    t = threading.Thread(target=write)
+    t.start()
+    t.join(10)
+
+
 def test_a_taken_batch_is_written_by_another_thread_while_the_next_one_gathers(tmp_path):
     asyncio.run(_taken_batch(tmp_path))  # on a running loop, as in the server
 
@@ -42,18 +49,14 @@ async def _taken_batch(tmp_path) -> None:
         assert write is not None
         # The next burst's lease, buffered while the first transaction is in flight
         store.save_lease(lease("198.18.0.11", "52:54:00:00:00:02"))
-        t = threading.Thread(target=write)
-        t.start()
-        t.join(10)
+        _run(write)
         assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:01")]
         con = sqlite3.connect(db)
         assert con.execute("SELECT kind, mac FROM events").fetchall() == [("dhcp.ack", "52:54:00:00:00:01")]
         con.close()
         write = store.begin_commit()
         assert write is not None
-        t = threading.Thread(target=write)
-        t.start()
-        t.join(10)
+        _run(write)
     assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:01"), ("198.18.0.11", "52:54:00:00:00:02")]
 
 
@@ -113,9 +116,7 @@ async def _locked_elsewhere(tmp_path) -> None:
         assert write is not None
         assert store._wdb is not None and store._wdb.in_transaction  # begun on this thread
         assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:01")]
-        t = threading.Thread(target=write)
-        t.start()
-        t.join(10)
+        _run(write)
     assert on_disk(db) == [("198.18.0.10", "52:54:00:00:00:01"), ("198.18.0.11", "52:54:00:00:00:02")]
 
 
@@ -129,12 +130,6 @@ def _events_on_disk(db) -> int:
         return int(con.execute("SELECT count(*) FROM events").fetchone()[0])
     finally:
         con.close()
-
-
-def _run(write) -> None:
-    t = threading.Thread(target=write)
-    t.start()
-    t.join(10)
 
 
 async def _events_when_due(tmp_path) -> None:
