@@ -175,22 +175,22 @@ class _Addresses(Sequence[int]):
         self.ranges = ranges
         self.starts = list(itertools.accumulate((b - a + 1 for a, b in ranges), initial=0))
         self.size = self.starts[-1]
-        self._first = ranges[0][0] if len(ranges) == 1 else None  # one range: no bisect
+        self.first = ranges[0][0] if len(ranges) == 1 else None  # one range: position = ip - first
 
     def __len__(self) -> int:
         return self.size
 
     def at(self, i: int) -> int:
         """self[i] for 0 <= i < size, without the checks (the allocator's cursor is in range)."""
-        if self._first is not None:
-            return self._first + i
+        if self.first is not None:
+            return self.first + i
         r = bisect.bisect_right(self.starts, i) - 1
         return self.ranges[r][0] + i - self.starts[r]
 
     def position(self, ip: int) -> int:
         """The first i with self[i] == ip, for an address of the pool (ValueError otherwise)."""
-        if self._first is not None and self._first <= ip <= self.ranges[0][1]:
-            return ip - self._first
+        if self.first is not None and self.first <= ip <= self.ranges[0][1]:
+            return ip - self.first
         for (a, b), start in zip(self.ranges, self.starts[:-1], strict=True):
             if a <= ip <= b:
                 return start + ip - a
@@ -224,7 +224,6 @@ class _Pool:
         self.addresses = _Addresses(self.ranges)
         self.members = self.addresses  # membership by range, in O(ranges)
         self.cursor = 0
-        self.first = self.ranges[0][0] if len(self.ranges) == 1 else None  # position = ip - first
         # What spares the allocator its walks of the pool once every address has been bound
         # (LeaseEngine._allocate; docs/netboot.md "Allocation"):
         self.reserved: set[int] = set()  # reserved addresses inside the pool
@@ -376,7 +375,7 @@ class LeaseEngine:
             else:
                 held.append(ip)
         if ip not in pool.reserved:  # a reserved address is never reclaimed for another MAC
-            first = pool.first  # per ACK: position() inlined
+            first = pool.addresses.first  # per ACK: position() inlined
             pos = ip - first if first is not None else pool.addresses.position(ip)
             if old is not None:  # its old entry is stale now (every renewal leaves one)
                 self._push(pool, lease, pos)
@@ -777,10 +776,7 @@ class LeaseEngine:
             ip=ip, mac=mac, state=_DECLINED, expires=now + self.decline_quarantine,
             subnet=subnet.network, updated=now,
         )  # fmt: skip
-        old = self.by_ip.get(addr)
-        self.by_ip[addr] = quarantined
-        if self._fast:
-            self._bound(addr, old, quarantined)
+        self._index(quarantined, addr)  # (its by_mac entry went above; a DECLINED lease has none)
         self.store.save_lease(quarantined)
         return Decline.QUARANTINED
 
