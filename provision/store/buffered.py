@@ -146,6 +146,16 @@ class BufferedStore:
                 self._where, exc, len(self._events), self.counters["events_dropped"],
             )  # fmt: skip
 
+    def _take_events(self) -> list[Event]:
+        """The buffered events, for a transaction about to write them: the buffer starts over,
+        and their interval (the timer included) counts from now."""
+        events, self._events = self._events, []
+        self._events_flushed = time.monotonic()
+        if self._event_timer is not None:
+            self._event_timer.cancel()
+            self._event_timer = None
+        return events
+
     def _bound_events(self) -> None:
         over = len(self._events) - EVENTS_BUFFER_MAX
         if over > 0:

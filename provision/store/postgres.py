@@ -539,13 +539,7 @@ class PgStore(BufferedStore):
         recheck: list[Lease] = []
         lost: list[str] = []
         leases, self._leases = self._leases, {}
-        events: list[Event] = []
-        if with_events:
-            events, self._events = self._events, []
-            self._events_flushed = time.monotonic()
-            if self._event_timer is not None:
-                self._event_timer.cancel()
-                self._event_timer = None
+        events = self._take_events() if with_events else []
         gone = [(ip, self._known.get(ip)) for ip, le in leases.items() if le is None]
         rows: list[Lease] = []
         try:
@@ -672,13 +666,9 @@ class PgStore(BufferedStore):
         if not self._leases and not self._events and not self._pending:
             return None
         leases, self._leases = self._leases, {}
-        events, self._events = self._events, []
+        events = self._take_events()
         pending, self._pending = self._pending, []
         suspect, self._suspect = self._suspect, False
-        self._events_flushed = time.monotonic()
-        if self._event_timer is not None:
-            self._event_timer.cancel()
-            self._event_timer = None
         gone = [(ip, self._known.get(ip)) for ip, le in leases.items() if le is None]
         for le in leases.values():
             if le is not None:

@@ -423,13 +423,7 @@ class Store(BufferedStore):
         if not self._leases and not (with_events and self._events):
             return
         leases, self._leases = self._leases, {}
-        events: list[Event] = []
-        if with_events:
-            events, self._events = self._events, []
-            self._events_flushed = time.monotonic()
-            if self._event_timer is not None:
-                self._event_timer.cancel()
-                self._event_timer = None
+        events = self._take_events() if with_events else []
         try:
             _write(self.db, leases, events)
         except BaseException as exc:
@@ -487,18 +481,14 @@ class Store(BufferedStore):
         # share those pages, and the burst's COMMIT, which its ACKs wait for, stays small.
         # Due at half their interval, so that the store's own timer (the full interval, on the
         # loop) does not fire while the server commits anyway.
-        now = time.monotonic()
-        due = len(self._events) >= GROUP_EVENTS_AT or now - self._events_flushed >= self._event_interval / 2
+        due = (
+            len(self._events) >= GROUP_EVENTS_AT
+            or time.monotonic() - self._events_flushed >= self._event_interval / 2
+        )
         if not self._leases and not (due and self._events):
             return None
         leases, self._leases = self._leases, {}
-        events: list[Event] = []
-        if due:
-            events, self._events = self._events, []
-            self._events_flushed = now
-            if self._event_timer is not None:
-                self._event_timer.cancel()
-                self._event_timer = None
+        events = self._take_events() if due else []
         self._taken = (leases, events)
         if self._wdb is None:
             self._wdb = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
