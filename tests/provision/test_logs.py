@@ -17,6 +17,7 @@ from provision.logs import (
     LogfmtFormatter,
     _logfmt_line,
     _sole_logfmt_handler,
+    _write_all_waiting,
     logfmt_value,
     write_fields,
 )
@@ -311,6 +312,51 @@ def test_write_fields_flushes_once_a_turn_of_the_event_loop(capsys):
 
     asyncio.run(failing())
     assert "--- Logging error ---" in capsys.readouterr().err
+
+
+def test_on_a_loop_a_turns_lines_are_written_at_its_end_in_the_order_of_the_calls(capsys):
+    """write_fields on a running loop: nothing is written until the turn ends, then every line
+    in one write, each with the time of its call. A record logged through the handler meanwhile
+    (a warning between two leases) comes after the lines called before it, and a line that
+    cannot be formatted goes through logging in its place: the file keeps the order of the calls."""
+    _root, logger, handler, _buf = _hierarchy()
+    stream = _Counting()
+    handler.setStream(stream)  # type: ignore[arg-type]
+
+    async def turn() -> str:
+        write_fields(logger, logging.INFO, "event", {"kind": "a", "n": 1})
+        logger.warning("between", extra={"fields": {"n": 2}})
+        write_fields(logger, logging.INFO, "event", {"kind": "b", "n": 3})
+        write_fields(logger, logging.INFO, "event", {"odd": {(1, 2): 3}, "n": 4})  # json cannot key it
+        write_fields(logger, logging.INFO, "event", {"kind": "c", "n": 5})
+        during = stream.getvalue()
+        await asyncio.sleep(0)
+        return during
+
+    during = asyncio.run(turn())
+    lines = [parse_logfmt(line) for line in stream.getvalue().splitlines()]
+    assert len(during.splitlines()) == 2  # the warning wrote the line called before it, and itself
+    assert [line.get("n") for line in lines] == ["1", "2", "3", "5"]
+    assert [line["msg"] for line in lines] == ["event", "between", "event", "event"]
+    assert "--- Logging error ---" in capsys.readouterr().err  # n=4, reported where it was
+
+
+def test_lines_of_a_turn_that_never_ended_are_written_at_exit():
+    """A loop stopped and closed in the turn that wrote a line: the line waits in _turns; the
+    atexit hook writes it."""
+    _root, logger, _handler, buf = _hierarchy()
+    loop = asyncio.new_event_loop()
+
+    def last() -> None:
+        write_fields(logger, logging.INFO, "event", {"kind": "last"})
+        loop.stop()  # the loop ends with this turn
+
+    loop.call_soon(last)
+    loop.run_forever()
+    loop.close()
+    assert buf.getvalue() == ""
+    _write_all_waiting()
+    assert parse_logfmt(buf.getvalue().strip())["kind"] == "last"
 
 
 def test_cli_option_choices():
