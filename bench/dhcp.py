@@ -18,7 +18,10 @@ Servers, each pinned to one core (taskset), fresh state per run:
   provision  `python -m provision serve lab.yml` (the product: a lab file written here with one
              relayed subnet, `boot: unknown: discover`, an `onie:` section, so Router → BootPolicy
              and OniePolicy, lifecycle, events, the SQLite store, default logging to a file);
-             `--log-level WARNING` adds a run with logging at WARNING to show what logging costs
+             `--log-level WARNING` adds a run with logging at WARNING to show what logging costs;
+             the interpreter is the one running this script (run it with the venv's python, as
+             `sudo .venv/bin/python bench/dhcp.py`); `--python PATH` adds a run under another
+             (another venv's bin/python: interpreter builds differ by 20% here)
   library    the pxe.dhcp library alone (`--library-serve`): the same subnet, a static policy,
              leases in memory, events counted, no logging: the floor under the product
   kea        kea-dhcp4 (Debian's kea-dhcp4-server), memfile with persist=true, WARN logging
@@ -29,7 +32,8 @@ Servers, each pinned to one core (taskset), fresh state per run:
 
 Consecutive and random MACs, --repeat rounds interleaved. Prints leases/s, duplicates, lost,
 NAKs, retransmits, the server's CPU per lease (user+system, from /proc: steadier than leases/s on
-a shared machine), medians, and the ratios provision/dnsmasq and provision/Kea. A run longer than
+a shared machine), provision's dhcp.ack log lines (each lease logged, the last ones at its stop),
+medians, and the ratios provision/dnsmasq and provision/Kea. A run longer than
 --cap seconds stops and counts what is left as lost (and is not repeated).
 """
 
@@ -97,6 +101,7 @@ class Result:
     lost: int = 0
     user_us: float = 0.0  # server CPU per completed lease, user and system
     sys_us: float = 0.0
+    ack_lines: int | None = None  # provision with default logging: its log's dhcp.ack lines
 
     @property
     def rate(self) -> float:
@@ -311,12 +316,27 @@ def lab_yml(run_dir: Path, clients: int, state: str | None = None) -> Path:
     return path
 
 
-def provision_server(root: str, srv, clients: int, core: str, level: str | None, pg=None) -> Server:
+def interpreter(python: str) -> tuple[str, str]:
+    """(version, what it is): its binary, and whether libpython is a shared library. This
+    machine's pyenv build has it so (--enable-shared, configured without --enable-optimizations),
+    Debian's python3 has it in the binary; provision under the first spent 20% more CPU a lease
+    in the storm (docs/netboot.md "Performance")."""
+    code = (
+        "import os, sys; print(sys.version.split()[0], os.path.realpath(sys.executable),"
+        " any('libpython' in line for line in open('/proc/self/maps')))"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return out[0], f"{out[1]}, libpython {'shared' if out[2] == 'True' else 'in the binary'}"
+
+
+def provision_server(
+    root: str, srv, clients: int, core: str, level: str | None, pg=None, python: str | None = None, label=""
+) -> Server:
     def start(run_dir: Path):
         lab = lab_yml(run_dir, clients, pg.create_db() if pg is not None else None)
         log = run_dir / "provision.log"
         env = dict(os.environ, PYTHONPATH=root)
-        argv = ["taskset", "-c", core, sys.executable, "-m", "provision", "serve", str(lab)]
+        argv = ["taskset", "-c", core, python or sys.executable, "-m", "provision", "serve", str(lab)]
         if level is not None:
             # The same CLI with every record below `level` dropped (logging.disable)
             code = f"import logging; logging.disable(logging.{level} - 1); from provision.cli import main; main()"
@@ -326,7 +346,10 @@ def provision_server(root: str, srv, clients: int, core: str, level: str | None,
         return proc, log, "provision serve: ready"
 
     store = "postgresql" if pg is not None else "sqlite"
-    return Server(f"provision ({store}, {'default logging' if level is None else level.lower()})", start)
+    also = f", python {label}" if label else ""
+    return Server(
+        f"provision ({store}, {'default logging' if level is None else level.lower()}{also})", start
+    )
 
 
 class _StaticPolicy:
@@ -481,6 +504,9 @@ def run_one(
     # CPU the server spent per lease: steadier than leases/s on a shared machine
     res.user_us = (after[0] - before[0]) / max(res.done, 1) * 1e6
     res.sys_us = (after[1] - before[1]) / max(res.done, 1) * 1e6
+    if log is not None and "default logging" in server.name:
+        # a lease is one line (more with retransmits): the log kept up, and was written at stop
+        res.ack_lines = sum(" msg=event kind=dhcp.ack " in line for line in log.open(errors="replace"))
     shutil.rmtree(run_dir, ignore_errors=True)
     return res
 
@@ -532,6 +558,11 @@ def main() -> int:
         "--no-postgresql", dest="postgresql", action="store_false",
         help="skip the PostgreSQL columns (provision with `state: postgresql://`, Kea's pgsql backend)",
     )  # fmt: skip
+    ap.add_argument(
+        "--python", action="append", default=[], metavar="PATH",
+        help="also run provision (SQLite, default logging) under this interpreter, e.g. another"
+        " venv's bin/python (it needs provision's dependencies): interpreter builds compared in one run",
+    )  # fmt: skip
     ap.add_argument("--py-spy", metavar="PREFIX", help="sample provision with py-spy into PREFIX.<run>.txt")
     ap.add_argument("--load", help=argparse.SUPPRESS)
     ap.add_argument("--library-serve", action="store_true", help=argparse.SUPPRESS)
@@ -549,6 +580,9 @@ def main() -> int:
         )
         return 0
     codec_costs()
+    for n, python in enumerate([sys.executable, *args.python], 1):
+        version, what = interpreter(python)
+        print(f"python {n}: {version} {python} ({what}){'' if n > 1 else ', every column but --python ones'}")
     if os.geteuid() != 0:
         print("bench/dhcp.py needs root (it creates network namespaces)", file=sys.stderr)
         return 3
@@ -573,6 +607,10 @@ def main() -> int:
             servers.append(provision_server(root, srv, args.clients, args.core, None))
             servers += [
                 provision_server(root, srv, args.clients, args.core, lv.upper()) for lv in args.log_level
+            ]
+            servers += [
+                provision_server(root, srv, args.clients, args.core, None, python=python, label=str(n))
+                for n, python in enumerate(args.python, 2)
             ]
             if pg is not None:
                 servers.append(provision_server(root, srv, args.clients, args.core, None, pg))
@@ -607,7 +645,8 @@ def main() -> int:
                     print(
                         f"{res.name:58s} {res.done:6d}/{res.clients} in {res.seconds:6.2f}s {res.rate:8.1f}/s  "
                         f"dup {res.duplicates}  lost {res.lost}  nak {res.naks}  retx {res.retransmits}  "
-                        f"cpu/lease {res.user_us:.0f}+{res.sys_us:.0f} us",
+                        f"cpu/lease {res.user_us:.0f}+{res.sys_us:.0f} us"
+                        + (f"  ack lines {res.ack_lines}" if res.ack_lines is not None else ""),
                         flush=True,
                     )
     summary(results)

@@ -110,7 +110,12 @@ for svc in tftpd-hpa nginx dnsmasq; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done
 
-PY=${PYTHON:-python3}
+# The venv is made from Debian's python3, the one installed above with its python3-venv, not from
+# whatever python3 comes first in PATH: under a pyenv build (libpython a shared library, configured
+# without --enable-optimizations) `provision serve` spent 20% more CPU per lease in bench/dhcp.py's
+# storm on the same machine (docs/netboot.md "Performance"). PYTHON=/path/to/python3 chooses
+# another; an existing .venv is kept as it is.
+PY=${PYTHON:-/usr/bin/python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
