@@ -118,6 +118,8 @@ done
 PY=${PYTHON:-/usr/bin/python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
+elif [ "$(readlink -f .venv/bin/python)" != "$(readlink -f "$(command -v "$PY")")" ]; then
+  echo "setup: note: .venv runs $(readlink -f .venv/bin/python), not $PY; rm -rf .venv and run again to remake it"
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q '.[test]'
