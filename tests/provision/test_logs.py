@@ -315,8 +315,8 @@ def test_write_fields_flushes_once_a_turn_of_the_event_loop(capsys):
 
 
 def test_on_a_loop_a_turns_lines_are_written_at_its_end_in_the_order_of_the_calls(capsys):
-    """write_fields on a running loop: nothing is written until the turn ends, then every line
-    in one write, each with the time of its call. A record logged through the handler meanwhile
+    """write_fields on a running loop: nothing is written until the turn ends, then the turn's
+    lines in one write. A record logged through the handler meanwhile
     (a warning between two leases) comes after the lines called before it, and a line that
     cannot be formatted goes through logging in its place: the file keeps the order of the calls."""
     _root, logger, handler, _buf = _hierarchy()
