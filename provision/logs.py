@@ -278,6 +278,7 @@ def _write_lines(handler: logging.StreamHandler[Any], lines: list[_Line]) -> Non
     """Format the lines and write them in one write and one flush, under the handler's lock; a
     line that cannot be formatted goes through logging, in its place."""
     text: list[str] = []
+    first = 0  # the line of text[0]
     for n, (created, level, logger, msg, fields) in enumerate(lines):
         try:
             text.append(
@@ -286,15 +287,16 @@ def _write_lines(handler: logging.StreamHandler[Any], lines: list[_Line]) -> Non
         except RecursionError:  # as StreamHandler.emit: not swallowed
             raise
         except Exception:  # a value the line cannot hold: logging's own path reports it its way
-            _write_text(handler, text, lines[n - len(text) : n])
-            text = []
+            if text:
+                _write_text(handler, text, lines[first])
+            text, first = [], n + 1
             logger.log(level, msg, extra={"fields": fields})
-    _write_text(handler, text, lines[len(lines) - len(text) :])
+    if text:
+        _write_text(handler, text, lines[first])
 
 
-def _write_text(handler: logging.StreamHandler[Any], text: list[str], lines: list[_Line]) -> None:
-    if not text:
-        return
+def _write_text(handler: logging.StreamHandler[Any], text: list[str], first: _Line) -> None:
+    """The lines' text in one write; `first`, the first of them, for logging's error report."""
     terminator = handler.terminator
     handler.acquire()
     try:
@@ -305,7 +307,7 @@ def _write_text(handler: logging.StreamHandler[Any], text: list[str], lines: lis
     except RecursionError:
         raise
     except Exception:  # what StreamHandler.emit does: handleError, with the record it needs
-        _created, level, logger, msg, fields = lines[0]
+        _created, level, logger, msg, fields = first
         handler.handleError(
             logger.makeRecord(
                 logger.name, level, "(unknown file)", 0, msg, (), None, extra={"fields": fields}

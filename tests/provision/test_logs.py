@@ -299,7 +299,7 @@ def test_write_fields_flushes_once_a_turn_of_the_event_loop(capsys):
         for n in range(3):
             write_fields(logger, logging.INFO, "event", {"kind": "b", "n": n})
         during = stream.flushes
-        await asyncio.sleep(0)  # the turn ends, _flush_all runs
+        await asyncio.sleep(0)  # the turn ends, _write_turn runs
         return during, stream.flushes
 
     assert asyncio.run(burst()) == (1, 2)
